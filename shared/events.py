@@ -1,0 +1,196 @@
+"""Ingest events: what data ingesters write, one Redis stream per kind.
+
+Each kind has a pydantic model that validates the fields used for routing (sport, game,
+player, sportsbooks, profit, user) and keeps every other field as payload (`extra="allow"`),
+so feeds can carry richer data without a schema change here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, field_validator
+
+from shared.protocol import ServerMessageType, SubscriptionType
+
+__all__ = [
+    "AlertEvent",
+    "AnalyticsEvent",
+    "ArbitrageEvent",
+    "BroadcastEvent",
+    "EventKind",
+    "IngestEvent",
+    "OddsEvent",
+    "PortfolioEvent",
+    "PredictionEvent",
+    "Routing",
+    "ingest_event_adapter",
+    "routing_of",
+]
+
+
+class EventKind(StrEnum):
+    """Kinds of event; each has its own ingest stream and its own server message type."""
+
+    ODDS = "odds"
+    PREDICTIONS = "predictions"
+    ARBITRAGE = "arbitrage"
+    ANALYTICS = "analytics"
+    ALERTS = "alerts"
+    PORTFOLIO = "portfolio"
+
+    @property
+    def message_type(self) -> ServerMessageType:
+        return _MESSAGE_TYPE[self]
+
+
+_MESSAGE_TYPE = {
+    EventKind.ODDS: ServerMessageType.ODDS_UPDATE,
+    EventKind.PREDICTIONS: ServerMessageType.PREDICTION_UPDATE,
+    EventKind.ARBITRAGE: ServerMessageType.ARBITRAGE_ALERT,
+    EventKind.ANALYTICS: ServerMessageType.ANALYTICS_UPDATE,
+    EventKind.ALERTS: ServerMessageType.SYSTEM_ALERT,
+    EventKind.PORTFOLIO: ServerMessageType.PORTFOLIO_UPDATE,
+}
+
+
+def _to_str_id(value: Any) -> Any:
+    # Feeds send game ids as numbers or strings; rooms compare them as strings.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def _upper(value: Any) -> Any:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Sport = Annotated[str, BeforeValidator(_upper), Field(min_length=1, max_length=20)]
+GameId = Annotated[str, BeforeValidator(_to_str_id), Field(min_length=1, max_length=100)]
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class OddsEvent(_Event):
+    kind: Literal["odds"]
+    sport: Sport
+    game_id: GameId
+    sportsbook: Name
+    market: Literal["moneyline", "spread", "total"]
+
+
+class PredictionEvent(_Event):
+    kind: Literal["predictions"]
+    sport: Sport
+    game_id: GameId
+    player: Name | None = None
+
+
+class AnalyticsEvent(_Event):
+    kind: Literal["analytics"]
+    sport: Sport
+    game_id: GameId | None = None
+    player: Name | None = None
+
+
+class ArbitrageEvent(_Event):
+    kind: Literal["arbitrage"]
+    sport: Sport
+    game_id: GameId
+    profit_pct: float = Field(ge=0, le=1000, allow_inf_nan=False)
+    sportsbooks: list[Name] = Field(min_length=2)
+
+
+class AlertEvent(_Event):
+    kind: Literal["alerts"]
+    message: Annotated[str, Field(min_length=1, max_length=2000)]
+    level: Literal["info", "warning", "critical"] = "info"
+    sport: Sport | None = None
+
+
+class PortfolioEvent(_Event):
+    kind: Literal["portfolio"]
+    user: Name
+
+
+class BroadcastEvent(_Event):
+    """`POST /ws/v2/broadcast/test`: reaches every room of one type, whatever its filters."""
+
+    kind: Literal["broadcast"]
+    subscription_type: SubscriptionType
+    message: Annotated[str, Field(min_length=1, max_length=2000)]
+
+    @field_validator("subscription_type", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
+IngestEvent = Annotated[
+    OddsEvent
+    | PredictionEvent
+    | AnalyticsEvent
+    | ArbitrageEvent
+    | AlertEvent
+    | PortfolioEvent
+    | BroadcastEvent,
+    Field(discriminator="kind"),
+]
+ingest_event_adapter: TypeAdapter[IngestEvent] = TypeAdapter(IngestEvent)
+
+
+def stream_kind(event: IngestEvent) -> EventKind:
+    """The ingest stream an event goes to (broadcasts ride the alerts stream)."""
+    if isinstance(event, BroadcastEvent):
+        return EventKind.ALERTS
+    return EventKind(event.kind)
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """The attributes of an event that room filters look at."""
+
+    kind: EventKind
+    sport: str | None = None
+    game_id: str | None = None
+    player: str | None = None
+    sportsbooks: tuple[str, ...] = ()
+    profit_pct: float | None = None
+    user: str | None = None
+    broadcast_to: SubscriptionType | None = None
+
+    @property
+    def message_type(self) -> ServerMessageType:
+        return ServerMessageType.BROADCAST if self.broadcast_to else self.kind.message_type
+
+
+def routing_of(event: IngestEvent) -> Routing:
+    match event:
+        case OddsEvent():
+            return Routing(
+                EventKind.ODDS, event.sport, event.game_id, sportsbooks=(event.sportsbook,)
+            )
+        case PredictionEvent():
+            return Routing(EventKind.PREDICTIONS, event.sport, event.game_id, event.player)
+        case AnalyticsEvent():
+            return Routing(EventKind.ANALYTICS, event.sport, event.game_id, event.player)
+        case ArbitrageEvent():
+            return Routing(
+                EventKind.ARBITRAGE,
+                event.sport,
+                event.game_id,
+                sportsbooks=tuple(event.sportsbooks),
+                profit_pct=event.profit_pct,
+            )
+        case AlertEvent():
+            return Routing(EventKind.ALERTS, event.sport)
+        case PortfolioEvent():
+            return Routing(EventKind.PORTFOLIO, user=event.user)
+        case BroadcastEvent():
+            return Routing(EventKind.ALERTS, broadcast_to=event.subscription_type)
+    raise TypeError(f"unroutable event {event!r}")  # pragma: no cover - exhaustive above

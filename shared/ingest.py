@@ -1,0 +1,128 @@
+"""Validate events and append them to their ingest streams.
+
+The one write path for `oddstream ingest`, the simulator and `POST /ws/v2/broadcast/test`.
+Streams are not length-capped here: workers trim them only behind the consumer group, so an
+accepted event is never dropped before a worker has read it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import orjson
+from pydantic import ValidationError
+from redis.asyncio import Redis
+
+from shared.events import IngestEvent, ingest_event_adapter, stream_kind
+from shared.keys import Keys
+
+__all__ = ["EVENT_FIELD", "EventError", "IngestReport", "Ingester", "parse_event"]
+
+#: The stream-entry field holding the event JSON.
+EVENT_FIELD = b"e"
+
+
+class EventError(ValueError):
+    """An event that cannot be ingested; the message says which field and why."""
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:3]:
+        where = ".".join(str(p) for p in err["loc"]) or "event"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def parse_event(raw: str | bytes | dict[str, Any]) -> IngestEvent:
+    """Validate one event from a JSON text or an already-decoded object."""
+    try:
+        body = orjson.loads(raw) if isinstance(raw, str | bytes) else raw
+    except orjson.JSONDecodeError as exc:
+        raise EventError(f"not valid JSON ({exc})") from None
+    if not isinstance(body, dict):
+        raise EventError("an event must be a JSON object")
+    if "kind" not in body:
+        raise EventError(
+            "missing 'kind' (odds, predictions, arbitrage, analytics, alerts, portfolio)"
+        )
+    try:
+        return ingest_event_adapter.validate_python(body)
+    except ValidationError as exc:
+        raise EventError(describe_validation_error(exc)) from None
+
+
+def encode_event(event: IngestEvent) -> bytes:
+    return orjson.dumps(event.model_dump(mode="json"))
+
+
+@dataclass
+class IngestReport:
+    accepted: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+
+
+class Ingester:
+    """Writes validated events to `{prefix}:ingest:{kind}`, batching with pipelines."""
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+
+    async def publish(self, event: IngestEvent) -> bytes:
+        entry_id: bytes = await self.redis.xadd(
+            self.keys.ingest(stream_kind(event)), {EVENT_FIELD: encode_event(event)}
+        )
+        return entry_id
+
+    async def publish_many(self, events: Sequence[IngestEvent]) -> list[bytes]:
+        if not events:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for event in events:
+                pipe.xadd(self.keys.ingest(stream_kind(event)), {EVENT_FIELD: encode_event(event)})
+            ids: list[bytes] = await pipe.execute()
+        return ids
+
+    async def ingest_lines(
+        self,
+        lines: Iterable[str] | AsyncIterator[str],
+        *,
+        batch_size: int = 500,
+        errors: TextIO | None = None,
+    ) -> IngestReport:
+        """Ingest JSON lines; bad lines are reported by number and skipped, good ones all land."""
+        report = IngestReport()
+        batch: list[IngestEvent] = []
+        out = errors if errors is not None else sys.stderr
+
+        async def flush() -> None:
+            report.accepted += len(await self.publish_many(batch))
+            batch.clear()
+
+        async def each() -> AsyncIterator[str]:
+            if isinstance(lines, AsyncIterator):
+                async for line in lines:
+                    yield line
+            else:
+                for line in lines:
+                    yield line
+
+        number = 0
+        async for line in each():
+            number += 1
+            if not line.strip():
+                continue
+            try:
+                batch.append(parse_event(line))
+            except EventError as exc:
+                report.rejected.append((number, str(exc)))
+                print(f"line {number}: skipped: {exc}", file=out)
+                continue
+            if len(batch) >= batch_size:
+                await flush()
+        await flush()
+        return report

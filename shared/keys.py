@@ -1,0 +1,83 @@
+"""Every Redis key Oddstream uses, in one place.
+
+Registry keys share the hash tag `{prefix}` so its multi-key scripts stay in one Redis Cluster
+slot; the high-traffic streams (ingest, inboxes) carry no tag and spread across the cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.events import EventKind
+
+__all__ = ["WORKER_GROUP", "Keys"]
+
+#: The consumer group every worker joins on every ingest stream.
+WORKER_GROUP = "workers"
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str
+
+    # --- streams (no hash tag) -----------------------------------------------------------
+    def ingest(self, kind: EventKind) -> str:
+        return f"{self.prefix}:ingest:{kind.value}"
+
+    @property
+    def ingest_streams(self) -> list[str]:
+        return [self.ingest(kind) for kind in EventKind]
+
+    @property
+    def deadletter(self) -> str:
+        return f"{self.prefix}:deadletter"
+
+    def inbox(self, gateway_id: str) -> str:
+        return f"{self.prefix}:inbox:{gateway_id}"
+
+    # --- registry (hash-tagged) ----------------------------------------------------------
+    @property
+    def _tag(self) -> str:
+        return "{" + self.prefix + "}"
+
+    @property
+    def gateways(self) -> str:
+        """Sorted set: gateway id -> last beat (ms, Redis clock)."""
+        return f"{self._tag}:gateways"
+
+    def gateway_info(self, gateway_id: str) -> str:
+        return f"{self._tag}:gw:{gateway_id}"
+
+    def gateway_rooms(self, gateway_id: str) -> str:
+        """Hash: room id -> local subscriber count on that gateway."""
+        return f"{self._tag}:gw:{gateway_id}:rooms"
+
+    def gateway_connections(self, gateway_id: str) -> str:
+        """Hash: client id -> JSON connection record (for /ws/v2/connections)."""
+        return f"{self._tag}:gw:{gateway_id}:conns"
+
+    @property
+    def rooms(self) -> str:
+        """Hash: room id -> JSON room spec, for rooms held by at least one gateway."""
+        return f"{self._tag}:rooms"
+
+    @property
+    def holders_prefix(self) -> str:
+        return f"{self._tag}:holders:"
+
+    def room_holders(self, room_id: str) -> str:
+        """Set: gateway ids holding a room."""
+        return self.holders_prefix + room_id
+
+    @property
+    def room_feed(self) -> str:
+        """Stream of registry changes (join, leave, gateway_down) that workers follow."""
+        return f"{self._tag}:roomfeed"
+
+    @property
+    def workers(self) -> str:
+        """Sorted set: worker id -> last beat (ms, Redis clock)."""
+        return f"{self._tag}:workers"
+
+    def worker_info(self, worker_id: str) -> str:
+        return f"{self._tag}:wk:{worker_id}"

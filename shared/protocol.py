@@ -1,0 +1,304 @@
+"""The WebSocket message protocol: client and server frames, error codes and close codes.
+
+Every frame is one JSON object in a text frame. Client frames are validated by the pydantic
+models below; server frames are built by `server_frame` (control replies) or assembled once
+per event by the worker (data frames, see `workers.delivery`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import IntEnum, StrEnum
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+__all__ = [
+    "DATA_MESSAGE_TYPES",
+    "ClientMessage",
+    "CloseCode",
+    "ErrorCode",
+    "PingMessage",
+    "PongMessage",
+    "ProtocolError",
+    "ServerMessage",
+    "ServerMessageType",
+    "StatusMessage",
+    "SubscribeMessage",
+    "SubscriptionType",
+    "UnsubscribeMessage",
+    "client_message_adapter",
+    "error_frame",
+    "json_schema",
+    "server_frame",
+    "utc_now_iso",
+]
+
+
+class SubscriptionType(StrEnum):
+    ODDS_UPDATES = "odds_updates"
+    PREDICTIONS = "predictions"
+    ANALYTICS = "analytics"
+    ARBITRAGE = "arbitrage"
+    MLB = "mlb"
+    NBA = "nba"
+    NFL = "nfl"
+    NHL = "nhl"
+    SYSTEM_ALERTS = "system_alerts"
+    PORTFOLIO = "portfolio"
+
+    @property
+    def sport(self) -> str | None:
+        """The sport a sport type stands for (`mlb` -> `MLB`), else None."""
+        return self.value.upper() if self in SPORT_TYPES else None
+
+
+SPORT_TYPES = frozenset(
+    {SubscriptionType.MLB, SubscriptionType.NBA, SubscriptionType.NFL, SubscriptionType.NHL}
+)
+
+
+class ServerMessageType(StrEnum):
+    WELCOME = "welcome"
+    SUBSCRIPTION_CONFIRMED = "subscription_confirmed"
+    UNSUBSCRIBED = "unsubscribed"
+    STATUS = "status"
+    PING = "ping"
+    PONG = "pong"
+    ERROR = "error"
+    # data frames, one per event kind
+    ODDS_UPDATE = "odds_update"
+    PREDICTION_UPDATE = "prediction_update"
+    ARBITRAGE_ALERT = "arbitrage_alert"
+    ANALYTICS_UPDATE = "analytics_update"
+    SYSTEM_ALERT = "system_alert"
+    PORTFOLIO_UPDATE = "portfolio_update"
+    BROADCAST = "broadcast"
+
+
+DATA_MESSAGE_TYPES = frozenset(
+    {
+        ServerMessageType.ODDS_UPDATE,
+        ServerMessageType.PREDICTION_UPDATE,
+        ServerMessageType.ARBITRAGE_ALERT,
+        ServerMessageType.ANALYTICS_UPDATE,
+        ServerMessageType.SYSTEM_ALERT,
+        ServerMessageType.PORTFOLIO_UPDATE,
+        ServerMessageType.BROADCAST,
+    }
+)
+
+
+class ErrorCode(StrEnum):
+    """Stable machine-readable codes carried by every `error` frame and HTTP error body."""
+
+    INVALID_JSON = "invalid_json"
+    INVALID_MESSAGE = "invalid_message"
+    UNKNOWN_TYPE = "unknown_type"
+    BINARY_NOT_SUPPORTED = "binary_not_supported"
+    INVALID_SUBSCRIPTION_TYPE = "invalid_subscription_type"
+    INVALID_FILTER = "invalid_filter"
+    NOT_SUBSCRIBED = "not_subscribed"
+    AUTH_REQUIRED = "auth_required"
+    INVALID_TOKEN = "invalid_token"
+    TOKEN_EXPIRED = "token_expired"
+    FORBIDDEN = "forbidden"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
+    MESSAGE_TOO_LARGE = "message_too_large"
+    SERVICE_UNAVAILABLE = "service_unavailable"
+    INTERNAL_ERROR = "internal_error"
+    INVALID_REQUEST = "invalid_request"
+    NOT_FOUND = "not_found"
+
+
+#: What a client should do about each error: appended to the human-readable message.
+ERROR_HINTS: dict[ErrorCode, str] = {
+    ErrorCode.INVALID_JSON: "Send each message as one JSON object in a text frame.",
+    ErrorCode.INVALID_MESSAGE: "Check the fields against the protocol schema at /ws/v2/schema.",
+    ErrorCode.UNKNOWN_TYPE: "Use one of: subscribe, unsubscribe, ping, pong, status.",
+    ErrorCode.BINARY_NOT_SUPPORTED: "Send JSON as a text frame, not a binary frame.",
+    ErrorCode.INVALID_SUBSCRIPTION_TYPE: "Use one of: "
+    + ", ".join(t.value for t in SubscriptionType)
+    + ".",
+    ErrorCode.INVALID_FILTER: "Fix the filter named above; see the README's filter table.",
+    ErrorCode.NOT_SUBSCRIBED: "Send `status` to list this connection's subscriptions.",
+    ErrorCode.AUTH_REQUIRED: "Connect with a valid token (?token=... or Authorization: Bearer).",
+    ErrorCode.INVALID_TOKEN: "Obtain a new token from your identity provider and reconnect.",
+    ErrorCode.TOKEN_EXPIRED: "Refresh the token and reconnect.",
+    ErrorCode.FORBIDDEN: "This account may not do that; ask an administrator for access.",
+    ErrorCode.TOO_MANY_CONNECTIONS: "Retry later, or connect to another gateway.",
+    ErrorCode.MESSAGE_TOO_LARGE: "Keep client messages under the gateway's size limit.",
+    ErrorCode.SERVICE_UNAVAILABLE: "A temporary fault: retry in a few seconds.",
+    ErrorCode.INTERNAL_ERROR: "A bug on our side: retry, and report it if it persists.",
+    ErrorCode.INVALID_REQUEST: "Check the request body against the README.",
+    ErrorCode.NOT_FOUND: "Check the URL against the README's endpoint list.",
+}
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes the gateway uses.
+
+    Ranges tell a client what to do without knowing every code: 1000-1999 are RFC 6455's,
+    4000-4499 mean "reconnect with backoff", 4500-4999 mean "do not reconnect as is".
+    """
+
+    NORMAL = 1000
+    GOING_AWAY = 1001  # gateway shutting down: reconnect (to another gateway) with backoff
+    POLICY_VIOLATION = 1008
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+    HEARTBEAT_TIMEOUT = 4001  # client silent for WEBSOCKET_CONNECTION_TIMEOUT: reconnect
+    SLOW_CONSUMER = 4008  # send buffer overflowed: reconnect and catch up
+    SERVICE_UNAVAILABLE = 4011  # Redis or the pipeline is down: reconnect with backoff
+    TOKEN_EXPIRED = 4501  # refresh the token before reconnecting
+    FORBIDDEN = 4503  # terminal
+
+
+class ProtocolError(Exception):
+    """A client request that cannot be served; becomes an `error` frame, never a crash."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def utc_now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# --------------------------------------------------------------------------------------------
+# Client -> server
+# --------------------------------------------------------------------------------------------
+
+RequestId = Annotated[
+    str | int | None,
+    Field(default=None, description="Optional; echoed back in the reply so clients can match."),
+]
+
+
+class _ClientFrame(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: RequestId = None
+    timestamp: datetime | None = Field(default=None, description="Client's send time, optional.")
+
+
+class SubscribeMessage(_ClientFrame):
+    type: Literal["subscribe"]
+    subscription_type: str = Field(description="One of the subscription types.")
+    filters: dict[str, Any] = Field(default_factory=dict)
+
+
+class UnsubscribeMessage(_ClientFrame):
+    type: Literal["unsubscribe"]
+    subscription_type: str | None = None
+    filters: dict[str, Any] = Field(default_factory=dict)
+    room: str | None = Field(default=None, description="Alternatively, the room id to leave.")
+
+
+class PingMessage(_ClientFrame):
+    type: Literal["ping"]
+
+
+class PongMessage(_ClientFrame):
+    """A client's answer to the gateway's heartbeat `ping`."""
+
+    type: Literal["pong"]
+
+
+class StatusMessage(_ClientFrame):
+    type: Literal["status"]
+
+
+ClientMessage = Annotated[
+    SubscribeMessage | UnsubscribeMessage | PingMessage | PongMessage | StatusMessage,
+    Field(discriminator="type"),
+]
+client_message_adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
+CLIENT_MESSAGE_TYPES = frozenset({"subscribe", "unsubscribe", "ping", "pong", "status"})
+
+
+# --------------------------------------------------------------------------------------------
+# Server -> client
+# --------------------------------------------------------------------------------------------
+
+
+class ServerMessage(BaseModel):
+    """Shape of every server frame (the seed's envelope plus `code`, `id` and `rooms`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: ServerMessageType
+    status: Literal["success", "error"] = "success"
+    data: dict[str, Any] | None = None
+    client_id: str | None = None
+    timestamp: str
+    error: str | None = Field(default=None, description="Human-readable, says how to fix it.")
+    code: ErrorCode | None = Field(default=None, description="Stable code of an `error`.")
+    id: str | int | None = Field(default=None, description="The request id this answers.")
+    rooms: list[str] | None = Field(
+        default=None, description="Data frames: this connection's rooms the event matched."
+    )
+    event_id: str | None = Field(default=None, description="Data frames: the ingest entry id.")
+
+
+def server_frame(
+    type_: ServerMessageType,
+    data: dict[str, Any] | None = None,
+    *,
+    client_id: str | None = None,
+    request_id: str | int | None = None,
+) -> bytes:
+    """Serialize a control reply (welcome, confirmation, pong, ...) to JSON bytes."""
+    frame: dict[str, Any] = {
+        "type": type_.value,
+        "status": "success",
+        "data": data,
+        "timestamp": utc_now_iso(),
+    }
+    if client_id is not None:
+        frame["client_id"] = client_id
+    if request_id is not None:
+        frame["id"] = request_id
+    return orjson.dumps(frame)
+
+
+def error_frame(
+    code: ErrorCode,
+    message: str,
+    *,
+    client_id: str | None = None,
+    request_id: str | int | None = None,
+) -> bytes:
+    """Serialize an `error` frame whose text says what went wrong and how to fix it."""
+    frame: dict[str, Any] = {
+        "type": ServerMessageType.ERROR.value,
+        "status": "error",
+        "code": code.value,
+        "error": f"{message} {ERROR_HINTS[code]}",
+        "data": None,
+        "timestamp": utc_now_iso(),
+    }
+    if client_id is not None:
+        frame["client_id"] = client_id
+    if request_id is not None:
+        frame["id"] = request_id
+    return orjson.dumps(frame)
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of every frame, for client authors in any language."""
+    from shared.events import ingest_event_adapter
+
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "Oddstream WebSocket protocol",
+        "client_message": client_message_adapter.json_schema(),
+        "server_message": ServerMessage.model_json_schema(),
+        "subscription_types": [t.value for t in SubscriptionType],
+        "error_codes": [c.value for c in ErrorCode],
+        "close_codes": {c.name: c.value for c in CloseCode},
+        "ingest_event": ingest_event_adapter.json_schema(),
+    }

@@ -1,0 +1,379 @@
+"""The cluster registry in Redis: which gateways are alive, which rooms each holds, and a
+change feed that lets workers keep an in-memory room index current without polling.
+
+Invariants, kept by Lua scripts so that concurrent gateways and reapers cannot break them:
+- a room's spec is in `rooms` exactly while its holder set is non-empty;
+- every change of a holder set appends one entry to the room feed (join, leave, gateway_down);
+- a gateway reaped for silence is removed from every holder set before `gateway_down` is fed.
+Liveness timestamps come from Redis's own clock (`TIME`), so host clock skew cannot reap a
+healthy gateway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from shared.filters import RoomSpec
+from shared.keys import Keys
+
+__all__ = ["FeedEntry", "Registry", "RoomHolding"]
+
+# Feed entries older than this are trimmed; a worker that falls further behind resyncs.
+FEED_RETENTION_MS = 300_000
+
+_BEAT = """
+-- KEYS: zset, info ; ARGV: id, info_json, register(0|1)
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+if ARGV[3] ~= '1' and not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('HSET', KEYS[2], 'info', ARGV[2], 'beat', now)
+return 1
+"""
+
+_JOIN = """
+-- KEYS: rooms, holders, gwrooms, feed, zset ; ARGV: room, spec, gw, count, feed_retention_ms
+if not redis.call('ZSCORE', KEYS[5], ARGV[3]) then
+  return -1
+end
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
+if redis.call('SADD', KEYS[2], ARGV[3]) == 1 then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  local t = redis.call('TIME')
+  local minid = (t[1] * 1000 + math.floor(t[2] / 1000)) - tonumber(ARGV[5])
+  redis.call('XADD', KEYS[4], 'MINID', '~', minid, '*',
+             'op', 'join', 'gw', ARGV[3], 'room', ARGV[1], 'spec', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+_LEAVE = """
+-- KEYS: rooms, holders, gwrooms, feed ; ARGV: room, gw, feed_retention_ms
+redis.call('HDEL', KEYS[3], ARGV[1])
+if redis.call('SREM', KEYS[2], ARGV[2]) == 1 then
+  if redis.call('SCARD', KEYS[2]) == 0 then
+    redis.call('HDEL', KEYS[1], ARGV[1])
+  end
+  local t = redis.call('TIME')
+  local minid = (t[1] * 1000 + math.floor(t[2] / 1000)) - tonumber(ARGV[3])
+  redis.call('XADD', KEYS[4], 'MINID', '~', minid, '*', 'op', 'leave', 'gw', ARGV[2], 'room', ARGV[1])
+  return 1
+end
+return 0
+"""
+
+# Holder-set keys are built from a prefix inside the script; they share the registry's hash
+# tag, so this stays within one Cluster slot.
+_REAP_GATEWAY = """
+-- KEYS: zset, info, gwrooms, gwconns, rooms, feed
+-- ARGV: gw, holders_prefix, ttl_ms (or 'force'), feed_retention_ms, reason
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if ARGV[3] ~= 'force' then
+  if not score or tonumber(score) > now - tonumber(ARGV[3]) then
+    return 0
+  end
+end
+redis.call('ZREM', KEYS[1], ARGV[1])
+local rooms = redis.call('HKEYS', KEYS[3])
+for _, room in ipairs(rooms) do
+  local holders = ARGV[2] .. room
+  redis.call('SREM', holders, ARGV[1])
+  if redis.call('SCARD', holders) == 0 then
+    redis.call('HDEL', KEYS[5], room)
+  end
+end
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+redis.call('XADD', KEYS[6], 'MINID', '~', now - tonumber(ARGV[4]), '*',
+           'op', 'gateway_down', 'gw', ARGV[1], 'reason', ARGV[5])
+return 1
+"""
+
+_REAP_WORKER = """
+-- KEYS: zset, info ; ARGV: id, ttl_ms
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if ARGV[2] ~= 'force' and (not score or tonumber(score) > now - tonumber(ARGV[2])) then
+  return 0
+end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[2])
+return 1
+"""
+
+
+@dataclass(slots=True)
+class RoomHolding:
+    """A room as the cluster sees it: its spec and the gateways holding it."""
+
+    spec: RoomSpec
+    gateways: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEntry:
+    id: bytes
+    op: str
+    gateway: str
+    room: str | None
+    spec: RoomSpec | None
+
+
+class Registry:
+    """Typed operations on the registry keys; one instance per process, sharing its client."""
+
+    def __init__(self, redis: Redis, keys: Keys, *, gateway_ttl: float, worker_ttl: float) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.gateway_ttl_ms = int(gateway_ttl * 1000)
+        self.worker_ttl_ms = int(worker_ttl * 1000)
+        self._beat = redis.register_script(_BEAT)
+        self._join = redis.register_script(_JOIN)
+        self._leave = redis.register_script(_LEAVE)
+        self._reap_gateway = redis.register_script(_REAP_GATEWAY)
+        self._reap_worker = redis.register_script(_REAP_WORKER)
+
+    # --- gateways ------------------------------------------------------------------------
+
+    @property
+    def inbox_ttl_ms(self) -> int:
+        # An inbox outlives its gateway by a few TTLs at most, even if no reaper deletes it.
+        return self.gateway_ttl_ms * 6
+
+    async def register_gateway(self, gateway_id: str, info: Mapping[str, Any]) -> bytes:
+        """Mark the gateway alive and create its (empty) inbox; returns the id to read after."""
+        inbox = self.keys.inbox(gateway_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(inbox, {"hello": gateway_id})
+            pipe.xtrim(inbox, maxlen=0)
+            pipe.pexpire(inbox, self.inbox_ttl_ms)
+            results = await pipe.execute()
+        await self._beat(
+            keys=[self.keys.gateways, self.keys.gateway_info(gateway_id)],
+            args=[gateway_id, orjson.dumps(info), "1"],
+        )
+        hello_id: bytes = results[0]
+        return hello_id
+
+    async def beat_gateway(
+        self,
+        gateway_id: str,
+        info: Mapping[str, Any],
+        connections: Mapping[str, bytes],
+        closed: Iterable[str],
+    ) -> bool:
+        """Refresh liveness and connection records; False when the gateway was reaped."""
+        alive = await self._beat(
+            keys=[self.keys.gateways, self.keys.gateway_info(gateway_id)],
+            args=[gateway_id, orjson.dumps(info), "0"],
+        )
+        if not alive:
+            return False
+        conns_key = self.keys.gateway_connections(gateway_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            closed = list(closed)
+            if closed:
+                pipe.hdel(conns_key, *closed)
+            if connections:
+                pipe.hset(conns_key, mapping=dict(connections))
+            pipe.pexpire(self.keys.inbox(gateway_id), self.inbox_ttl_ms)
+            await pipe.execute()
+        return True
+
+    async def join_room(self, gateway_id: str, spec: RoomSpec, count: int) -> bool:
+        """Record that this gateway holds `spec`; False if the gateway is not registered."""
+        result = await self._join(
+            keys=[
+                self.keys.rooms,
+                self.keys.room_holders(spec.room_id),
+                self.keys.gateway_rooms(gateway_id),
+                self.keys.room_feed,
+                self.keys.gateways,
+            ],
+            args=[
+                spec.room_id,
+                orjson.dumps(spec.to_dict()),
+                gateway_id,
+                count,
+                FEED_RETENTION_MS,
+            ],
+        )
+        return int(result) >= 0
+
+    async def set_room_count(self, gateway_id: str, room_id: str, count: int) -> None:
+        await self.redis.hset(self.keys.gateway_rooms(gateway_id), room_id, count)
+
+    async def leave_room(self, gateway_id: str, room_id: str) -> None:
+        await self._leave(
+            keys=[
+                self.keys.rooms,
+                self.keys.room_holders(room_id),
+                self.keys.gateway_rooms(gateway_id),
+                self.keys.room_feed,
+            ],
+            args=[room_id, gateway_id, FEED_RETENTION_MS],
+        )
+
+    async def deregister_gateway(self, gateway_id: str, reason: str = "shutdown") -> None:
+        await self._reap(gateway_id, "force", reason)
+
+    async def _reap(self, gateway_id: str, ttl: str, reason: str) -> bool:
+        k = self.keys
+        reaped = await self._reap_gateway(
+            keys=[
+                k.gateways,
+                k.gateway_info(gateway_id),
+                k.gateway_rooms(gateway_id),
+                k.gateway_connections(gateway_id),
+                k.rooms,
+                k.room_feed,
+            ],
+            args=[gateway_id, k.holders_prefix, ttl, FEED_RETENTION_MS, reason],
+        )
+        if reaped:
+            await self.redis.delete(k.inbox(gateway_id))
+        return bool(reaped)
+
+    async def reap_dead(self) -> list[str]:
+        """Remove gateways and workers whose beats stopped; returns the reaped ids."""
+        seconds, micros = await self.redis.time()
+        cutoff = seconds * 1000 + micros // 1000
+        reaped: list[str] = []
+        for raw in await self.redis.zrangebyscore(
+            self.keys.gateways, "-inf", cutoff - self.gateway_ttl_ms
+        ):
+            gateway_id = raw.decode()
+            if await self._reap(gateway_id, str(self.gateway_ttl_ms), "expired"):
+                reaped.append(gateway_id)
+        for raw in await self.redis.zrangebyscore(
+            self.keys.workers, "-inf", cutoff - self.worker_ttl_ms
+        ):
+            worker_id = raw.decode()
+            if await self._reap_worker(
+                keys=[self.keys.workers, self.keys.worker_info(worker_id)],
+                args=[worker_id, self.worker_ttl_ms],
+            ):
+                reaped.append(worker_id)
+        return reaped
+
+    # --- workers -------------------------------------------------------------------------
+
+    async def beat_worker(self, worker_id: str, info: Mapping[str, Any]) -> None:
+        await self._beat(
+            keys=[self.keys.workers, self.keys.worker_info(worker_id)],
+            args=[worker_id, orjson.dumps(info), "1"],
+        )
+
+    async def deregister_worker(self, worker_id: str) -> None:
+        await self._reap_worker(
+            keys=[self.keys.workers, self.keys.worker_info(worker_id)], args=[worker_id, "force"]
+        )
+
+    # --- room index for workers ----------------------------------------------------------
+
+    async def snapshot(self) -> tuple[bytes, dict[str, RoomHolding]]:
+        """The feed position and the room table consistent with it (or older: replay fixes)."""
+        last = await self.redis.xrevrange(self.keys.room_feed, count=1)
+        position: bytes = last[0][0] if last else b"0-0"
+        specs = await self.redis.hgetall(self.keys.rooms)
+        rooms = {
+            rid.decode(): RoomHolding(RoomSpec.from_dict(orjson.loads(raw)))
+            for rid, raw in specs.items()
+        }
+        for raw_gw in await self.redis.zrange(self.keys.gateways, 0, -1):
+            gateway_id = raw_gw.decode()
+            for rid in await self.redis.hkeys(self.keys.gateway_rooms(gateway_id)):
+                holding = rooms.get(rid.decode())
+                if holding is not None:
+                    holding.gateways.add(gateway_id)
+        return position, rooms
+
+    async def read_feed(self, after: bytes, block_ms: int, count: int = 1000) -> list[FeedEntry]:
+        reply = await self.redis.xread({self.keys.room_feed: after}, count=count, block=block_ms)
+        entries: list[FeedEntry] = []
+        for _stream, items in reply or []:
+            for entry_id, fields in items:
+                spec_raw = fields.get(b"spec")
+                room = fields.get(b"room")
+                entries.append(
+                    FeedEntry(
+                        id=entry_id,
+                        op=fields[b"op"].decode(),
+                        gateway=fields[b"gw"].decode(),
+                        room=room.decode() if room else None,
+                        spec=RoomSpec.from_dict(orjson.loads(spec_raw)) if spec_raw else None,
+                    )
+                )
+        return entries
+
+    # --- management views ----------------------------------------------------------------
+
+    async def alive(self, zset: str, info_key: Any) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        ids = [raw.decode() for raw in await self.redis.zrange(zset, 0, -1)]
+        if not ids:
+            return out
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for member in ids:
+                pipe.hgetall(info_key(member))
+            infos = await pipe.execute()
+        for member, info in zip(ids, infos, strict=True):
+            if info:
+                body = orjson.loads(info[b"info"])
+                body["last_beat_ms"] = int(info[b"beat"])
+                out[member] = body
+        return out
+
+    async def gateways_alive(self) -> dict[str, dict[str, Any]]:
+        return await self.alive(self.keys.gateways, self.keys.gateway_info)
+
+    async def workers_alive(self) -> dict[str, dict[str, Any]]:
+        return await self.alive(self.keys.workers, self.keys.worker_info)
+
+    async def rooms_detail(self) -> list[dict[str, Any]]:
+        """Every room with its spec and subscriber count per gateway."""
+        specs = await self.redis.hgetall(self.keys.rooms)
+        gateway_ids = [raw.decode() for raw in await self.redis.zrange(self.keys.gateways, 0, -1)]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for gateway_id in gateway_ids:
+                pipe.hgetall(self.keys.gateway_rooms(gateway_id))
+            per_gateway = await pipe.execute()
+        counts: dict[str, dict[str, int]] = {}
+        for gateway_id, rooms in zip(gateway_ids, per_gateway, strict=True):
+            for rid, count in rooms.items():
+                counts.setdefault(rid.decode(), {})[gateway_id] = int(count)
+        detail = []
+        for rid_raw, raw in sorted(specs.items()):
+            rid = rid_raw.decode()
+            spec = orjson.loads(raw)
+            per = counts.get(rid, {})
+            detail.append(
+                {
+                    "room": rid,
+                    "subscription_type": spec["subscription_type"],
+                    "filters": spec["filters"],
+                    "subscribers": sum(per.values()),
+                    "gateways": per,
+                }
+            )
+        return detail
+
+    async def connections(self) -> list[dict[str, Any]]:
+        gateway_ids = [raw.decode() for raw in await self.redis.zrange(self.keys.gateways, 0, -1)]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for gateway_id in gateway_ids:
+                pipe.hvals(self.keys.gateway_connections(gateway_id))
+            per_gateway = await pipe.execute()
+        records = [orjson.loads(raw) for values in per_gateway for raw in values]
+        records.sort(key=lambda r: (r.get("connected_at", ""), r.get("client_id", "")))
+        return records

@@ -1,0 +1,157 @@
+"""Settings for every Oddstream process, read from the environment (and `.env`).
+
+The seed's variables keep their names (`REDIS_URL`, `JWT_SECRET`, `WEBSOCKET_*`); ours carry
+the `ODDSTREAM_` prefix so they never collide with a host's generic `HOST` or `PORT`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "SettingsError", "load_settings"]
+
+
+class Settings(BaseSettings):
+    """One settings class for gateway, worker, ingest and dev; each reads what it needs."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ODDSTREAM_",
+        env_file=".env",
+        extra="ignore",
+        populate_by_name=True,
+        frozen=True,
+    )
+
+    # --- the seed's variables -----------------------------------------------------------
+    redis_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("REDIS_URL", "redis_url"),
+        description="Redis to use. Unset: gateway and worker use redis://127.0.0.1:6379/0; "
+        "`oddstream dev` starts an embedded Redis instead.",
+    )
+    jwt_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("JWT_SECRET", "jwt_secret"),
+        description="HS256 secret for tokens. Unset: only anonymous connections are accepted.",
+    )
+    heartbeat_interval: float = Field(
+        default=30.0,
+        gt=0,
+        validation_alias=AliasChoices("WEBSOCKET_HEARTBEAT_INTERVAL", "heartbeat_interval"),
+        description="Seconds between the gateway's application-level pings.",
+    )
+    connection_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        validation_alias=AliasChoices("WEBSOCKET_CONNECTION_TIMEOUT", "connection_timeout"),
+        description="Seconds of client silence after which a connection is closed.",
+    )
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        validation_alias=AliasChoices("WEBSOCKET_MAX_CONNECTIONS", "max_connections"),
+        description="WebSocket connections one gateway process accepts.",
+    )
+
+    # --- ours ---------------------------------------------------------------------------
+    host: str = Field(default="127.0.0.1", description="Gateway bind address.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Gateway port; 0 picks a free one.")
+    public_url: str | None = Field(
+        default=None, description="URL other gateways/clients reach this one at (for status only)."
+    )
+    redis_prefix: str = Field(
+        default="oddstream",
+        min_length=1,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="Prefix of every Redis key, so several deployments can share one Redis.",
+    )
+    gateway_heartbeat: float = Field(
+        default=1.0, gt=0, description="Seconds between a gateway's liveness beats in Redis."
+    )
+    gateway_ttl: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds without a beat after which a gateway is reaped and no longer sent to.",
+    )
+    worker_heartbeat: float = Field(default=1.0, gt=0, description="Seconds between worker beats.")
+    worker_ttl: float = Field(default=5.0, gt=0, description="Seconds until a silent worker is dead.")
+    worker_batch: int = Field(
+        default=200, ge=1, le=10_000, description="Entries a worker reads per stream per call."
+    )
+    worker_block_ms: int = Field(
+        default=1000,
+        ge=1,
+        le=4000,
+        description="Blocking read time; kept below redis-py's 5 s socket timeout.",
+    )
+    claim_idle_ms: int = Field(
+        default=10_000,
+        ge=1,
+        description="An entry pending this long on a silent consumer is claimed by another worker.",
+    )
+    claim_interval: float = Field(
+        default=2.0, gt=0, description="Seconds between a worker's XAUTOCLAIM sweeps."
+    )
+    max_deliveries: int = Field(
+        default=5,
+        ge=1,
+        description="Times an entry may be claimed before it is dead-lettered as poison.",
+    )
+    stream_retention: float = Field(
+        default=60.0,
+        ge=0,
+        description="Seconds consumed ingest entries are kept. Unread entries are never trimmed; "
+        "zero trims consumed entries at once.",
+    )
+    trim_interval: float = Field(
+        default=5.0, gt=0, description="Seconds between a worker's trims of the ingest streams."
+    )
+    deadletter_maxlen: int = Field(
+        default=10_000, ge=1, description="Approximate number of dead letters kept for inspection."
+    )
+    max_message_bytes: int = Field(
+        default=64 * 1024, ge=256, description="Largest client frame accepted; larger closes 1009."
+    )
+    send_buffer_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Bytes queued to one client before it counts as a slow consumer and is closed.",
+    )
+    shutdown_grace: float = Field(
+        default=10.0, ge=0, description="Seconds a process has to drain on SIGTERM/SIGINT."
+    )
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @property
+    def effective_redis_url(self) -> str:
+        return self.redis_url or "redis://127.0.0.1:6379/0"
+
+
+class SettingsError(Exception):
+    """Start-up configuration is invalid; `str()` is one line naming the variable."""
+
+
+def _variable_name(field: str) -> str:
+    info = Settings.model_fields.get(field)
+    alias = info.validation_alias if info else None
+    if isinstance(alias, AliasChoices):
+        first = alias.choices[0]
+        if isinstance(first, str):
+            return first
+    return f"ODDSTREAM_{field.upper()}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment; raise SettingsError with one clear line if bad."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            given = err.get("input")
+            problems.append(f"{_variable_name(field)}={given!r}: {err['msg']}")
+        raise SettingsError("invalid setting " + "; ".join(problems)) from None

@@ -1,0 +1,60 @@
+"""Shared fixtures: one real redis-server per test session, a unique key prefix per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from redis.asyncio import Redis
+
+from shared.embedded import EmbeddedRedis
+from shared.keys import Keys
+from shared.redis import create_redis
+from shared.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[EmbeddedRedis]:
+    """A private redis-server on a free port; never the machine's own Redis."""
+    with EmbeddedRedis() as server:
+        yield server
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def keys(prefix: str) -> Keys:
+    return Keys(prefix)
+
+
+@pytest.fixture
+def settings(redis_server: EmbeddedRedis, prefix: str) -> Settings:
+    """Settings with short intervals so fault tests finish in seconds."""
+    return Settings(
+        redis_url=redis_server.url,
+        redis_prefix=prefix,
+        host="127.0.0.1",
+        port=0,
+        gateway_heartbeat=0.2,
+        gateway_ttl=1.0,
+        worker_heartbeat=0.2,
+        worker_ttl=1.0,
+        worker_block_ms=200,
+        claim_idle_ms=1000,
+        claim_interval=0.3,
+        trim_interval=0.5,
+        shutdown_grace=2.0,
+    )
+
+
+@pytest.fixture
+async def redis_client(redis_server: EmbeddedRedis) -> AsyncIterator[Redis]:
+    client = create_redis(redis_server.url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
