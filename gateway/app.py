@@ -1,0 +1,224 @@
+"""The aiohttp application: WebSocket endpoints, management routes and lifecycle.
+
+Lifecycle: `cleanup_ctx` opens the Redis client and starts the Hub (registration, inbox
+reader, beats); `on_shutdown` drains the Hub first (readiness fails, clients get 1001,
+the gateway deregisters), then the cleanup context stops tasks and closes Redis.
+Under gunicorn use `gateway.app:gunicorn_app` with aiohttp's GunicornUVLoopWebWorker.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from gateway.auth import AuthError, Identity, authenticate
+from gateway.connection import Connection
+from gateway.hub import Hub
+from gateway.management import json_error, routes
+from gateway.metrics import GatewayMetrics
+from gateway.state import HUB, INGESTER, METRICS, REDIS, SETTINGS
+from shared.filters import RoomSpec, parse_room
+from shared.ingest import Ingester
+from shared.keys import Keys
+from shared.protocol import (
+    SPORT_TYPES,
+    ErrorCode,
+    ProtocolError,
+    ServerMessageType,
+    SubscriptionType,
+    server_frame,
+)
+from shared.redis import create_redis
+from shared.settings import Settings, load_settings
+
+__all__ = ["create_app", "gunicorn_app"]
+
+log = logging.getLogger("oddstream.gateway")
+
+#: Query parameters that are not filters.
+_CONTROL_PARAMS = frozenset({"token", "reconnect"})
+
+InitialRoom = Callable[[web.Request, Identity], RoomSpec | None]
+
+
+def _filters_from_query(request: web.Request) -> dict[str, object]:
+    """`?sport=MLB&sportsbook=DraftKings,FanDuel`: repeated keys or commas make a list."""
+    filters: dict[str, object] = {}
+    for key in request.query:
+        if key in _CONTROL_PARAMS or key in filters:
+            continue
+        values = [v for raw in request.query.getall(key) for v in raw.split(",") if v.strip()]
+        if key == "min_profit":
+            try:
+                filters[key] = float(values[0]) if values else None
+            except ValueError:
+                raise ProtocolError(
+                    ErrorCode.INVALID_FILTER, "Filter 'min_profit' must be a number (percent)."
+                ) from None
+        else:
+            filters[key] = values[0] if len(values) == 1 else values
+    return filters
+
+
+def _typed_room(type_: SubscriptionType) -> InitialRoom:
+    def initial(request: web.Request, identity: Identity) -> RoomSpec:
+        return parse_room(type_, _filters_from_query(request), user=identity.user)
+
+    return initial
+
+
+def _sport_room(request: web.Request, identity: Identity) -> RoomSpec:
+    sport = request.match_info["sport"].lower()
+    if sport not in {t.value for t in SPORT_TYPES}:
+        raise ProtocolError(
+            ErrorCode.INVALID_SUBSCRIPTION_TYPE,
+            f"Unknown sport {request.match_info['sport']!r}; use MLB, NBA, NFL or NHL.",
+        )
+    return parse_room(sport, _filters_from_query(request), user=identity.user)
+
+
+def _no_room(request: web.Request, identity: Identity) -> None:
+    return None
+
+
+def websocket_endpoint(
+    name: str, initial_room: InitialRoom
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A WebSocket handler; everything that can be refused is refused before the upgrade."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        app = request.app
+        settings, hub, metrics = app[SETTINGS], app[HUB], app[METRICS]
+        if hub.draining:
+            metrics.errors.labels(ErrorCode.SERVICE_UNAVAILABLE.value).inc()
+            return json_error(
+                503, ErrorCode.SERVICE_UNAVAILABLE, "This gateway is shutting down.",
+                headers={"Retry-After": "1"},
+            )  # fmt: skip
+        secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
+        try:
+            identity = authenticate(request, secret)
+        except AuthError as exc:
+            metrics.errors.labels(exc.code.value).inc()
+            return json_error(401, exc.code, exc.message, reason=exc.reason)
+        if len(hub.connections) >= settings.max_connections:
+            metrics.errors.labels(ErrorCode.TOO_MANY_CONNECTIONS.value).inc()
+            return json_error(
+                503, ErrorCode.TOO_MANY_CONNECTIONS,
+                f"This gateway holds its maximum of {settings.max_connections} connections.",
+                headers={"Retry-After": "5"},
+            )  # fmt: skip
+        try:
+            initial = initial_room(request, identity)
+        except ProtocolError as exc:
+            metrics.errors.labels(exc.code.value).inc()
+            status = 401 if exc.code is ErrorCode.AUTH_REQUIRED else 400
+            return json_error(status, exc.code, exc.message)
+
+        # compress=False: frames are pre-built once per event and shared (gateway.frames).
+        ws = web.WebSocketResponse(
+            compress=False, max_msg_size=settings.max_message_bytes, autoping=True
+        )
+        await ws.prepare(request)
+        transport = request.transport
+        if transport is None:  # pragma: no cover - the client vanished during the upgrade
+            return ws
+        conn = Connection(hub, ws, transport, identity, name, request.remote)  # type: ignore[arg-type]
+        hub.add(conn)
+        metrics.connections_opened.labels(name).inc()
+        if request.query.get("reconnect"):
+            metrics.reconnections.inc()
+        try:
+            conn.send(
+                server_frame(
+                    ServerMessageType.WELCOME,
+                    {
+                        "gateway": hub.gateway_id,
+                        "user": identity.user,
+                        "endpoint": name,
+                        "heartbeat_interval": settings.heartbeat_interval,
+                        "connection_timeout": settings.connection_timeout,
+                    },
+                    client_id=conn.client_id,
+                ),
+                ServerMessageType.WELCOME,
+            )
+            if initial is not None:
+                try:
+                    await conn.subscribe(initial)
+                except ProtocolError as exc:
+                    conn.send_error(exc.code, exc.message)
+            await conn.serve()
+        finally:
+            await hub.remove(conn)
+        return ws
+
+    return handler
+
+
+@web.middleware
+async def json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Unknown paths and unexpected failures answer in the same JSON shape as other errors."""
+    try:
+        return await handler(request)
+    except web.HTTPNotFound:
+        return json_error(404, ErrorCode.NOT_FOUND, f"No endpoint at {request.path}.")
+    except web.HTTPMethodNotAllowed as exc:
+        return json_error(
+            405, ErrorCode.INVALID_REQUEST, f"{request.method} is not allowed here; use {', '.join(sorted(exc.allowed_methods))}."
+        )
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("gateway.http.failed path=%s", request.path)
+        return json_error(500, ErrorCode.INTERNAL_ERROR, "The gateway failed on this request.")
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[json_errors], client_max_size=64 * 1024)
+    app[SETTINGS] = settings
+    app[METRICS] = GatewayMetrics()
+
+    async def redis_and_hub(app: web.Application) -> AsyncIterator[None]:
+        redis = create_redis(settings.effective_redis_url, max_connections=256)
+        app[REDIS] = redis
+        app[INGESTER] = Ingester(redis, Keys(settings.redis_prefix))
+        hub = Hub(settings, redis, app[METRICS])
+        app[HUB] = hub
+        try:
+            await hub.start()
+            yield
+        finally:
+            await hub.stop()
+            await redis.aclose()
+
+    async def drain(app: web.Application) -> None:
+        await app[HUB].stop()
+
+    app.cleanup_ctx.append(redis_and_hub)
+    app.on_shutdown.append(drain)
+
+    app.router.add_get("/ws/v2/connect", websocket_endpoint("connect", _no_room))
+    app.router.add_get(
+        "/ws/v2/odds", websocket_endpoint("odds", _typed_room(SubscriptionType.ODDS_UPDATES))
+    )
+    app.router.add_get(
+        "/ws/v2/arbitrage",
+        websocket_endpoint("arbitrage", _typed_room(SubscriptionType.ARBITRAGE)),
+    )
+    app.router.add_get("/ws/v2/sport/{sport}", websocket_endpoint("sport", _sport_room))
+    app.router.add_get(
+        "/ws/v2/portfolio",
+        websocket_endpoint("portfolio", _typed_room(SubscriptionType.PORTFOLIO)),
+    )
+    app.router.add_routes(routes)
+    return app
+
+
+async def gunicorn_app() -> web.Application:
+    """Entry point for gunicorn: settings from the environment, one Hub per worker process."""
+    return create_app(load_settings())

@@ -1,0 +1,273 @@
+"""One client connection: its identity, rooms and counters, and its message loop.
+
+Writes go straight to the transport as complete pre-built frames (see `gateway.frames`), so a
+delivery costs one `transport.write` and no task. Backpressure policy: when the bytes queued
+in the transport exceed `send_buffer_bytes`, the client is a slow consumer and is closed with
+4008 (reconnect and catch up); memory per connection is therefore bounded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import WSMsgType, web
+from pydantic import ValidationError
+
+from gateway.auth import Identity
+from gateway.frames import text_frame
+from shared.filters import RoomSpec, parse_room
+from shared.ingest import describe_validation_error
+from shared.protocol import (
+    CLIENT_MESSAGE_TYPES,
+    CloseCode,
+    ErrorCode,
+    PingMessage,
+    PongMessage,
+    ProtocolError,
+    ServerMessageType,
+    StatusMessage,
+    SubscribeMessage,
+    UnsubscribeMessage,
+    client_message_adapter,
+    error_frame,
+    server_frame,
+    utc_now_iso,
+)
+
+if TYPE_CHECKING:
+    from asyncio import Transport
+
+    from gateway.hub import Hub
+
+__all__ = ["Connection"]
+
+log = logging.getLogger("oddstream.gateway")
+
+
+class Connection:
+    """A WebSocket client on this gateway."""
+
+    __slots__ = (
+        "client_id",
+        "closing",
+        "connected_at",
+        "dirty",
+        "endpoint",
+        "hub",
+        "identity",
+        "last_seen",
+        "messages_received",
+        "messages_sent",
+        "remote",
+        "rooms",
+        "transport",
+        "ws",
+    )
+
+    def __init__(
+        self,
+        hub: Hub,
+        ws: web.WebSocketResponse,
+        transport: Transport,
+        identity: Identity,
+        endpoint: str,
+        remote: str | None,
+    ) -> None:
+        self.hub = hub
+        self.ws = ws
+        self.transport = transport
+        self.identity = identity
+        self.endpoint = endpoint
+        self.remote = remote
+        self.client_id = str(uuid.uuid4())
+        self.connected_at = utc_now_iso()
+        self.rooms: dict[str, RoomSpec] = {}
+        self.messages_sent = 0
+        self.messages_received = 0
+        self.last_seen = time.monotonic()
+        self.closing = False
+        self.dirty = True
+
+    # --- sending -------------------------------------------------------------------------
+
+    def write(self, frame: bytes) -> bool:
+        """Write a pre-built frame; False (and a close is scheduled) if the client is gone
+        or too slow."""
+        transport = self.transport
+        if self.closing or transport.is_closing():
+            return False
+        if transport.get_write_buffer_size() > self.hub.settings.send_buffer_bytes:
+            self.close_soon(CloseCode.SLOW_CONSUMER, "send buffer full: reconnect and catch up")
+            return False
+        transport.write(frame)
+        self.messages_sent += 1
+        self.dirty = True
+        return True
+
+    def send(self, payload: bytes, message_type: ServerMessageType) -> bool:
+        sent = self.write(text_frame(payload))
+        if sent:
+            self.hub.metrics.messages_out.labels(message_type.value).inc()
+        return sent
+
+    def send_error(self, code: ErrorCode, message: str, request_id: Any = None) -> None:
+        self.hub.metrics.errors.labels(code.value).inc()
+        self.send(
+            error_frame(code, message, client_id=self.client_id, request_id=request_id),
+            ServerMessageType.ERROR,
+        )
+
+    def close_soon(self, code: CloseCode, reason: str) -> None:
+        """Close from synchronous code (fan-out): mark closing now, close in a task."""
+        if self.closing:
+            return
+        self.closing = True
+        self.hub.metrics.closes.labels(str(int(code))).inc()
+        self.hub.spawn(self.ws.close(code=int(code), message=reason.encode()[:120]))
+
+    # --- receiving -----------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Read client frames until the socket closes."""
+        async for msg in self.ws:
+            self.last_seen = time.monotonic()
+            if msg.type is WSMsgType.TEXT:
+                self.messages_received += 1
+                self.dirty = True
+                await self.handle_text(msg.data)
+            elif msg.type is WSMsgType.BINARY:
+                self.hub.metrics.messages_in.labels("binary").inc()
+                self.send_error(ErrorCode.BINARY_NOT_SUPPORTED, "Binary frames are not accepted.")
+            elif msg.type is WSMsgType.ERROR:
+                exc = self.ws.exception()
+                if exc is not None and "too big" in str(exc).lower():
+                    self.hub.metrics.errors.labels(ErrorCode.MESSAGE_TOO_LARGE.value).inc()
+                    self.hub.metrics.closes.labels(str(int(CloseCode.MESSAGE_TOO_BIG))).inc()
+                break
+
+    async def handle_text(self, data: str) -> None:
+        request_id: Any = None
+        try:
+            try:
+                body = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                self.hub.metrics.messages_in.labels("invalid").inc()
+                raise ProtocolError(ErrorCode.INVALID_JSON, "The message is not valid JSON.")
+            if not isinstance(body, dict):
+                self.hub.metrics.messages_in.labels("invalid").inc()
+                raise ProtocolError(ErrorCode.INVALID_MESSAGE, "A message must be a JSON object.")
+            if isinstance(body.get("id"), str | int):
+                request_id = body["id"]
+            message_type = body.get("type")
+            if message_type not in CLIENT_MESSAGE_TYPES:
+                self.hub.metrics.messages_in.labels("unknown").inc()
+                raise ProtocolError(
+                    ErrorCode.UNKNOWN_TYPE, f"Unknown message type {message_type!r}."
+                )
+            self.hub.metrics.messages_in.labels(message_type).inc()
+            try:
+                message = client_message_adapter.validate_python(body)
+            except ValidationError as exc:
+                raise ProtocolError(
+                    ErrorCode.INVALID_MESSAGE, f"Invalid '{message_type}' message: "
+                    + describe_validation_error(exc) + "."
+                ) from None  # fmt: skip
+            await self.dispatch(message)
+        except ProtocolError as exc:
+            self.send_error(exc.code, exc.message, request_id)
+        except Exception:
+            log.exception("gateway.message.failed client_id=%s", self.client_id)
+            self.send_error(ErrorCode.INTERNAL_ERROR, "The gateway failed on this message.", request_id)
+
+    async def dispatch(self, message: Any) -> None:
+        match message:
+            case SubscribeMessage():
+                spec = parse_room(message.subscription_type, message.filters, user=self.identity.user)
+                await self.subscribe(spec, message.id)
+            case UnsubscribeMessage():
+                await self.unsubscribe(message)
+            case PingMessage():
+                self.send(
+                    server_frame(
+                        ServerMessageType.PONG,
+                        {"server_time": utc_now_iso()},
+                        client_id=self.client_id,
+                        request_id=message.id,
+                    ),
+                    ServerMessageType.PONG,
+                )
+            case PongMessage():
+                pass  # last_seen is already updated: that is all a pong is for
+            case StatusMessage():
+                self.send(
+                    server_frame(
+                        ServerMessageType.STATUS,
+                        self.status(),
+                        client_id=self.client_id,
+                        request_id=message.id,
+                    ),
+                    ServerMessageType.STATUS,
+                )
+
+    async def subscribe(self, spec: RoomSpec, request_id: Any = None) -> None:
+        already = not await self.hub.subscribe(self, spec)
+        self.send(
+            server_frame(
+                ServerMessageType.SUBSCRIPTION_CONFIRMED,
+                {**spec.to_dict(), "room": spec.room_id, "already_subscribed": already},
+                client_id=self.client_id,
+                request_id=request_id,
+            ),
+            ServerMessageType.SUBSCRIPTION_CONFIRMED,
+        )
+
+    async def unsubscribe(self, message: UnsubscribeMessage) -> None:
+        if message.room is not None:
+            room_id = message.room
+        elif message.subscription_type is not None:
+            room_id = parse_room(
+                message.subscription_type, message.filters, user=self.identity.user
+            ).room_id
+        else:
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE,
+                "'unsubscribe' needs 'subscription_type' (with its 'filters') or 'room'.",
+            )
+        spec = self.rooms.get(room_id)
+        if spec is None:
+            raise ProtocolError(ErrorCode.NOT_SUBSCRIBED, f"Not subscribed to room {room_id!r}.")
+        await self.hub.unsubscribe(self, room_id)
+        self.send(
+            server_frame(
+                ServerMessageType.UNSUBSCRIBED,
+                {**spec.to_dict(), "room": room_id},
+                client_id=self.client_id,
+                request_id=message.id,
+            ),
+            ServerMessageType.UNSUBSCRIBED,
+        )
+
+    # --- views ---------------------------------------------------------------------------
+
+    def subscriptions(self) -> list[dict[str, Any]]:
+        return [{**spec.to_dict(), "room": rid} for rid, spec in self.rooms.items()]
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "client_id": self.client_id,
+            "user": self.identity.user,
+            "gateway": self.hub.gateway_id,
+            "connected_at": self.connected_at,
+            "subscriptions": self.subscriptions(),
+            "messages_sent": self.messages_sent,
+            "messages_received": self.messages_received,
+        }
+
+    def record(self) -> bytes:
+        """The connection as `/ws/v2/connections` lists it."""
+        return orjson.dumps({**self.status(), "endpoint": self.endpoint, "remote": self.remote})
+

@@ -1,0 +1,312 @@
+"""The gateway node: local rooms, its registration in Redis, and inbox fan-out.
+
+One Hub per gateway process. It owns:
+- the local room table (room id -> member connections), mirrored into the cluster registry
+  (`shared.registry`) so workers route matching events to this gateway's inbox;
+- one inbox reader: a single blocking XREAD loop; each entry's frame is built once and
+  written to the union of its rooms' members, so a client in two matching rooms gets the event
+  once;
+- liveness beats (re-registering after being reaped or after Redis lost its data), the
+  application-level heartbeat and the idle-connection sweep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from gateway.connection import Connection
+from gateway.frames import text_frame
+from gateway.metrics import GatewayMetrics
+from shared.filters import RoomSpec
+from shared.keys import INBOX_FRAME, INBOX_ROOMS, INBOX_TYPE, Keys
+from shared.protocol import CloseCode, ErrorCode, ProtocolError, ServerMessageType, server_frame
+from shared.registry import Registry
+from shared.settings import Settings
+
+__all__ = ["Hub"]
+
+log = logging.getLogger("oddstream.gateway")
+
+VERSION = "0.1.0"
+
+
+class Hub:
+    def __init__(self, settings: Settings, redis: Redis, metrics: GatewayMetrics) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.metrics = metrics
+        self.keys = Keys(settings.redis_prefix)
+        self.registry = Registry(
+            redis, self.keys, gateway_ttl=settings.gateway_ttl, worker_ttl=settings.worker_ttl
+        )
+        self.gateway_id = f"gw-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.started_at = time.time()
+        self.connections: dict[str, Connection] = {}
+        self.rooms: dict[str, set[Connection]] = {}
+        self.specs: dict[str, RoomSpec] = {}
+        self.registered = False
+        self.draining = False
+        self.redis_ok = False
+        self.url: str | None = settings.public_url
+        self._inbox_position = b"0-0"
+        self._lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[Any]] = set()
+        self._closed_since_beat: list[str] = []
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._register()
+        self._tasks = [
+            asyncio.create_task(self._read_inbox(), name="gateway.inbox"),
+            self._periodic("gateway.beat", self.settings.gateway_heartbeat, self._beat),
+            self._periodic("gateway.ping", self.settings.heartbeat_interval, self._ping_all),
+            self._periodic(
+                "gateway.sweep", min(1.0, self.settings.connection_timeout / 4), self._sweep_idle
+            ),
+        ]
+        log.info("gateway.started id=%s", self.gateway_id)
+
+    async def stop(self) -> None:
+        """Fail readiness, close every client with 1001, deregister, stop tasks. Idempotent."""
+        if self.draining:
+            return
+        self.draining = True
+        closing = [
+            conn.ws.close(code=int(CloseCode.GOING_AWAY), message=b"gateway shutting down")
+            for conn in list(self.connections.values())
+        ]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*closing, return_exceptions=True), self.settings.shutdown_grace
+            )
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(RedisError):
+            await self.registry.deregister_gateway(self.gateway_id)
+        self.registered = False
+        for task in list(self._background):
+            task.cancel()
+        log.info("gateway.stopped id=%s", self.gateway_id)
+
+    @property
+    def ready(self) -> bool:
+        return self.registered and self.redis_ok and not self.draining
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run a fire-and-forget coroutine, keeping a reference until it finishes."""
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _periodic(
+        self, name: str, interval: float, step: Callable[[], Awaitable[None]]
+    ) -> asyncio.Task[None]:
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    await step()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("%s.failed", name)
+
+        return asyncio.create_task(loop(), name=name)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "gateway_id": self.gateway_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "url": self.url,
+            "version": VERSION,
+            "started_at": self.started_at,
+            "connections": len(self.connections),
+            "rooms": len(self.rooms),
+            "draining": self.draining,
+        }
+
+    # --- registration --------------------------------------------------------------------
+
+    async def _register(self) -> None:
+        """(Re-)register: fresh inbox, liveness, and every room this gateway holds."""
+        async with self._lock:
+            self._inbox_position = await self.registry.register_gateway(
+                self.gateway_id, self.describe()
+            )
+            for room_id, members in self.rooms.items():
+                await self.registry.join_room(self.gateway_id, self.specs[room_id], len(members))
+            self.registered = True
+            self.redis_ok = True
+
+    async def _beat(self) -> None:
+        if self.draining:
+            return
+        dirty = {}
+        for conn in self.connections.values():
+            if conn.dirty:
+                conn.dirty = False
+                dirty[conn.client_id] = conn.record()
+        closed, self._closed_since_beat = self._closed_since_beat, []
+        try:
+            alive = await self.registry.beat_gateway(
+                self.gateway_id, self.describe(), dirty, closed
+            )
+            self.redis_ok = True
+        except RedisError:
+            self.redis_ok = False
+            for conn in self.connections.values():
+                conn.dirty = True
+            raise
+        if not alive:
+            log.warning("gateway.reregister id=%s (was reaped or Redis lost its data)", self.gateway_id)
+            self.registered = False
+            for conn in self.connections.values():
+                conn.dirty = True
+            await self._register()
+        await self.registry.reap_dead()
+
+    # --- rooms ---------------------------------------------------------------------------
+
+    async def subscribe(self, conn: Connection, spec: RoomSpec) -> bool:
+        """Add `conn` to the room; False if it was already a member. The room is registered
+        in Redis before this returns, so a confirmation means events are routed here."""
+        room_id = spec.room_id
+        async with self._lock:
+            members = self.rooms.get(room_id)
+            if members is not None and conn in members:
+                return False
+            try:
+                if members is None:
+                    if not await self.registry.join_room(self.gateway_id, spec, 1):
+                        raise RedisError("gateway not registered")
+                    members = self.rooms[room_id] = set()
+                    self.specs[room_id] = spec
+                else:
+                    await self.registry.set_room_count(self.gateway_id, room_id, len(members) + 1)
+            except RedisError as exc:
+                log.warning("gateway.subscribe.redis_failed room=%s error=%s", room_id, exc)
+                raise ProtocolError(
+                    ErrorCode.SERVICE_UNAVAILABLE,
+                    "The subscription could not be registered (Redis unavailable).",
+                ) from None
+            members.add(conn)
+            conn.rooms[room_id] = spec
+            conn.dirty = True
+            self.metrics.rooms.set(len(self.rooms))
+            return True
+
+    async def unsubscribe(self, conn: Connection, room_id: str) -> None:
+        async with self._lock:
+            await self._remove_member(conn, room_id)
+
+    async def _remove_member(self, conn: Connection, room_id: str) -> None:
+        conn.rooms.pop(room_id, None)
+        conn.dirty = True
+        members = self.rooms.get(room_id)
+        if members is None:
+            return
+        members.discard(conn)
+        try:
+            if members:
+                await self.registry.set_room_count(self.gateway_id, room_id, len(members))
+            else:
+                del self.rooms[room_id]
+                del self.specs[room_id]
+                await self.registry.leave_room(self.gateway_id, room_id)
+        except RedisError as exc:
+            # The next successful re-registration rewrites the holdings from local state.
+            log.warning("gateway.unsubscribe.redis_failed room=%s error=%s", room_id, exc)
+        self.metrics.rooms.set(len(self.rooms))
+
+    # --- connections ---------------------------------------------------------------------
+
+    def add(self, conn: Connection) -> None:
+        self.connections[conn.client_id] = conn
+        self.metrics.connections.set(len(self.connections))
+
+    async def remove(self, conn: Connection) -> None:
+        """Forget a closed connection and release its rooms."""
+        conn.closing = True
+        if self.connections.pop(conn.client_id, None) is None:
+            return
+        self._closed_since_beat.append(conn.client_id)
+        self.metrics.connections.set(len(self.connections))
+        async with self._lock:
+            for room_id in list(conn.rooms):
+                await self._remove_member(conn, room_id)
+
+    # --- fan-out -------------------------------------------------------------------------
+
+    async def _read_inbox(self) -> None:
+        inbox = self.keys.inbox(self.gateway_id)
+        backoff = 0.05
+        while True:
+            try:
+                reply = await self.redis.xread(
+                    {inbox: self._inbox_position}, count=1000, block=self.settings.worker_block_ms
+                )
+                if reply:
+                    entries = reply[0][1]
+                    for _entry_id, fields in entries:
+                        self.fan_out(fields)
+                    self._inbox_position = entries[-1][0]
+                    # Single reader: everything before our position is consumed.
+                    await self.redis.xtrim(inbox, minid=self._inbox_position, approximate=True)
+                self.redis_ok = True
+                backoff = 0.05
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.redis_ok = False
+                log.warning("gateway.inbox.failed error=%s", exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    def fan_out(self, fields: dict[bytes, bytes]) -> int:
+        """Write one delivered event to every local member of its rooms, once each."""
+        room_ids = fields[INBOX_ROOMS].decode().split(",")
+        if len(room_ids) == 1:
+            members: set[Connection] = self.rooms.get(room_ids[0]) or set()
+        else:
+            members = set()
+            for room_id in room_ids:
+                members.update(self.rooms.get(room_id, ()))
+        if not members:
+            return 0
+        frame = text_frame(fields[INBOX_FRAME])
+        sent = 0
+        for conn in members:
+            if conn.write(frame):
+                sent += 1
+        self.metrics.inbox_entries.inc()
+        self.metrics.messages_out.labels(fields[INBOX_TYPE].decode()).inc(sent)
+        return sent
+
+    # --- heartbeat -----------------------------------------------------------------------
+
+    async def _ping_all(self) -> None:
+        """Application-level ping (browsers cannot see protocol pings), one frame for all."""
+        frame = text_frame(server_frame(ServerMessageType.PING))
+        sent = sum(conn.write(frame) for conn in list(self.connections.values()))
+        self.metrics.messages_out.labels(ServerMessageType.PING.value).inc(sent)
+
+    async def _sweep_idle(self) -> None:
+        deadline = time.monotonic() - self.settings.connection_timeout
+        for conn in list(self.connections.values()):
+            if conn.last_seen < deadline and not conn.closing:
+                conn.close_soon(CloseCode.HEARTBEAT_TIMEOUT, "no message within the timeout")

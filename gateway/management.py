@@ -1,0 +1,215 @@
+"""HTTP management endpoints. Every gateway answers for the whole cluster, from Redis."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+from pydantic import ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from gateway.state import HUB, INGESTER, METRICS
+from shared.events import BroadcastEvent, EventKind
+from shared.ingest import describe_validation_error
+from shared.keys import WORKER_GROUP, Keys
+from shared.protocol import ErrorCode, ServerMessageType, json_schema, utc_now_iso
+
+__all__ = ["json_error", "json_response", "routes"]
+
+routes = web.RouteTableDef()
+
+MAX_PAGE = 1000
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
+    )
+
+
+def json_error(
+    status: int, code: ErrorCode, message: str, *, headers: dict[str, str] | None = None, **extra: Any
+) -> web.Response:
+    from shared.protocol import ERROR_HINTS
+
+    return json_response(
+        {"status": "error", "code": code.value, "error": f"{message} {ERROR_HINTS[code]}", **extra},
+        status,
+        headers,
+    )
+
+
+async def stream_figures(redis: Redis, keys: Keys) -> dict[str, dict[str, Any]]:
+    """Length, unread lag and pending count of each ingest stream for the worker group."""
+    figures: dict[str, dict[str, Any]] = {}
+    for kind in EventKind:
+        stream = keys.ingest(kind)
+        entry: dict[str, Any] = {"length": await redis.xlen(stream), "lag": None, "pending": 0}
+        try:
+            for group in await redis.xinfo_groups(stream):
+                if group["name"] == WORKER_GROUP.encode():
+                    entry["pending"] = group["pending"]
+                    entry["lag"] = group.get("lag")  # Redis >= 7.0 reports it
+                    if entry["lag"] is None:
+                        after = b"(" + group["last-delivered-id"]
+                        entry["lag"] = len(await redis.xrange(stream, after, "+", count=10_000))
+        except ResponseError:
+            pass  # no stream yet
+        figures[kind.value] = entry
+    return figures
+
+
+@routes.get("/ws/v2/status")
+async def status(request: web.Request) -> web.Response:
+    hub = request.app[HUB]
+    body: dict[str, Any] = {
+        "service": "oddstream",
+        "version": hub.describe()["version"],
+        "gateway_id": hub.gateway_id,
+        "uptime_seconds": round(time.time() - hub.started_at, 3),
+        "timestamp": utc_now_iso(),
+        "this_gateway": {"connections": len(hub.connections), "rooms": len(hub.rooms),
+                         "ready": hub.ready},
+    }  # fmt: skip
+    try:
+        started = time.perf_counter()
+        await hub.redis.ping()
+        latency_ms = (time.perf_counter() - started) * 1000
+        info = await hub.redis.info("server")
+        memory = await hub.redis.info("memory")
+        gateways = await hub.registry.gateways_alive()
+        workers = await hub.registry.workers_alive()
+        body.update(
+            status="ok" if gateways and workers else "degraded",
+            redis={
+                "ok": True,
+                "version": info.get("redis_version"),
+                "latency_ms": round(latency_ms, 3),
+                "used_memory": memory.get("used_memory"),
+            },
+            gateways={"alive": len(gateways), "ids": sorted(gateways)},
+            workers={"alive": len(workers), "ids": sorted(workers)},
+            connections=sum(int(g.get("connections", 0)) for g in gateways.values()),
+            rooms=await hub.redis.hlen(hub.keys.rooms),
+            streams=await stream_figures(hub.redis, hub.keys),
+            deadletter=await hub.redis.xlen(hub.keys.deadletter),
+        )
+    except RedisError as exc:
+        body.update(status="unavailable", redis={"ok": False, "error": str(exc)})
+        return json_response(body, 503)
+    return json_response(body)
+
+
+@routes.get("/ws/v2/rooms")
+async def rooms(request: web.Request) -> web.Response:
+    hub = request.app[HUB]
+    detail = await hub.registry.rooms_detail()
+    return json_response({"count": len(detail), "rooms": detail})
+
+
+def _page_param(request: web.Request, name: str, default: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= high:
+        raise ValueError(f"'{name}' must be a whole number from 0 to {high}")
+    return value
+
+
+@routes.get("/ws/v2/connections")
+async def connections(request: web.Request) -> web.Response:
+    hub = request.app[HUB]
+    try:
+        limit = _page_param(request, "limit", 100, MAX_PAGE)
+        offset = _page_param(request, "offset", 0, 10**9)
+    except ValueError as exc:
+        return json_error(400, ErrorCode.INVALID_REQUEST, str(exc) + ".")
+    records = await hub.registry.connections()
+    page = records[offset : offset + limit]
+    next_offset = offset + len(page) if offset + len(page) < len(records) else None
+    return json_response(
+        {
+            "total": len(records),
+            "offset": offset,
+            "limit": limit,
+            "next_offset": next_offset,
+            "connections": page,
+        }
+    )
+
+
+@routes.post("/ws/v2/broadcast/test")
+async def broadcast_test(request: web.Request) -> web.Response:
+    """Publish a test message through ingest and the workers, like a real event."""
+    try:
+        body = await request.json(loads=orjson.loads)
+    except ValueError:
+        return json_error(400, ErrorCode.INVALID_JSON, "The body is not valid JSON.")
+    if not isinstance(body, dict):
+        return json_error(400, ErrorCode.INVALID_REQUEST, "The body must be a JSON object.")
+    try:
+        event = BroadcastEvent.model_validate({**body, "kind": "broadcast"})
+    except ValidationError as exc:
+        code = (
+            ErrorCode.INVALID_SUBSCRIPTION_TYPE
+            if any(e["loc"][:1] == ("subscription_type",) for e in exc.errors())
+            else ErrorCode.INVALID_REQUEST
+        )
+        return json_error(400, code, describe_validation_error(exc) + ".")
+    event_id = await request.app[INGESTER].publish(event)
+    request.app[METRICS].messages_in.labels("broadcast_test").inc()
+    return json_response(
+        {
+            "status": "accepted",
+            "event_id": event_id.decode(),
+            "subscription_type": event.subscription_type.value,
+            "message_type": ServerMessageType.BROADCAST.value,
+        },
+        202,
+    )
+
+
+@routes.get("/ws/v2/schema")
+async def schema(request: web.Request) -> web.Response:
+    return json_response(json_schema())
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    hub = request.app[HUB]
+    gateway_metrics = request.app[METRICS]
+    try:
+        gateway_metrics.update_cluster(
+            await hub.registry.workers_alive(),
+            await stream_figures(hub.redis, hub.keys),
+            await hub.redis.hlen(hub.keys.rooms),
+        )
+    except RedisError:
+        pass  # local figures still render; cluster ones keep their last values
+    return web.Response(
+        body=gateway_metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4"}
+    )
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    hub = request.app[HUB]
+    checks = {"registered": hub.registered, "redis": hub.redis_ok, "draining": hub.draining}
+    try:
+        await hub.redis.ping()
+    except RedisError:
+        checks["redis"] = False
+    ready = bool(checks["registered"] and checks["redis"] and not checks["draining"])
+    return json_response({"status": "ready" if ready else "not_ready", **checks}, 200 if ready else 503)

@@ -1,0 +1,81 @@
+"""Prometheus metrics of one gateway, plus cluster-wide worker and stream figures.
+
+Each app owns its CollectorRegistry (no process-global state), so tests can run several
+gateways in one process. Worker counters come from the workers' beats in Redis and stream
+lag from XINFO, refreshed when `/metrics` is scraped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+__all__ = ["GatewayMetrics"]
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.connections = Gauge(
+            "oddstream_connections", "Open WebSocket connections on this gateway", registry=r
+        )
+        self.rooms = Gauge("oddstream_rooms", "Rooms with members on this gateway", registry=r)
+        self.cluster_rooms = Gauge("oddstream_cluster_rooms", "Rooms in the cluster", registry=r)
+        self.messages_in = Counter(
+            "oddstream_messages_in", "Client messages received, by type", ["type"], registry=r
+        )
+        self.messages_out = Counter(
+            "oddstream_messages_out", "Messages sent to clients, by type", ["type"], registry=r
+        )
+        self.connections_opened = Counter(
+            "oddstream_connections_opened", "Connections accepted", ["endpoint"], registry=r
+        )
+        self.reconnections = Counter(
+            "oddstream_reconnections",
+            "Connections that declared themselves a reconnect (?reconnect=N)",
+            registry=r,
+        )
+        self.errors = Counter(
+            "oddstream_errors", "Errors sent or refused, by code", ["code"], registry=r
+        )
+        self.closes = Counter(
+            "oddstream_closes", "Connections closed by the gateway, by close code", ["code"],
+            registry=r,
+        )  # fmt: skip
+        self.inbox_entries = Counter(
+            "oddstream_inbox_entries", "Inbox entries fanned out by this gateway", registry=r
+        )
+        self.worker_events = Gauge(
+            "oddstream_worker_events", "Events processed by each live worker",
+            ["worker", "stage"], registry=r,
+        )  # fmt: skip
+        self.stream_lag = Gauge(
+            "oddstream_stream_lag", "Entries not yet read by the worker group", ["stream"],
+            registry=r,
+        )  # fmt: skip
+        self.stream_pending = Gauge(
+            "oddstream_stream_pending", "Entries read but not yet acknowledged", ["stream"],
+            registry=r,
+        )  # fmt: skip
+        self.stream_length = Gauge(
+            "oddstream_stream_length", "Entries held in each stream", ["stream"], registry=r
+        )
+
+    def update_cluster(
+        self, workers: dict[str, dict[str, Any]], streams: dict[str, dict[str, Any]], rooms: int
+    ) -> None:
+        self.worker_events.clear()
+        for worker_id, info in workers.items():
+            for stage in ("processed", "matched", "deliveries", "deadlettered", "claimed"):
+                self.worker_events.labels(worker_id, stage).set(info.get(stage, 0))
+        for name, figures in streams.items():
+            if figures.get("lag") is not None:
+                self.stream_lag.labels(name).set(figures["lag"])
+            self.stream_pending.labels(name).set(figures.get("pending", 0))
+            self.stream_length.labels(name).set(figures.get("length", 0))
+        self.cluster_rooms.set(rooms)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

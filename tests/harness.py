@@ -1,0 +1,198 @@
+"""Helpers to run real gateways, workers and WebSocket clients inside tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+from redis.asyncio import Redis
+
+from gateway.app import create_app
+from gateway.hub import Hub
+from gateway.state import HUB
+from shared.keys import Keys
+from shared.redis import create_redis
+from shared.settings import Settings
+from workers.consumer import Worker
+
+
+async def wait_until(
+    predicate: Callable[[], Awaitable[bool]] | Callable[[], bool],
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    message: str = "condition",
+) -> None:
+    """Poll until `predicate` is true; fail with `message` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        await asyncio.sleep(interval)
+
+
+@dataclass
+class RunningGateway:
+    app: web.Application
+    runner: web.AppRunner
+    port: int
+
+    @property
+    def hub(self) -> Hub:
+        return self.app[HUB]
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(settings: Settings) -> AsyncIterator[RunningGateway]:
+    app = create_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=settings.shutdown_grace)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    server = site._server
+    assert server is not None
+    port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield RunningGateway(app, runner, port)
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def running_worker(settings: Settings, worker_id: str | None = None) -> AsyncIterator[Worker]:
+    redis = create_redis(settings.effective_redis_url)
+    worker = Worker(settings, redis, worker_id=worker_id)
+    await worker.start()
+    try:
+        yield worker
+    finally:
+        await worker.stop()
+        await redis.aclose()
+
+
+async def workers_synced(redis: Redis, keys: Keys, expected_workers: int = 1) -> bool:
+    """True when `expected_workers` live workers have applied every room-feed entry."""
+    last = await redis.xrevrange(keys.room_feed, count=1)
+    position = last[0][0].decode() if last else "0-0"
+    beats = await redis.zrange(keys.workers, 0, -1)
+    if len(beats) < expected_workers:
+        return False
+    for worker_id in beats:
+        raw = await redis.hget(keys.worker_info(worker_id.decode()), "info")
+        if raw is None:
+            return False
+        info = orjson.loads(raw)
+        if tuple(map(int, info["feed_position"].split("-"))) < tuple(
+            map(int, position.split("-"))
+        ):
+            return False
+    return True
+
+
+class Client:
+    """A real WebSocket client that records every frame it receives."""
+
+    def __init__(self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.session = session
+        self.ws = ws
+        self.frames: list[dict[str, Any]] = []
+        self.client_id: str | None = None
+        self._new = asyncio.Event()
+        self._reader = asyncio.create_task(self._read())
+        self.closed_code: int | None = None
+
+    @classmethod
+    async def connect(cls, url: str, **kwargs: Any) -> Client:
+        session = aiohttp.ClientSession()
+        try:
+            ws = await session.ws_connect(url, autoping=True, **kwargs)
+        except BaseException:
+            await session.close()
+            raise
+        client = cls(session, ws)
+        welcome = await client.next_of("welcome")
+        client.client_id = welcome["client_id"]
+        return client
+
+    async def _read(self) -> None:
+        async for msg in self.ws:
+            if msg.type is aiohttp.WSMsgType.TEXT:
+                self.frames.append(orjson.loads(msg.data))
+                self._new.set()
+        self.closed_code = self.ws.close_code
+        self._new.set()
+
+    async def send(self, body: dict[str, Any] | str | bytes) -> None:
+        if isinstance(body, dict):
+            await self.ws.send_str(orjson.dumps(body).decode())
+        elif isinstance(body, bytes):
+            await self.ws.send_bytes(body)
+        else:
+            await self.ws.send_str(body)
+
+    def of(self, type_: str) -> list[dict[str, Any]]:
+        return [f for f in self.frames if f["type"] == type_]
+
+    async def next_of(self, type_: str, timeout: float = 5.0, after: int = 0) -> dict[str, Any]:
+        """The first frame of `type_` at index >= `after`, waiting for it if needed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for frame in self.frames[after:]:
+                if frame["type"] == type_:
+                    return frame
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._reader.done():
+                seen = [f["type"] for f in self.frames[after:]]
+                raise AssertionError(f"no {type_!r} frame within {timeout}s; saw {seen}")
+            self._new.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._new.wait(), remaining)
+
+    async def request(self, body: dict[str, Any], reply: str, timeout: float = 5.0) -> dict[str, Any]:
+        """Send and wait for the reply of type `reply` (or an error) sent after it."""
+        mark = len(self.frames)
+        await self.send(body)
+        deadline = time.monotonic() + timeout
+        while True:
+            for frame in self.frames[mark:]:
+                if frame["type"] in (reply, "error"):
+                    return frame
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._reader.done():
+                raise AssertionError(f"no {reply!r} reply within {timeout}s")
+            self._new.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._new.wait(), remaining)
+
+    async def subscribe(self, subscription_type: str, **filters: Any) -> dict[str, Any]:
+        reply = await self.request(
+            {"type": "subscribe", "subscription_type": subscription_type, "filters": filters},
+            "subscription_confirmed",
+        )
+        assert reply["type"] == "subscription_confirmed", reply
+        return reply
+
+    async def close(self) -> None:
+        await self.ws.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._reader, 2)
+        await self.session.close()

@@ -1,0 +1,36 @@
+"""End to end through real Redis: ingest -> worker -> gateway inbox -> WebSocket client."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from shared.ingest import Ingester, parse_event
+from shared.keys import Keys
+from shared.settings import Settings
+from tests.harness import Client, running_gateway, running_worker, wait_until, workers_synced
+
+
+def odds(game_id: str = "G1", sport: str = "MLB", book: str = "DraftKings", price: int = -110) -> str:
+    return (
+        f'{{"kind":"odds","sport":"{sport}","game_id":"{game_id}","sportsbook":"{book}",'
+        f'"market":"moneyline","home_price":{price},"away_price":100}}'
+    )
+
+
+async def test_odds_event_reaches_subscriber(settings: Settings, redis_client: Redis, keys: Keys) -> None:
+    async with running_gateway(settings) as gw, running_worker(settings):
+        client = await Client.connect(f"{gw.ws}/ws/v2/connect")
+        try:
+            confirmed = await client.subscribe("odds_updates", sport="mlb")
+            assert confirmed["data"]["filters"] == {"sport": ["MLB"]}
+            await wait_until(lambda: workers_synced(redis_client, keys), message="worker index")
+            ingester = Ingester(redis_client, keys)
+            await ingester.publish(parse_event(odds("G1", "NBA")))  # other sport: not delivered
+            event_id = await ingester.publish(parse_event(odds("G1", "MLB", price=-125)))
+            update = await client.next_of("odds_update")
+            assert update["event_id"] == event_id.decode()
+            assert update["data"]["home_price"] == -125
+            assert update["rooms"] == [confirmed["data"]["room"]]
+            assert len(client.of("odds_update")) == 1
+        finally:
+            await client.close()

@@ -1,0 +1,361 @@
+"""The matching worker: reads ingest streams through a consumer group, matches, delivers.
+
+Guarantees:
+- an entry is acknowledged in the same MULTI/EXEC as its inbox writes (and dead letter), so a
+  worker killed at any point leaves it either delivered-and-acked or pending, never half done;
+- entries pending on a dead or stuck consumer longer than `claim_idle_ms` are claimed
+  (XAUTOCLAIM) and processed by a live worker; after `max_deliveries` claims they are poison
+  and go to the dead-letter stream;
+- an entry that does not parse goes to the dead-letter stream and is acknowledged; it never
+  stops the worker;
+- ingest streams are trimmed only behind every group's read position and pending entries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from shared.events import ingest_event_adapter, routing_of
+from shared.ingest import EVENT_FIELD, describe_validation_error
+from shared.keys import WORKER_GROUP, Keys
+from shared.registry import Registry
+from shared.settings import Settings
+from workers.delivery import build_entries
+from workers.matcher import RoomIndex
+
+__all__ = ["Worker", "WorkerStats"]
+
+log = logging.getLogger("oddstream.worker")
+
+Entry = tuple[bytes, dict[bytes, bytes]]
+
+
+@dataclass
+class WorkerStats:
+    processed: int = 0
+    matched: int = 0
+    deliveries: int = 0
+    deadlettered: int = 0
+    claimed: int = 0
+    errors: int = 0
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def _entry_id_floor(entry_id: bytes) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition(b"-")
+    return int(ms), int(seq or 0)
+
+
+class Worker:
+    """One matching worker process (or task); any number share the load via the group."""
+
+    def __init__(self, settings: Settings, redis: Redis, *, worker_id: str | None = None) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.keys = Keys(settings.redis_prefix)
+        self.worker_id = worker_id or default_worker_id()
+        self.registry = Registry(
+            redis, self.keys, gateway_ttl=settings.gateway_ttl, worker_ttl=settings.worker_ttl
+        )
+        self.index = RoomIndex()
+        self.stats = WorkerStats()
+        self.feed_position = b"0-0"
+        self.started_at = time.time()
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._consume_done = asyncio.Event()
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create groups, load the room index, then start consuming (in that order, so no
+        event is matched against an index missing rooms that already exist)."""
+        await self._ensure_groups()
+        await self._resync()
+        await self._beat()
+        self._tasks = [
+            asyncio.create_task(self._follow_feed(), name="worker.feed"),
+            asyncio.create_task(self._consume(), name="worker.consume"),
+            self._periodic("worker.claim", self.settings.claim_interval, self._claim_stale),
+            self._periodic("worker.trim", self.settings.trim_interval, self._trim),
+            self._periodic("worker.beat", self.settings.worker_heartbeat, self._beat),
+        ]
+        log.info("worker.started id=%s rooms=%d", self.worker_id, len(self.index))
+
+    async def stop(self) -> None:
+        """Stop reading, finish the batch in flight (within the grace period), deregister."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._consume_done.wait(), self.settings.shutdown_grace)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(RedisError):
+            await self.registry.deregister_worker(self.worker_id)
+        log.info("worker.stopped id=%s stats=%s", self.worker_id, asdict(self.stats))
+
+    async def run(self) -> None:
+        """Start and run until `stop()` is called."""
+        await self.start()
+        await self._stopping.wait()
+
+    def _periodic(
+        self, name: str, interval: float, step: Callable[[], Awaitable[None]]
+    ) -> asyncio.Task[None]:
+        async def loop() -> None:
+            while not self._stopping.is_set():
+                try:
+                    await step()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    self.stats.errors += 1
+                    log.exception("%s.failed", name)
+                await asyncio.sleep(interval)
+
+        return asyncio.create_task(loop(), name=name)
+
+    # --- room index ----------------------------------------------------------------------
+
+    async def _resync(self) -> None:
+        self.feed_position, rooms = await self.registry.snapshot()
+        self.index.load(rooms)
+
+    async def _follow_feed(self) -> None:
+        backoff = 0.05
+        needs_resync = False
+        while not self._stopping.is_set():
+            try:
+                if needs_resync:
+                    await self._resync()
+                    needs_resync = False
+                entries = await self.registry.read_feed(
+                    self.feed_position, self.settings.worker_block_ms
+                )
+                for entry in entries:
+                    self.index.apply(entry)
+                    self.feed_position = entry.id
+                backoff = 0.05
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Changes may have been trimmed or missed while away: reload from scratch.
+                self.stats.errors += 1
+                log.exception("worker.feed.failed")
+                needs_resync = True
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    # --- consuming -----------------------------------------------------------------------
+
+    async def _ensure_groups(self) -> None:
+        for stream in self.keys.ingest_streams:
+            try:
+                # From the start of the stream: events ingested before any worker ran count.
+                await self.redis.xgroup_create(stream, WORKER_GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def _consume(self) -> None:
+        streams = dict.fromkeys(self.keys.ingest_streams, ">")
+        backoff = 0.05
+        try:
+            while not self._stopping.is_set():
+                try:
+                    reply = await self.redis.xreadgroup(
+                        WORKER_GROUP,
+                        self.worker_id,
+                        streams,  # type: ignore[arg-type]
+                        count=self.settings.worker_batch,
+                        block=self.settings.worker_block_ms,
+                    )
+                    for stream, entries in reply or []:
+                        await self._process(stream, entries)
+                    backoff = 0.05
+                except asyncio.CancelledError:
+                    raise
+                except ResponseError as exc:
+                    if "NOGROUP" in str(exc):
+                        # Redis lost its data (restart without persistence): recreate.
+                        await self._ensure_groups()
+                    else:
+                        raise
+                except Exception:
+                    # Unacked entries stay pending and are reclaimed by _claim_stale.
+                    self.stats.errors += 1
+                    log.exception("worker.consume.failed")
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 2.0)
+        finally:
+            self._consume_done.set()
+
+    async def _process(
+        self, stream: bytes, entries: list[Entry], deadletter_ids: frozenset[bytes] = frozenset()
+    ) -> None:
+        """Match and deliver a batch of one stream; ack all in the same transaction."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            ack_ids: list[bytes] = []
+            for entry_id, fields in entries:
+                ack_ids.append(entry_id)
+                if entry_id in deadletter_ids:
+                    self._deadletter(pipe, stream, entry_id, fields, "too many delivery attempts")
+                    continue
+                raw = fields.get(EVENT_FIELD)
+                try:
+                    if raw is None:
+                        raise ValueError(f"entry has no '{EVENT_FIELD.decode()}' field")
+                    event = ingest_event_adapter.validate_json(raw)
+                except ValidationError as exc:
+                    self._deadletter(pipe, stream, entry_id, fields, describe_validation_error(exc))
+                    continue
+                except ValueError as exc:
+                    self._deadletter(pipe, stream, entry_id, fields, str(exc))
+                    continue
+                routing = routing_of(event)
+                self.stats.processed += 1
+                rooms_by_gateway = self.index.match(routing)
+                if not rooms_by_gateway:
+                    continue
+                self.stats.matched += 1
+                data_json = orjson.dumps(event.model_dump(mode="json"))
+                for inbox_entry in build_entries(
+                    routing.message_type, entry_id, data_json, rooms_by_gateway
+                ):
+                    # NOMKSTREAM: a gateway reaped a moment ago gets nothing, not a new key.
+                    pipe.xadd(
+                        self.keys.inbox(inbox_entry.gateway),
+                        inbox_entry.fields,  # type: ignore[arg-type]
+                        nomkstream=True,
+                    )
+                    self.stats.deliveries += 1
+            pipe.xack(stream, WORKER_GROUP, *ack_ids)
+            await pipe.execute()
+
+    def _deadletter(
+        self, pipe: Any, stream: bytes, entry_id: bytes, fields: dict[bytes, bytes], reason: str
+    ) -> None:
+        self.stats.deadlettered += 1
+        log.warning("worker.deadletter stream=%s id=%s reason=%s", stream, entry_id, reason)
+        body = {
+            b"stream": stream,
+            b"id": entry_id,
+            b"reason": reason.encode(),
+            b"worker": self.worker_id.encode(),
+            b"fields": orjson.dumps({k.decode(errors="replace"): v.decode(errors="replace")
+                                     for k, v in fields.items()}),
+        }  # fmt: skip
+        pipe.xadd(
+            self.keys.deadletter,
+            body,
+            maxlen=self.settings.deadletter_maxlen,
+            approximate=True,
+        )
+
+    # --- recovery and housekeeping -------------------------------------------------------
+
+    async def _claim_stale(self) -> None:
+        """Take over entries left pending by dead or stuck consumers (XAUTOCLAIM)."""
+        for stream in self.keys.ingest_streams:
+            start: bytes | str = "0-0"
+            while True:
+                reply = await self.redis.xautoclaim(
+                    stream,
+                    WORKER_GROUP,
+                    self.worker_id,
+                    min_idle_time=self.settings.claim_idle_ms,
+                    start_id=start,
+                    count=self.settings.worker_batch,
+                )
+                next_start, claimed = reply[0], reply[1]
+                vanished = [eid for eid, fields in claimed if fields is None]
+                if vanished:  # deleted while pending (Redis 6.2 reports them inline)
+                    await self.redis.xack(stream, WORKER_GROUP, *vanished)
+                claimed = [(eid, fields) for eid, fields in claimed if fields is not None]
+                if claimed:
+                    self.stats.claimed += len(claimed)
+                    poison = await self._poison_ids(stream, claimed)
+                    log.info("worker.claimed stream=%s count=%d", stream, len(claimed))
+                    await self._process(stream.encode(), claimed, poison)
+                if next_start in (b"0-0", "0-0"):
+                    break
+                start = next_start
+
+    async def _poison_ids(self, stream: str, claimed: list[Entry]) -> frozenset[bytes]:
+        pending = await self.redis.xpending_range(
+            stream,
+            WORKER_GROUP,
+            min=claimed[0][0],
+            max=claimed[-1][0],
+            count=len(claimed) * 2,
+            consumername=self.worker_id,
+        )
+        return frozenset(
+            p["message_id"]
+            for p in pending
+            if p["times_delivered"] > self.settings.max_deliveries
+        )
+
+    async def _trim(self) -> None:
+        """Trim consumed entries older than the retention; never one a group has not read."""
+        seconds, micros = await self.redis.time()
+        now_ms = seconds * 1000 + micros // 1000
+        cutoff = (now_ms - int(self.settings.stream_retention * 1000), 0)
+        for stream in self.keys.ingest_streams:
+            floor = await self._unread_floor(stream)
+            if floor is None:
+                continue
+            minid = min(floor, cutoff)
+            await self.redis.xtrim(stream, minid=f"{minid[0]}-{minid[1]}", approximate=True)
+
+    async def _unread_floor(self, stream: str) -> tuple[int, int] | None:
+        """The oldest id some group still needs: its pending minimum or read position."""
+        try:
+            groups = await self.redis.xinfo_groups(stream)
+        except ResponseError:
+            return None
+        if not groups:
+            return None
+        floor: tuple[int, int] | None = None
+        for group in groups:
+            candidates = [_entry_id_floor(group["last-delivered-id"])]
+            if group["pending"]:
+                summary = await self.redis.xpending(stream, group["name"])
+                candidates.append(_entry_id_floor(summary["min"]))
+            low = min(candidates)
+            floor = low if floor is None else min(floor, low)
+        return floor
+
+    async def _beat(self) -> None:
+        await self.registry.beat_worker(self.worker_id, self.describe())
+        await self.registry.reap_dead()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "worker_id": self.worker_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started_at": self.started_at,
+            "rooms": len(self.index),
+            "feed_position": self.feed_position.decode(),
+            **asdict(self.stats),
+        }

@@ -1,0 +1,172 @@
+"""The worker's in-memory room index: which rooms (and gateways) an event belongs to.
+
+Rooms are indexed per subscription type under their most selective filter
+(game_id > player > sportsbook > sport > none), so matching an event looks at a handful of
+buckets, then checks each candidate's full filter with `RoomSpec.matches`. The index is fed
+by the registry snapshot and change feed (`shared.registry`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+
+from shared.events import EventKind, Routing
+from shared.filters import KINDS_OF_TYPE, RoomSpec
+from shared.protocol import SPORT_TYPES, SubscriptionType
+from shared.registry import FeedEntry, RoomHolding
+
+__all__ = ["RoomIndex"]
+
+_INDEXED_DIMENSIONS = ("game_id", "player", "sportsbook", "sport")
+
+#: Non-sport subscription types that receive each event kind; sport types are added per event.
+_PLAIN_TYPES_OF_KIND: dict[EventKind, tuple[SubscriptionType, ...]] = {
+    kind: tuple(t for t, kinds in KINDS_OF_TYPE.items() if kind in kinds and t not in SPORT_TYPES)
+    for kind in EventKind
+}
+
+
+class _TypeIndex:
+    """Rooms of one subscription type, bucketed by one filter dimension each."""
+
+    __slots__ = ("buckets", "rooms", "unfiltered")
+
+    def __init__(self) -> None:
+        self.rooms: set[str] = set()
+        self.unfiltered: set[str] = set()
+        self.buckets: dict[str, dict[str, set[str]]] = {d: {} for d in _INDEXED_DIMENSIONS}
+
+    @staticmethod
+    def _placement(spec: RoomSpec) -> tuple[str, tuple[str, ...]] | None:
+        for dimension in _INDEXED_DIMENSIONS:
+            value = spec.get(dimension)
+            if isinstance(value, tuple):
+                return dimension, value
+        return None
+
+    def add(self, room_id: str, spec: RoomSpec) -> None:
+        if room_id in self.rooms:
+            return
+        self.rooms.add(room_id)
+        placement = self._placement(spec)
+        if placement is None:
+            self.unfiltered.add(room_id)
+            return
+        dimension, values = placement
+        for value in values:
+            self.buckets[dimension].setdefault(value, set()).add(room_id)
+
+    def remove(self, room_id: str, spec: RoomSpec) -> None:
+        if room_id not in self.rooms:
+            return
+        self.rooms.discard(room_id)
+        placement = self._placement(spec)
+        if placement is None:
+            self.unfiltered.discard(room_id)
+            return
+        dimension, values = placement
+        bucket = self.buckets[dimension]
+        for value in values:
+            members = bucket.get(value)
+            if members is not None:
+                members.discard(room_id)
+                if not members:
+                    del bucket[value]
+
+    def candidates(self, event: Routing) -> Iterator[str]:
+        yield from self.unfiltered
+        if event.game_id is not None:
+            yield from self.buckets["game_id"].get(event.game_id, ())
+        if event.player is not None:
+            yield from self.buckets["player"].get(event.player, ())
+        for book in event.sportsbooks:
+            yield from self.buckets["sportsbook"].get(book, ())
+        if event.sport is not None:
+            yield from self.buckets["sport"].get(event.sport, ())
+        else:
+            # Sport-less alerts reach sport-filtered alert rooms too (see shared.filters).
+            for members in self.buckets["sport"].values():
+                yield from members
+
+
+class RoomIndex:
+    """Room id -> (spec, holding gateways), plus the per-type match index."""
+
+    def __init__(self) -> None:
+        self.rooms: dict[str, RoomHolding] = {}
+        self._types: dict[SubscriptionType, _TypeIndex] = defaultdict(_TypeIndex)
+
+    def __len__(self) -> int:
+        return len(self.rooms)
+
+    def load(self, rooms: dict[str, RoomHolding]) -> None:
+        """Replace the whole index (after a snapshot)."""
+        self.rooms = {}
+        self._types = defaultdict(_TypeIndex)
+        for room_id, holding in rooms.items():
+            for gateway in holding.gateways:
+                self.join(room_id, holding.spec, gateway)
+
+    def join(self, room_id: str, spec: RoomSpec, gateway: str) -> None:
+        holding = self.rooms.get(room_id)
+        if holding is None:
+            holding = self.rooms[room_id] = RoomHolding(spec)
+            self._types[spec.type].add(room_id, spec)
+        holding.gateways.add(gateway)
+
+    def leave(self, room_id: str, gateway: str) -> None:
+        holding = self.rooms.get(room_id)
+        if holding is None:
+            return
+        holding.gateways.discard(gateway)
+        if not holding.gateways:
+            del self.rooms[room_id]
+            self._types[holding.spec.type].remove(room_id, holding.spec)
+
+    def drop_gateway(self, gateway: str) -> None:
+        for room_id in [r for r, h in self.rooms.items() if gateway in h.gateways]:
+            self.leave(room_id, gateway)
+
+    def apply(self, entry: FeedEntry) -> None:
+        if entry.op == "join" and entry.room and entry.spec:
+            self.join(entry.room, entry.spec, entry.gateway)
+        elif entry.op == "leave" and entry.room:
+            self.leave(entry.room, entry.gateway)
+        elif entry.op == "gateway_down":
+            self.drop_gateway(entry.gateway)
+
+    def _types_for(self, event: Routing) -> tuple[SubscriptionType, ...]:
+        if event.broadcast_to is not None:
+            return (event.broadcast_to,)
+        types = _PLAIN_TYPES_OF_KIND[event.kind]
+        if event.sport is not None and event.kind is not EventKind.PORTFOLIO:
+            try:
+                sport_type = SubscriptionType(event.sport.lower())
+            except ValueError:
+                return types
+            if sport_type in SPORT_TYPES:
+                return (*types, sport_type)
+        return types
+
+    def match(self, event: Routing) -> dict[str, list[str]]:
+        """Matching rooms grouped by the gateway holding them: gateway -> room ids."""
+        by_gateway: dict[str, list[str]] = {}
+        for type_ in self._types_for(event):
+            index = self._types.get(type_)
+            if index is None:
+                continue
+            if event.broadcast_to is not None:
+                candidates: Iterator[str] | set[str] = index.rooms
+            else:
+                candidates = index.candidates(event)
+            seen: set[str] = set()
+            for room_id in candidates:
+                if room_id in seen:
+                    continue
+                seen.add(room_id)
+                holding = self.rooms[room_id]
+                if holding.spec.matches(event):
+                    for gateway in holding.gateways:
+                        by_gateway.setdefault(gateway, []).append(room_id)
+        return by_gateway
