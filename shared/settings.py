@@ -135,6 +135,11 @@ class SettingsError(Exception):
 
 
 def _variable_name(field: str) -> str:
+    for info in Settings.model_fields.values():
+        alias = info.validation_alias
+        if isinstance(alias, AliasChoices) and field in alias.choices:
+            first = alias.choices[0]
+            return first if isinstance(first, str) else field
     info = Settings.model_fields.get(field)
     alias = info.validation_alias if info else None
     if isinstance(alias, AliasChoices):

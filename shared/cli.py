@@ -1,0 +1,232 @@
+"""The `oddstream` command: gateway, worker, ingest, simulate and dev."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from shared.settings import Settings, SettingsError, load_settings
+
+__all__ = ["main"]
+
+log = logging.getLogger("oddstream")
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def stop_on_signals(stop: asyncio.Event) -> None:
+    """SIGINT and SIGTERM set `stop` (first one); a second one exits at once."""
+    loop = asyncio.get_running_loop()
+
+    def handle(signum: int) -> None:
+        if stop.is_set():
+            log.warning("signal.again: exiting now")
+            sys.exit(130)
+        log.info("signal.received %s: draining", signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, handle, signum)
+
+
+def _run(coro_factory: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    try:
+        import uvloop
+
+        return int(uvloop.run(coro_factory()))
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
+        return asyncio.run(coro_factory())
+
+
+# --- subcommands -----------------------------------------------------------------------------
+
+
+async def run_gateway(
+    settings: Settings, stop: asyncio.Event, on_ready: Callable[[int], None] | None = None
+) -> None:
+    """Serve until `stop` is set, then drain within the grace period."""
+    from aiohttp import web
+
+    from gateway.app import create_app
+
+    app = create_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=settings.shutdown_grace)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        server = site._server
+        port = server.sockets[0].getsockname()[1] if server and server.sockets else settings.port  # type: ignore[union-attr]
+        log.info("gateway.listening host=%s port=%s", settings.host, port)
+        if on_ready:
+            on_ready(port)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event, worker_id: str | None = None) -> None:
+    from shared.redis import create_redis
+    from workers.consumer import Worker
+
+    redis = create_redis(settings.effective_redis_url)
+    worker = Worker(settings, redis, worker_id=worker_id)
+    try:
+        await worker.start()
+        await stop.wait()
+    finally:
+        await worker.stop()
+        await redis.aclose()
+
+
+async def _gateway_main(settings: Settings) -> int:
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    await run_gateway(settings, stop)
+    return 0
+
+
+async def _worker_main(settings: Settings, worker_id: str | None) -> int:
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    await run_worker(settings, stop, worker_id)
+    return 0
+
+
+async def _ingest_main(settings: Settings, source: str) -> int:
+    from shared.ingest import Ingester
+    from shared.keys import Keys
+    from shared.redis import create_redis
+
+    redis = create_redis(settings.effective_redis_url)
+    try:
+        ingester = Ingester(redis, Keys(settings.redis_prefix))
+        if source == "-":
+            report = await ingester.ingest_lines(sys.stdin)
+        else:
+            with Path(source).open(encoding="utf-8") as handle:
+                report = await ingester.ingest_lines(handle)
+    finally:
+        await redis.aclose()
+    print(f"ingested {report.accepted} events, skipped {len(report.rejected)} lines", file=sys.stderr)
+    return 1 if report.rejected else 0
+
+
+async def _simulate_main(
+    settings: Settings, rate: float, duration: float | None, seed: int | None
+) -> int:
+    from shared.ingest import Ingester
+    from shared.keys import Keys
+    from shared.redis import create_redis
+    from shared.simulator import Simulator
+
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    redis = create_redis(settings.effective_redis_url)
+    try:
+        published = await Simulator(rate=rate, seed=seed).run(
+            Ingester(redis, Keys(settings.redis_prefix)), stop=stop, duration=duration
+        )
+    finally:
+        await redis.aclose()
+    print(f"published {published} events", file=sys.stderr)
+    return 0
+
+
+# --- argument parsing ------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="oddstream",
+        description="Real-time WebSocket gateway for live sports-betting data. "
+        "Settings come from the environment (see README, 'Settings').",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    gateway = sub.add_parser(
+        "gateway", help="serve WebSockets and the HTTP endpoints",
+        description="Serve WebSockets (/ws/v2/...) and the management endpoints.",
+    )  # fmt: skip
+    gateway.add_argument("--host", help="bind address (ODDSTREAM_HOST, default 127.0.0.1)")
+    gateway.add_argument("--port", type=int, help="port (ODDSTREAM_PORT, default 8000)")
+
+    worker = sub.add_parser(
+        "worker", help="run a matching worker",
+        description="Read the ingest streams as part of the worker group, match events to "
+        "rooms and deliver them to the gateways. Run as many as you like.",
+    )  # fmt: skip
+    worker.add_argument("--id", dest="worker_id", help="consumer name (default host-pid-random)")
+
+    ingest = sub.add_parser(
+        "ingest", help="ingest events from JSON lines",
+        description="Validate JSON-lines events and append them to the ingest streams. Bad "
+        "lines are reported with their number and skipped; exit status 1 if any were.",
+    )  # fmt: skip
+    ingest.add_argument("source", nargs="?", default="-", help="file of JSON lines, or - (stdin)")
+
+    simulate = sub.add_parser(
+        "simulate", help="publish a realistic live demo feed",
+        description="Publish simulated MLB/NBA/NFL/NHL odds, predictions, analytics, "
+        "arbitrage, alerts and portfolio events through the ingest path.",
+    )  # fmt: skip
+    simulate.add_argument("--rate", type=float, default=40.0, help="events per second (40)")
+    simulate.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
+    simulate.add_argument("--seed", type=int, help="random seed, for a repeatable feed")
+
+    dev = sub.add_parser(
+        "dev", help="run everything locally: Redis, gateway, worker, simulator",
+        description="One command for a newcomer: an embedded Redis (when REDIS_URL is unset), "
+        "one gateway, one worker and the simulator. Ctrl-C stops it all cleanly.",
+    )  # fmt: skip
+    dev.add_argument("--host", help="gateway bind address (default 127.0.0.1)")
+    dev.add_argument("--port", type=int, help="gateway port (default 8000)")
+    dev.add_argument("--rate", type=float, default=40.0, help="simulated events per second (40)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    overrides: dict[str, Any] = {}
+    if getattr(args, "host", None) is not None:
+        overrides["host"] = args.host
+    if getattr(args, "port", None) is not None:
+        overrides["port"] = args.port
+    try:
+        settings = load_settings(**overrides)
+    except SettingsError as exc:
+        print(f"oddstream: {exc}", file=sys.stderr)
+        return 2
+    _configure_logging(settings.log_level)
+    with contextlib.suppress(KeyboardInterrupt):
+        match args.command:
+            case "gateway":
+                return _run(lambda: _gateway_main(settings))
+            case "worker":
+                return _run(lambda: _worker_main(settings, args.worker_id))
+            case "ingest":
+                return _run(lambda: _ingest_main(settings, args.source))
+            case "simulate":
+                return _run(lambda: _simulate_main(settings, args.rate, args.duration, args.seed))
+            case "dev":
+                from shared.dev import dev_main
+
+                return _run(lambda: dev_main(settings, args.rate))
+    return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""`oddstream dev`: the whole system in one process for a newcomer.
+
+Embedded Redis (unless REDIS_URL is set), one gateway, one worker and the simulator, each the
+same code the production commands run. Ctrl-C stops the simulator, then the gateway (clients
+get 1001), then the worker, then Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import sys
+
+from pydantic import SecretStr
+
+from shared.cli import run_gateway, run_worker, stop_on_signals
+from shared.embedded import EmbeddedRedis
+from shared.settings import Settings
+
+__all__ = ["dev_main"]
+
+log = logging.getLogger("oddstream.dev")
+
+DEMO_USER = "demo"
+
+
+def _banner(settings: Settings, port: int, token: str | None, embedded: bool) -> str:
+    base_http = f"http://{settings.host}:{port}"
+    base_ws = f"ws://{settings.host}:{port}"
+    redis_note = "embedded, nothing kept on disk" if embedded else "from REDIS_URL"
+    lines = [
+        "",
+        "Oddstream dev is running.",
+        f"  WebSocket   {base_ws}/ws/v2/connect",
+        f"  Odds feed   {base_ws}/ws/v2/odds?sport=MLB",
+        f"  Status      {base_http}/ws/v2/status",
+        f"  Rooms       {base_http}/ws/v2/rooms",
+        f"  Connections {base_http}/ws/v2/connections",
+        f"  Metrics     {base_http}/metrics",
+        f"  Schema      {base_http}/ws/v2/schema",
+        f"  Redis       {settings.effective_redis_url} ({redis_note})",
+    ]
+    if token:
+        lines.append(f"  Dev token   (user '{DEMO_USER}', for ?token= or portfolio) {token}")
+    lines += ["Press Ctrl-C to stop.", ""]
+    return "\n".join(lines)
+
+
+async def dev_main(settings: Settings, rate: float) -> int:
+    from gateway.auth import issue_token
+    from shared.ingest import Ingester
+    from shared.keys import Keys
+    from shared.redis import create_redis
+    from shared.simulator import Simulator
+
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    embedded: EmbeddedRedis | None = None
+    if settings.redis_url is None:
+        embedded = EmbeddedRedis().start()
+        settings = settings.model_copy(update={"redis_url": embedded.url})
+    if settings.jwt_secret is None:
+        # A throw-away secret so the printed dev token works; never used outside `dev`.
+        settings = settings.model_copy(update={"jwt_secret": SecretStr(secrets.token_hex(32))})
+    secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
+    token = issue_token(secret, DEMO_USER) if secret else None
+
+    gateway_ready = asyncio.Event()
+    bound_port: list[int] = []
+
+    def ready(port: int) -> None:
+        bound_port.append(port)
+        gateway_ready.set()
+
+    redis = create_redis(settings.effective_redis_url)
+    simulator_stop = asyncio.Event()
+    tasks: list[asyncio.Task[object]] = []
+    try:
+        worker_stop, gateway_stop = asyncio.Event(), asyncio.Event()
+        tasks.append(asyncio.create_task(run_worker(settings, worker_stop)))
+        tasks.append(asyncio.create_task(run_gateway(settings, gateway_stop, ready)))
+        waiter = asyncio.create_task(gateway_ready.wait())
+        done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        if waiter not in done:
+            waiter.cancel()
+            for task in done:
+                task.result()  # raises the start-up failure
+        simulation = Simulator(rate=rate, portfolio_users=(DEMO_USER,)).run(
+            Ingester(redis, Keys(settings.redis_prefix)), stop=simulator_stop
+        )
+        tasks.append(asyncio.create_task(simulation))
+        print(_banner(settings, bound_port[0], token, embedded is not None), file=sys.stderr, flush=True)
+        await stop.wait()
+        simulator_stop.set()
+        gateway_stop.set()
+        await asyncio.gather(tasks[1], tasks[2], return_exceptions=True)
+        worker_stop.set()
+        await asyncio.gather(tasks[0], return_exceptions=True)
+    finally:
+        for task in tasks:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await redis.aclose()
+        if embedded is not None:
+            embedded.close()
+    log.info("dev.stopped")
+    return 0
