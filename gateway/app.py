@@ -125,7 +125,7 @@ def websocket_endpoint(
         transport = request.transport
         if transport is None:  # pragma: no cover - the client vanished during the upgrade
             return ws
-        conn = Connection(hub, ws, transport, identity, name, request.remote)  # type: ignore[arg-type]
+        conn = Connection(hub, ws, transport, identity, name, request.remote)
         hub.add(conn)
         metrics.connections_opened.labels(name).inc()
         if request.query.get("reconnect"):
@@ -169,7 +169,9 @@ async def json_errors(
         return json_error(404, ErrorCode.NOT_FOUND, f"No endpoint at {request.path}.")
     except web.HTTPMethodNotAllowed as exc:
         return json_error(
-            405, ErrorCode.INVALID_REQUEST, f"{request.method} is not allowed here; use {', '.join(sorted(exc.allowed_methods))}."
+            405,
+            ErrorCode.INVALID_REQUEST,
+            f"{request.method} is not allowed here; use {', '.join(sorted(exc.allowed_methods))}.",
         )
     except web.HTTPException:
         raise

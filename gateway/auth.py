@@ -68,7 +68,9 @@ def authenticate(request: web.Request, secret: str | None) -> Identity:
             token, secret, algorithms=ALGORITHMS, leeway=LEEWAY_SECONDS, options={"require": []}
         )
     except jwt.ExpiredSignatureError:
-        raise AuthError(ErrorCode.TOKEN_EXPIRED, "token_expired", "The token has expired.") from None
+        raise AuthError(
+            ErrorCode.TOKEN_EXPIRED, "token_expired", "The token has expired."
+        ) from None
     except jwt.ImmatureSignatureError:
         raise AuthError(
             ErrorCode.INVALID_TOKEN, "token_not_yet_valid", "The token is not valid yet (nbf/iat)."

@@ -156,7 +156,9 @@ class Connection:
                 body = orjson.loads(data)
             except orjson.JSONDecodeError:
                 self.hub.metrics.messages_in.labels("invalid").inc()
-                raise ProtocolError(ErrorCode.INVALID_JSON, "The message is not valid JSON.")
+                raise ProtocolError(
+                    ErrorCode.INVALID_JSON, "The message is not valid JSON."
+                ) from None
             if not isinstance(body, dict):
                 self.hub.metrics.messages_in.labels("invalid").inc()
                 raise ProtocolError(ErrorCode.INVALID_MESSAGE, "A message must be a JSON object.")
@@ -181,12 +183,16 @@ class Connection:
             self.send_error(exc.code, exc.message, request_id)
         except Exception:
             log.exception("gateway.message.failed client_id=%s", self.client_id)
-            self.send_error(ErrorCode.INTERNAL_ERROR, "The gateway failed on this message.", request_id)
+            self.send_error(
+                ErrorCode.INTERNAL_ERROR, "The gateway failed on this message.", request_id
+            )
 
     async def dispatch(self, message: Any) -> None:
         match message:
             case SubscribeMessage():
-                spec = parse_room(message.subscription_type, message.filters, user=self.identity.user)
+                spec = parse_room(
+                    message.subscription_type, message.filters, user=self.identity.user
+                )
                 await self.subscribe(spec, message.id)
             case UnsubscribeMessage():
                 await self.unsubscribe(message)
@@ -270,4 +276,3 @@ class Connection:
     def record(self) -> bytes:
         """The connection as `/ws/v2/connections` lists it."""
         return orjson.dumps({**self.status(), "endpoint": self.endpoint, "remote": self.remote})
-

@@ -173,7 +173,9 @@ class Hub:
                 conn.dirty = True
             raise
         if not alive:
-            log.warning("gateway.reregister id=%s (was reaped or Redis lost its data)", self.gateway_id)
+            log.warning(
+                "gateway.reregister id=%s (was reaped or Redis lost its data)", self.gateway_id
+            )
             self.registered = False
             for conn in self.connections.values():
                 conn.dirty = True
@@ -257,7 +259,7 @@ class Hub:
         backoff = 0.05
         while True:
             try:
-                reply = await self.redis.xread(
+                reply: Any = await self.redis.xread(
                     {inbox: self._inbox_position}, count=1000, block=self.settings.worker_block_ms
                 )
                 if reply:

@@ -91,7 +91,11 @@ async def dev_main(settings: Settings, rate: float) -> int:
             Ingester(redis, Keys(settings.redis_prefix)), stop=simulator_stop
         )
         tasks.append(asyncio.create_task(simulation))
-        print(_banner(settings, bound_port[0], token, embedded is not None), file=sys.stderr, flush=True)
+        print(
+            _banner(settings, bound_port[0], token, embedded is not None),
+            file=sys.stderr,
+            flush=True,
+        )
         await stop.wait()
         simulator_stop.set()
         gateway_stop.set()

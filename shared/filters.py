@@ -126,10 +126,7 @@ class RoomSpec:
             return False
         if self.type is SubscriptionType.PORTFOLIO:
             return event.user is not None and event.user == self.user
-        for key, wanted in self.filters:
-            if not _filter_matches(key, wanted, event, self.type):
-                return False
-        return True
+        return all(_filter_matches(key, wanted, event, self.type) for key, wanted in self.filters)
 
 
 def _filter_matches(key: str, wanted: FilterValue, event: Routing, type_: SubscriptionType) -> bool:

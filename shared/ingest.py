@@ -73,7 +73,7 @@ class Ingester:
         self.keys = keys
 
     async def publish(self, event: IngestEvent) -> bytes:
-        entry_id: bytes = await self.redis.xadd(
+        entry_id: bytes = await self.redis.xadd(  # type: ignore[assignment]
             self.keys.ingest(stream_kind(event)), {EVENT_FIELD: encode_event(event)}
         )
         return entry_id

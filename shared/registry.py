@@ -64,7 +64,8 @@ if redis.call('SREM', KEYS[2], ARGV[2]) == 1 then
   end
   local t = redis.call('TIME')
   local minid = (t[1] * 1000 + math.floor(t[2] / 1000)) - tonumber(ARGV[3])
-  redis.call('XADD', KEYS[4], 'MINID', '~', minid, '*', 'op', 'leave', 'gw', ARGV[2], 'room', ARGV[1])
+  redis.call('XADD', KEYS[4], 'MINID', '~', minid, '*',
+             'op', 'leave', 'gw', ARGV[2], 'room', ARGV[1])
   return 1
 end
 return 0
@@ -185,7 +186,7 @@ class Registry:
             if closed:
                 pipe.hdel(conns_key, *closed)
             if connections:
-                pipe.hset(conns_key, mapping=dict(connections))
+                pipe.hset(conns_key, mapping=dict(connections))  # type: ignore[arg-type]
             pipe.pexpire(self.keys.inbox(gateway_id), self.inbox_ttl_ms)
             await pipe.execute()
         return True
@@ -249,15 +250,17 @@ class Registry:
         seconds, micros = await self.redis.time()
         cutoff = seconds * 1000 + micros // 1000
         reaped: list[str] = []
-        for raw in await self.redis.zrangebyscore(
+        expired_gateways: list[Any] = await self.redis.zrangebyscore(
             self.keys.gateways, "-inf", cutoff - self.gateway_ttl_ms
-        ):
+        )
+        for raw in expired_gateways:
             gateway_id = raw.decode()
             if await self._reap(gateway_id, str(self.gateway_ttl_ms), "expired"):
                 reaped.append(gateway_id)
-        for raw in await self.redis.zrangebyscore(
+        expired_workers: list[Any] = await self.redis.zrangebyscore(
             self.keys.workers, "-inf", cutoff - self.worker_ttl_ms
-        ):
+        )
+        for raw in expired_workers:
             worker_id = raw.decode()
             if await self._reap_worker(
                 keys=[self.keys.workers, self.keys.worker_info(worker_id)],
@@ -283,23 +286,25 @@ class Registry:
 
     async def snapshot(self) -> tuple[bytes, dict[str, RoomHolding]]:
         """The feed position and the room table consistent with it (or older: replay fixes)."""
-        last = await self.redis.xrevrange(self.keys.room_feed, count=1)
+        last: Any = await self.redis.xrevrange(self.keys.room_feed, count=1)
         position: bytes = last[0][0] if last else b"0-0"
-        specs = await self.redis.hgetall(self.keys.rooms)
+        specs: dict[bytes, bytes] = await self.redis.hgetall(self.keys.rooms)  # type: ignore[assignment]
         rooms = {
             rid.decode(): RoomHolding(RoomSpec.from_dict(orjson.loads(raw)))
             for rid, raw in specs.items()
         }
-        for raw_gw in await self.redis.zrange(self.keys.gateways, 0, -1):
-            gateway_id = raw_gw.decode()
-            for rid in await self.redis.hkeys(self.keys.gateway_rooms(gateway_id)):
+        for gateway_id in await self._member_ids(self.keys.gateways):
+            room_ids: list[bytes] = await self.redis.hkeys(self.keys.gateway_rooms(gateway_id))  # type: ignore[assignment]
+            for rid in room_ids:
                 holding = rooms.get(rid.decode())
                 if holding is not None:
                     holding.gateways.add(gateway_id)
         return position, rooms
 
     async def read_feed(self, after: bytes, block_ms: int, count: int = 1000) -> list[FeedEntry]:
-        reply = await self.redis.xread({self.keys.room_feed: after}, count=count, block=block_ms)
+        reply: Any = await self.redis.xread(
+            {self.keys.room_feed: after}, count=count, block=block_ms
+        )
         entries: list[FeedEntry] = []
         for _stream, items in reply or []:
             for entry_id, fields in items:
@@ -318,9 +323,13 @@ class Registry:
 
     # --- management views ----------------------------------------------------------------
 
+    async def _member_ids(self, zset: str) -> list[str]:
+        members: list[bytes] = await self.redis.zrange(zset, 0, -1)  # type: ignore[assignment]
+        return [m.decode() for m in members]
+
     async def alive(self, zset: str, info_key: Any) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
-        ids = [raw.decode() for raw in await self.redis.zrange(zset, 0, -1)]
+        ids = await self._member_ids(zset)
         if not ids:
             return out
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -342,8 +351,8 @@ class Registry:
 
     async def rooms_detail(self) -> list[dict[str, Any]]:
         """Every room with its spec and subscriber count per gateway."""
-        specs = await self.redis.hgetall(self.keys.rooms)
-        gateway_ids = [raw.decode() for raw in await self.redis.zrange(self.keys.gateways, 0, -1)]
+        specs: dict[bytes, bytes] = await self.redis.hgetall(self.keys.rooms)  # type: ignore[assignment]
+        gateway_ids = await self._member_ids(self.keys.gateways)
         async with self.redis.pipeline(transaction=False) as pipe:
             for gateway_id in gateway_ids:
                 pipe.hgetall(self.keys.gateway_rooms(gateway_id))
@@ -369,7 +378,7 @@ class Registry:
         return detail
 
     async def connections(self) -> list[dict[str, Any]]:
-        gateway_ids = [raw.decode() for raw in await self.redis.zrange(self.keys.gateways, 0, -1)]
+        gateway_ids = await self._member_ids(self.keys.gateways)
         async with self.redis.pipeline(transaction=False) as pipe:
             for gateway_id in gateway_ids:
                 pipe.hvals(self.keys.gateway_connections(gateway_id))

@@ -77,7 +77,9 @@ class Settings(BaseSettings):
         description="Seconds without a beat after which a gateway is reaped and no longer sent to.",
     )
     worker_heartbeat: float = Field(default=1.0, gt=0, description="Seconds between worker beats.")
-    worker_ttl: float = Field(default=5.0, gt=0, description="Seconds until a silent worker is dead.")
+    worker_ttl: float = Field(
+        default=5.0, gt=0, description="Seconds until a silent worker is dead."
+    )
     worker_batch: int = Field(
         default=200, ge=1, le=10_000, description="Entries a worker reads per stream per call."
     )
@@ -140,12 +142,6 @@ def _variable_name(field: str) -> str:
         if isinstance(alias, AliasChoices) and field in alias.choices:
             first = alias.choices[0]
             return first if isinstance(first, str) else field
-    info = Settings.model_fields.get(field)
-    alias = info.validation_alias if info else None
-    if isinstance(alias, AliasChoices):
-        first = alias.choices[0]
-        if isinstance(first, str):
-            return first
     return f"ODDSTREAM_{field.upper()}"
 
 

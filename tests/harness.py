@@ -68,9 +68,7 @@ async def running_gateway(settings: Settings) -> AsyncIterator[RunningGateway]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    server = site._server
-    assert server is not None
-    port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = int(runner.addresses[0][1])
     try:
         yield RunningGateway(app, runner, port)
     finally:
@@ -101,9 +99,7 @@ async def workers_synced(redis: Redis, keys: Keys, expected_workers: int = 1) ->
         if raw is None:
             return False
         info = orjson.loads(raw)
-        if tuple(map(int, info["feed_position"].split("-"))) < tuple(
-            map(int, position.split("-"))
-        ):
+        if tuple(map(int, info["feed_position"].split("-"))) < tuple(map(int, position.split("-"))):
             return False
     return True
 
@@ -167,7 +163,9 @@ class Client:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._new.wait(), remaining)
 
-    async def request(self, body: dict[str, Any], reply: str, timeout: float = 5.0) -> dict[str, Any]:
+    async def request(
+        self, body: dict[str, Any], reply: str, timeout: float = 5.0
+    ) -> dict[str, Any]:
         """Send and wait for the reply of type `reply` (or an error) sent after it."""
         mark = len(self.frames)
         await self.send(body)

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -42,8 +42,9 @@ def random_event(rng: random.Random, n: int) -> dict[str, Any]:
         return {"kind": "predictions", "sport": sport, "game_id": game,
                 "player": rng.choice(PLAYERS), "n": n}  # fmt: skip
     if roll < 0.9:
+        profit = round(rng.uniform(0.1, 5), 2)
         return {"kind": "arbitrage", "sport": sport, "game_id": game, "n": n,
-                "profit_pct": round(rng.uniform(0.1, 5), 2), "sportsbooks": rng.sample(BOOKS, 2)}  # fmt: skip
+                "profit_pct": profit, "sportsbooks": rng.sample(BOOKS, 2)}  # fmt: skip
     return {"kind": "analytics", "sport": sport, "game_id": game, "n": n}
 
 
@@ -180,10 +181,10 @@ async def test_management_views_match_known_scenario(
             assert records[c3.client_id]["subscriptions"][0]["room"] == room_arb
             assert records[c3.client_id]["messages_sent"] >= 3  # welcome, confirmed, pong
 
-            async with aiohttp.ClientSession() as s:
-                async with s.get(f"{gw_b.http}/ws/v2/connections?limit=-1") as resp:
-                    assert resp.status == 400
-                    assert (await resp.json())["code"] == "invalid_request"
+            bad_page = f"{gw_b.http}/ws/v2/connections?limit=-1"
+            async with aiohttp.ClientSession() as s, s.get(bad_page) as resp:
+                assert resp.status == 400
+                assert (await resp.json())["code"] == "invalid_request"
 
             status = await view("/ws/v2/status")
             assert status["gateways"]["alive"] == 2
@@ -216,7 +217,10 @@ async def test_malformed_entries_are_dead_lettered_while_good_ones_flow(
             await c.subscribe("odds_updates")
             await wait_until(lambda: workers_synced(redis_client, keys), message="index")
             stream = keys.ingest(EventKind.ODDS)
-            good = b'{"kind":"odds","sport":"NHL","game_id":"7","sportsbook":"Caesars","market":"total"}'
+            good = (
+                b'{"kind":"odds","sport":"NHL","game_id":"7",'
+                b'"sportsbook":"Caesars","market":"total"}'
+            )
             sent = [
                 (await redis_client.xadd(stream, {EVENT_FIELD: good}), True),
                 (await redis_client.xadd(stream, {EVENT_FIELD: b"{not json"}), False),
@@ -396,7 +400,7 @@ async def test_killed_gateway_leaves_registry_and_is_not_sent_to(
             shared_room = (await lost.subscribe("odds_updates"))["data"]["room"]
             await kept.subscribe("odds_updates")
             await wait_until(lambda: workers_synced(redis_client, keys), message="index")
-            doomed_id = (await redis_client.zrange(keys.gateways, 0, -1))
+            doomed_id = await redis_client.zrange(keys.gateways, 0, -1)
             assert len(doomed_id) == 2
             doomed.send_signal(signal.SIGKILL)
             doomed.wait()

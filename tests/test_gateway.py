@@ -169,8 +169,8 @@ async def test_oversized_frame_closes_1009(gw: RunningGateway, auth_settings: Se
 async def _refused(url: str, **kwargs: object) -> tuple[int, dict[str, object]]:
     async with aiohttp.ClientSession() as session:
         with pytest.raises(aiohttp.WSServerHandshakeError) as info:
-            await session.ws_connect(url, **kwargs)  # type: ignore[arg-type]
-        async with session.get(url.replace("ws://", "http://"), **kwargs) as resp:  # type: ignore[arg-type]
+            await session.ws_connect(url, **kwargs)
+        async with session.get(url.replace("ws://", "http://"), **kwargs) as resp:
             return info.value.status, await resp.json()
 
 
@@ -186,7 +186,9 @@ async def _refused(url: str, **kwargs: object) -> tuple[int, dict[str, object]]:
         ("garbage", "malformed_token"),
     ],
 )  # fmt: skip
-async def test_bad_tokens_refused_before_upgrade(gw: RunningGateway, token: str, reason: str) -> None:
+async def test_bad_tokens_refused_before_upgrade(
+    gw: RunningGateway, token: str, reason: str
+) -> None:
     status, body = await _refused(f"{gw.ws}/ws/v2/connect?token={token}")
     assert status == 401
     assert body["reason"] == reason
@@ -335,8 +337,9 @@ async def test_schema_describes_every_frame(gw: RunningGateway) -> None:
     }
     assert client_types == {"subscribe", "unsubscribe", "ping", "pong", "status"}
     server_types = set(schema["server_message"]["$defs"]["ServerMessageType"]["enum"])
-    assert {"welcome", "subscription_confirmed", "odds_update", "prediction_update",
-            "arbitrage_alert", "pong", "error", "unsubscribed", "status"} <= server_types  # fmt: skip
+    expected = {"welcome", "subscription_confirmed", "odds_update", "prediction_update",
+                "arbitrage_alert", "pong", "error", "unsubscribed", "status"}  # fmt: skip
+    assert expected <= server_types
     assert "invalid_filter" in schema["error_codes"]
     assert set(schema["subscription_types"]) >= {"odds_updates", "portfolio", "nhl"}
 

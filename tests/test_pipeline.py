@@ -10,14 +10,18 @@ from shared.settings import Settings
 from tests.harness import Client, running_gateway, running_worker, wait_until, workers_synced
 
 
-def odds(game_id: str = "G1", sport: str = "MLB", book: str = "DraftKings", price: int = -110) -> str:
+def odds(
+    game_id: str = "G1", sport: str = "MLB", book: str = "DraftKings", price: int = -110
+) -> str:
     return (
         f'{{"kind":"odds","sport":"{sport}","game_id":"{game_id}","sportsbook":"{book}",'
         f'"market":"moneyline","home_price":{price},"away_price":100}}'
     )
 
 
-async def test_odds_event_reaches_subscriber(settings: Settings, redis_client: Redis, keys: Keys) -> None:
+async def test_odds_event_reaches_subscriber(
+    settings: Settings, redis_client: Redis, keys: Keys
+) -> None:
     async with running_gateway(settings) as gw, running_worker(settings):
         client = await Client.connect(f"{gw.ws}/ws/v2/connect")
         try:

@@ -182,7 +182,7 @@ class Worker:
         try:
             while not self._stopping.is_set():
                 try:
-                    reply = await self.redis.xreadgroup(
+                    reply: Any = await self.redis.xreadgroup(
                         WORKER_GROUP,
                         self.worker_id,
                         streams,  # type: ignore[arg-type]
@@ -278,7 +278,7 @@ class Worker:
         for stream in self.keys.ingest_streams:
             start: bytes | str = "0-0"
             while True:
-                reply = await self.redis.xautoclaim(
+                reply: Any = await self.redis.xautoclaim(
                     stream,
                     WORKER_GROUP,
                     self.worker_id,
@@ -301,7 +301,7 @@ class Worker:
                 start = next_start
 
     async def _poison_ids(self, stream: str, claimed: list[Entry]) -> frozenset[bytes]:
-        pending = await self.redis.xpending_range(
+        pending: Any = await self.redis.xpending_range(
             stream,
             WORKER_GROUP,
             min=claimed[0][0],
@@ -310,9 +310,7 @@ class Worker:
             consumername=self.worker_id,
         )
         return frozenset(
-            p["message_id"]
-            for p in pending
-            if p["times_delivered"] > self.settings.max_deliveries
+            p["message_id"] for p in pending if p["times_delivered"] > self.settings.max_deliveries
         )
 
     async def _trim(self) -> None:
