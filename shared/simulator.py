@@ -15,10 +15,11 @@ import logging
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from itertools import permutations
+from types import MappingProxyType
 from typing import Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel
@@ -41,8 +42,11 @@ log = logging.getLogger("oddstream.simulator")
 _E = TypeVar("_E", bound=BaseModel)
 
 MARKETS = ("moneyline", "spread", "total")
-#: Sportsbook -> total vig (overround) it builds into a two-way market.
-BOOKS = {"DraftKings": 0.045, "FanDuel": 0.042, "BetMGM": 0.05, "Caesars": 0.048, "PointsBet": 0.04}
+#: Sportsbook -> total vig (overround) it builds into a two-way market. Read-only, like
+#: every table here: all mutable state lives on a Simulator.
+BOOKS: Mapping[str, float] = MappingProxyType(
+    {"DraftKings": 0.045, "FanDuel": 0.042, "BetMGM": 0.05, "Caesars": 0.048, "PointsBet": 0.04}
+)
 #: Cumulative cut-offs of the mix: 70% odds, 15% predictions, 8% analytics, 2% arbitrage;
 #: the remaining 5% are alerts (2%) and portfolio updates (3%).
 _MIX = ((0.70, "odds"), (0.85, "predictions"), (0.93, "analytics"), (0.95, "arbitrage"))
@@ -58,21 +62,23 @@ class _Sport(NamedTuple):
     spread_slope: float  # cover probability per point of margin beyond the line
     total_slope: float  # over probability per point of expected total beyond the line
     base_total: float
-    drift: float  # sd of the expected margin/total per update of that game
+    drift: float  # sd of the expected margin/total per update (it also reverts to the mean)
     fixed_spread: bool  # run line / puck line: always +-1.5, only the price moves
     pace: tuple[str, float]  # unit and typical value
 
 
-SPORTS: dict[str, _Sport] = {
-    "MLB": _Sport(0.11, 0.2, 0.12, 8.5, 0.02, True, ("pitches_per_inning", 16.5)),
-    "NBA": _Sport(0.03, 0.03, 0.025, 226.5, 0.15, False, ("possessions_per_48", 99.5)),
-    "NFL": _Sport(0.03, 0.03, 0.03, 45.5, 0.12, False, ("plays_per_60", 63.0)),
-    "NHL": _Sport(0.14, 0.25, 0.2, 6.5, 0.015, True, ("shots_per_60", 61.0)),
-}
+SPORTS: Mapping[str, _Sport] = MappingProxyType(
+    {
+        "MLB": _Sport(0.11, 0.1, 0.12, 8.5, 0.03, True, ("pitches_per_inning", 16.5)),
+        "NBA": _Sport(0.03, 0.03, 0.025, 226.5, 0.15, False, ("possessions_per_48", 99.5)),
+        "NFL": _Sport(0.03, 0.03, 0.03, 45.5, 0.12, False, ("plays_per_60", 63.0)),
+        "NHL": _Sport(0.2, 0.15, 0.2, 6.5, 0.02, True, ("shots_per_60", 61.0)),
+    }
+)
 
 _Star = tuple[str, str, float]  # player, prop market, the books' prop line
 #: Teams and their stars per sport; consecutive teams play each other, the first at home.
-_TEAMS: dict[str, dict[str, tuple[_Star, ...]]] = {
+_TEAMS: Mapping[str, Mapping[str, tuple[_Star, ...]]] = {
     "MLB": {
         "New York Yankees": (("Aaron Judge", "hits", 0.5), ("Cody Bellinger", "hits", 0.5)),
         "Boston Red Sox": (("Jarren Duran", "total_bases", 1.5),),
@@ -118,8 +124,9 @@ _ALERTS = (
 
 def american(prob: float) -> int:
     """American price of an implied probability (vig included), as books quote it."""
-    if prob >= 0.5:
-        return -round(100 * prob / (1 - prob))
+    if prob > 0.5:
+        price = -round(100 * prob / (1 - prob))
+        return price if price < -100 else 100  # even money is quoted +100, never -100
     return round(100 * (1 - prob) / prob)
 
 
@@ -139,9 +146,14 @@ class _Game:
     home: str
     away: str
     players: tuple[_Star, ...]
-    margin: float  # expected home margin of victory
-    total: float  # expected combined score
+    mean_margin: float  # expected home margin of victory before the game
+    mean_total: float  # expected combined score before the game
     start_offset: float  # seconds into the game when the simulation starts
+    margin: float = 0.0  # in-game expectations; they wander but revert to the means
+    total: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.margin, self.total = self.mean_margin, self.mean_total
 
 
 @dataclass
@@ -192,8 +204,8 @@ class Simulator:
         for sport, teams in _TEAMS.items():
             spec, names = SPORTS[sport], list(teams)
             for i, (home, away) in enumerate(zip(names[::2], names[1::2], strict=True), start=1):
-                margin = rng.uniform(-0.25, 0.25) / spec.ml_slope
-                total = spec.base_total + rng.choice((-1.0, 0.0, 1.0)) * spec.drift * 20
+                margin = rng.uniform(-0.2, 0.2) / spec.ml_slope  # home win 30%..70%
+                total = spec.base_total + rng.choice((-1.0, 0.0, 1.0)) * spec.drift * 10
                 players, start = teams[home] + teams[away], rng.uniform(0, 3600)
                 game_id = f"{sport}-2026-{i:03d}"
                 game = _Game(sport, game_id, home, away, players, margin, total, start)
@@ -232,8 +244,8 @@ class Simulator:
     def _step(self, game: _Game, book: str, market: str) -> tuple[_Quote, float, float]:
         """Drift the game, then move one book part of the way to its target (books lag)."""
         rng, spec = self._rng, SPORTS[game.sport]
-        game.margin += rng.gauss(0, spec.drift)
-        game.total += rng.gauss(0, spec.drift)
+        game.margin += 0.005 * (game.mean_margin - game.margin) + rng.gauss(0, spec.drift)
+        game.total += 0.005 * (game.mean_total - game.total) + rng.gauss(0, spec.drift)
         quote = self._quotes[(game.game_id, book, market)]
         before = quote.prob, quote.line
         quote.offset = 0.97 * quote.offset + rng.gauss(0, 0.002)
@@ -327,16 +339,16 @@ class Simulator:
 
     def _best_arbitrage(self, game: _Game, market: str) -> _Arb | None:
         """The most profitable home/over + away/under pair across two books on the same line."""
-        prices: dict[str, tuple[float, int, int]] = {}
+        offers = []  # (book, line, home/over price, its cost, away/under price, its cost)
         for book in BOOKS:
             quote = self._quotes[(game.game_id, book, market)]
-            prices[book] = (quote.line, *self._prices(book, quote.prob))
+            home, away = self._prices(book, quote.prob)
+            offers.append((book, quote.line, home, implied_probability(home), away,
+                           implied_probability(away)))  # fmt: skip
         best: _Arb | None = None
-        for a, b in permutations(BOOKS, 2):
-            (line, home, _), (other_line, _, away) = prices[a], prices[b]
-            cost = implied_probability(home) + implied_probability(away)
-            profit = 100 * (1 / cost - 1)
-            if line == other_line and 0.3 <= profit <= 6.0 and (best is None or profit > best[0]):
+        for (a, line, home, cost_a, *_), (b, line_b, *_, away, cost_b) in permutations(offers, 2):
+            profit = 100 * (1 / (cost_a + cost_b) - 1)
+            if line == line_b and 0.3 <= profit <= 6.0 and (best is None or profit > best[0]):
                 best = (profit, line, (a, home), (b, away))
         return best
 
@@ -348,7 +360,7 @@ class Simulator:
             (arb, g, m) for g in self._games for m in MARKETS if (arb := self._best_arbitrage(g, m))
         ]
         if found:
-            (profit, line, leg_a, leg_b), game, market = max(found, key=lambda f: f[0][0])
+            (profit, line, leg_a, leg_b), game, market = rng.choice(found)
             source = "live_prices"
         else:
             game, market = rng.choice(self._games), rng.choice(MARKETS)
@@ -360,17 +372,17 @@ class Simulator:
             profit = 100 * (1 / (implied_probability(home) + implied_probability(away)) - 1)
             line, leg_a, leg_b, source = quote.line, (book_a, home), (book_b, away), "model"
         sides = ("over", "under") if market == "total" else ("home", "away")
-        names = {
-            "home": game.home,
-            "away": game.away,
-            "over": f"Over {line}",
-            "under": f"Under {line}",
-        }
+        if market == "total":
+            names = (f"Over {line:g}", f"Under {line:g}")
+        elif market == "spread":
+            names = (f"{game.home} {line:+g}", f"{game.away} {-line:+g}")
+        else:
+            names = (game.home, game.away)
         cost = implied_probability(leg_a[1]) + implied_probability(leg_b[1])
         legs = [
-            {"sportsbook": book, "side": side, "selection": names[side], "price": price,
+            {"sportsbook": book, "side": side, "selection": name, "price": price,
              "stake_pct": round(100 * implied_probability(price) / cost, 2)}
-            for side, (book, price) in zip(sides, (leg_a, leg_b), strict=True)
+            for side, name, (book, price) in zip(sides, names, (leg_a, leg_b), strict=True)
         ]  # fmt: skip
         return self._event(
             ArbitrageEvent, game, kind="arbitrage", market=market, legs=legs, source=source,
@@ -469,7 +481,7 @@ class Simulator:
                 raise
             except (RedisError, OSError) as exc:
                 backoff = _clamp(backoff * 2, 0.25, 5.0)
-                log.warning("publish failed, backing off %.2fs: %r", backoff, exc)
+                log.warning("simulator.publish.failed retry_in=%.2fs error=%r", backoff, exc)
             pause = max(tick - (loop.time() - started), backoff)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), max(0.0, min(pause, end - loop.time())))
