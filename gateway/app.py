@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
 from gateway.auth import AuthError, Identity, authenticate
 from gateway.connection import Connection
@@ -33,7 +34,7 @@ from shared.protocol import (
 from shared.redis import create_redis
 from shared.settings import Settings, load_settings
 
-__all__ = ["create_app", "gunicorn_app"]
+__all__ = ["RedactingAccessLogger", "create_app", "gunicorn_app", "make_runner"]
 
 log = logging.getLogger("oddstream.gateway")
 
@@ -219,6 +220,30 @@ def create_app(settings: Settings) -> web.Application:
     )
     app.router.add_routes(routes)
     return app
+
+
+class RedactingAccessLogger(AbstractAccessLogger):
+    """Access log with the path only: `?token=` must never reach a log file."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            "http.access remote=%s method=%s path=%s status=%s duration_ms=%.1f",
+            request.remote,
+            request.method,
+            request.path,
+            response.status,
+            time * 1000,
+        )
+
+
+def make_runner(app: web.Application, settings: Settings) -> web.AppRunner:
+    """The runner every entry point uses (CLI, dev, tests): signals are ours, logs redacted."""
+    return web.AppRunner(
+        app,
+        handle_signals=False,
+        shutdown_timeout=settings.shutdown_grace,
+        access_log_class=RedactingAccessLogger,
+    )
 
 
 async def gunicorn_app() -> web.Application:

@@ -58,12 +58,12 @@ async def run_gateway(
     settings: Settings, stop: asyncio.Event, on_ready: Callable[[int], None] | None = None
 ) -> None:
     """Serve until `stop` is set, then drain within the grace period."""
+
     from aiohttp import web
 
-    from gateway.app import create_app
+    from gateway.app import create_app, make_runner
 
-    app = create_app(settings)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=settings.shutdown_grace)
+    runner = make_runner(create_app(settings), settings)
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.host, settings.port)

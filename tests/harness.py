@@ -14,7 +14,7 @@ import orjson
 from aiohttp import web
 from redis.asyncio import Redis
 
-from gateway.app import create_app
+from gateway.app import create_app, make_runner
 from gateway.hub import Hub
 from gateway.state import HUB
 from shared.keys import Keys
@@ -64,7 +64,7 @@ class RunningGateway:
 @contextlib.asynccontextmanager
 async def running_gateway(settings: Settings) -> AsyncIterator[RunningGateway]:
     app = create_app(settings)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=settings.shutdown_grace)
+    runner = make_runner(app, settings)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

@@ -395,3 +395,19 @@ async def test_broadcast_goes_through_worker_to_that_type_only(
     finally:
         await alerts.close()
         await odds.close()
+
+
+async def test_query_token_never_reaches_the_access_log(
+    gw: RunningGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = issue_token(SECRET, "alice")
+    with caplog.at_level("INFO", logger="aiohttp.access"):
+        c = await Client.connect(f"{gw.ws}/ws/v2/connect?token={token}")
+        await c.close()
+        async with aiohttp.ClientSession() as session:
+            await session.get(f"{gw.http}/ws/v2/status?token={token}")
+        await wait_until(lambda: len(caplog.records) >= 2, message="access log lines")
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "path=/ws/v2/connect" in text
+    assert token not in text
+    assert "token=" not in text

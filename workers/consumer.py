@@ -182,24 +182,10 @@ class Worker:
         try:
             while not self._stopping.is_set():
                 try:
-                    reply: Any = await self.redis.xreadgroup(
-                        WORKER_GROUP,
-                        self.worker_id,
-                        streams,  # type: ignore[arg-type]
-                        count=self.settings.worker_batch,
-                        block=self.settings.worker_block_ms,
-                    )
-                    for stream, entries in reply or []:
-                        await self._process(stream, entries)
+                    await self._consume_once(streams)
                     backoff = 0.05
                 except asyncio.CancelledError:
                     raise
-                except ResponseError as exc:
-                    if "NOGROUP" in str(exc):
-                        # Redis lost its data (restart without persistence): recreate.
-                        await self._ensure_groups()
-                    else:
-                        raise
                 except Exception:
                     # Unacked entries stay pending and are reclaimed by _claim_stale.
                     self.stats.errors += 1
@@ -208,6 +194,25 @@ class Worker:
                     backoff = min(backoff * 2, 2.0)
         finally:
             self._consume_done.set()
+
+    async def _consume_once(self, streams: dict[str, str]) -> None:
+        try:
+            reply: Any = await self.redis.xreadgroup(
+                WORKER_GROUP,
+                self.worker_id,
+                streams,  # type: ignore[arg-type]
+                count=self.settings.worker_batch,
+                block=self.settings.worker_block_ms,
+            )
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            # Redis lost its data (restart without persistence): recreate the groups.
+            log.warning("worker.groups.missing: recreating")
+            await self._ensure_groups()
+            return
+        for stream, entries in reply or []:
+            await self._process(stream, entries)
 
     async def _process(
         self, stream: bytes, entries: list[Entry], deadletter_ids: frozenset[bytes] = frozenset()
