@@ -51,9 +51,13 @@ def _filters_from_query(request: web.Request) -> dict[str, object]:
         if key in _CONTROL_PARAMS or key in filters:
             continue
         values = [v for raw in request.query.getall(key) for v in raw.split(",") if v.strip()]
+        if not values:
+            raise ProtocolError(
+                ErrorCode.INVALID_FILTER, f"Filter '{key}' has an empty value; omit it instead."
+            )
         if key == "min_profit":
             try:
-                filters[key] = float(values[0]) if values else None
+                filters[key] = float(values[0])
             except ValueError:
                 raise ProtocolError(
                     ErrorCode.INVALID_FILTER, "Filter 'min_profit' must be a number (percent)."

@@ -11,7 +11,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    field_validator,
+)
 
 from shared.protocol import ServerMessageType, SubscriptionType
 
@@ -67,7 +75,8 @@ def _upper(value: Any) -> Any:
     return value.strip().upper() if isinstance(value, str) else value
 
 
-Name = Annotated[str, Field(min_length=1, max_length=200)]
+# Stripped like filter values are, so " Aaron Judge" in a feed matches a "Aaron Judge" room.
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Sport = Annotated[str, BeforeValidator(_upper), Field(min_length=1, max_length=20)]
 GameId = Annotated[str, BeforeValidator(_to_str_id), Field(min_length=1, max_length=100)]
 

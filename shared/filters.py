@@ -210,7 +210,7 @@ def parse_room(subscription_type: Any, filters: Any, *, user: str | None = None)
                 reason = f"Unknown filter '{key}'"
             raise _bad(f"{reason}; '{type_.value}' accepts: {known}.")
         if value is None:
-            continue
+            raise _bad(f"Filter '{key}' is null; omit it to match everything.")
         if key == "min_profit":
             canonical.append((key, _canonical_min_profit(value)))
         else:

@@ -269,6 +269,7 @@ async def test_specialized_endpoint_subscribes_from_path_and_query(
         ("/ws/v2/odds?min_profit=2", 400, "invalid_filter"),
         ("/ws/v2/arbitrage?min_profit=lots", 400, "invalid_filter"),
         ("/ws/v2/odds?colour=red", 400, "invalid_filter"),
+        ("/ws/v2/odds?sport=", 400, "invalid_filter"),
         ("/ws/v2/portfolio", 401, "auth_required"),
     ],
 )
