@@ -412,3 +412,58 @@ async def test_query_token_never_reaches_the_access_log(
     assert "path=/ws/v2/connect" in text
     assert token not in text
     assert "token=" not in text
+
+
+async def test_heartbeat_ping_client_pong_and_idle_timeout(auth_settings: Settings) -> None:
+    """The gateway pings on its interval; a client that answers stays, a silent one is closed."""
+    quick = auth_settings.model_copy(update={"heartbeat_interval": 0.2, "connection_timeout": 1.0})
+    async with running_gateway(quick) as gw:
+        lively = await Client.connect(f"{gw.ws}/ws/v2/connect")
+        silent = await Client.connect(f"{gw.ws}/ws/v2/connect")
+        try:
+            for _ in range(8):  # answer every ping for ~1.6 s, longer than the timeout
+                mark = len(lively.frames)
+                ping = await lively.next_of("ping", after=mark, timeout=2)
+                assert ping["status"] == "success"
+                await lively.send({"type": "pong"})
+            await wait_until(lambda: silent.closed_code is not None, message="silent closed")
+            assert silent.closed_code == 4001
+            assert lively.closed_code is None
+            assert lively.of("error") == []  # a pong is never answered with an error
+            assert len(gw.hub.connections) == 1
+        finally:
+            await lively.close()
+            await silent.close()
+
+
+async def test_every_event_kind_arrives_as_its_message_type(
+    gw: RunningGateway, redis_client: Redis, keys: Keys
+) -> None:
+    c = await Client.connect(f"{gw.ws}/ws/v2/connect?token={issue_token(SECRET, 'alice')}")
+    try:
+        await c.subscribe("nba")  # odds, predictions, analytics, arbitrage and alerts of NBA
+        await c.subscribe("system_alerts")
+        await c.subscribe("portfolio")
+        await wait_until(lambda: workers_synced(redis_client, keys), message="worker index")
+        await publish(
+            redis_client, keys,
+            '{"kind":"odds","sport":"NBA","game_id":"1","sportsbook":"FanDuel","market":"spread"}',
+            '{"kind":"predictions","sport":"NBA","game_id":"1","player":"LeBron James"}',
+            '{"kind":"analytics","sport":"NBA","game_id":"1","pace":101.5}',
+            '{"kind":"arbitrage","sport":"NBA","game_id":"1","profit_pct":1.2,'
+            '"sportsbooks":["FanDuel","BetMGM"]}',
+            '{"kind":"alerts","sport":"NBA","message":"Line suspended","level":"warning"}',
+            '{"kind":"portfolio","user":"alice","event":"position_value","value":104.2}',
+        )  # fmt: skip
+        expected = ["odds_update", "prediction_update", "analytics_update", "arbitrage_alert",
+                    "system_alert", "portfolio_update"]  # fmt: skip
+        for type_ in expected:
+            frame = await c.next_of(type_)
+            assert frame["status"] == "success"
+            assert frame["rooms"]
+        data_types = [f["type"] for f in c.frames if "event_id" in f]
+        assert sorted(data_types) == sorted(expected)
+        alert = c.of("system_alert")[0]
+        assert len(alert["rooms"]) == 2  # matched `nba` and `system_alerts`, delivered once
+    finally:
+        await c.close()
