@@ -19,7 +19,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 from redis.asyncio import Redis
@@ -30,6 +30,7 @@ from gateway.frames import text_frame
 from gateway.metrics import GatewayMetrics
 from shared.filters import RoomSpec
 from shared.keys import INBOX_FRAME, INBOX_ROOMS, INBOX_TYPE, Keys
+from shared.loops import Backoff, periodic, raise_if_cancelling, stop_tasks
 from shared.protocol import CloseCode, ErrorCode, ProtocolError, ServerMessageType, server_frame
 from shared.registry import Registry
 from shared.settings import Settings
@@ -71,10 +72,13 @@ class Hub:
         await self._register()
         self._tasks = [
             asyncio.create_task(self._read_inbox(), name="gateway.inbox"),
-            self._periodic("gateway.beat", self.settings.gateway_heartbeat, self._beat),
-            self._periodic("gateway.ping", self.settings.heartbeat_interval, self._ping_all),
-            self._periodic(
-                "gateway.sweep", min(1.0, self.settings.connection_timeout / 4), self._sweep_idle
+            periodic("gateway.beat", self.settings.gateway_heartbeat, self._beat, log),
+            periodic("gateway.ping", self.settings.heartbeat_interval, self._ping_all, log),
+            periodic(
+                "gateway.sweep",
+                min(1.0, self.settings.connection_timeout / 4),
+                self._sweep_idle,
+                log,
             ),
         ]
         log.info("gateway.started id=%s", self.gateway_id)
@@ -92,9 +96,7 @@ class Hub:
             await asyncio.wait_for(
                 asyncio.gather(*closing, return_exceptions=True), self.settings.shutdown_grace
             )
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_tasks(self._tasks, grace=max(1.0, self.settings.shutdown_grace))
         with contextlib.suppress(RedisError):
             await self.registry.deregister_gateway(self.gateway_id)
         self.registered = False
@@ -111,21 +113,6 @@ class Hub:
         task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    def _periodic(
-        self, name: str, interval: float, step: Callable[[], Awaitable[None]]
-    ) -> asyncio.Task[None]:
-        async def loop() -> None:
-            while True:
-                await asyncio.sleep(interval)
-                try:
-                    await step()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("%s.failed", name)
-
-        return asyncio.create_task(loop(), name=name)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -256,7 +243,7 @@ class Hub:
 
     async def _read_inbox(self) -> None:
         inbox = self.keys.inbox(self.gateway_id)
-        backoff = 0.05
+        backoff = Backoff()
         while True:
             try:
                 reply: Any = await self.redis.xread(
@@ -270,14 +257,14 @@ class Hub:
                     # Single reader: everything before our position is consumed.
                     await self.redis.xtrim(inbox, minid=self._inbox_position, approximate=True)
                 self.redis_ok = True
-                backoff = 0.05
+                backoff.reset()
+                raise_if_cancelling()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self.redis_ok = False
                 log.warning("gateway.inbox.failed error=%s", exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+                await backoff.sleep()
 
     def fan_out(self, fields: dict[bytes, bytes]) -> int:
         """Write one delivered event to every local member of its rooms, once each."""

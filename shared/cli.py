@@ -116,8 +116,13 @@ async def _ingest_main(settings: Settings, source: str) -> int:
         if source == "-":
             report = await ingester.ingest_lines(sys.stdin)
         else:
-            # A local file read line by line; nothing else shares this loop, so no thread.
-            with Path(source).open(encoding="utf-8") as handle:  # noqa: ASYNC230
+            try:
+                # A local file read line by line; nothing else shares this loop, so no thread.
+                handle = Path(source).open(encoding="utf-8")  # noqa: ASYNC230, SIM115
+            except OSError as exc:
+                print(f"oddstream ingest: cannot read {source}: {exc.strerror}", file=sys.stderr)
+                return 2
+            with handle:
                 report = await ingester.ingest_lines(handle)
     finally:
         await redis.aclose()
@@ -208,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "port", None) is not None:
         overrides["port"] = args.port
     try:
-        settings = load_settings(**overrides)
+        settings = load_settings(flags={k: f"--{k}" for k in overrides}, **overrides)
     except SettingsError as exc:
         print(f"oddstream: {exc}", file=sys.stderr)
         return 2

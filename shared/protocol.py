@@ -258,6 +258,10 @@ def server_frame(
         "data": data,
         "timestamp": utc_now_iso(),
     }
+    return _addressed(frame, client_id, request_id)
+
+
+def _addressed(frame: dict[str, Any], client_id: str | None, request_id: str | int | None) -> bytes:
     if client_id is not None:
         frame["client_id"] = client_id
     if request_id is not None:
@@ -281,11 +285,7 @@ def error_frame(
         "data": None,
         "timestamp": utc_now_iso(),
     }
-    if client_id is not None:
-        frame["client_id"] = client_id
-    if request_id is not None:
-        frame["id"] = request_id
-    return orjson.dumps(frame)
+    return _addressed(frame, client_id, request_id)
 
 
 def json_schema() -> dict[str, Any]:

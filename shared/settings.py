@@ -145,8 +145,11 @@ def _variable_name(field: str) -> str:
     return f"ODDSTREAM_{field.upper()}"
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Read settings from the environment; raise SettingsError with one clear line if bad."""
+def load_settings(*, flags: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    """Read settings from the environment; raise SettingsError with one clear line if bad.
+
+    `flags` maps overridden fields to the command-line flag that set them, for the message.
+    """
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
@@ -154,5 +157,6 @@ def load_settings(**overrides: Any) -> Settings:
         for err in exc.errors():
             field = str(err["loc"][0]) if err["loc"] else "?"
             given = err.get("input")
-            problems.append(f"{_variable_name(field)}={given!r}: {err['msg']}")
+            name = (flags or {}).get(field) or _variable_name(field)
+            problems.append(f"{name}={given!r}: {err['msg']}")
         raise SettingsError("invalid setting " + "; ".join(problems)) from None

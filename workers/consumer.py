@@ -20,7 +20,6 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -32,6 +31,7 @@ from redis.exceptions import RedisError, ResponseError
 from shared.events import ingest_event_adapter, routing_of
 from shared.ingest import EVENT_FIELD, describe_validation_error
 from shared.keys import WORKER_GROUP, Keys
+from shared.loops import Backoff, periodic, raise_if_cancelling, stop_tasks
 from shared.registry import Registry
 from shared.settings import Settings
 from workers.delivery import build_entries
@@ -90,12 +90,13 @@ class Worker:
         await self._ensure_groups()
         await self._resync()
         await self._beat()
+        s = self.settings
         self._tasks = [
             asyncio.create_task(self._follow_feed(), name="worker.feed"),
             asyncio.create_task(self._consume(), name="worker.consume"),
-            self._periodic("worker.claim", self.settings.claim_interval, self._claim_stale),
-            self._periodic("worker.trim", self.settings.trim_interval, self._trim),
-            self._periodic("worker.beat", self.settings.worker_heartbeat, self._beat),
+            periodic("worker.claim", s.claim_interval, self._claim_stale, log, self._count_error),
+            periodic("worker.trim", s.trim_interval, self._trim, log, self._count_error),
+            periodic("worker.beat", s.worker_heartbeat, self._beat, log, self._count_error),
         ]
         log.info("worker.started id=%s rooms=%d", self.worker_id, len(self.index))
 
@@ -106,9 +107,7 @@ class Worker:
         self._stopping.set()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._consume_done.wait(), self.settings.shutdown_grace)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_tasks(self._tasks, grace=max(1.0, self.settings.shutdown_grace))
         with contextlib.suppress(RedisError):
             await self.registry.deregister_worker(self.worker_id)
         log.info("worker.stopped id=%s stats=%s", self.worker_id, asdict(self.stats))
@@ -118,30 +117,17 @@ class Worker:
         await self.start()
         await self._stopping.wait()
 
-    def _periodic(
-        self, name: str, interval: float, step: Callable[[], Awaitable[None]]
-    ) -> asyncio.Task[None]:
-        async def loop() -> None:
-            while not self._stopping.is_set():
-                try:
-                    await step()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    self.stats.errors += 1
-                    log.exception("%s.failed", name)
-                await asyncio.sleep(interval)
-
-        return asyncio.create_task(loop(), name=name)
-
     # --- room index ----------------------------------------------------------------------
 
     async def _resync(self) -> None:
         self.feed_position, rooms = await self.registry.snapshot()
         self.index.load(rooms)
 
+    def _count_error(self) -> None:
+        self.stats.errors += 1
+
     async def _follow_feed(self) -> None:
-        backoff = 0.05
+        backoff = Backoff()
         needs_resync = False
         while not self._stopping.is_set():
             try:
@@ -154,16 +140,16 @@ class Worker:
                 for entry in entries:
                     self.index.apply(entry)
                     self.feed_position = entry.id
-                backoff = 0.05
+                backoff.reset()
+                raise_if_cancelling()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 # Changes may have been trimmed or missed while away: reload from scratch.
-                self.stats.errors += 1
+                self._count_error()
                 log.exception("worker.feed.failed")
                 needs_resync = True
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+                await backoff.sleep()
 
     # --- consuming -----------------------------------------------------------------------
 
@@ -178,20 +164,20 @@ class Worker:
 
     async def _consume(self) -> None:
         streams = dict.fromkeys(self.keys.ingest_streams, ">")
-        backoff = 0.05
+        backoff = Backoff()
         try:
             while not self._stopping.is_set():
                 try:
                     await self._consume_once(streams)
-                    backoff = 0.05
+                    backoff.reset()
+                    raise_if_cancelling()
                 except asyncio.CancelledError:
                     raise
                 except Exception:
                     # Unacked entries stay pending and are reclaimed by _claim_stale.
-                    self.stats.errors += 1
+                    self._count_error()
                     log.exception("worker.consume.failed")
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 2.0)
+                    await backoff.sleep()
         finally:
             self._consume_done.set()
 
@@ -343,7 +329,9 @@ class Worker:
             candidates = [_entry_id_floor(group["last-delivered-id"])]
             if group["pending"]:
                 summary = await self.redis.xpending(stream, group["name"])
-                candidates.append(_entry_id_floor(summary["min"]))
+                # None when the entries were acked between XINFO and XPENDING.
+                if summary["min"] is not None:
+                    candidates.append(_entry_id_floor(summary["min"]))
             low = min(candidates)
             floor = low if floor is None else min(floor, low)
         return floor
