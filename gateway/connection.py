@@ -62,8 +62,10 @@ class Connection:
         "last_seen",
         "messages_received",
         "messages_sent",
+        "recorded_sent",
         "remote",
         "rooms",
+        "send_limit",
         "transport",
         "ws",
     )
@@ -90,22 +92,24 @@ class Connection:
         self.messages_received = 0
         self.last_seen = time.monotonic()
         self.closing = False
+        # `dirty` marks changes other than messages sent; those are compared at each beat.
         self.dirty = True
+        self.recorded_sent = -1
+        self.send_limit = hub.settings.send_buffer_bytes
 
     # --- sending -------------------------------------------------------------------------
 
-    def write(self, frame: bytes) -> bool:
-        """Write a pre-built frame; False (and a close is scheduled) if the client is gone
-        or too slow."""
+    def write(self, frames: bytes, count: int = 1) -> bool:
+        """Write `count` pre-built frames (concatenated) in one call; False (and a close is
+        scheduled) if the client is gone or too slow. The hot path: keep it lean."""
         transport = self.transport
         if self.closing or transport.is_closing():
             return False
-        if transport.get_write_buffer_size() > self.hub.settings.send_buffer_bytes:
+        if transport.get_write_buffer_size() > self.send_limit:
             self.close_soon(CloseCode.SLOW_CONSUMER, "send buffer full: reconnect and catch up")
             return False
-        transport.write(frame)
-        self.messages_sent += 1
-        self.dirty = True
+        transport.write(frames)
+        self.messages_sent += count
         return True
 
     def send(self, payload: bytes, message_type: ServerMessageType) -> bool:
