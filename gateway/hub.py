@@ -29,7 +29,8 @@ from gateway.connection import Connection
 from gateway.frames import text_frame
 from gateway.metrics import GatewayMetrics
 from shared.filters import RoomSpec
-from shared.keys import INBOX_FRAME, INBOX_ROOMS, INBOX_TYPE, Keys
+from shared.inbox import decode_inbox_entry
+from shared.keys import Keys
 from shared.loops import Backoff, periodic, raise_if_cancelling, stop_tasks
 from shared.protocol import CloseCode, ErrorCode, ProtocolError, ServerMessageType, server_frame
 from shared.registry import Registry
@@ -283,25 +284,32 @@ class Hub:
         """
         outgoing: dict[Connection, list[bytes]] = {}
         per_type: dict[bytes, int] = {}
-        for _entry_id, fields in entries:
-            room_ids = fields[INBOX_ROOMS].decode().split(",")
-            if len(room_ids) == 1:
-                members: set[Connection] = self.rooms.get(room_ids[0]) or set()
-            else:
-                members = set()
-                for room_id in room_ids:
-                    members.update(self.rooms.get(room_id, ()))
-            if not members:
+        deliveries = 0
+        for entry_id, fields in entries:
+            try:
+                batch = list(decode_inbox_entry(fields))
+            except (KeyError, ValueError):
+                log.error("gateway.inbox.malformed id=%s", entry_id)
                 continue
-            frame = text_frame(fields[INBOX_FRAME])
-            for conn in members:
-                queued = outgoing.get(conn)
-                if queued is None:
-                    outgoing[conn] = [frame]
+            deliveries += len(batch)
+            for delivery in batch:
+                room_ids = delivery.rooms.decode().split(",")
+                if len(room_ids) == 1:
+                    members: set[Connection] = self.rooms.get(room_ids[0]) or set()
                 else:
-                    queued.append(frame)
-            type_ = fields[INBOX_TYPE]
-            per_type[type_] = per_type.get(type_, 0) + len(members)
+                    members = set()
+                    for room_id in room_ids:
+                        members.update(self.rooms.get(room_id, ()))
+                if not members:
+                    continue
+                frame = text_frame(delivery.frame)
+                for conn in members:
+                    queued = outgoing.get(conn)
+                    if queued is None:
+                        outgoing[conn] = [frame]
+                    else:
+                        queued.append(frame)
+                per_type[delivery.type] = per_type.get(delivery.type, 0) + len(members)
         sent = 0
         for conn, frames in outgoing.items():
             if len(frames) == 1:
@@ -310,7 +318,7 @@ class Hub:
                 written = conn.write(b"".join(frames), len(frames))
             if written:
                 sent += len(frames)
-        self.metrics.inbox_entries.inc(len(entries))
+        self.metrics.inbox_deliveries.inc(deliveries)
         for type_, count in per_type.items():
             self._messages_out_child(type_).inc(count)
         return sent

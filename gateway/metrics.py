@@ -44,8 +44,10 @@ class GatewayMetrics:
             "oddstream_closes", "Connections closed by the gateway, by close code", ["code"],
             registry=r,
         )  # fmt: skip
-        self.inbox_entries = Counter(
-            "oddstream_inbox_entries", "Inbox entries fanned out by this gateway", registry=r
+        self.inbox_deliveries = Counter(
+            "oddstream_inbox_deliveries",
+            "Event deliveries read from this gateway's inbox",
+            registry=r,
         )
         self.worker_events = Gauge(
             "oddstream_worker_events", "Events processed by each live worker",

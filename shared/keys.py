@@ -10,15 +10,10 @@ from dataclasses import dataclass
 
 from shared.events import EventKind
 
-__all__ = ["INBOX_FRAME", "INBOX_ROOMS", "INBOX_TYPE", "WORKER_GROUP", "Keys"]
+__all__ = ["WORKER_GROUP", "Keys"]
 
 #: The consumer group every worker joins on every ingest stream.
 WORKER_GROUP = "workers"
-
-#: Gateway inbox entry fields: comma-separated room ids, the complete JSON frame, its type.
-INBOX_ROOMS = b"r"
-INBOX_FRAME = b"f"
-INBOX_TYPE = b"t"
 
 
 @dataclass(frozen=True, slots=True)

@@ -225,7 +225,7 @@ async def test_portfolio_delivers_only_own_events(
         a = await alice.next_of("portfolio_update")
         b = await bob.next_of("portfolio_update")
         assert a["data"]["user"] == "alice" and b["data"]["user"] == "bob"
-        await wait_until(lambda: gw.hub.metrics.inbox_entries._value.get() >= 2)
+        await wait_until(lambda: gw.hub.metrics.inbox_deliveries._value.get() >= 2)
         assert [f["data"]["user"] for f in alice.of("portfolio_update")] == ["alice"]
         assert [f["data"]["user"] for f in bob.of("portfolio_update")] == ["bob"]
     finally:
@@ -467,3 +467,32 @@ async def test_every_event_kind_arrives_as_its_message_type(
         assert len(alert["rooms"]) == 2  # matched `nba` and `system_alerts`, delivered once
     finally:
         await c.close()
+
+
+async def test_malformed_inbox_entry_is_skipped_and_delivery_continues(
+    gw: RunningGateway, redis_client: Redis, keys: Keys, caplog: pytest.LogCaptureFixture
+) -> None:
+    c = await Client.connect(f"{gw.ws}/ws/v2/connect")
+    try:
+        await c.subscribe("odds_updates")
+        await wait_until(lambda: workers_synced(redis_client, keys), message="worker index")
+        inbox = keys.inbox(gw.hub.gateway_id)
+        await redis_client.xadd(inbox, {b"n": b"3", b"r0": b"x"})  # count lies
+        await redis_client.xadd(inbox, {b"garbage": b"1"})
+        ids = await publish(
+            redis_client, keys,
+            '{"kind":"odds","sport":"NFL","game_id":"9","sportsbook":"Caesars","market":"total"}',
+        )  # fmt: skip
+        update = await c.next_of("odds_update")
+        assert update["event_id"] == ids[0].decode()
+        assert "gateway.inbox.malformed" in caplog.text
+    finally:
+        await c.close()
+
+
+def test_inbox_entry_round_trip() -> None:
+    from shared.inbox import Delivery, decode_inbox_entry, encode_inbox_entry
+
+    batch = [Delivery(b"r1,r2", b'{"a":1}', b"odds_update"), Delivery(b"r3", b"{}", b"pong")]
+    assert list(decode_inbox_entry(encode_inbox_entry(batch))) == batch
+    assert list(decode_inbox_entry(encode_inbox_entry([]))) == []

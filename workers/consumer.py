@@ -29,12 +29,13 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from shared.events import ingest_event_adapter, routing_of
+from shared.inbox import Delivery, encode_inbox_entry
 from shared.ingest import EVENT_FIELD, describe_validation_error
 from shared.keys import WORKER_GROUP, Keys
 from shared.loops import Backoff, periodic, raise_if_cancelling, stop_tasks
 from shared.registry import Registry
 from shared.settings import Settings
-from workers.delivery import build_entries
+from workers.delivery import deliveries_for
 from workers.matcher import RoomIndex
 
 __all__ = ["Worker", "WorkerStats"]
@@ -203,7 +204,10 @@ class Worker:
     async def _process(
         self, stream: bytes, entries: list[Entry], deadletter_ids: frozenset[bytes] = frozenset()
     ) -> None:
-        """Match and deliver a batch of one stream; ack all in the same transaction."""
+        """Match and deliver a batch of one stream; ack all in the same transaction.
+
+        One inbox entry per gateway for the whole batch, in ingest order."""
+        per_gateway: dict[str, list[Delivery]] = {}
         async with self.redis.pipeline(transaction=True) as pipe:
             ack_ids: list[bytes] = []
             for entry_id, fields in entries:
@@ -229,16 +233,18 @@ class Worker:
                     continue
                 self.stats.matched += 1
                 data_json = orjson.dumps(event.model_dump(mode="json"))
-                for inbox_entry in build_entries(
+                for gateway, delivery in deliveries_for(
                     routing.message_type, entry_id, data_json, rooms_by_gateway
                 ):
-                    # NOMKSTREAM: a gateway reaped a moment ago gets nothing, not a new key.
-                    pipe.xadd(
-                        self.keys.inbox(inbox_entry.gateway),
-                        inbox_entry.fields,  # type: ignore[arg-type]
-                        nomkstream=True,
-                    )
+                    per_gateway.setdefault(gateway, []).append(delivery)
                     self.stats.deliveries += 1
+            for gateway, deliveries in per_gateway.items():
+                # NOMKSTREAM: a gateway reaped a moment ago gets nothing, not a new key.
+                pipe.xadd(
+                    self.keys.inbox(gateway),
+                    encode_inbox_entry(deliveries),  # type: ignore[arg-type]
+                    nomkstream=True,
+                )
             pipe.xack(stream, WORKER_GROUP, *ack_ids)
             await pipe.execute()
 
