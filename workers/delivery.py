@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from functools import lru_cache
 
 import orjson
 
@@ -19,7 +20,12 @@ __all__ = ["deliveries_for"]
 
 
 def _timestamp_of(entry_id: bytes) -> bytes:
-    millis = int(entry_id.split(b"-", 1)[0])
+    return _iso_millis(int(entry_id.split(b"-", 1)[0]))
+
+
+@lru_cache(maxsize=256)
+def _iso_millis(millis: int) -> bytes:
+    # Cached: a batch's events mostly share their millisecond, and formatting was ~4% of CPU.
     moment = datetime.fromtimestamp(millis / 1000, UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z").encode()
 
