@@ -7,10 +7,13 @@ needs no Redis installed by hand. It listens on a free loopback port and keeps n
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +22,14 @@ from types import TracebackType
 __all__ = ["EmbeddedRedis", "find_redis_server", "free_port"]
 
 MIN_VERSION = (6, 2)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: on Linux, get SIGTERM when the parent dies, even by SIGKILL,
+    so a killed `oddstream dev` or test run never leaves a Redis behind."""
+    with contextlib.suppress(OSError, AttributeError):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -80,8 +91,13 @@ class EmbeddedRedis:
             "--protected-mode", "yes",
             "--loglevel", "warning",
         ]  # fmt: skip
+        # Own session: a Ctrl-C meant for `dev` must not stop Redis before the gateway drains.
         self.process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
