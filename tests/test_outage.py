@@ -1,0 +1,86 @@
+"""A Redis outage: clear errors while it lasts, recovery without restarting anything."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import aiohttp
+import pytest
+
+from shared.embedded import EmbeddedRedis
+from shared.ingest import Ingester, parse_event
+from shared.keys import Keys
+from shared.redis import create_redis
+from shared.settings import Settings
+from tests.harness import Client, running_gateway, running_worker, wait_until, workers_synced
+
+
+@pytest.fixture
+def private_redis() -> Iterator[EmbeddedRedis]:
+    """A Redis of this test's own, so killing it disturbs no other test."""
+    server = EmbeddedRedis().start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+async def _status(url: str) -> int:
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+        return resp.status
+
+
+@pytest.mark.slow
+async def test_redis_killed_and_restarted_errors_then_recovers(
+    private_redis: EmbeddedRedis, settings: Settings, keys: Keys
+) -> None:
+    own = settings.model_copy(update={"redis_url": private_redis.url})
+    async with running_gateway(own) as gw, running_worker(own):
+        c = await Client.connect(f"{gw.ws}/ws/v2/connect")
+        try:
+            await c.subscribe("odds_updates", sport="NHL")
+            private_redis.kill()
+
+            reply = await c.request(
+                {"type": "subscribe", "subscription_type": "nba", "id": 1}, "subscription_confirmed"
+            )
+            assert reply["type"] == "error"
+            assert reply["code"] == "service_unavailable"
+            assert "retry" in reply["error"].lower()
+            assert await _status(f"{gw.http}/readyz") == 503
+            assert await _status(f"{gw.http}/ws/v2/status") == 503
+            pong = await c.request({"type": "ping"}, "pong")  # the socket itself is fine
+            assert pong["type"] == "pong"
+
+            # Same port, empty data (no persistence): everything must be rebuilt.
+            private_redis.start()
+            await wait_until(
+                lambda: _ready(gw.http), timeout=15, message="gateway ready after restart"
+            )
+            redis = create_redis(private_redis.url)
+            try:
+                await wait_until(
+                    lambda: workers_synced(redis, keys), timeout=15, message="worker index rebuilt"
+                )
+                assert await redis.hlen(keys.rooms) == 1  # the gateway re-registered its room
+                await Ingester(redis, keys).publish(
+                    parse_event(
+                        {"kind": "odds", "sport": "NHL", "game_id": "1",
+                         "sportsbook": "FanDuel", "market": "total"}
+                    )
+                )  # fmt: skip
+                update = await c.next_of("odds_update", timeout=15)
+                assert update["data"]["sport"] == "NHL"
+                again = await c.subscribe("nba")
+                assert again["data"]["subscription_type"] == "nba"
+            finally:
+                await redis.aclose()
+        finally:
+            await c.close()
+
+
+async def _ready(http: str) -> bool:
+    try:
+        return await _status(f"{http}/readyz") == 200
+    except aiohttp.ClientError:
+        return False
