@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 __all__ = [
     "DATA_MESSAGE_TYPES",
     "ClientMessage",
+    "CloseAdvice",
     "CloseCode",
     "ErrorCode",
     "PingMessage",
@@ -29,6 +30,7 @@ __all__ = [
     "SubscriptionType",
     "UnsubscribeMessage",
     "client_message_adapter",
+    "close_advice",
     "error_frame",
     "json_schema",
     "server_frame",
@@ -136,23 +138,62 @@ ERROR_HINTS: dict[ErrorCode, str] = {
 }
 
 
+class CloseAdvice(StrEnum):
+    """What a client should do when closed; clients act on this, not on single codes."""
+
+    RECONNECT_NOW = "reconnect_now"
+    RECONNECT_BACKOFF = "reconnect_backoff"
+    REFRESH_TOKEN = "refresh_token"
+    TERMINAL = "terminal"
+
+
 class CloseCode(IntEnum):
     """WebSocket close codes the gateway uses.
 
-    Ranges tell a client what to do without knowing every code: 1000-1999 are RFC 6455's,
-    4000-4499 mean "reconnect with backoff", 4500-4999 mean "do not reconnect as is".
+    Our codes are grouped by range so a client can act on codes it does not know:
+    4000-4099 reconnect at once, 4100-4399 reconnect with backoff, 4400-4499 refresh the
+    token first, 4500-4999 do not reconnect (terminal). RFC 6455 codes are mapped one by one
+    in `close_advice`; anything else (e.g. 1006, abnormal closure) means reconnect with backoff.
     """
 
-    NORMAL = 1000
-    GOING_AWAY = 1001  # gateway shutting down: reconnect (to another gateway) with backoff
+    NORMAL = 1000  # closed on request
+    GOING_AWAY = 1001  # gateway draining: reconnect now (the gateway spreads clients over time)
     POLICY_VIOLATION = 1008
-    MESSAGE_TOO_BIG = 1009
+    MESSAGE_TOO_BIG = 1009  # a client frame over the size limit
     INTERNAL_ERROR = 1011
-    HEARTBEAT_TIMEOUT = 4001  # client silent for WEBSOCKET_CONNECTION_TIMEOUT: reconnect
-    SLOW_CONSUMER = 4008  # send buffer overflowed: reconnect and catch up
-    SERVICE_UNAVAILABLE = 4011  # Redis or the pipeline is down: reconnect with backoff
-    TOKEN_EXPIRED = 4501  # refresh the token before reconnecting
-    FORBIDDEN = 4503  # terminal
+    SLOW_CONSUMER = 4008  # could not keep up with must-deliver data: reconnect and resubscribe
+    HEARTBEAT_TIMEOUT = 4101  # silent for WEBSOCKET_CONNECTION_TIMEOUT
+    SERVICE_UNAVAILABLE = 4111  # Redis or the pipeline is down
+    TOKEN_EXPIRED = 4401  # refresh the token, then reconnect
+    FORBIDDEN = 4503  # not allowed: do not retry as is
+
+    @property
+    def advice(self) -> CloseAdvice:
+        return close_advice(int(self))
+
+
+_RFC_ADVICE = {
+    1000: CloseAdvice.TERMINAL,
+    1001: CloseAdvice.RECONNECT_NOW,
+    1008: CloseAdvice.TERMINAL,
+    1009: CloseAdvice.TERMINAL,
+    1011: CloseAdvice.RECONNECT_BACKOFF,
+    1012: CloseAdvice.RECONNECT_NOW,
+    1013: CloseAdvice.RECONNECT_BACKOFF,
+}
+
+
+def close_advice(code: int) -> CloseAdvice:
+    """What to do about any close code, known or not."""
+    if code in _RFC_ADVICE:
+        return _RFC_ADVICE[code]
+    if 4000 <= code < 4100:
+        return CloseAdvice.RECONNECT_NOW
+    if 4400 <= code < 4500:
+        return CloseAdvice.REFRESH_TOKEN
+    if 4500 <= code < 5000:
+        return CloseAdvice.TERMINAL
+    return CloseAdvice.RECONNECT_BACKOFF
 
 
 class ProtocolError(Exception):
@@ -299,6 +340,13 @@ def json_schema() -> dict[str, Any]:
         "server_message": ServerMessage.model_json_schema(),
         "subscription_types": [t.value for t in SubscriptionType],
         "error_codes": [c.value for c in ErrorCode],
-        "close_codes": {c.name: c.value for c in CloseCode},
+        "close_codes": {c.name: {"code": c.value, "advice": c.advice.value} for c in CloseCode},
+        "close_advice_ranges": {
+            "4000-4099": "reconnect_now",
+            "4100-4399": "reconnect_backoff",
+            "4400-4499": "refresh_token",
+            "4500-4999": "terminal",
+            "other": "reconnect_backoff",
+        },
         "ingest_event": ingest_event_adapter.json_schema(),
     }

@@ -427,7 +427,7 @@ async def test_heartbeat_ping_client_pong_and_idle_timeout(auth_settings: Settin
                 assert ping["status"] == "success"
                 await lively.send({"type": "pong"})
             await wait_until(lambda: silent.closed_code is not None, message="silent closed")
-            assert silent.closed_code == 4001
+            assert silent.closed_code == 4101
             assert lively.closed_code is None
             assert lively.of("error") == []  # a pong is never answered with an error
             assert len(gw.hub.connections) == 1
