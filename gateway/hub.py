@@ -109,6 +109,29 @@ class Hub:
             task.cancel()
         log.info("gateway.stopped id=%s", self.gateway_id)
 
+    def _set_redis_ok(self, ok: bool) -> None:
+        """Track Redis health; on a change, tell every client (users see it, not just logs)."""
+        if ok == self.redis_ok:
+            return
+        self.redis_ok = ok
+        self.metrics.redis_up.set(1 if ok else 0)
+        if not self.registered and ok:
+            return  # start-up, not a recovery
+        if ok:
+            data = {"level": "info", "code": "service_restored",
+                    "message": "Live updates have resumed."}  # fmt: skip
+        else:
+            self.metrics.redis_outages.inc()
+            data = {
+                "level": "warning",
+                "code": "service_degraded",
+                "message": "Live updates are paused: the gateway lost its data store and is "
+                "reconnecting. Your connection stays open; no action is needed.",
+            }
+        frame = text_frame(server_frame(ServerMessageType.SYSTEM_ALERT, data))
+        sent = sum(conn.write(frame) for conn in list(self.connections.values()))
+        self.metrics.messages_out.labels(ServerMessageType.SYSTEM_ALERT.value).inc(sent)
+
     @property
     def ready(self) -> bool:
         return self.registered and self.redis_ok and not self.draining
@@ -143,7 +166,7 @@ class Hub:
             for room_id, members in self.rooms.items():
                 await self.registry.join_room(self.gateway_id, self.specs[room_id], len(members))
             self.registered = True
-            self.redis_ok = True
+            self._set_redis_ok(True)
 
     async def _beat(self) -> None:
         if self.draining:
@@ -159,9 +182,9 @@ class Hub:
             alive = await self.registry.beat_gateway(
                 self.gateway_id, self.describe(), dirty, closed
             )
-            self.redis_ok = True
+            self._set_redis_ok(True)
         except RedisError:
-            self.redis_ok = False
+            self._set_redis_ok(False)
             for conn in self.connections.values():
                 conn.dirty = True
             raise
@@ -265,13 +288,13 @@ class Hub:
                         # Single reader: everything before our position is consumed.
                         last_trim = now
                         await self.redis.xtrim(inbox, minid=self._inbox_position, approximate=True)
-                self.redis_ok = True
+                self._set_redis_ok(True)
                 backoff.reset()
                 raise_if_cancelling()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.redis_ok = False
+                self._set_redis_ok(False)
                 log.warning("gateway.inbox.failed error=%s", exc)
                 await backoff.sleep()
 

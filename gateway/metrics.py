@@ -44,6 +44,12 @@ class GatewayMetrics:
             "oddstream_closes", "Connections closed by the gateway, by close code", ["code"],
             registry=r,
         )  # fmt: skip
+        self.redis_up = Gauge(
+            "oddstream_redis_up", "1 while this gateway reaches Redis, else 0", registry=r
+        )
+        self.redis_outages = Counter(
+            "oddstream_redis_outages", "Times this gateway lost Redis", registry=r
+        )
         self.inbox_deliveries = Counter(
             "oddstream_inbox_deliveries",
             "Event deliveries read from this gateway's inbox",

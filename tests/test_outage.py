@@ -51,12 +51,25 @@ async def test_redis_killed_and_restarted_errors_then_recovers(
             assert await _status(f"{gw.http}/ws/v2/status") == 503
             pong = await c.request({"type": "ping"}, "pong")  # the socket itself is fine
             assert pong["type"] == "pong"
+            degraded = await c.next_of("system_alert", timeout=5)
+            assert degraded["data"]["code"] == "service_degraded"
+            assert degraded["data"]["level"] == "warning"
+            mark = len(c.frames)
 
             # Same port, empty data (no persistence): everything must be rebuilt.
             private_redis.start()
             await wait_until(
                 lambda: _ready(gw.http), timeout=15, message="gateway ready after restart"
             )
+            restored = await c.next_of("system_alert", after=mark, timeout=5)
+            assert restored["data"]["code"] == "service_restored"
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"{gw.http}/metrics") as resp,
+            ):
+                metrics = await resp.text()
+            assert "oddstream_redis_outages_total 1.0" in metrics
+            assert "oddstream_redis_up 1.0" in metrics
             redis = create_redis(private_redis.url)
             try:
                 await wait_until(
