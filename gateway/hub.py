@@ -28,8 +28,10 @@ from redis.exceptions import RedisError
 from gateway.connection import Connection
 from gateway.frames import text_frame
 from gateway.metrics import GatewayMetrics
+from shared.events import CanaryEvent
 from shared.filters import RoomSpec
-from shared.inbox import decode_inbox_entry
+from shared.inbox import CANARY_TYPE, decode_inbox_entry
+from shared.ingest import Ingester
 from shared.keys import Keys
 from shared.loops import Backoff, periodic, raise_if_cancelling, stop_tasks
 from shared.protocol import CloseCode, ErrorCode, ProtocolError, ServerMessageType, server_frame
@@ -70,12 +72,15 @@ class Hub:
         self._background: set[asyncio.Task[Any]] = set()
         self._closed_since_beat: list[str] = []
         self._out_children: dict[bytes, Any] = {}
+        self.last_canary: float | None = None  # monotonic time the last canary came back
 
     # --- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
         await self._register()
+        await self._send_canary()
         self._tasks = [
+            periodic("gateway.canary", self.settings.canary_interval, self._send_canary, log),
             asyncio.create_task(self._read_inbox(), name="gateway.inbox"),
             periodic("gateway.beat", self.settings.gateway_heartbeat, self._beat, log),
             periodic("gateway.ping", self.settings.heartbeat_interval, self._ping_all, log),
@@ -115,6 +120,7 @@ class Hub:
             return
         self.redis_ok = ok
         self.metrics.redis_up.set(1 if ok else 0)
+        log.warning("gateway.redis.%s id=%s", "up" if ok else "down", self.gateway_id)
         if not self.registered and ok:
             return  # start-up, not a recovery
         if ok:
@@ -133,8 +139,19 @@ class Hub:
         self.metrics.messages_out.labels(ServerMessageType.SYSTEM_ALERT.value).inc(sent)
 
     @property
+    def pipeline_ok(self) -> bool:
+        """A canary came back through ingest and a worker recently: this gateway is not deaf."""
+        if self.last_canary is None:
+            return False
+        return time.monotonic() - self.last_canary < 3 * self.settings.canary_interval
+
+    @property
     def ready(self) -> bool:
-        return self.registered and self.redis_ok and not self.draining
+        return self.registered and self.redis_ok and not self.draining and self.pipeline_ok
+
+    async def _send_canary(self) -> None:
+        event = CanaryEvent(kind="canary", gateway=self.gateway_id, sent_at=time.time())
+        await Ingester(self.redis, self.keys).publish(event)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run a fire-and-forget coroutine, keeping a reference until it finishes."""
@@ -279,8 +296,10 @@ class Hub:
                 reply: Any = await self.redis.xread(
                     {inbox: self._inbox_position}, count=1000, block=self.settings.worker_block_ms
                 )
-                if reply:
-                    entries = reply[0][1]
+                # A stream recreated under a blocked read (Redis restart) can answer with no
+                # entries at all; that is an empty read, not a failure.
+                entries = reply[0][1] if reply else []
+                if entries:
                     self.fan_out(entries)
                     self._inbox_position = entries[-1][0]
                     now = time.monotonic()
@@ -316,6 +335,10 @@ class Hub:
                 continue
             deliveries += len(batch)
             for delivery in batch:
+                if delivery.type == CANARY_TYPE:
+                    self.last_canary = time.monotonic()
+                    self.metrics.canary_seconds.set(time.time() - float(delivery.frame))
+                    continue
                 room_ids = delivery.rooms.decode().split(",")
                 if len(room_ids) == 1:
                     members: set[Connection] = self.rooms.get(room_ids[0]) or set()

@@ -82,7 +82,7 @@ async def status(request: web.Request) -> web.Response:
         "uptime_seconds": round(time.time() - hub.started_at, 3),
         "timestamp": utc_now_iso(),
         "this_gateway": {"connections": len(hub.connections), "rooms": len(hub.rooms),
-                         "ready": hub.ready},
+                         "ready": hub.ready, "pipeline": hub.pipeline_ok},
     }  # fmt: skip
     try:
         started = time.perf_counter()
@@ -214,13 +214,22 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
+    """Ready = registered, Redis reachable, not draining, and the pipeline proven by canary."""
     hub = request.app[HUB]
-    checks = {"registered": hub.registered, "redis": hub.redis_ok, "draining": hub.draining}
+    age = time.monotonic() - hub.last_canary if hub.last_canary is not None else None
+    checks: dict[str, Any] = {
+        "registered": hub.registered,
+        "redis": hub.redis_ok,
+        "draining": hub.draining,
+        "pipeline": hub.pipeline_ok,
+        "last_canary_age_s": round(age, 3) if age is not None else None,
+    }
     try:
         await hub.redis.ping()
     except RedisError:
         checks["redis"] = False
-    ready = bool(checks["registered"] and checks["redis"] and not checks["draining"])
-    return json_response(
-        {"status": "ready" if ready else "not_ready", **checks}, 200 if ready else 503
+    ready = bool(
+        checks["registered"] and checks["redis"] and not checks["draining"] and checks["pipeline"]
     )
+    status = "ready" if ready else "not_ready"
+    return json_response({"status": status, **checks}, 200 if ready else 503)

@@ -50,6 +50,11 @@ class GatewayMetrics:
         self.redis_outages = Counter(
             "oddstream_redis_outages", "Times this gateway lost Redis", registry=r
         )
+        self.canary_seconds = Gauge(
+            "oddstream_canary_seconds",
+            "Round trip of the last pipeline canary (ingest -> worker -> this gateway)",
+            registry=r,
+        )
         self.inbox_deliveries = Counter(
             "oddstream_inbox_deliveries",
             "Event deliveries read from this gateway's inbox",

@@ -28,6 +28,7 @@ __all__ = [
     "AnalyticsEvent",
     "ArbitrageEvent",
     "BroadcastEvent",
+    "CanaryEvent",
     "EventKind",
     "IngestEvent",
     "OddsEvent",
@@ -140,6 +141,16 @@ class BroadcastEvent(_Event):
         return value.lower() if isinstance(value, str) else value
 
 
+class CanaryEvent(_Event):
+    """A gateway's probe of its own pipeline: ingest -> worker -> its inbox, no client sees it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["canary"]
+    gateway: Name
+    sent_at: float
+
+
 IngestEvent = Annotated[
     OddsEvent
     | PredictionEvent
@@ -147,15 +158,16 @@ IngestEvent = Annotated[
     | ArbitrageEvent
     | AlertEvent
     | PortfolioEvent
-    | BroadcastEvent,
+    | BroadcastEvent
+    | CanaryEvent,
     Field(discriminator="kind"),
 ]
 ingest_event_adapter: TypeAdapter[IngestEvent] = TypeAdapter(IngestEvent)
 
 
 def stream_kind(event: IngestEvent) -> EventKind:
-    """The ingest stream an event goes to (broadcasts ride the alerts stream)."""
-    if isinstance(event, BroadcastEvent):
+    """The ingest stream an event goes to (broadcasts and canaries ride the alerts stream)."""
+    if isinstance(event, BroadcastEvent | CanaryEvent):
         return EventKind.ALERTS
     return EventKind(event.kind)
 
@@ -172,6 +184,7 @@ class Routing:
     profit_pct: float | None = None
     user: str | None = None
     broadcast_to: SubscriptionType | None = None
+    canary_for: str | None = None
 
     @property
     def message_type(self) -> ServerMessageType:
@@ -202,4 +215,6 @@ def routing_of(event: IngestEvent) -> Routing:
             return Routing(EventKind.PORTFOLIO, user=event.user)
         case BroadcastEvent():
             return Routing(EventKind.ALERTS, broadcast_to=event.subscription_type)
+        case CanaryEvent():
+            return Routing(EventKind.ALERTS, canary_for=event.gateway)
     raise TypeError(f"unroutable event {event!r}")  # pragma: no cover - exhaustive above

@@ -117,6 +117,8 @@ class RoomSpec:
 
     def matches(self, event: Routing) -> bool:
         """Whether an event belongs in this room (see module docstring)."""
+        if event.canary_for is not None:
+            return False  # a gateway's pipeline probe, never for clients
         if event.broadcast_to is not None:
             return event.broadcast_to is self.type
         if event.kind not in KINDS_OF_TYPE[self.type]:

@@ -122,6 +122,12 @@ class Settings(BaseSettings):
         ge=1024,
         description="Bytes queued to one client before it counts as a slow consumer and is closed.",
     )
+    canary_interval: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds between a gateway's pipeline canaries; /readyz fails when none "
+        "came back within three intervals.",
+    )
     shutdown_grace: float = Field(
         default=10.0, ge=0, description="Seconds a process has to drain on SIGTERM/SIGINT."
     )

@@ -48,6 +48,7 @@ def settings(redis_server: EmbeddedRedis, prefix: str) -> Settings:
         claim_interval=0.3,
         trim_interval=0.5,
         shutdown_grace=2.0,
+        canary_interval=0.5,
     )
 
 

@@ -29,7 +29,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from shared.events import ingest_event_adapter, routing_of
-from shared.inbox import Delivery, encode_inbox_entry
+from shared.inbox import CANARY_TYPE, Delivery, encode_inbox_entry
 from shared.ingest import EVENT_FIELD, describe_validation_error
 from shared.keys import WORKER_GROUP, Keys
 from shared.loops import Backoff, periodic, raise_if_cancelling, stop_tasks
@@ -52,6 +52,7 @@ class WorkerStats:
     deliveries: int = 0
     deadlettered: int = 0
     claimed: int = 0
+    canaries: int = 0
     errors: int = 0
 
 
@@ -227,6 +228,11 @@ class Worker:
                     self._deadletter(pipe, stream, entry_id, fields, str(exc))
                     continue
                 routing = routing_of(event)
+                if routing.canary_for is not None:
+                    self.stats.canaries += 1
+                    canary = Delivery(b"", str(event.sent_at).encode(), CANARY_TYPE)  # type: ignore[union-attr]
+                    per_gateway.setdefault(routing.canary_for, []).append(canary)
+                    continue
                 self.stats.processed += 1
                 rooms_by_gateway = self.index.match(routing)
                 if not rooms_by_gateway:

@@ -1,0 +1,635 @@
+"""Load benchmark: one gateway process, one worker process, N WebSocket clients, one feeder.
+
+    python -m tests.benchmarks.load --clients 1000 --rooms 100 --rate 5000 --duration 10
+    python -m tests.benchmarks.load --sweep    # 1000, 3000, 5000, 8000, 10000 events/s
+
+All local, 127.0.0.1 only: an embedded Redis; gateway and worker as `python -m shared.cli`
+processes; clients in `--client-procs` processes (aiohttp, one session each, uvloop); the feeder
+(`Ingester.publish_many` every 5 ms) in this process. Client i subscribes to `odds_updates` with
+`game_id=G<i % rooms>`; events cycle through the games, so each reaches clients/rooms clients.
+
+Figures over the measured window (after the warm-up): delivered/s = frames received in the
+window; completeness = frames received for events sent in the window / (those events x members
+of their room), waiting up to --drain s for stragglers; latency = receive time - `sent_at` (one
+clock, stamped before the XADD: feeder -> Redis -> worker -> Redis -> gateway -> client); CPU %
+per process (100 = one core) and for the machine (busy, softirq, steal: % of all cores; `other`:
+busy cores not used by our processes, e.g. other programs); backlog at the window's end (ingest
+entries the worker has not read, gateway inbox length), which shows the stage that fell behind.
+Clients find `"sent_at":` by substring search: no JSON decode, no task per message. Memory: the
+gateway's VmRSS with N idle subscribed connections minus before (after one throw-away
+connection, so one-time lazy state is in the baseline), divided by N.
+
+Two client processes by default: aiohttp costs the clients more CPU per message than the gateway
+spends per delivery, and one client process fell behind first on a 2-core machine (its socket
+buffers filled while the gateway's inbox stayed short); two halve p50/p99 there, though the
+gateway, worker, Redis and feeder share the same cores (`--client-procs 1` to compare).
+The last line of output is JSON with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import multiprocessing
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from array import array
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection as Pipe
+from pathlib import Path
+from typing import Any, cast
+
+import aiohttp
+import orjson
+from redis.asyncio import Redis
+
+from shared.embedded import EmbeddedRedis, free_port
+from shared.events import EventKind, OddsEvent
+from shared.ingest import Ingester
+from shared.keys import Keys
+from shared.redis import create_redis
+
+try:
+    import uvloop
+except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+    uvloop = None  # type: ignore[assignment]
+
+ROOT = Path(__file__).resolve().parents[2]
+KEYS = Keys("bench")
+SWEEP_RATES = (1000, 3000, 5000, 8000, 10000)
+BOOKS, MARKETS = ("DraftKings", "FanDuel", "BetMGM", "Caesars"), ("moneyline", "spread", "total")
+TICK = 0.005  # feeder batch interval (s)
+WS_PATH, WS_GUID = "/ws/v2/connect", "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 1.3
+
+
+def run(coro: Coroutine[Any, Any, Any]) -> Any:
+    return uvloop.run(coro) if uvloop is not None else asyncio.run(coro)
+
+
+def rss_kib(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/status").read_text().split("VmRSS:", 1)[1].split()[0])
+
+
+def cpu_snapshot(pids: dict[str, list[int]]) -> dict[str, float]:
+    def seconds(pid: int, user: bool = True) -> float:  # (utime +) stime
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) * user + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    snap = {name: sum(seconds(p) for p in group) for name, group in pids.items()}
+    snap["_gateway_sys"] = seconds(pids["gateway"][0], user=False)  # kernel time alone
+    # user nice system idle iowait irq softirq steal (jiffies, all CPUs)
+    j = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    snap |= {"_total": sum(j), "_busy": sum(j) - j[3] - j[4], "_softirq": j[6], "_steal": j[7]}
+    return snap | {"_wall": time.monotonic()}
+
+
+def cpu_percent(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    wall, jiffies = b["_wall"] - a["_wall"], b["_total"] - a["_total"]
+    out = {k: round(100 * (b[k] - a[k]) / wall, 1) for k in a if not k.startswith("_")}
+    ours = sum(out.values())
+    out["gateway_sys"] = round(100 * (b["_gateway_sys"] - a["_gateway_sys"]) / wall, 1)
+    for k in ("busy", "softirq", "steal"):
+        out[f"machine_{k}"] = round(100 * (b[f"_{k}"] - a[f"_{k}"]) / jiffies, 1)
+    out["other"] = round(out["machine_busy"] * (os.cpu_count() or 1) - ours, 1)
+    return out
+
+
+def machine() -> dict[str, Any]:
+    model = Path("/proc/cpuinfo").read_text().split("model name", 1)[1].split("\n")[0]
+    return {"cpu": model.split(":", 1)[1].strip(), "cores": os.cpu_count(),
+            "python": platform.python_version(), "uvloop": uvloop is not None}  # fmt: skip
+
+
+# --- client process ----------------------------------------------------------------------------
+
+
+@dataclass
+class Window:
+    t0: float = float("inf")
+    t1: float = float("inf")
+    received: int = 0  # frames received during [t0, t1)
+    matched: int = 0  # frames of events sent during [t0, t1), whenever received
+    latencies: array[float] = field(default_factory=lambda: array("d"))
+    frame_bytes: int = 0
+
+
+@dataclass
+class Shared:
+    """What every connection of one client process updates (one event loop: no locks)."""
+
+    window: Window = field(default_factory=Window)
+    closed: int = 0  # connections that ended (close frame or lost), across windows
+    errors: list[str] = field(default_factory=list)  # protocol violations seen by any connection
+
+
+def masked(opcode: int, payload: bytes) -> bytes:
+    """A final client frame (RFC 6455 5.3: clients mask; payloads here are < 126 bytes)."""
+    assert len(payload) < 126
+    mask = os.urandom(4)
+    key = int.from_bytes((mask * (len(payload) // 4 + 1))[: len(payload)], "big")
+    body = (int.from_bytes(payload, "big") ^ key).to_bytes(len(payload), "big")
+    return bytes((0x80 | opcode, 0x80 | len(payload))) + mask + body
+
+
+class WSClient(asyncio.Protocol):
+    """One WebSocket connection, parsed in `data_received`: no task, no message object.
+
+    Frames are parsed straight from the received bytes (a leftover partial frame waits in
+    `buf`); one `time.time()` per received chunk, one substring search per data frame.
+    """
+
+    def __init__(self, shared: Shared, host: str) -> None:
+        self.shared, self.buf = shared, bytearray()
+        self.key = base64.b64encode(os.urandom(16)).decode()
+        self.request = (f"GET {WS_PATH} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+                        f"Connection: Upgrade\r\nSec-WebSocket-Key: {self.key}\r\n"
+                        "Sec-WebSocket-Version: 13\r\n\r\n").encode()  # fmt: skip
+        loop = asyncio.get_running_loop()
+        self.upgraded: asyncio.Future[None] = loop.create_future()
+        self.welcomed: asyncio.Future[None] = loop.create_future()
+        self.confirmed: asyncio.Future[None] = loop.create_future()
+        self.lost: asyncio.Future[None] = loop.create_future()
+        self.transport: asyncio.Transport | None = None
+        self.ended = self.closing = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.transport.write(self.request)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.end()
+        for fut in (self.upgraded, self.welcomed, self.confirmed):
+            if not fut.done():
+                fut.set_exception(ConnectionError(f"connection lost: {exc}"))
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    def end(self) -> None:
+        if not self.ended:
+            self.ended = True
+            self.shared.closed += 1
+
+    def send_text(self, payload: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(masked(0x1, payload))
+
+    async def close(self) -> None:
+        """Close handshake: our close frame, then wait for the server to drop the socket."""
+        assert self.transport is not None
+        self.closing = True
+        self.transport.write(masked(0x8, (1000).to_bytes(2, "big")))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.lost), 5)
+        self.transport.close()
+
+    def fail(self, why: str) -> None:
+        self.shared.errors.append(why)
+        if not self.upgraded.done():
+            self.upgraded.set_exception(RuntimeError(why))
+        assert self.transport is not None
+        self.transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        if not self.upgraded.done():
+            self.buf += data
+            head = self.buf.find(b"\r\n\r\n")
+            if head < 0:
+                return
+            status, headers = bytes(self.buf[:head]).split(b"\r\n", 1)[0], bytes(self.buf[:head])
+            accept = base64.b64encode(hashlib.sha1((self.key + WS_GUID).encode()).digest())
+            if not status.startswith(b"HTTP/1.1 101 ") or accept not in headers:
+                self.fail(f"upgrade refused: {bytes(self.buf[:300])!r}")
+                return
+            self.upgraded.set_result(None)
+            data, self.buf = bytes(self.buf[head + 4 :]), bytearray()
+        buf = self.buf
+        if buf:  # a partial frame from the previous chunk: parse the joined bytes
+            buf += data
+            try:
+                del buf[: self.frames(buf)]
+            except Exception as exc:
+                self.fail(f"{type(exc).__name__}: {exc}")
+        else:  # the common case: parse the chunk in place, keep only an unfinished tail
+            try:
+                done = self.frames(data)
+            except Exception as exc:
+                self.fail(f"{type(exc).__name__}: {exc}")
+                return
+            if done < len(data):
+                buf += memoryview(data)[done:]
+
+    def frames(self, data: bytes | bytearray) -> int:
+        """Handle every complete frame in `data`; return how many bytes they took."""
+        now, w, pos, size = time.time(), self.shared.window, 0, len(data)
+        while size - pos >= 2:
+            first, length = data[pos], data[pos + 1]
+            if length & 0x80:
+                raise ValueError("the server masked a frame")
+            start = pos + 2
+            if length == 126:
+                start += 2
+                if start > size:
+                    break
+                length = int.from_bytes(data[pos + 2 : start], "big")
+            elif length == 127:
+                start += 8
+                if start > size:
+                    break
+                length = int.from_bytes(data[pos + 2 : start], "big")
+            end = start + length
+            if end > size:
+                break
+            pos = end
+            if first == 0x81:  # a final text frame, the data path
+                i = data.find(b'"sent_at":', start, end)
+                if i >= 0:
+                    if w.t0 <= now < w.t1:
+                        w.received += 1
+                    stop = data.find(b"}", i, end)
+                    comma = data.find(b",", i, stop)
+                    sent = float(data[i + 10 : comma if comma > 0 else stop])
+                    if w.t0 <= sent < w.t1:
+                        w.matched += 1
+                        w.latencies.append(now - sent)
+                        w.frame_bytes = length
+                else:
+                    self.control(bytes(data[start:end]))
+            elif first & 0x80 == 0 or first & 0x0F == 0:
+                raise ValueError("a fragmented frame (the gateway never fragments)")
+            elif first & 0x0F == 0x8:  # close: answer it, count the connection as ended
+                self.end()
+                assert self.transport is not None
+                if not self.closing:  # echo the status code (RFC 6455 5.5.1)
+                    self.transport.write(masked(0x8, bytes(data[start : min(end, start + 2)])))
+                self.transport.close()
+                return size
+            elif first & 0x0F == 0x9:  # a protocol ping (the gateway sends none today)
+                assert self.transport is not None
+                self.transport.write(masked(0xA, bytes(data[start:end])))
+            elif first & 0x0F != 0xA:
+                raise ValueError(f"unexpected frame (first byte {first:#04x})")
+        return pos
+
+    def control(self, text: bytes) -> None:
+        """welcome, subscription_confirmed, error, the application-level ping."""
+        if b'"type":"ping"' in text:
+            self.send_text(b'{"type":"pong"}')
+        elif b'"type":"welcome"' in text:
+            if not self.welcomed.done():
+                self.welcomed.set_result(None)
+        elif b'"type":"subscription_confirmed"' in text:
+            if not self.confirmed.done():
+                self.confirmed.set_result(None)
+        elif b'"type":"error"' in text and not self.confirmed.done():
+            self.confirmed.set_exception(RuntimeError(f"subscription failed: {text!r}"))
+
+
+async def connect(shared: Shared, url: str, game: str) -> WSClient:
+    """Open, upgrade, wait for the welcome, subscribe to `game`, wait for the confirmation."""
+    host, port = url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    loop = asyncio.get_running_loop()
+    _, client = await loop.create_connection(lambda: WSClient(shared, f"{host}:{port}"),
+                                             host, int(port))  # fmt: skip
+    try:
+        async with asyncio.timeout(20):
+            await client.upgraded
+            await client.welcomed
+            body = {"type": "subscribe", "subscription_type": "odds_updates",
+                    "filters": {"game_id": game}}  # fmt: skip
+            client.send_text(orjson.dumps(body))
+            await client.confirmed
+    except BaseException:
+        if client.transport is not None:
+            client.transport.abort()
+        raise
+    return client
+
+
+async def recv(pipe: Pipe, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while not pipe.poll():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no message on the control pipe within {timeout}s")
+        await asyncio.sleep(0.02)
+    return pipe.recv()
+
+
+async def clients_async(pipe: Pipe, url: str, ids: Sequence[int], rooms: int) -> None:
+    shared, members, sem = Shared(), [0] * rooms, asyncio.Semaphore(50)
+    for i in ids:
+        members[i % rooms] += 1
+
+    async def opened(game: int) -> WSClient:
+        async with sem:
+            return await connect(shared, url, f"G{game}")
+
+    sockets = await asyncio.gather(*(opened(i % rooms) for i in ids))
+    try:
+        pipe.send(("ready", len(sockets)))
+        while (cmd := await recv(pipe, 3600))[0] != "stop":
+            if cmd[0] == "run":
+                shared.window = Window(cmd[1], cmd[2])
+                continue
+            if shared.errors:  # a connection that failed would silently stop counting
+                raise RuntimeError(f"{len(shared.errors)} connection(s) failed: {shared.errors[0]}")
+            # "finish": wait for stragglers (until complete, 2 s without progress, or the limit)
+            w, limit, last, quiet = shared.window, time.monotonic() + cmd[2], -1, time.monotonic()
+            expected = sum(c * m for c, m in zip(cmd[1], members, strict=True))
+            while w.matched < expected and time.monotonic() < limit:
+                if w.matched != last:
+                    last, quiet = w.matched, time.monotonic()
+                elif time.monotonic() - quiet > 2.0:
+                    break
+                await asyncio.sleep(0.05)
+            shared.window = Window()
+            result = {"received": w.received, "matched": w.matched, "expected": expected}
+            result |= {"frame_bytes": w.frame_bytes, "closed": shared.closed, "lat": w.latencies}
+            pipe.send(("result", result))
+    finally:
+        for client in sockets:
+            if client.transport is not None:
+                client.transport.abort()
+
+
+def client_process(pipe: Pipe, url: str, ids: list[int], rooms: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us
+    try:
+        run(clients_async(pipe, url, ids, rooms))
+    except Exception as exc:
+        pipe.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+# --- orchestration -----------------------------------------------------------------------------
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=8)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def until(what: str, timeout: float, check: Callable[[], Awaitable[bool]]) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+def ms(values: Sequence[float], q: float) -> float | None:  # `values` sorted, in seconds
+    return round(1000 * values[min(len(values) - 1, int(q * len(values)))], 2) if values else None
+
+
+async def backlog(redis: Redis) -> dict[str, int | None]:
+    """Ingest entries no worker has read yet, and entries in the gateway's inbox."""
+    groups = await redis.xinfo_groups(KEYS.ingest(EventKind.ODDS))
+    gateways = await redis.zrange(KEYS.gateways, 0, -1)
+    inbox = await redis.xlen(KEYS.inbox(gateways[0].decode())) if gateways else None
+    return {"worker_unread": groups[0].get("lag") if groups else None, "gateway_inbox": inbox}
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, stack: contextlib.ExitStack) -> None:
+        self.a, self.stack = args, stack
+        self.tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        self.pipes: list[Pipe] = []
+        self.pids: dict[str, list[int]] = {}
+        self.services: dict[str, subprocess.Popen[bytes]] = {}
+
+    def service(self, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log = self.stack.enter_context((self.tmp / f"{args[0]}.log").open("wb"))
+        command = [sys.executable, "-m", "shared.cli", *args]
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
+        self.stack.callback(stop_process, proc)
+        self.pids[args[0]], self.services[args[0]] = [proc.pid], proc
+        return proc
+
+    def alive(self) -> None:
+        for name, proc in self.services.items():
+            if proc.poll() is not None:
+                log = (self.tmp / f"{name}.log").read_text()[-2000:]
+                raise RuntimeError(f"the {name} exited:\n{log}")
+
+    async def main(self) -> dict[str, Any]:
+        a = self.a
+        redis_server = self.stack.enter_context(EmbeddedRedis())
+        assert redis_server.process is not None
+        port = free_port()
+        http, url = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws/v2/connect"
+        env = {**os.environ, "REDIS_URL": redis_server.url, "ODDSTREAM_REDIS_PREFIX": KEYS.prefix,
+               "WEBSOCKET_MAX_CONNECTIONS": str(a.clients + 100), "ODDSTREAM_LOG_LEVEL": "WARNING",
+               "ODDSTREAM_SHUTDOWN_GRACE": "2", "ODDSTREAM_HOST": "127.0.0.1"}  # fmt: skip
+        env.pop("JWT_SECRET", None)
+        gw_pid = self.service(["gateway", "--port", str(port)], env).pid
+        self.service(["worker"], env)
+        self.pids |= {"redis": [redis_server.process.pid], "feeder": [os.getpid()]}
+        async with create_redis(redis_server.url) as redis, aiohttp.ClientSession() as session:
+
+            async def get(path: str) -> Any:
+                self.alive()
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with session.get(http + path) as resp:
+                        return await resp.json() if resp.status == 200 else None
+                return None
+
+            async def up() -> bool:
+                return bool(await get("/readyz")) and bool(await redis.zcard(KEYS.workers))
+
+            async def rooms_ready() -> bool:
+                body = await get("/ws/v2/rooms")
+                return body is not None and body["count"] == a.rooms
+
+            await until("gateway and worker", 30, up)
+            # the throw-away connection (see the docstring)
+            await (await connect(Shared(), url, "warm-up")).close()
+            await asyncio.sleep(0.5)
+            idle = cpu_snapshot(self.pids)
+            await asyncio.sleep(1.0)
+            background, rss_before = cpu_percent(idle, cpu_snapshot(self.pids)), rss_kib(gw_pid)
+            print(f"pids: {self.pids}; machine busy before the test: {background['machine_busy']}%"
+                  f" (other programs: {background['other']}% of a core)", flush=True)  # fmt: skip
+
+            ctx, started = multiprocessing.get_context("spawn"), time.monotonic()
+            for n in range(a.client_procs):
+                parent, child = ctx.Pipe()
+                ids = list(range(n, a.clients, a.client_procs))
+                proc = ctx.Process(target=client_process, args=(child, url, ids, a.rooms))
+                proc.daemon = True
+                proc.start()
+                self.stack.callback(proc.join, 5)
+                self.stack.callback(proc.terminate)
+                self.pipes.append(parent)
+                self.pids.setdefault("clients", []).append(proc.pid or 0)
+            for pipe in self.pipes:
+                if (reply := await recv(pipe, 120))[0] != "ready":
+                    raise RuntimeError(f"client process failed: {reply[1]}")
+            connect_s = round(time.monotonic() - started, 2)
+            await until("every room registered", 30, rooms_ready)
+            await asyncio.sleep(1.0)  # the worker follows the room feed; connections idle
+            rss_after = rss_kib(gw_pid)
+            per_conn = round((rss_after - rss_before) / a.clients, 2)
+            memory = {"rss_before_kib": rss_before, "rss_after_kib": rss_after,
+                      "kib_per_connection": per_conn}  # fmt: skip
+            print(f"connected {a.clients} clients (pids {self.pids['clients']}) in {connect_s}s; "
+                  f"gateway RSS {rss_before} -> {rss_after} KiB = {per_conn} KiB per idle "
+                  "connection", flush=True)  # fmt: skip
+            runs = []
+            for rate in SWEEP_RATES if a.sweep else (a.rate,):
+                runs.append(await self.window(Ingester(redis, KEYS), redis, rate))
+                self.alive()
+                print_run(runs[-1])
+                await asyncio.sleep(1.0)
+            for pipe in self.pipes:
+                pipe.send(("stop",))
+        return {"memory": memory, "connect_seconds": connect_s, "background_cpu_pct": background,
+                "runs": runs}  # fmt: skip
+
+    async def window(self, ingester: Ingester, redis: Redis, rate: float) -> dict[str, Any]:
+        a = self.a
+
+        def event(game: int, seq: int, pad: str, sent_at: float) -> OddsEvent:
+            return OddsEvent(
+                kind="odds", sport="MLB", game_id=f"G{game}", sportsbook=BOOKS[seq % 4],
+                market=MARKETS[seq % 3], prices={"home": -110 - seq % 40, "away": 100 + seq % 35},
+                pad=pad, sent_at=sent_at,
+            )  # fmt: skip
+
+        probe = orjson.dumps(event(0, 0, "", time.time()).model_dump(mode="json"))
+        pad, start = "x" * max(0, a.payload - len(probe)), time.time() + 0.3
+        t0, t1 = start + a.warmup, start + a.warmup + a.duration
+        for pipe in self.pipes:
+            pipe.send(("run", t0, t1))
+        counts, published, in_window, snap0 = [0] * a.rooms, 0, 0, None
+        await asyncio.sleep(start - time.time())
+        while (now := time.time()) < t1:
+            if snap0 is None and now >= t0:
+                snap0 = cpu_snapshot(self.pids)
+            due = min(int((now - start) * rate) - published, max(1, int(rate * 0.1)))
+            if due > 0:
+                games = [(published + j) % a.rooms for j in range(due)]
+                sent = time.time()
+                await ingester.publish_many(
+                    [event(g, published + j, pad, sent) for j, g in enumerate(games)]
+                )
+                if t0 <= sent < t1:
+                    in_window += due
+                    for g in games:
+                        counts[g] += 1
+                published += due
+            await asyncio.sleep(max(0.0, TICK - (time.time() - now)))
+        cpu = cpu_percent(snap0 or cpu_snapshot(self.pids), cpu_snapshot(self.pids))
+        behind = await backlog(redis)
+        for pipe in self.pipes:
+            pipe.send(("finish", counts, a.drain))
+        replies = [await recv(pipe, a.drain + 30) for pipe in self.pipes]
+        if failed := [r[1] for r in replies if r[0] == "error"]:
+            raise RuntimeError(f"client process failed: {failed}")
+        res = [r[1] for r in replies]
+        lat = sorted(x for r in res for x in r["lat"])
+        total = {k: sum(r[k] for r in res) for k in ("received", "matched", "expected")}
+        rcv_rate = round(total["received"] / a.duration)
+        q = {"p50": 0.5, "p95": 0.95, "p99": 0.99, "max": 1.0}
+        return {
+            "rate": rate,
+            "offered_events_per_s": round(in_window / a.duration),
+            "expected_deliveries_per_s": round(total["expected"] / a.duration),
+            "delivered_per_s": rcv_rate,
+            "completeness": round(total["matched"] / max(1, total["expected"]), 4),
+            "latency_ms": {k: ms(lat, v) for k, v in q.items()},
+            "cpu_pct": cpu,
+            "gateway_cpu_us_per_delivery": round(cpu["gateway"] * 1e4 / max(1, rcv_rate), 2),
+            "backlog_at_end": behind,
+            "closed_connections": sum(r["closed"] for r in res),
+            "frame_bytes": max(r["frame_bytes"] for r in res),
+        }
+
+
+def print_run(r: dict[str, Any]) -> None:
+    lat, cpu = r["latency_ms"], r["cpu_pct"]
+    print(f"rate {r['rate']:.0f} ev/s: offered {r['offered_events_per_s']} ev/s; delivered "
+          f"{r['delivered_per_s']}/s of {r['expected_deliveries_per_s']}/s expected; completeness "
+          f"{r['completeness']:.2%}; latency ms p50 {lat['p50']} p95 {lat['p95']} p99 "
+          f"{lat['p99']} max {lat['max']}; frame {r['frame_bytes']} B; closed "
+          f"{r['closed_connections']}; backlog at end {r['backlog_at_end']}",
+          flush=True)  # fmt: skip
+    print(f"  gateway CPU per delivery {r['gateway_cpu_us_per_delivery']} us; CPU % (100 = one "
+          "core): " + ", ".join(f"{k} {v}" for k, v in cpu.items()), flush=True)  # fmt: skip
+
+
+def print_table(runs: list[dict[str, Any]]) -> None:
+    print("\n ev/s  expected/s delivered/s complete  p50 ms  p99 ms  max ms  gw% wk% redis% "
+          "clients% feeder% other% busy% gw-inbox gw-us/dlv")  # fmt: skip
+    for r in runs:
+        lat, c = r["latency_ms"], r["cpu_pct"]
+        print(f"{r['rate']:>5.0f} {r['expected_deliveries_per_s']:>11} {r['delivered_per_s']:>11}"
+              f" {r['completeness']:>8.2%} {lat['p50']:>7} {lat['p99']:>7} {lat['max']:>7} "
+              f"{c['gateway']:>4.0f}{c['worker']:>4.0f}{c['redis']:>7.0f}{c['clients']:>9.0f}"
+              f"{c['feeder']:>8.0f}{c['other']:>7.0f}{c['machine_busy']:>6.0f}"
+              f"{r['backlog_at_end']['gateway_inbox']:>9}"
+              f"{r['gateway_cpu_us_per_delivery']:>10}")  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tests.benchmarks.load", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--clients", type=int, default=1000)
+    p.add_argument("--rooms", type=int, default=100)
+    p.add_argument("--rate", type=float, default=5000, help="events/s published (5000)")
+    p.add_argument("--duration", type=float, default=10, help="measured seconds (10)")
+    p.add_argument("--warmup", type=float, default=2, help="seconds of traffic before (2)")
+    p.add_argument("--drain", type=float, default=10, help="max seconds to wait for stragglers")
+    p.add_argument("--payload", type=int, default=200, help="bytes of event JSON (200)")
+    p.add_argument("--client-procs", type=int, default=2, help="client processes (2)")
+    p.add_argument("--sweep", action="store_true", help=f"run {SWEEP_RATES} events/s in turn")
+    a = p.parse_args(argv)
+    if min(a.clients, a.rooms, a.client_procs, a.duration, a.rate) <= 0:
+        p.error("--clients, --rooms, --client-procs, --duration and --rate must be positive")
+    info = machine()
+    print(f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, uvloop "
+          f"{'yes' if info['uvloop'] else 'no'}")  # fmt: skip
+    print(f"setup: {a.clients} clients in {a.rooms} rooms, {a.payload}-byte payloads, "
+          f"{a.client_procs} client process(es), {a.duration}s measured after {a.warmup}s "
+          "warm-up", flush=True)  # fmt: skip
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
+
+    def interrupt(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    budget = 240 + (len(SWEEP_RATES) if a.sweep else 1) * (a.warmup + a.duration + a.drain + 45)
+    with contextlib.ExitStack() as stack:  # stops clients, gateway, worker, Redis in any case
+        try:
+            report = run(asyncio.wait_for(Bench(a, stack).main(), budget))
+        except KeyboardInterrupt:
+            print("interrupted: stopping everything", file=sys.stderr)
+            return 130
+    if a.sweep:
+        print_table(report["runs"])
+    best = max(report["runs"], key=lambda r: r["delivered_per_s"])
+    kib = report["memory"]["kib_per_connection"]
+    fast = [r for r in report["runs"] if r["delivered_per_s"] >= 50_000 and r["completeness"]
+            >= 0.999 and (r["latency_ms"]["p99"] or 1e9) < 25]  # fmt: skip
+    print(f"targets: >= 50000 deliveries/s with p99 < 25 ms: {'PASS' if fast else 'FAIL'} (most: "
+          f"{best['delivered_per_s']}/s at p99 {best['latency_ms']['p99']} ms); < 20 KiB per "
+          f"idle connection: {'PASS' if kib < 20 else 'FAIL'} ({kib} KiB)")  # fmt: skip
+    print(json.dumps({"machine": info, "config": vars(a), **report}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
