@@ -44,6 +44,9 @@ log = logging.getLogger("oddstream.gateway")
 
 VERSION = "0.1.0"
 
+#: Seconds between batches of closes while draining.
+DRAIN_BATCH_INTERVAL = 0.1
+
 #: Seconds between trims of this gateway's inbox (one round trip; not worth one per read).
 INBOX_TRIM_INTERVAL = 0.1
 
@@ -94,25 +97,53 @@ class Hub:
         log.info("gateway.started id=%s", self.gateway_id)
 
     async def stop(self) -> None:
-        """Fail readiness, close every client with 1001, deregister, stop tasks. Idempotent."""
+        """Drain: fail readiness, close clients with 1001 in batches spread over half the
+        grace period (no thundering herd onto the other gateways) while the inbox keeps
+        delivering to those not yet closed, then deregister and stop. Idempotent."""
         if self.draining:
             return
         self.draining = True
-        closing = [
-            conn.ws.close(code=int(CloseCode.GOING_AWAY), message=b"gateway shutting down")
-            for conn in list(self.connections.values())
-        ]
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(
-                asyncio.gather(*closing, return_exceptions=True), self.settings.shutdown_grace
-            )
-        await stop_tasks(self._tasks, grace=max(1.0, self.settings.shutdown_grace))
+        started = time.monotonic()
+        grace = self.settings.shutdown_grace
+        log.info("gateway.draining id=%s connections=%d", self.gateway_id, len(self.connections))
+        closing = await self._close_in_batches(list(self.connections.values()), grace / 2)
+        remaining = max(0.1, grace - (time.monotonic() - started))
+        if closing:
+            # Each close waits for the client's answer; a silent client cannot hold us up.
+            await asyncio.wait(closing, timeout=remaining * 0.8)
         with contextlib.suppress(RedisError):
             await self.registry.deregister_gateway(self.gateway_id)
         self.registered = False
+        await stop_tasks(self._tasks, grace=max(0.5, grace - (time.monotonic() - started)))
         for task in list(self._background):
             task.cancel()
         log.info("gateway.stopped id=%s", self.gateway_id)
+
+    async def _close_in_batches(
+        self, conns: list[Connection], window: float
+    ) -> list[asyncio.Task[Any]]:
+        """Start 1001 closes in about ten batches a second across `window` seconds."""
+        if not conns:
+            return []
+        batches = max(1, min(len(conns), int(window / DRAIN_BATCH_INTERVAL)))
+        size = -(-len(conns) // batches)
+        tasks: list[asyncio.Task[Any]] = []
+        for index in range(0, len(conns), size):
+            for conn in conns[index : index + size]:
+                if not conn.closing:
+                    conn.closing = True
+                    self.metrics.closes.labels(str(int(CloseCode.GOING_AWAY))).inc()
+                    tasks.append(
+                        asyncio.create_task(
+                            conn.ws.close(
+                                code=int(CloseCode.GOING_AWAY),
+                                message=b"gateway draining: reconnect",
+                            )
+                        )
+                    )
+            if index + size < len(conns):
+                await asyncio.sleep(DRAIN_BATCH_INTERVAL)
+        return tasks
 
     def _set_redis_ok(self, ok: bool) -> None:
         """Track Redis health; on a change, tell every client (users see it, not just logs)."""

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -115,6 +118,7 @@ class Client:
         self._new = asyncio.Event()
         self._reader = asyncio.create_task(self._read())
         self.closed_code: int | None = None
+        self.closed_at: float | None = None
 
     @classmethod
     async def connect(cls, url: str, **kwargs: Any) -> Client:
@@ -135,6 +139,7 @@ class Client:
                 self.frames.append(orjson.loads(msg.data))
                 self._new.set()
         self.closed_code = self.ws.close_code
+        self.closed_at = time.monotonic()
         self._new.set()
 
     async def send(self, body: dict[str, Any] | str | bytes) -> None:
@@ -194,3 +199,35 @@ class Client:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._reader, 2)
         await self.session.close()
+
+
+def process_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """Environment for an `oddstream` subprocess on the test Redis, with short intervals."""
+    env = dict(os.environ)
+    env.update(
+        REDIS_URL=settings.effective_redis_url,
+        ODDSTREAM_REDIS_PREFIX=settings.redis_prefix,
+        ODDSTREAM_GATEWAY_HEARTBEAT="0.2",
+        ODDSTREAM_GATEWAY_TTL="1.0",
+        ODDSTREAM_WORKER_HEARTBEAT="0.2",
+        ODDSTREAM_WORKER_TTL="1.0",
+        ODDSTREAM_WORKER_BLOCK_MS="200",
+        ODDSTREAM_CLAIM_IDLE_MS="1000",
+        ODDSTREAM_CLAIM_INTERVAL="0.3",
+        ODDSTREAM_LOG_LEVEL="WARNING",
+        **extra,
+    )
+    return env
+
+
+def spawn_cli(
+    processes: list[subprocess.Popen[bytes]], env: dict[str, str], *args: str
+) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    processes.append(proc)
+    return proc

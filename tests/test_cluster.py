@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
 import subprocess
-import sys
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -23,7 +20,15 @@ from shared.filters import RoomSpec, parse_room
 from shared.ingest import EVENT_FIELD, Ingester, parse_event
 from shared.keys import WORKER_GROUP, Keys
 from shared.settings import Settings
-from tests.harness import Client, running_gateway, running_worker, wait_until, workers_synced
+from tests.harness import (
+    Client,
+    process_env,
+    running_gateway,
+    running_worker,
+    spawn_cli,
+    wait_until,
+    workers_synced,
+)
 from workers.consumer import Worker
 
 SPORTS = ["MLB", "NBA", "NFL", "NHL"]
@@ -272,47 +277,6 @@ async def test_trim_never_removes_unread_or_pending_entries(
 # --- real processes ------------------------------------------------------------------------------
 
 
-def _env(settings: Settings, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        REDIS_URL=settings.effective_redis_url,
-        ODDSTREAM_REDIS_PREFIX=settings.redis_prefix,
-        ODDSTREAM_GATEWAY_HEARTBEAT="0.2",
-        ODDSTREAM_GATEWAY_TTL="1.0",
-        ODDSTREAM_WORKER_HEARTBEAT="0.2",
-        ODDSTREAM_WORKER_TTL="1.0",
-        ODDSTREAM_WORKER_BLOCK_MS="200",
-        ODDSTREAM_CLAIM_IDLE_MS="1000",
-        ODDSTREAM_CLAIM_INTERVAL="0.3",
-        ODDSTREAM_LOG_LEVEL="WARNING",
-        **extra,
-    )
-    return env
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-
-
-def _spawn(
-    processes: list[subprocess.Popen[bytes]], env: dict[str, str], *args: str
-) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", *args],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    processes.append(proc)
-    return proc
-
-
 async def _pending_of(redis: Redis, keys: Keys, consumer: str) -> int:
     total = 0
     for stream in keys.ingest_streams:
@@ -330,12 +294,12 @@ async def test_worker_sigkilled_mid_stream_loses_nothing(
     processes: list[subprocess.Popen[bytes]],
 ) -> None:
     """A worker SIGKILLed with entries pending: the other worker claims and delivers them."""
-    env = _env(settings, ODDSTREAM_WORKER_BATCH="500")
+    env = process_env(settings, ODDSTREAM_WORKER_BATCH="500")
     async with running_gateway(settings) as gw:
         c = await Client.connect(f"{gw.ws}/ws/v2/connect")
         try:
             await c.subscribe("odds_updates", sport="MLB")
-            victim = _spawn(processes, env, "worker", "--id", "victim")
+            victim = spawn_cli(processes, env, "worker", "--id", "victim")
             await wait_until(lambda: workers_synced(redis_client, keys, 1), message="victim up")
             sent: list[bytes] = []
             ingester = Ingester(redis_client, keys)
@@ -357,7 +321,7 @@ async def test_worker_sigkilled_mid_stream_loses_nothing(
             assert victim.poll() is not None, "never caught the worker with pending entries"
             assert pending_at_kill > 0
             # The survivor starts after the kill and must claim the victim's pending entries.
-            _spawn(processes, env, "worker", "--id", "survivor")
+            spawn_cli(processes, env, "worker", "--id", "survivor")
             await wait_until(
                 lambda: len({f["event_id"] for f in c.of("odds_update")}) >= len(sent),
                 timeout=30,
@@ -379,8 +343,8 @@ async def test_killed_gateway_leaves_registry_and_is_not_sent_to(
     processes: list[subprocess.Popen[bytes]],
 ) -> None:
     port = free_port()
-    env = _env(settings, ODDSTREAM_PORT=str(port))
-    doomed = _spawn(processes, env, "gateway")
+    env = process_env(settings, ODDSTREAM_PORT=str(port))
+    doomed = spawn_cli(processes, env, "gateway")
     async with running_gateway(settings) as survivor, running_worker(settings) as worker:
         url = f"ws://127.0.0.1:{port}/ws/v2/connect"
 
@@ -436,7 +400,7 @@ async def test_gateway_sigterm_deregisters_and_says_going_away(
     settings: Settings, redis_client: Redis, keys: Keys, processes: list[subprocess.Popen[bytes]]
 ) -> None:
     port = free_port()
-    proc = _spawn(processes, _env(settings, ODDSTREAM_PORT=str(port)), "gateway")
+    proc = spawn_cli(processes, process_env(settings, ODDSTREAM_PORT=str(port)), "gateway")
     url = f"ws://127.0.0.1:{port}/ws/v2/connect"
 
     async def up() -> bool:
