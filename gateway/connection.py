@@ -1,13 +1,23 @@
 """One client connection: its identity, rooms and counters, and its message loop.
 
 Writes go straight to the transport as complete pre-built frames (see `gateway.frames`), so a
-delivery costs one `transport.write` and no task. Backpressure policy: when the bytes queued
-in the transport exceed `send_buffer_bytes`, the client is a slow consumer and is closed with
-4008 (reconnect and catch up); memory per connection is therefore bounded.
+delivery costs one `transport.write` and no task.
+
+Backpressure policy, per kind of data, so memory per connection stays bounded and other
+clients see no added delay:
+- odds and predictions only matter as their latest value: once more than
+  `conflate_buffer_bytes` wait in the transport, they are held in `pending`, one frame per
+  conflation key (game, book or player, market), a newer frame replacing an older one, and
+  written when the socket drains (`flush_pending`). The client stays current, never grows.
+- alerts, arbitrage and portfolio must all arrive: past `send_buffer_bytes` the client cannot
+  keep up, and is closed with 4008 so it reconnects and catches up.
+- held frames may reach the client after must-deliver frames that came later; within one
+  conflation key the newest value is always the last one delivered.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -47,6 +57,9 @@ __all__ = ["Connection"]
 
 log = logging.getLogger("oddstream.gateway")
 
+#: Seconds a slow consumer gets to take its close frame before the socket is aborted.
+SLOW_CLOSE_SECONDS = 1.0
+
 
 class Connection:
     """A WebSocket client on this gateway."""
@@ -54,6 +67,7 @@ class Connection:
     __slots__ = (
         "client_id",
         "closing",
+        "conflate_limit",
         "connected_at",
         "dirty",
         "endpoint",
@@ -62,6 +76,7 @@ class Connection:
         "last_seen",
         "messages_received",
         "messages_sent",
+        "pending",
         "recorded_sent",
         "remote",
         "rooms",
@@ -96,8 +111,53 @@ class Connection:
         self.dirty = True
         self.recorded_sent = -1
         self.send_limit = hub.settings.send_buffer_bytes
+        self.conflate_limit = hub.settings.conflate_buffer_bytes
+        self.pending: dict[bytes, bytes] | None = None  # held frames by conflation key
 
     # --- sending -------------------------------------------------------------------------
+
+    def deliver(self, items: list[tuple[bytes, bytes]]) -> int:
+        """Deliver (conflation key, frame) pairs of one inbox read; returns frames written."""
+        transport = self.transport
+        if self.closing or transport.is_closing():
+            return 0
+        if self.pending is None and transport.get_write_buffer_size() <= self.conflate_limit:
+            # Fast path: the client keeps up.
+            transport.write(items[0][1] if len(items) == 1 else b"".join(f for _, f in items))
+            self.messages_sent += len(items)
+            return len(items)
+        direct: list[bytes] = []
+        pending = self.pending if self.pending is not None else {}
+        for key, frame in items:
+            if key:
+                if key in pending:
+                    self.hub.metrics.conflated.inc()
+                pending[key] = frame
+            else:
+                direct.append(frame)
+        self.pending = pending or None
+        if len(pending) > self.hub.settings.max_conflated_keys:
+            self.close_slow("too many distinct updates held for a slow client")
+            return 0
+        if pending:
+            self.hub.backlogged.add(self)
+        if direct and self.write(b"".join(direct), len(direct)):
+            return len(direct)
+        return 0
+
+    def flush_pending(self) -> bool:
+        """Write held frames once the socket has drained; True when nothing is held any more."""
+        if self.pending is None:
+            return True
+        if self.closing or self.transport.is_closing():
+            self.pending = None
+            return True
+        if self.transport.get_write_buffer_size() > self.conflate_limit:
+            return False
+        frames, self.pending = list(self.pending.values()), None
+        self.transport.write(b"".join(frames))
+        self.messages_sent += len(frames)
+        return True
 
     def write(self, frames: bytes, count: int = 1) -> bool:
         """Write `count` pre-built frames (concatenated) in one call; False (and a close is
@@ -106,7 +166,7 @@ class Connection:
         if self.closing or transport.is_closing():
             return False
         if transport.get_write_buffer_size() > self.send_limit:
-            self.close_soon(CloseCode.SLOW_CONSUMER, "send buffer full: reconnect and catch up")
+            self.close_slow("send buffer full: reconnect and catch up")
             return False
         transport.write(frames)
         self.messages_sent += count
@@ -125,13 +185,29 @@ class Connection:
             ServerMessageType.ERROR,
         )
 
-    def close_soon(self, code: CloseCode, reason: str) -> None:
+    def close_slow(self, reason: str) -> None:
+        """Close a client that cannot keep up: 4008, and abort if it does not even read that."""
+        self.pending = None
+        self.close_soon(CloseCode.SLOW_CONSUMER, reason, abort_after=SLOW_CLOSE_SECONDS)
+
+    def close_soon(self, code: CloseCode, reason: str, abort_after: float | None = None) -> None:
         """Close from synchronous code (fan-out): mark closing now, close in a task."""
         if self.closing:
             return
         self.closing = True
         self.hub.metrics.closes.labels(str(int(code))).inc()
-        self.hub.spawn(self.ws.close(code=int(code), message=reason.encode()[:120]))
+        self.hub.spawn(self._close(code, reason, abort_after))
+
+    async def _close(self, code: CloseCode, reason: str, abort_after: float | None) -> None:
+        closing = self.ws.close(code=int(code), message=reason.encode()[:120])
+        if abort_after is None:
+            await closing
+            return
+        try:
+            await asyncio.wait_for(closing, abort_after)
+        except TimeoutError:
+            # The close frame sits behind a full buffer the client never reads: drop it.
+            self.transport.abort()
 
     # --- receiving -----------------------------------------------------------------------
 

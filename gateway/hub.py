@@ -44,6 +44,9 @@ log = logging.getLogger("oddstream.gateway")
 
 VERSION = "0.1.0"
 
+#: Seconds between attempts to write conflated frames to backed-up clients.
+FLUSH_INTERVAL = 0.05
+
 #: Seconds between batches of closes while draining.
 DRAIN_BATCH_INTERVAL = 0.1
 
@@ -76,6 +79,7 @@ class Hub:
         self._closed_since_beat: list[str] = []
         self._out_children: dict[bytes, Any] = {}
         self.last_canary: float | None = None  # monotonic time the last canary came back
+        self.backlogged: set[Connection] = set()  # connections holding conflated frames
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -84,6 +88,7 @@ class Hub:
         await self._send_canary()
         self._tasks = [
             periodic("gateway.canary", self.settings.canary_interval, self._send_canary, log),
+            periodic("gateway.flush", FLUSH_INTERVAL, self._flush_backlogged, log),
             asyncio.create_task(self._read_inbox(), name="gateway.inbox"),
             periodic("gateway.beat", self.settings.gateway_heartbeat, self._beat, log),
             periodic("gateway.ping", self.settings.heartbeat_interval, self._ping_all, log),
@@ -308,6 +313,8 @@ class Hub:
     async def remove(self, conn: Connection) -> None:
         """Forget a closed connection and release its rooms."""
         conn.closing = True
+        conn.pending = None
+        self.backlogged.discard(conn)
         if self.connections.pop(conn.client_id, None) is None:
             return
         self._closed_since_beat.append(conn.client_id)
@@ -355,7 +362,7 @@ class Hub:
         gateway that falls behind catches up with fewer system calls, not more. Order per
         connection is the inbox order, and no control frame can interleave (no await here).
         """
-        outgoing: dict[Connection, list[bytes]] = {}
+        outgoing: dict[Connection, list[tuple[bytes, bytes]]] = {}
         per_type: dict[bytes, int] = {}
         deliveries = 0
         for entry_id, fields in entries:
@@ -379,22 +386,17 @@ class Hub:
                         members.update(self.rooms.get(room_id, ()))
                 if not members:
                     continue
-                frame = text_frame(delivery.frame)
+                item = (delivery.key, text_frame(delivery.frame))
                 for conn in members:
                     queued = outgoing.get(conn)
                     if queued is None:
-                        outgoing[conn] = [frame]
+                        outgoing[conn] = [item]
                     else:
-                        queued.append(frame)
+                        queued.append(item)
                 per_type[delivery.type] = per_type.get(delivery.type, 0) + len(members)
         sent = 0
-        for conn, frames in outgoing.items():
-            if len(frames) == 1:
-                written = conn.write(frames[0])
-            else:
-                written = conn.write(b"".join(frames), len(frames))
-            if written:
-                sent += len(frames)
+        for conn, items in outgoing.items():
+            sent += conn.deliver(items)
         self.metrics.inbox_deliveries.inc(deliveries)
         for type_, count in per_type.items():
             self._messages_out_child(type_).inc(count)
@@ -405,6 +407,11 @@ class Hub:
         if child is None:
             child = self._out_children[type_] = self.metrics.messages_out.labels(type_.decode())
         return child
+
+    async def _flush_backlogged(self) -> None:
+        for conn in list(self.backlogged):
+            if conn.flush_pending():
+                self.backlogged.discard(conn)
 
     # --- heartbeat -----------------------------------------------------------------------
 

@@ -55,6 +55,11 @@ class GatewayMetrics:
             "Round trip of the last pipeline canary (ingest -> worker -> this gateway)",
             registry=r,
         )
+        self.conflated = Counter(
+            "oddstream_conflated",
+            "Held odds/prediction frames replaced by a newer one for a backed-up client",
+            registry=r,
+        )
         self.inbox_deliveries = Counter(
             "oddstream_inbox_deliveries",
             "Event deliveries read from this gateway's inbox",

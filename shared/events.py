@@ -35,6 +35,7 @@ __all__ = [
     "PortfolioEvent",
     "PredictionEvent",
     "Routing",
+    "conflation_key",
     "ingest_event_adapter",
     "routing_of",
 ]
@@ -189,6 +190,17 @@ class Routing:
     @property
     def message_type(self) -> ServerMessageType:
         return ServerMessageType.BROADCAST if self.broadcast_to else self.kind.message_type
+
+
+def conflation_key(event: IngestEvent) -> bytes:
+    """Events that only matter as the latest value share a key: odds per game, book and
+    market; predictions per game, player and market. Others must all be delivered (b"")."""
+    if isinstance(event, OddsEvent):
+        return f"odds|{event.game_id}|{event.sportsbook}|{event.market}".encode()
+    if isinstance(event, PredictionEvent):
+        market = (event.model_extra or {}).get("market", "")
+        return f"pred|{event.game_id}|{event.player or ''}|{market}".encode()
+    return b""
 
 
 def routing_of(event: IngestEvent) -> Routing:

@@ -120,7 +120,20 @@ class Settings(BaseSettings):
     send_buffer_bytes: int = Field(
         default=1024 * 1024,
         ge=1024,
-        description="Bytes queued to one client before it counts as a slow consumer and is closed.",
+        description="Bytes queued to one client beyond which must-deliver data (alerts, "
+        "arbitrage, portfolio) closes it as a slow consumer (4008).",
+    )
+    conflate_buffer_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="Bytes queued to one client beyond which odds and predictions are held "
+        "and conflated (newest per game/book/market replaces older) until it drains.",
+    )
+    max_conflated_keys: int = Field(
+        default=10_000,
+        ge=1,
+        description="Distinct conflation keys held for one backed-up client before it is "
+        "closed as a slow consumer; bounds memory per connection.",
     )
     canary_interval: float = Field(
         default=5.0,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -231,3 +233,79 @@ def spawn_cli(
     )
     processes.append(proc)
     return proc
+
+
+class StallableClient:
+    """A minimal WebSocket client on a raw socket with tiny buffers.
+
+    Unlike aiohttp's client it can stop reading, so the gateway sees a real slow consumer:
+    the kernel buffers fill and the gateway's transport backs up.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def connect(cls, host: str, port: int, path: str = "/ws/v2/connect") -> StallableClient:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (host, port))
+        reader, writer = await asyncio.open_connection(sock=sock, limit=4096)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert b" 101 " in head.split(b"\r\n", 1)[0], head
+        return cls(reader, writer)
+
+    async def send(self, body: dict[str, Any]) -> None:
+        payload = orjson.dumps(body)
+        mask = os.urandom(4)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        length = len(payload)
+        if length < 126:
+            header = bytes((0x81, 0x80 | length))
+        else:
+            header = bytes((0x81, 0x80 | 126)) + length.to_bytes(2, "big")
+        self.writer.write(header + mask + masked)
+        await self.writer.drain()
+
+    async def frame(self) -> tuple[int, bytes]:
+        """The next (opcode, payload); server frames are never masked."""
+        first, second = await self.reader.readexactly(2)
+        assert not second & 0x80, "server frames must not be masked"
+        length = second & 0x7F
+        if length == 126:
+            length = int.from_bytes(await self.reader.readexactly(2), "big")
+        elif length == 127:
+            length = int.from_bytes(await self.reader.readexactly(8), "big")
+        return first & 0x0F, await self.reader.readexactly(length)
+
+    async def until(self, type_: str) -> dict[str, Any]:
+        while True:
+            opcode, payload = await self.frame()
+            if opcode == 1:
+                body: dict[str, Any] = orjson.loads(payload)
+                if body["type"] == type_:
+                    return body
+
+    async def read_all(self, quiet: float = 1.0) -> tuple[list[dict[str, Any]], int | None]:
+        """Read until nothing arrives for `quiet` s or the socket ends: (frames, close code)."""
+        frames: list[dict[str, Any]] = []
+        while True:
+            try:
+                opcode, payload = await asyncio.wait_for(self.frame(), quiet)
+            except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+                return frames, None
+            if opcode == 8:
+                return frames, int.from_bytes(payload[:2], "big") if payload else None
+            if opcode == 1:
+                frames.append(orjson.loads(payload))
+
+    def close(self) -> None:
+        self.writer.close()

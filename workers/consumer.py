@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from shared.events import ingest_event_adapter, routing_of
+from shared.events import conflation_key, ingest_event_adapter, routing_of
 from shared.inbox import CANARY_TYPE, Delivery, encode_inbox_entry
 from shared.ingest import EVENT_FIELD, describe_validation_error
 from shared.keys import WORKER_GROUP, Keys
@@ -240,7 +240,11 @@ class Worker:
                 self.stats.matched += 1
                 data_json = orjson.dumps(event.model_dump(mode="json"))
                 for gateway, delivery in deliveries_for(
-                    routing.message_type, entry_id, data_json, rooms_by_gateway
+                    routing.message_type,
+                    entry_id,
+                    data_json,
+                    rooms_by_gateway,
+                    conflation_key(event),
                 ):
                     per_gateway.setdefault(gateway, []).append(delivery)
                     self.stats.deliveries += 1

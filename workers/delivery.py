@@ -35,6 +35,7 @@ def deliveries_for(
     entry_id: bytes,
     data_json: bytes,
     rooms_by_gateway: dict[str, list[str]],
+    key: bytes = b"",
 ) -> Iterator[tuple[str, Delivery]]:
     """(gateway, delivery) for each gateway holding a matched room; `data_json` is the event."""
     type_bytes = message_type.value.encode()
@@ -45,4 +46,4 @@ def deliveries_for(
     tail = b',"data":' + data_json + b"}"
     for gateway, rooms in rooms_by_gateway.items():
         frame = head + orjson.dumps(rooms) + tail
-        yield gateway, Delivery(",".join(rooms).encode(), frame, type_bytes)
+        yield gateway, Delivery(",".join(rooms).encode(), frame, type_bytes, key)
