@@ -116,6 +116,7 @@ class Client:
         self.session = session
         self.ws = ws
         self.frames: list[dict[str, Any]] = []
+        self.received_at: list[float] = []  # wall clock per frame, for latency checks
         self.client_id: str | None = None
         self._new = asyncio.Event()
         self._reader = asyncio.create_task(self._read())
@@ -139,6 +140,7 @@ class Client:
         async for msg in self.ws:
             if msg.type is aiohttp.WSMsgType.TEXT:
                 self.frames.append(orjson.loads(msg.data))
+                self.received_at.append(time.time())
                 self._new.set()
         self.closed_code = self.ws.close_code
         self.closed_at = time.monotonic()

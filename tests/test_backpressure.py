@@ -6,6 +6,7 @@ aiohttp client; the normal one must keep receiving everything meant for it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -48,6 +49,28 @@ def _other(gw: RunningGateway, client_id: str | None) -> Connection:
     return conn
 
 
+async def _probe_latency(client: Client, redis: Redis, keys: Keys, tag: str) -> float:
+    """Worst latency of 50 small odds events, publish to receipt, as `client` sees them."""
+    mark = len(client.frames)
+    probes = [
+        {"kind": "odds", "sport": "MLB", "game_id": "PROBE", "sportsbook": "FanDuel",
+         "market": "total", "probe": tag, "sent_at": time.time()}
+        for _ in range(50)
+    ]  # fmt: skip
+    for probe in probes:
+        probe["sent_at"] = time.time()
+        await Ingester(redis, keys).publish(parse_event(probe))
+    await wait_until(
+        lambda: sum(f["data"].get("probe") == tag for f in client.frames[mark:]) == 50,
+        message=f"probe {tag}",
+    )
+    return max(
+        at - float(frame["data"]["sent_at"])
+        for frame, at in zip(client.frames[mark:], client.received_at[mark:], strict=True)
+        if frame["data"].get("probe") == tag
+    )
+
+
 async def _publish(redis: Redis, keys: Keys, bodies: list[dict[str, Any]]) -> None:
     ingester = Ingester(redis, keys)
     for start in range(0, len(bodies), 200):
@@ -64,6 +87,7 @@ async def test_stalled_odds_client_is_conflated_bounded_and_current(
         await slow.send({"type": "subscribe", "subscription_type": "odds_updates"})
         await slow.until("subscription_confirmed")
         await wait_until(lambda: workers_synced(redis_client, keys), message="index")
+        baseline = await _probe_latency(normal, redis_client, keys, "before")
         # From here the slow client reads nothing. ~8 MB: more than loopback kernel buffers.
         events = [
             {"kind": "odds", "sport": "MLB", "game_id": GAMES[n % len(GAMES)],
@@ -71,21 +95,27 @@ async def test_stalled_odds_client_is_conflated_bounded_and_current(
             for n in range(8000)
         ]  # fmt: skip
         await _publish(redis_client, keys, events)
-        await wait_until(
-            lambda: len(normal.of("odds_update")) == len(events), timeout=30, message="normal"
-        )
-        assert [f["data"]["seq"] for f in normal.of("odds_update")] == list(range(8000))
+
+        def flood_seen() -> list[int]:
+            return [f["data"]["seq"] for f in normal.of("odds_update") if "seq" in f["data"]]
+
+        await wait_until(lambda: len(flood_seen()) == len(events), timeout=30, message="normal")
+        assert flood_seen() == list(range(8000))
 
         conn = _other(gw, normal.client_id)
         assert not conn.closing, "a slow odds client must be conflated, not cut off"
         assert gw.hub.metrics.conflated._value.get() > 0
-        assert conn.pending is not None and len(conn.pending) <= len(GAMES)
+        assert conn.pending is not None and len(conn.pending) <= len(GAMES) + 1  # + PROBE
         buffered = conn.transport.get_write_buffer_size()
         assert buffered < tight.send_buffer_bytes, f"send buffer grew to {buffered} bytes"
+        # The normal client's latency does not suffer from the stalled one next to it.
+        during = await _probe_latency(normal, redis_client, keys, "during")
+        assert conn.pending is not None, "the slow client should still be backed up"
+        assert during < max(5 * baseline, 0.1), f"latency {during:.3f}s vs {baseline:.3f}s"
 
         frames, code = await slow.read_all(quiet=1.5)  # the client catches up
         assert code is None
-        odds = [f["data"] for f in frames if f["type"] == "odds_update"]
+        odds = [f["data"] for f in frames if f["type"] == "odds_update" and "seq" in f["data"]]
         assert len(odds) < len(events), "nothing was conflated"
         last_seen = {d["game_id"]: d["seq"] for d in odds}
         last_sent = {e["game_id"]: e["seq"] for e in events}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import AsyncIterator
 
@@ -414,23 +415,34 @@ async def test_query_token_never_reaches_the_access_log(
     assert "token=" not in text
 
 
-async def test_heartbeat_ping_client_pong_and_idle_timeout(auth_settings: Settings) -> None:
-    """The gateway pings on its interval; a client that answers stays, a silent one is closed."""
+async def test_heartbeat_ping_client_pong_and_idle_timeout(
+    auth_settings: Settings, redis_client: Redis, keys: Keys
+) -> None:
+    """The gateway pings on its interval; a client that answers stays, a silent one is closed
+    with 4101 and its rooms are released from the cluster registry."""
     quick = auth_settings.model_copy(update={"heartbeat_interval": 0.2, "connection_timeout": 1.0})
     async with running_gateway(quick) as gw:
         lively = await Client.connect(f"{gw.ws}/ws/v2/connect")
         silent = await Client.connect(f"{gw.ws}/ws/v2/connect")
         try:
+            lonely_room = (await silent.subscribe("nhl", game_id="only-silent"))["data"]["room"]
+            assert await redis_client.hexists(keys.rooms, lonely_room)
+            ping_times = []
             for _ in range(8):  # answer every ping for ~1.6 s, longer than the timeout
                 mark = len(lively.frames)
                 ping = await lively.next_of("ping", after=mark, timeout=2)
+                ping_times.append(time.monotonic())
                 assert ping["status"] == "success"
                 await lively.send({"type": "pong"})
+            gaps = [b - a for a, b in itertools.pairwise(ping_times)]
+            assert all(0.1 < gap < 0.6 for gap in gaps), f"ping cadence off: {gaps}"
             await wait_until(lambda: silent.closed_code is not None, message="silent closed")
             assert silent.closed_code == 4101
             assert lively.closed_code is None
             assert lively.of("error") == []  # a pong is never answered with an error
             assert len(gw.hub.connections) == 1
+            assert not await redis_client.hexists(keys.rooms, lonely_room)
+            assert await redis_client.scard(keys.room_holders(lonely_room)) == 0
         finally:
             await lively.close()
             await silent.close()

@@ -69,6 +69,7 @@ KEYS = Keys("bench")
 SWEEP_RATES = (1000, 3000, 5000, 8000, 10000)
 BOOKS, MARKETS = ("DraftKings", "FanDuel", "BetMGM", "Caesars"), ("moneyline", "spread", "total")
 TICK = 0.005  # feeder batch interval (s)
+_now = time.time
 WS_PATH, WS_GUID = "/ws/v2/connect", "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 1.3
 
 
@@ -160,7 +161,7 @@ class WSClient(asyncio.Protocol):
         self.confirmed: asyncio.Future[None] = loop.create_future()
         self.lost: asyncio.Future[None] = loop.create_future()
         self.transport: asyncio.Transport | None = None
-        self.ended = self.closing = False
+        self.open = self.ended = self.closing = False  # open: upgraded
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -194,43 +195,47 @@ class WSClient(asyncio.Protocol):
 
     def fail(self, why: str) -> None:
         self.shared.errors.append(why)
+        self.buf.clear()
         if not self.upgraded.done():
             self.upgraded.set_exception(RuntimeError(why))
         assert self.transport is not None
         self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
-        if not self.upgraded.done():
-            self.buf += data
-            head = self.buf.find(b"\r\n\r\n")
+        if self.buf or not self.open:  # the handshake, or a frame split across chunks
+            self.joined(data)
+            return
+        try:  # the common case: parse the chunk in place, keep only an unfinished tail
+            done = self.frames(data)
+        except Exception as exc:
+            self.fail(f"{type(exc).__name__}: {exc}")
+            return
+        if done < len(data):
+            self.buf += memoryview(data)[done:]
+
+    def joined(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        if not self.open:
+            head = buf.find(b"\r\n\r\n")
             if head < 0:
                 return
-            status, headers = bytes(self.buf[:head]).split(b"\r\n", 1)[0], bytes(self.buf[:head])
+            headers = bytes(buf[:head])
             accept = base64.b64encode(hashlib.sha1((self.key + WS_GUID).encode()).digest())
-            if not status.startswith(b"HTTP/1.1 101 ") or accept not in headers:
-                self.fail(f"upgrade refused: {bytes(self.buf[:300])!r}")
+            if not headers.startswith(b"HTTP/1.1 101 ") or b"\r\n" + accept not in headers:
+                self.fail(f"upgrade refused: {headers[:300]!r}")
                 return
+            self.open = True
             self.upgraded.set_result(None)
-            data, self.buf = bytes(self.buf[head + 4 :]), bytearray()
-        buf = self.buf
-        if buf:  # a partial frame from the previous chunk: parse the joined bytes
-            buf += data
-            try:
-                del buf[: self.frames(buf)]
-            except Exception as exc:
-                self.fail(f"{type(exc).__name__}: {exc}")
-        else:  # the common case: parse the chunk in place, keep only an unfinished tail
-            try:
-                done = self.frames(data)
-            except Exception as exc:
-                self.fail(f"{type(exc).__name__}: {exc}")
-                return
-            if done < len(data):
-                buf += memoryview(data)[done:]
+            del buf[: head + 4]
+        try:
+            del buf[: self.frames(buf)]
+        except Exception as exc:
+            self.fail(f"{type(exc).__name__}: {exc}")
 
     def frames(self, data: bytes | bytearray) -> int:
         """Handle every complete frame in `data`; return how many bytes they took."""
-        now, w, pos, size = time.time(), self.shared.window, 0, len(data)
+        now, w, pos, size = _now(), self.shared.window, 0, len(data)
         while size - pos >= 2:
             first, length = data[pos], data[pos + 1]
             if length & 0x80:
@@ -240,7 +245,7 @@ class WSClient(asyncio.Protocol):
                 start += 2
                 if start > size:
                     break
-                length = int.from_bytes(data[pos + 2 : start], "big")
+                length = data[pos + 2] << 8 | data[pos + 3]
             elif length == 127:
                 start += 8
                 if start > size:
@@ -251,13 +256,13 @@ class WSClient(asyncio.Protocol):
                 break
             pos = end
             if first == 0x81:  # a final text frame, the data path
-                i = data.find(b'"sent_at":', start, end)
-                if i >= 0:
+                i = data.find(b'"sent_at":', start, end) + 10
+                if i >= 10:
                     if w.t0 <= now < w.t1:
                         w.received += 1
                     stop = data.find(b"}", i, end)
                     comma = data.find(b",", i, stop)
-                    sent = float(data[i + 10 : comma if comma > 0 else stop])
+                    sent = float(data[i : comma if comma > 0 else stop])
                     if w.t0 <= sent < w.t1:
                         w.matched += 1
                         w.latencies.append(now - sent)
