@@ -80,6 +80,7 @@ class Hub:
         self._out_children: dict[bytes, Any] = {}
         self.last_canary: float | None = None  # monotonic time the last canary came back
         self.backlogged: set[Connection] = set()  # connections holding conflated frames
+        self._healthy_since: float | None = None  # monotonic; None while Redis is down
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -155,6 +156,7 @@ class Hub:
         if ok == self.redis_ok:
             return
         self.redis_ok = ok
+        self._healthy_since = time.monotonic() if ok else None
         self.metrics.redis_up.set(1 if ok else 0)
         log.warning("gateway.redis.%s id=%s", "up" if ok else "down", self.gateway_id)
         if not self.registered and ok:
@@ -249,7 +251,13 @@ class Hub:
             for conn in self.connections.values():
                 conn.dirty = True
             await self._register()
-        await self.registry.reap_dead()
+        # After an outage every beat in Redis is stale: reap only once this gateway has seen
+        # Redis healthy for a whole TTL, so live peers have had time to beat again.
+        healthy_since = self._healthy_since
+        if healthy_since is not None and (
+            time.monotonic() - healthy_since >= self.settings.gateway_ttl
+        ):
+            await self.registry.reap_dead()
 
     # --- rooms ---------------------------------------------------------------------------
 

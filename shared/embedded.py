@@ -70,7 +70,12 @@ def find_redis_server() -> str:
 class EmbeddedRedis:
     """A redis-server child process; use as a (sync) context manager or call start/stop."""
 
-    def __init__(self, port: int | None = None, binary: str | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, binary: str | None = None, persistent: bool = False
+    ) -> None:
+        """`persistent`: append-only file, fsync always, so a restart keeps the data (for
+        outage tests); the default keeps nothing, as `dev` promises."""
+        self.persistent = persistent
         self.port = port or free_port()
         self.binary = binary or find_redis_server()
         self._dir = tempfile.TemporaryDirectory(prefix="oddstream-redis-")
@@ -86,7 +91,8 @@ class EmbeddedRedis:
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--save", "",
-            "--appendonly", "no",
+            "--appendonly", "yes" if self.persistent else "no",
+            "--appendfsync", "always",
             "--dir", self._dir.name,
             "--protected-mode", "yes",
             "--loglevel", "warning",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import subprocess
 from collections.abc import Iterator
 
 import aiohttp
@@ -12,7 +15,15 @@ from shared.ingest import Ingester, parse_event
 from shared.keys import Keys
 from shared.redis import create_redis
 from shared.settings import Settings
-from tests.harness import Client, running_gateway, running_worker, wait_until, workers_synced
+from tests.harness import (
+    Client,
+    process_env,
+    running_gateway,
+    running_worker,
+    spawn_cli,
+    wait_until,
+    workers_synced,
+)
 
 
 @pytest.fixture
@@ -97,3 +108,47 @@ async def _ready(http: str) -> bool:
         return await _status(f"{http}/readyz") == 200
     except aiohttp.ClientError:
         return False
+
+
+@pytest.mark.slow
+async def test_events_redis_kept_through_an_outage_are_delivered_after_it(
+    settings: Settings, keys: Keys, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """Events written before Redis went down, and still held by it afterwards (append-only
+    file), reach their subscribers once it is back; no process is restarted."""
+    server = EmbeddedRedis(persistent=True).start()
+    try:
+        own = settings.model_copy(update={"redis_url": server.url})
+        worker = spawn_cli(processes, process_env(own), "worker", "--id", "survivor")
+        redis = create_redis(server.url)
+        async with running_gateway(own) as gw:
+            c = await Client.connect(f"{gw.ws}/ws/v2/connect")
+            try:
+                await c.subscribe("odds_updates", sport="MLB")
+                await wait_until(lambda: workers_synced(redis, keys), message="worker index")
+                worker.send_signal(signal.SIGSTOP)  # the worker falls behind...
+                sent = await Ingester(redis, keys).publish_many(
+                    [
+                        parse_event({"kind": "odds", "sport": "MLB", "game_id": f"G{n}",
+                                     "sportsbook": "FanDuel", "market": "total"})
+                        for n in range(100)
+                    ]
+                )  # fmt: skip
+                server.kill()  # ...and Redis dies holding the unread events
+                worker.send_signal(signal.SIGCONT)
+                await asyncio.sleep(1.5)  # longer than the gateway TTL: every beat is stale
+                server.start()  # same port, same append-only file
+                await wait_until(
+                    lambda: len(c.of("odds_update")) >= len(sent),
+                    timeout=20,
+                    message="events kept by Redis delivered",
+                )
+                await asyncio.sleep(0.3)  # duplicates, if any, would arrive by now
+                got = [f["event_id"] for f in c.of("odds_update")]
+                assert sorted(got) == sorted(i.decode() for i in sent)
+                assert worker.poll() is None, "the worker had to be restarted"
+            finally:
+                await c.close()
+                await redis.aclose()
+    finally:
+        server.close()

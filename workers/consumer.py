@@ -83,6 +83,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._consume_done = asyncio.Event()
+        self._healthy_since: float | None = None  # monotonic; None after a Redis error
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -127,6 +128,7 @@ class Worker:
 
     def _count_error(self) -> None:
         self.stats.errors += 1
+        self._healthy_since = None
 
     async def _follow_feed(self) -> None:
         backoff = Backoff()
@@ -354,7 +356,13 @@ class Worker:
 
     async def _beat(self) -> None:
         await self.registry.beat_worker(self.worker_id, self.describe())
-        await self.registry.reap_dead()
+        now = time.monotonic()
+        if self._healthy_since is None:
+            self._healthy_since = now
+        # After an outage every beat in Redis is stale: reap only once we have seen Redis
+        # healthy for a whole TTL, so live gateways have had time to beat again.
+        if now - self._healthy_since >= self.settings.gateway_ttl:
+            await self.registry.reap_dead()
 
     def describe(self) -> dict[str, Any]:
         return {
