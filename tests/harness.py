@@ -227,8 +227,16 @@ def process_env(settings: Settings, **extra: str) -> dict[str, str]:
 def spawn_cli(
     processes: list[subprocess.Popen[bytes]], env: dict[str, str], *args: str
 ) -> subprocess.Popen[bytes]:
+    """`oddstream ARGS...` as a subprocess, killed at the end of the test."""
+    return spawn_module(processes, env, "shared.cli", *args)
+
+
+def spawn_module(
+    processes: list[subprocess.Popen[bytes]], env: dict[str, str], module: str, *args: str
+) -> subprocess.Popen[bytes]:
+    """`python -m MODULE ARGS...` as a subprocess, killed at the end of the test."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", *args],
+        [sys.executable, "-m", module, *args],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

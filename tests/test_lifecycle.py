@@ -6,6 +6,7 @@ import asyncio
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -21,6 +22,7 @@ from tests.harness import (
     running_gateway,
     running_worker,
     spawn_cli,
+    spawn_module,
     wait_until,
     workers_synced,
 )
@@ -139,3 +141,42 @@ async def test_sigterm_drains_clients_in_batches_without_gaps(
             stop.set()
             for c in clients:
                 await c.close()
+
+
+@pytest.mark.slow
+async def test_gunicorn_sigterm_drains_its_gateways(
+    settings: Settings, redis_client: Redis, keys: Keys, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """Under gunicorn (deploy/gunicorn.conf.py) SIGTERM drains every gateway process too."""
+    port = free_port()
+    env = process_env(
+        settings,
+        ODDSTREAM_PORT=str(port),
+        ODDSTREAM_HOST="127.0.0.1",
+        ODDSTREAM_GATEWAY_PROCESSES="2",
+        ODDSTREAM_SHUTDOWN_GRACE="2",
+    )
+    config = str(Path(__file__).parents[1] / "deploy" / "gunicorn.conf.py")
+    master = spawn_module(processes, env, "gunicorn", "gateway.app:gunicorn_app", "-c", config)
+    await wait_until(
+        lambda: _zcard_is(redis_client, keys.gateways, 2), timeout=15, message="2 gateways"
+    )
+    clients = [await Client.connect(f"ws://127.0.0.1:{port}/ws/v2/connect") for _ in range(6)]
+    try:
+        for c in clients:
+            await c.subscribe("odds_updates")
+        master.send_signal(signal.SIGTERM)
+        await wait_until(
+            lambda: all(c.closed_code is not None for c in clients), timeout=5, message="closed"
+        )
+        assert {c.closed_code for c in clients} == {1001}
+        assert await asyncio.to_thread(master.wait, 10) == 0
+        assert await redis_client.zcard(keys.gateways) == 0
+        assert await redis_client.hlen(keys.rooms) == 0
+    finally:
+        for c in clients:
+            await c.close()
+
+
+async def _zcard_is(redis: Redis, key: str, count: int) -> bool:
+    return int(await redis.zcard(key)) == count
