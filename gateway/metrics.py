@@ -86,7 +86,15 @@ class GatewayMetrics:
     ) -> None:
         self.worker_events.clear()
         for worker_id, info in workers.items():
-            for stage in ("processed", "matched", "deliveries", "deadlettered", "claimed"):
+            for stage in (
+                "processed",
+                "matched",
+                "deliveries",
+                "deadlettered",
+                "claimed",
+                "canaries",
+                "errors",
+            ):
                 self.worker_events.labels(worker_id, stage).set(info.get(stage, 0))
         for name, figures in streams.items():
             if figures.get("lag") is not None:
