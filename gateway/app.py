@@ -8,19 +8,33 @@ Under gunicorn use `gateway.app:gunicorn_app` with aiohttp's GunicornUVLoopWebWo
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from redis.exceptions import RedisError
 
-from gateway.auth import AuthError, Identity, authenticate
+from gateway.auth import SUBPROTOCOL, AuthError, Identity, TokenVerifier, authorize_room
 from gateway.connection import Connection
-from gateway.hub import Hub
+from gateway.hub import Hub, slot_member
+from gateway.limits import IpRateLimiter, client_ip, parse_networks
 from gateway.management import json_error, routes
 from gateway.metrics import GatewayMetrics
-from gateway.state import HUB, INGESTER, METRICS, REDIS, SETTINGS
-from shared.filters import RoomSpec, parse_room
+from gateway.state import (
+    HUB,
+    INGESTER,
+    IP_LIMITER,
+    METRICS,
+    REDIS,
+    SETTINGS,
+    TRUSTED,
+    VERIFIER,
+)
+from shared.filters import RoomSpec
 from shared.ingest import Ingester
 from shared.keys import Keys
 from shared.protocol import (
@@ -69,7 +83,8 @@ def _filters_from_query(request: web.Request) -> dict[str, object]:
 
 def _typed_room(type_: SubscriptionType) -> InitialRoom:
     def initial(request: web.Request, identity: Identity) -> RoomSpec:
-        return parse_room(type_, _filters_from_query(request), user=identity.user)
+        settings = request.app[SETTINGS]
+        return authorize_room(identity, type_, _filters_from_query(request), settings)
 
     return initial
 
@@ -81,11 +96,24 @@ def _sport_room(request: web.Request, identity: Identity) -> RoomSpec:
             ErrorCode.INVALID_SUBSCRIPTION_TYPE,
             f"Unknown sport {request.match_info['sport']!r}; use MLB, NBA, NFL or NHL.",
         )
-    return parse_room(sport, _filters_from_query(request), user=identity.user)
+    settings = request.app[SETTINGS]
+    return authorize_room(identity, sport, _filters_from_query(request), settings)
 
 
 def _no_room(request: web.Request, identity: Identity) -> None:
     return None
+
+
+def origin_allowed(request: web.BaseRequest, allowed: list[str]) -> bool:
+    """Browsers always send Origin; requests without one (services, bots) are not cross-site."""
+    origin = request.headers.get("Origin")
+    return origin is None or "*" in allowed or origin in allowed
+
+
+def _refusal(request: web.Request, status: int, code: ErrorCode, message: str,
+             headers: dict[str, str] | None = None, **extra: Any) -> web.Response:  # fmt: skip
+    request.app[METRICS].errors.labels(code.value).inc()
+    return json_error(status, code, message, headers=headers, **extra)
 
 
 def websocket_endpoint(
@@ -95,72 +123,137 @@ def websocket_endpoint(
 
     async def handler(request: web.Request) -> web.StreamResponse:
         app = request.app
-        settings, hub, metrics = app[SETTINGS], app[HUB], app[METRICS]
+        settings, hub = app[SETTINGS], app[HUB]
         if hub.draining:
-            metrics.errors.labels(ErrorCode.SERVICE_UNAVAILABLE.value).inc()
-            return json_error(
-                503, ErrorCode.SERVICE_UNAVAILABLE, "This gateway is shutting down.",
-                headers={"Retry-After": "1"},
-            )  # fmt: skip
-        secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
+            return _refusal(request, 503, ErrorCode.SERVICE_UNAVAILABLE,
+                            "This gateway is shutting down.", {"Retry-After": "1"})  # fmt: skip
+        if not origin_allowed(request, settings.allowed_origins):
+            origin = request.headers.get("Origin")
+            return _refusal(request, 403, ErrorCode.ORIGIN_NOT_ALLOWED,
+                            f"Origin {origin!r} may not connect.")  # fmt: skip
+        ip = client_ip(request, app[TRUSTED])
+        allowed, wait = app[IP_LIMITER].allow(ip)
+        if not allowed:
+            return _refusal(request, 429, ErrorCode.RATE_LIMITED,
+                            "Too many new connections from your address.",
+                            {"Retry-After": str(max(1, math.ceil(wait)))})  # fmt: skip
         try:
-            identity = authenticate(request, secret)
+            identity = await app[VERIFIER].identify(request)
+            if identity.user is not None:
+                await _check_not_revoked(hub, identity)
         except AuthError as exc:
-            metrics.errors.labels(exc.code.value).inc()
-            return json_error(401, exc.code, exc.message, reason=exc.reason)
+            return _refusal(request, 401, exc.code, exc.message, reason=exc.reason)
         if len(hub.connections) >= settings.max_connections:
-            metrics.errors.labels(ErrorCode.TOO_MANY_CONNECTIONS.value).inc()
-            return json_error(
-                503, ErrorCode.TOO_MANY_CONNECTIONS,
-                f"This gateway holds its maximum of {settings.max_connections} connections.",
-                headers={"Retry-After": "5"},
-            )  # fmt: skip
+            return _refusal(request, 503, ErrorCode.TOO_MANY_CONNECTIONS,
+                            f"This gateway holds its maximum of {settings.max_connections} "
+                            "connections.", {"Retry-After": "5"})  # fmt: skip
         try:
             initial = initial_room(request, identity)
         except ProtocolError as exc:
-            metrics.errors.labels(exc.code.value).inc()
-            status = 401 if exc.code is ErrorCode.AUTH_REQUIRED else 400
-            return json_error(status, exc.code, exc.message)
+            status = {ErrorCode.AUTH_REQUIRED: 401, ErrorCode.FORBIDDEN: 403}.get(exc.code, 400)
+            return _refusal(request, status, exc.code, exc.message)
 
         # compress=False: frames are pre-built once per event and shared (gateway.frames).
         ws = web.WebSocketResponse(
-            compress=False, max_msg_size=settings.max_message_bytes, autoping=True
+            compress=False,
+            max_msg_size=settings.max_message_bytes,
+            autoping=True,
+            protocols=(SUBPROTOCOL,),
         )
-        await ws.prepare(request)
-        transport = request.transport
-        if transport is None:  # pragma: no cover - the client vanished during the upgrade
-            return ws
-        conn = Connection(hub, ws, transport, identity, name, request.remote)
-        hub.add(conn)
-        metrics.connections_opened.labels(name).inc()
-        if request.query.get("reconnect"):
-            metrics.reconnections.inc()
+        conn_member = slot_member(hub.gateway_id, ws)
+        limited = identity.user is not None and settings.max_connections_per_user > 0
         try:
-            conn.send(
-                server_frame(
-                    ServerMessageType.WELCOME,
-                    {
-                        "gateway": hub.gateway_id,
-                        "user": identity.user,
-                        "endpoint": name,
-                        "heartbeat_interval": settings.heartbeat_interval,
-                        "connection_timeout": settings.connection_timeout,
-                    },
-                    client_id=conn.client_id,
-                ),
-                ServerMessageType.WELCOME,
+            granted = not limited or await hub.registry.acquire_user_slot(
+                str(identity.user), conn_member, settings.max_connections_per_user
             )
-            if initial is not None:
-                try:
-                    await conn.subscribe(initial)
-                except ProtocolError as exc:
-                    conn.send_error(exc.code, exc.message)
-            await conn.serve()
+        except RedisError:
+            return _refusal(request, 503, ErrorCode.SERVICE_UNAVAILABLE,
+                            "Connection limits cannot be checked right now.",
+                            {"Retry-After": "2"})  # fmt: skip
+        if not granted:
+            return _refusal(request, 429, ErrorCode.TOO_MANY_CONNECTIONS,
+                            f"User {identity.user!r} already holds the maximum of "
+                            f"{settings.max_connections_per_user} connections.",
+                            {"Retry-After": "5"})  # fmt: skip
+        try:
+            await ws.prepare(request)
+            transport = request.transport
+            if transport is None:  # pragma: no cover - the client vanished during the upgrade
+                return ws
+            conn = Connection(hub, ws, transport, identity, name, ip)
+            await _serve(request, conn, initial)
         finally:
-            await hub.remove(conn)
+            if limited:
+                with contextlib.suppress(RedisError):
+                    await hub.registry.release_user_slot(str(identity.user), conn_member)
         return ws
 
     return handler
+
+
+async def _check_not_revoked(hub: Hub, identity: Identity) -> None:
+    assert identity.user is not None
+    try:
+        revoked_at = await hub.registry.revoked_at(identity.user)
+    except RedisError:
+        return  # an outage must not lock every user out; revocation resumes with Redis
+    if revoked_at is not None and (identity.issued_at or 0) <= revoked_at:
+        raise AuthError(
+            ErrorCode.INVALID_TOKEN, "revoked", "This user's tokens were revoked; sign in again."
+        )
+
+
+async def _serve(request: web.Request, conn: Connection, initial: RoomSpec | None) -> None:
+    hub, settings, metrics = conn.hub, request.app[SETTINGS], request.app[METRICS]
+    hub.add(conn)
+    metrics.connections_opened.labels(conn.endpoint).inc()
+    if request.query.get("reconnect"):
+        metrics.reconnections.inc()
+    try:
+        conn.send(
+            server_frame(
+                ServerMessageType.WELCOME,
+                {
+                    "gateway": hub.gateway_id,
+                    "user": conn.identity.user,
+                    "endpoint": conn.endpoint,
+                    "heartbeat_interval": settings.heartbeat_interval,
+                    "connection_timeout": settings.connection_timeout,
+                    "token_expires_at": conn.identity.expires_at,
+                },
+                client_id=conn.client_id,
+            ),
+            ServerMessageType.WELCOME,
+        )
+        if initial is not None:
+            try:
+                await conn.subscribe(initial)
+            except ProtocolError as exc:
+                conn.send_error(exc.code, exc.message)
+        await conn.serve()
+    finally:
+        await hub.remove(conn)
+
+
+@web.middleware
+async def cors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """CORS for the HTTP endpoints, from `ODDSTREAM_ALLOWED_ORIGINS`; preflights answered."""
+    origin = request.headers.get("Origin")
+    allowed = request.app[SETTINGS].allowed_origins
+    permitted = origin is not None and ("*" in allowed or origin in allowed)
+    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+        response: web.StreamResponse = web.Response(status=204 if permitted else 403)
+    else:
+        response = await handler(request)
+    if permitted and not response.prepared:
+        response.headers["Access-Control-Allow-Origin"] = origin or ""
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+        response.headers["Access-Control-Max-Age"] = "600"
+        response.headers["Vary"] = "Origin"
+    return response
 
 
 @web.middleware
@@ -186,15 +279,18 @@ async def json_errors(
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[json_errors], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[cors, json_errors], client_max_size=64 * 1024)
     app[SETTINGS] = settings
     app[METRICS] = GatewayMetrics()
+    app[VERIFIER] = TokenVerifier(settings)
+    app[IP_LIMITER] = IpRateLimiter(settings.connect_rate_per_ip, settings.connect_burst_per_ip)
+    app[TRUSTED] = parse_networks(settings.trusted_proxies)
 
     async def redis_and_hub(app: web.Application) -> AsyncIterator[None]:
         redis = create_redis(settings.effective_redis_url, max_connections=256)
         app[REDIS] = redis
         app[INGESTER] = Ingester(redis, Keys(settings.redis_prefix))
-        hub = Hub(settings, redis, app[METRICS])
+        hub = Hub(settings, redis, app[METRICS], app[VERIFIER])
         app[HUB] = hub
         try:
             await hub.start()

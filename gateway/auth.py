@@ -1,24 +1,45 @@
-"""Pre-connect authentication: the token is checked before the WebSocket upgrade.
+"""Pre-connect authentication, token refresh and admin credentials.
 
-A bad token gets an HTTP 401 with a JSON reason, never an upgrade followed by a close.
-Tokens come from `?token=` (the seed's way) or `Authorization: Bearer`. HS256 with
-`JWT_SECRET`; the algorithm list is explicit, so `alg: none` and key confusion are refused.
+Tokens are checked before the WebSocket upgrade: a bad one gets an HTTP 401 with a JSON
+`reason`, never an upgrade followed by a close. They come from `Authorization: Bearer`, a
+`Sec-WebSocket-Protocol` entry `bearer.<token>` (so browsers need not put tokens in URLs), or
+`?token=` (the seed's way; never logged, see `gateway.app.RedactingAccessLogger`).
+
+Verification (PyJWT): the algorithm must be in `ODDSTREAM_JWT_ALGORITHMS`, and the key is
+chosen by the algorithm's family, never by the token: HS* only with `JWT_SECRET`, RS*/ES*/PS*
+only with the public key or the JWKS. So `alg: none` and HS/RS key confusion cannot verify.
+`exp`, `nbf`, `iat` are checked with `ODDSTREAM_JWT_LEEWAY`; `iss` and `aud` when configured.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hmac
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
 from aiohttp import web
 
-from shared.protocol import ErrorCode
+from shared.filters import RoomSpec, parse_room
+from shared.protocol import ErrorCode, ProtocolError, SubscriptionType
+from shared.settings import Settings
 
-__all__ = ["AuthError", "Identity", "authenticate", "issue_token"]
+__all__ = [
+    "ANONYMOUS",
+    "SUBPROTOCOL",
+    "AuthError",
+    "Identity",
+    "TokenVerifier",
+    "authorize_room",
+    "issue_token",
+    "token_from_request",
+]
 
-ALGORITHMS = ["HS256"]
-LEEWAY_SECONDS = 10
+#: The subprotocol the gateway speaks; browsers offer it next to `bearer.<token>`.
+SUBPROTOCOL = "oddstream.v2"
+_BEARER_PROTOCOL = "bearer."
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,17 +48,26 @@ class Identity:
 
     user: str | None = None
     expires_at: float | None = None
+    issued_at: float | None = None
+    scopes: frozenset[str] | None = None  # None: no `scopes` claim, every type allowed
+    admin: bool = False
     claims: dict[str, Any] = field(default_factory=dict)
 
     @property
     def anonymous(self) -> bool:
         return self.user is None
 
+    def may_subscribe(self, subscription_type: str) -> bool:
+        """Per-type permission from the token's `scopes` claim (`odds_updates`, `*`, ...)."""
+        return self.scopes is None or "*" in self.scopes or subscription_type in self.scopes
+
 
 ANONYMOUS = Identity()
 
 
 class AuthError(Exception):
+    """A token that cannot be accepted; `reason` is the stable, documented word for why."""
+
     def __init__(self, code: ErrorCode, reason: str, message: str) -> None:
         super().__init__(message)
         self.code = code
@@ -45,63 +75,200 @@ class AuthError(Exception):
         self.message = message
 
 
-def _token_from(request: web.Request) -> str | None:
+def token_from_request(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "")
     if header.lower().startswith("bearer "):
         return header[7:].strip() or None
+    for entry in request.headers.get("Sec-WebSocket-Protocol", "").split(","):
+        entry = entry.strip()
+        if entry.startswith(_BEARER_PROTOCOL) and len(entry) > len(_BEARER_PROTOCOL):
+            return entry[len(_BEARER_PROTOCOL) :]
     return request.query.get("token") or None
 
 
-def authenticate(request: web.Request, secret: str | None) -> Identity:
-    """Identity of the request, or AuthError (which the handler turns into a 401)."""
-    token = _token_from(request)
-    if token is None:
-        return ANONYMOUS
-    if secret is None:
-        raise AuthError(
-            ErrorCode.INVALID_TOKEN,
-            "auth_not_configured",
-            "This gateway has no JWT_SECRET, so it cannot verify tokens; connect without one.",
+def _scopes(claims: dict[str, Any]) -> frozenset[str] | None:
+    raw = claims.get("scopes", claims.get("scope"))
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        return frozenset(raw.split())
+    if isinstance(raw, list):
+        return frozenset(str(s) for s in raw)
+    return frozenset()
+
+
+class TokenVerifier:
+    """Verifies tokens with the configured keys; one per app (the JWKS cache lives here)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.algorithms = list(settings.jwt_algorithms)
+        self.secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
+        self.public_key = settings.jwt_public_key
+        self._jwks = (
+            jwt.PyJWKClient(settings.jwt_jwks_url, cache_keys=True, lifespan=300)
+            if settings.jwt_jwks_url
+            else None
         )
-    try:
-        claims = jwt.decode(
-            token, secret, algorithms=ALGORITHMS, leeway=LEEWAY_SECONDS, options={"require": []}
+
+    async def verify(self, token: str) -> Identity:
+        """The token's identity, or AuthError with a documented reason."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError as exc:
+            raise AuthError(
+                ErrorCode.INVALID_TOKEN, "malformed_token", f"The token is malformed ({exc})."
+            ) from None
+        algorithm = header.get("alg")
+        if algorithm not in self.algorithms:
+            raise AuthError(
+                ErrorCode.INVALID_TOKEN,
+                "invalid_algorithm",
+                f"The token's algorithm {algorithm!r} is not allowed; "
+                f"use one of {', '.join(self.algorithms)}.",
+            )
+        key = await self._key_for(str(algorithm), token)
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[str(algorithm)],
+                audience=self.settings.jwt_audience,
+                issuer=self.settings.jwt_issuer,
+                leeway=self.settings.jwt_leeway,
+                options={"verify_aud": self.settings.jwt_audience is not None},
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthError(
+                ErrorCode.TOKEN_EXPIRED, "token_expired", "The token has expired."
+            ) from None
+        except jwt.ImmatureSignatureError:
+            raise AuthError(
+                ErrorCode.INVALID_TOKEN, "token_not_yet_valid", "The token is not valid yet."
+            ) from None
+        except jwt.InvalidAudienceError:
+            raise AuthError(
+                ErrorCode.INVALID_TOKEN, "invalid_audience", "The token's audience is wrong."
+            ) from None
+        except jwt.InvalidIssuerError:
+            raise AuthError(
+                ErrorCode.INVALID_TOKEN, "invalid_issuer", "The token's issuer is wrong."
+            ) from None
+        except jwt.InvalidSignatureError:
+            raise AuthError(
+                ErrorCode.INVALID_TOKEN, "invalid_signature", "The token's signature is wrong."
+            ) from None
+        except jwt.InvalidKeyError:
+            raise AuthError(
+                ErrorCode.INVALID_TOKEN, "invalid_key", "The token does not fit the key."
+            ) from None
+        except jwt.InvalidTokenError as exc:
+            raise AuthError(
+                ErrorCode.INVALID_TOKEN, "malformed_token", f"The token is malformed ({exc})."
+            ) from None
+        return _identity(claims)
+
+    async def _key_for(self, algorithm: str, token: str) -> Any:
+        if algorithm.startswith("HS"):
+            if self.secret is None:
+                raise _not_configured(algorithm)
+            return self.secret
+        if self._jwks is not None:
+            try:
+                # PyJWKClient is synchronous (it may fetch the JWKS): keep it off the loop.
+                signing = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
+            except jwt.PyJWKClientError as exc:
+                raise AuthError(
+                    ErrorCode.INVALID_TOKEN, "unknown_key", f"No key for this token ({exc})."
+                ) from None
+            return signing.key
+        if self.public_key is not None:
+            return self.public_key
+        raise _not_configured(algorithm)
+
+    async def identify(self, request: web.Request) -> Identity:
+        """Identity of an upgrade request; anonymous when it carries no token."""
+        token = token_from_request(request)
+        if token is None:
+            if not self.settings.allow_anonymous:
+                raise AuthError(
+                    ErrorCode.AUTH_REQUIRED, "token_required", "This gateway requires a token."
+                )
+            return ANONYMOUS
+        return await self.verify(token)
+
+    async def is_admin(self, request: web.Request) -> bool:
+        """Admin credentials: the configured admin token, or a token with `admin: true`."""
+        header = request.headers.get("Authorization", "")
+        if not header.lower().startswith("bearer "):
+            return False
+        presented = header[7:].strip()
+        admin = self.settings.admin_token
+        if admin is not None and hmac.compare_digest(
+            presented.encode(), admin.get_secret_value().encode()
+        ):
+            return True
+        try:
+            return (await self.verify(presented)).admin
+        except AuthError:
+            return False
+
+
+def authorize_room(
+    identity: Identity, subscription_type: Any, filters: Any, settings: Settings
+) -> RoomSpec:
+    """The room a subscription asks for, if this identity may have it.
+
+    Portfolio rooms belong to the token's user: a `user` filter naming someone else is
+    `forbidden`, and the user never comes from the client. Token `scopes`, when present,
+    limit the subscription types.
+    """
+    if isinstance(filters, dict) and "user" in filters:
+        if str(subscription_type).lower() != SubscriptionType.PORTFOLIO.value:
+            pass  # parse_room reports the unknown key
+        elif identity.user is None or str(filters["user"]) != identity.user:
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN, "You may only subscribe to your own portfolio."
+            )
+        else:
+            filters = {k: v for k, v in filters.items() if k != "user"}
+    spec = parse_room(
+        subscription_type,
+        filters,
+        user=identity.user,
+        max_value_length=settings.max_filter_value_length,
+    )
+    if not identity.may_subscribe(spec.type.value):
+        raise ProtocolError(
+            ErrorCode.FORBIDDEN, f"Your token's scopes do not include '{spec.type.value}'."
         )
-    except jwt.ExpiredSignatureError:
-        raise AuthError(
-            ErrorCode.TOKEN_EXPIRED, "token_expired", "The token has expired."
-        ) from None
-    except jwt.ImmatureSignatureError:
-        raise AuthError(
-            ErrorCode.INVALID_TOKEN, "token_not_yet_valid", "The token is not valid yet (nbf/iat)."
-        ) from None
-    except jwt.InvalidSignatureError:
-        raise AuthError(
-            ErrorCode.INVALID_TOKEN, "invalid_signature", "The token's signature does not verify."
-        ) from None
-    except jwt.InvalidAlgorithmError:
-        raise AuthError(
-            ErrorCode.INVALID_TOKEN,
-            "invalid_algorithm",
-            f"The token's algorithm is not allowed; use one of {', '.join(ALGORITHMS)}.",
-        ) from None
-    except jwt.InvalidTokenError as exc:
-        raise AuthError(
-            ErrorCode.INVALID_TOKEN, "malformed_token", f"The token is malformed ({exc})."
-        ) from None
-    sub = claims.get("sub")
-    exp = claims.get("exp")
+    return spec
+
+
+def _not_configured(algorithm: str) -> AuthError:
+    return AuthError(
+        ErrorCode.INVALID_TOKEN,
+        "auth_not_configured",
+        f"This gateway has no key for {algorithm} tokens.",
+    )
+
+
+def _identity(claims: dict[str, Any]) -> Identity:
+    sub, exp, iat = claims.get("sub"), claims.get("exp"), claims.get("iat")
+    scopes = _scopes(claims)
+    admin = claims.get("admin") is True or (scopes is not None and "admin" in scopes)
     return Identity(
         user=str(sub) if sub is not None else None,
         expires_at=float(exp) if isinstance(exp, int | float) else None,
+        issued_at=float(iat) if isinstance(iat, int | float) else None,
+        scopes=scopes,
+        admin=admin,
         claims=claims,
     )
 
 
 def issue_token(secret: str, user: str, *, ttl: float = 86_400, **claims: Any) -> str:
-    """Sign a token (for `oddstream dev`, tests and the benchmark)."""
-    import time
-
+    """Sign an HS256 token (for `oddstream dev`, tests and the benchmark)."""
     now = int(time.time())
     body = {"sub": user, "iat": now, "exp": now + int(ttl), **claims}
     return jwt.encode(body, secret, algorithm="HS256")

@@ -27,12 +27,14 @@ import orjson
 from aiohttp import WSMsgType, web
 from pydantic import ValidationError
 
-from gateway.auth import Identity
+from gateway.auth import AuthError, Identity, authorize_room
 from gateway.frames import text_frame
-from shared.filters import RoomSpec, parse_room
+from gateway.limits import TokenBucket
+from shared.filters import RoomSpec
 from shared.ingest import describe_validation_error
 from shared.protocol import (
     CLIENT_MESSAGE_TYPES,
+    AuthMessage,
     CloseCode,
     ErrorCode,
     PingMessage,
@@ -65,12 +67,14 @@ class Connection:
     """A WebSocket client on this gateway."""
 
     __slots__ = (
+        "bucket",
         "client_id",
         "closing",
         "conflate_limit",
         "connected_at",
         "dirty",
         "endpoint",
+        "expiry_notified",
         "hub",
         "identity",
         "last_seen",
@@ -81,6 +85,7 @@ class Connection:
         "remote",
         "rooms",
         "send_limit",
+        "strikes",
         "transport",
         "ws",
     )
@@ -113,6 +118,9 @@ class Connection:
         self.send_limit = hub.settings.send_buffer_bytes
         self.conflate_limit = hub.settings.conflate_buffer_bytes
         self.pending: dict[bytes, bytes] | None = None  # held frames by conflation key
+        self.bucket = TokenBucket(hub.settings.messages_per_second, hub.settings.message_burst)
+        self.strikes = 0  # messages refused for rate in a row
+        self.expiry_notified = False
 
     # --- sending -------------------------------------------------------------------------
 
@@ -218,6 +226,10 @@ class Connection:
             if msg.type is WSMsgType.TEXT:
                 self.messages_received += 1
                 self.dirty = True
+                if not self.bucket.take():
+                    self.refuse_for_rate()
+                    continue
+                self.strikes = 0
                 await self.handle_text(msg.data)
             elif msg.type is WSMsgType.BINARY:
                 self.hub.metrics.messages_in.labels("binary").inc()
@@ -228,6 +240,19 @@ class Connection:
                     self.hub.metrics.errors.labels(ErrorCode.MESSAGE_TOO_LARGE.value).inc()
                     self.hub.metrics.closes.labels(str(int(CloseCode.MESSAGE_TOO_BIG))).inc()
                 break
+
+    def refuse_for_rate(self) -> None:
+        """A message over the rate: an `error`, and a 1008 close when it goes on."""
+        self.strikes += 1
+        self.hub.metrics.messages_in.labels("rate_limited").inc()
+        if self.strikes >= self.hub.settings.rate_limit_strikes:
+            self.close_soon(CloseCode.POLICY_VIOLATION, "message rate limit exceeded")
+        elif self.strikes == 1:  # one error per burst, not one per dropped message
+            self.send_error(
+                ErrorCode.RATE_LIMITED,
+                f"More than {self.hub.settings.messages_per_second:g} messages a second; "
+                "this one was dropped.",
+            )
 
     async def handle_text(self, data: str) -> None:
         request_id: Any = None
@@ -270,10 +295,19 @@ class Connection:
     async def dispatch(self, message: Any) -> None:
         match message:
             case SubscribeMessage():
-                spec = parse_room(
-                    message.subscription_type, message.filters, user=self.identity.user
+                settings = self.hub.settings
+                spec = authorize_room(
+                    self.identity, message.subscription_type, message.filters, settings
                 )
+                if spec.room_id not in self.rooms and len(self.rooms) >= settings.max_subscriptions:
+                    raise ProtocolError(
+                        ErrorCode.TOO_MANY_SUBSCRIPTIONS,
+                        f"This connection already has {len(self.rooms)} subscriptions, "
+                        "the maximum.",
+                    )
                 await self.subscribe(spec, message.id)
+            case AuthMessage():
+                await self.refresh_token(message)
             case UnsubscribeMessage():
                 await self.unsubscribe(message)
             case PingMessage():
@@ -311,12 +345,53 @@ class Connection:
             ServerMessageType.SUBSCRIPTION_CONFIRMED,
         )
 
+    async def refresh_token(self, message: AuthMessage) -> None:
+        """Swap in a fresh token for the same user; subscriptions are kept."""
+        try:
+            fresh = await self.hub.verifier.verify(message.token)
+        except AuthError as exc:
+            raise ProtocolError(exc.code, f"{exc.message} ({exc.reason})") from None
+        if fresh.user != self.identity.user:
+            raise ProtocolError(ErrorCode.FORBIDDEN, "A refreshed token must be for the same user.")
+        self.identity = fresh
+        self.expiry_notified = False
+        self.send(
+            server_frame(
+                ServerMessageType.AUTH_REFRESHED,
+                {"user": fresh.user, "token_expires_at": fresh.expires_at},
+                client_id=self.client_id,
+                request_id=message.id,
+            ),
+            ServerMessageType.AUTH_REFRESHED,
+        )
+
+    def check_expiry(self, now: float) -> None:
+        """Warn shortly before the token expires; close 4401 once it has."""
+        expires_at = self.identity.expires_at
+        if expires_at is None or self.closing:
+            return
+        if now >= expires_at:
+            self.close_soon(CloseCode.TOKEN_EXPIRED, "token expired: refresh it and reconnect")
+            return
+        notice_at = expires_at - self.hub.settings.token_expiry_notice
+        if not self.expiry_notified and now >= notice_at:
+            self.expiry_notified = True
+            data = {
+                "token_expires_at": expires_at,
+                "seconds_left": round(expires_at - now, 3),
+                "action": 'send {"type": "auth", "token": "<fresh token>"}',
+            }
+            self.send(
+                server_frame(ServerMessageType.TOKEN_EXPIRING, data, client_id=self.client_id),
+                ServerMessageType.TOKEN_EXPIRING,
+            )
+
     async def unsubscribe(self, message: UnsubscribeMessage) -> None:
         if message.room is not None:
             room_id = message.room
         elif message.subscription_type is not None:
-            room_id = parse_room(
-                message.subscription_type, message.filters, user=self.identity.user
+            room_id = authorize_room(
+                self.identity, message.subscription_type, message.filters, self.hub.settings
             ).room_id
         else:
             raise ProtocolError(

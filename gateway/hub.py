@@ -25,12 +25,13 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from gateway.auth import TokenVerifier
 from gateway.connection import Connection
 from gateway.frames import text_frame
 from gateway.metrics import GatewayMetrics
 from shared.events import CanaryEvent
 from shared.filters import RoomSpec
-from shared.inbox import CANARY_TYPE, decode_inbox_entry
+from shared.inbox import CANARY_TYPE, REVOKE_TYPE, decode_inbox_entry
 from shared.ingest import Ingester
 from shared.keys import Keys
 from shared.loops import Backoff, periodic, raise_if_cancelling, stop_tasks
@@ -38,7 +39,7 @@ from shared.protocol import CloseCode, ErrorCode, ProtocolError, ServerMessageTy
 from shared.registry import Registry
 from shared.settings import Settings
 
-__all__ = ["Hub"]
+__all__ = ["Hub", "slot_member"]
 
 log = logging.getLogger("oddstream.gateway")
 
@@ -54,9 +55,21 @@ DRAIN_BATCH_INTERVAL = 0.1
 INBOX_TRIM_INTERVAL = 0.1
 
 
+def slot_member(gateway_id: str, ws: object) -> str:
+    """How one connection is counted in its user's cluster-wide connection set."""
+    return f"{gateway_id}|{id(ws)}"
+
+
 class Hub:
-    def __init__(self, settings: Settings, redis: Redis, metrics: GatewayMetrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Redis,
+        metrics: GatewayMetrics,
+        verifier: TokenVerifier | None = None,
+    ) -> None:
         self.settings = settings
+        self.verifier = verifier or TokenVerifier(settings)
         self.redis = redis
         self.metrics = metrics
         self.keys = Keys(settings.redis_prefix)
@@ -243,6 +256,14 @@ class Hub:
             for conn in self.connections.values():
                 conn.dirty = True
             raise
+        if alive and self.settings.max_connections_per_user:
+            await self.registry.refresh_user_slots(
+                [
+                    (c.identity.user, slot_member(self.gateway_id, c.ws))
+                    for c in self.connections.values()
+                    if c.identity.user is not None
+                ]
+            )
         if not alive:
             log.warning(
                 "gateway.reregister id=%s (was reaped or Redis lost its data)", self.gateway_id
@@ -381,6 +402,9 @@ class Hub:
                 continue
             deliveries += len(batch)
             for delivery in batch:
+                if delivery.type == REVOKE_TYPE:
+                    self.revoke(delivery.frame.decode())
+                    continue
                 if delivery.type == CANARY_TYPE:
                     self.last_canary = time.monotonic()
                     self.metrics.canary_seconds.set(time.time() - float(delivery.frame))
@@ -416,6 +440,16 @@ class Hub:
             child = self._out_children[type_] = self.metrics.messages_out.labels(type_.decode())
         return child
 
+    def revoke(self, user: str) -> int:
+        """Close every connection of `user` on this gateway (4503, terminal)."""
+        closed = 0
+        for conn in list(self.connections.values()):
+            if conn.identity.user == user and not conn.closing:
+                conn.close_soon(CloseCode.FORBIDDEN, "access revoked")
+                closed += 1
+        log.warning("gateway.revoked user=%s connections=%d", user, closed)
+        return closed
+
     async def _flush_backlogged(self) -> None:
         for conn in list(self.backlogged):
             if conn.flush_pending():
@@ -430,7 +464,11 @@ class Hub:
         self.metrics.messages_out.labels(ServerMessageType.PING.value).inc(sent)
 
     async def _sweep_idle(self) -> None:
+        """Close silent clients (4101) and enforce token expiry (notice, then 4401)."""
         deadline = time.monotonic() - self.settings.connection_timeout
+        now = time.time()
         for conn in list(self.connections.values()):
             if conn.last_seen < deadline and not conn.closing:
                 conn.close_soon(CloseCode.HEARTBEAT_TIMEOUT, "no message within the timeout")
+            else:
+                conn.check_expiry(now)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -12,7 +14,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from gateway.state import HUB, INGESTER, METRICS
+from gateway.state import HUB, INGESTER, METRICS, VERIFIER
 from shared.events import BroadcastEvent, EventKind
 from shared.ingest import describe_validation_error
 from shared.keys import WORKER_GROUP, Keys
@@ -21,6 +23,31 @@ from shared.protocol import ErrorCode, ServerMessageType, json_schema, utc_now_i
 __all__ = ["json_error", "json_response", "routes"]
 
 routes = web.RouteTableDef()
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: How long a revocation is remembered: tokens issued before it are refused meanwhile.
+REVOCATION_SECONDS = 7 * 86_400
+
+#: What /ws/v2/status shows without admin credentials.
+PUBLIC_STATUS_FIELDS = ("service", "version", "status", "uptime_seconds", "timestamp")
+
+
+def admin_only(handler: Handler) -> Handler:
+    """Management endpoints need admin credentials (see gateway.auth.TokenVerifier.is_admin)."""
+
+    @functools.wraps(handler)
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        if not await request.app[VERIFIER].is_admin(request):
+            request.app[METRICS].errors.labels(ErrorCode.UNAUTHORIZED.value).inc()
+            return json_error(
+                401, ErrorCode.UNAUTHORIZED, "This endpoint needs admin credentials.",
+                headers={"WWW-Authenticate": 'Bearer realm="oddstream-admin"'},
+            )  # fmt: skip
+        return await handler(request)
+
+    return guarded
+
 
 MAX_PAGE = 1000
 
@@ -107,13 +134,34 @@ async def status(request: web.Request) -> web.Response:
             streams=await stream_figures(hub.redis, hub.keys),
             deadletter=await hub.redis.xlen(hub.keys.deadletter),
         )
+        status_code = 200
     except RedisError as exc:
         body.update(status="unavailable", redis={"ok": False, "error": str(exc)})
-        return json_response(body, 503)
-    return json_response(body)
+        status_code = 503
+    if not await request.app[VERIFIER].is_admin(request):
+        # In public only what is safe: no ids, hosts, counts of users or Redis details.
+        body = {k: v for k, v in body.items() if k in PUBLIC_STATUS_FIELDS}
+    return json_response(body, status_code)
+
+
+@routes.post("/ws/v2/admin/revoke")
+@admin_only
+async def revoke(request: web.Request) -> web.Response:
+    """Disconnect every connection of a user, cluster-wide, and refuse their current tokens."""
+    try:
+        body = await request.json(loads=orjson.loads)
+    except ValueError:
+        return json_error(400, ErrorCode.INVALID_JSON, "The body is not valid JSON.")
+    user = body.get("user") if isinstance(body, dict) else None
+    if not isinstance(user, str) or not user:
+        return json_error(400, ErrorCode.INVALID_REQUEST, "The body needs a 'user' string.")
+    hub = request.app[HUB]
+    told = await hub.registry.revoke_user(user, time.time(), REVOCATION_SECONDS)
+    return json_response({"status": "revoked", "user": user, "gateways_notified": told})
 
 
 @routes.get("/ws/v2/rooms")
+@admin_only
 async def rooms(request: web.Request) -> web.Response:
     hub = request.app[HUB]
     detail = await hub.registry.rooms_detail()
@@ -134,6 +182,7 @@ def _page_param(request: web.Request, name: str, default: int, high: int) -> int
 
 
 @routes.get("/ws/v2/connections")
+@admin_only
 async def connections(request: web.Request) -> web.Response:
     hub = request.app[HUB]
     try:
@@ -156,6 +205,7 @@ async def connections(request: web.Request) -> web.Response:
 
 
 @routes.post("/ws/v2/broadcast/test")
+@admin_only
 async def broadcast_test(request: web.Request) -> web.Response:
     """Publish a test message through ingest and the workers, like a real event."""
     try:

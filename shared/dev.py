@@ -26,7 +26,9 @@ log = logging.getLogger("oddstream.dev")
 DEMO_USER = "demo"
 
 
-def _banner(settings: Settings, port: int, token: str | None, embedded: bool) -> str:
+def _banner(
+    settings: Settings, port: int, token: str | None, admin: str | None, embedded: bool
+) -> str:
     base_http = f"http://{settings.host}:{port}"
     base_ws = f"ws://{settings.host}:{port}"
     redis_note = "embedded, nothing kept on disk" if embedded else "from REDIS_URL"
@@ -44,6 +46,8 @@ def _banner(settings: Settings, port: int, token: str | None, embedded: bool) ->
     ]
     if token:
         lines.append(f"  Dev token   (user '{DEMO_USER}', for ?token= or portfolio) {token}")
+    if admin:
+        lines.append(f"  Admin token (management: -H 'Authorization: Bearer ...') {admin}")
     lines += ["Press Ctrl-C to stop.", ""]
     return "\n".join(lines)
 
@@ -64,6 +68,10 @@ async def dev_main(settings: Settings, rate: float) -> int:
     if settings.jwt_secret is None:
         # A throw-away secret so the printed dev token works; never used outside `dev`.
         settings = settings.model_copy(update={"jwt_secret": SecretStr(secrets.token_hex(32))})
+    if settings.admin_token is None:
+        # A throw-away admin credential so the seed's curl examples work with one header.
+        settings = settings.model_copy(update={"admin_token": SecretStr(secrets.token_hex(16))})
+    admin = settings.admin_token.get_secret_value() if settings.admin_token else None
     secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
     token = issue_token(secret, DEMO_USER) if secret else None
 
@@ -92,7 +100,7 @@ async def dev_main(settings: Settings, rate: float) -> int:
         )
         tasks.append(asyncio.create_task(simulation))
         print(
-            _banner(settings, bound_port[0], token, embedded is not None),
+            _banner(settings, bound_port[0], token, admin, embedded is not None),
             file=sys.stderr,
             flush=True,
         )

@@ -154,7 +154,7 @@ def _bad(message: str) -> ProtocolError:
     return ProtocolError(ErrorCode.INVALID_FILTER, message)
 
 
-def _canonical_list(key: str, value: Any) -> tuple[str, ...]:
+def _canonical_list(key: str, value: Any, max_length: int) -> tuple[str, ...]:
     items = value if isinstance(value, list) else [value]
     if not items:
         raise _bad(f"Filter '{key}' is an empty list; omit it to match everything.")
@@ -171,8 +171,8 @@ def _canonical_list(key: str, value: Any) -> tuple[str, ...]:
         item = item.strip()
         if not item:
             raise _bad(f"Filter '{key}' has an empty value.")
-        if len(item) > MAX_FILTER_VALUE_LENGTH:
-            raise _bad(f"Filter '{key}' value is longer than {MAX_FILTER_VALUE_LENGTH} characters.")
+        if len(item) > max_length:
+            raise _bad(f"Filter '{key}' value is longer than {max_length} characters.")
         out.add(item.upper() if key == "sport" else item)
     return tuple(sorted(out))
 
@@ -186,7 +186,13 @@ def _canonical_min_profit(value: Any) -> float:
     return number
 
 
-def parse_room(subscription_type: Any, filters: Any, *, user: str | None = None) -> RoomSpec:
+def parse_room(
+    subscription_type: Any,
+    filters: Any,
+    *,
+    user: str | None = None,
+    max_value_length: int = MAX_FILTER_VALUE_LENGTH,
+) -> RoomSpec:
     """Validate a client's subscription and return its canonical room.
 
     Raises ProtocolError with `invalid_subscription_type`, `invalid_filter` or
@@ -216,7 +222,7 @@ def parse_room(subscription_type: Any, filters: Any, *, user: str | None = None)
         if key == "min_profit":
             canonical.append((key, _canonical_min_profit(value)))
         else:
-            canonical.append((key, _canonical_list(key, value)))
+            canonical.append((key, _canonical_list(key, value, max_value_length)))
     if type_ is SubscriptionType.PORTFOLIO and user is None:
         raise ProtocolError(
             ErrorCode.AUTH_REQUIRED, "Subscription type 'portfolio' needs an authenticated user."

@@ -12,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-__all__ = ["CANARY_TYPE", "Delivery", "decode_inbox_entry", "encode_inbox_entry"]
+__all__ = ["CANARY_TYPE", "REVOKE_TYPE", "Delivery", "decode_inbox_entry", "encode_inbox_entry"]
 
 #: Delivery type of a pipeline canary: `frame` holds the gateway's send time, `rooms` is empty.
 CANARY_TYPE = b"canary"
+#: Delivery type of a revocation: `frame` holds the user whose connections must close.
+REVOKE_TYPE = b"revoke"
 
 _COUNT = b"n"
 

@@ -74,6 +74,14 @@ class Keys:
         """Stream of registry changes (join, leave, gateway_down) that workers follow."""
         return f"{self._tag}:roomfeed"
 
+    def user_connections(self, user: str) -> str:
+        """Sorted set: the user's connections cluster-wide, scored by expiry (ms)."""
+        return f"{self._tag}:user:{user}:conns"
+
+    def revoked(self, user: str) -> str:
+        """When the user's tokens were revoked (Unix seconds); older tokens are refused."""
+        return f"{self._tag}:revoked:{user}"
+
     @property
     def workers(self) -> str:
         """Sorted set: worker id -> last beat (ms, Redis clock)."""

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 __all__ = [
     "DATA_MESSAGE_TYPES",
+    "AuthMessage",
     "ClientMessage",
     "CloseAdvice",
     "CloseCode",
@@ -69,6 +70,8 @@ class ServerMessageType(StrEnum):
     PING = "ping"
     PONG = "pong"
     ERROR = "error"
+    TOKEN_EXPIRING = "token_expiring"
+    AUTH_REFRESHED = "auth_refreshed"
     # data frames, one per event kind
     ODDS_UPDATE = "odds_update"
     PREDICTION_UPDATE = "prediction_update"
@@ -112,13 +115,17 @@ class ErrorCode(StrEnum):
     INTERNAL_ERROR = "internal_error"
     INVALID_REQUEST = "invalid_request"
     NOT_FOUND = "not_found"
+    RATE_LIMITED = "rate_limited"
+    TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
+    ORIGIN_NOT_ALLOWED = "origin_not_allowed"
+    UNAUTHORIZED = "unauthorized"
 
 
 #: What a client should do about each error: appended to the human-readable message.
 ERROR_HINTS: dict[ErrorCode, str] = {
     ErrorCode.INVALID_JSON: "Send each message as one JSON object in a text frame.",
     ErrorCode.INVALID_MESSAGE: "Check the fields against the protocol schema at /ws/v2/schema.",
-    ErrorCode.UNKNOWN_TYPE: "Use one of: subscribe, unsubscribe, ping, pong, status.",
+    ErrorCode.UNKNOWN_TYPE: "Use one of: subscribe, unsubscribe, ping, pong, status, auth.",
     ErrorCode.BINARY_NOT_SUPPORTED: "Send JSON as a text frame, not a binary frame.",
     ErrorCode.INVALID_SUBSCRIPTION_TYPE: "Use one of: "
     + ", ".join(t.value for t in SubscriptionType)
@@ -135,6 +142,10 @@ ERROR_HINTS: dict[ErrorCode, str] = {
     ErrorCode.INTERNAL_ERROR: "A bug on our side: retry, and report it if it persists.",
     ErrorCode.INVALID_REQUEST: "Check the request body against the README.",
     ErrorCode.NOT_FOUND: "Check the URL against the README's endpoint list.",
+    ErrorCode.RATE_LIMITED: "Slow down: wait a moment before sending or connecting again.",
+    ErrorCode.TOO_MANY_SUBSCRIPTIONS: "Unsubscribe from rooms you no longer need first.",
+    ErrorCode.ORIGIN_NOT_ALLOWED: "Open the page from an origin the gateway allows.",
+    ErrorCode.UNAUTHORIZED: "Send admin credentials: Authorization: Bearer <admin token>.",
 }
 
 
@@ -253,12 +264,19 @@ class StatusMessage(_ClientFrame):
     type: Literal["status"]
 
 
+class AuthMessage(_ClientFrame):
+    """A fresh token for the same user, sent before the current one expires."""
+
+    type: Literal["auth"]
+    token: Annotated[str, Field(min_length=1, max_length=8192)]
+
+
 ClientMessage = Annotated[
-    SubscribeMessage | UnsubscribeMessage | PingMessage | PongMessage | StatusMessage,
+    SubscribeMessage | UnsubscribeMessage | PingMessage | PongMessage | StatusMessage | AuthMessage,
     Field(discriminator="type"),
 ]
 client_message_adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
-CLIENT_MESSAGE_TYPES = frozenset({"subscribe", "unsubscribe", "ping", "pong", "status"})
+CLIENT_MESSAGE_TYPES = frozenset({"subscribe", "unsubscribe", "ping", "pong", "status", "auth"})
 
 
 # --------------------------------------------------------------------------------------------

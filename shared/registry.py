@@ -19,6 +19,7 @@ import orjson
 from redis.asyncio import Redis
 
 from shared.filters import RoomSpec
+from shared.inbox import REVOKE_TYPE, Delivery, encode_inbox_entry
 from shared.keys import Keys
 
 __all__ = ["FeedEntry", "Registry", "RoomHolding"]
@@ -113,6 +114,32 @@ return 1
 """
 
 
+_ACQUIRE_USER_SLOT = """
+-- KEYS: user zset ; ARGV: member, limit (0 = none), ttl_ms
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local limit = tonumber(ARGV[2])
+if limit > 0 and redis.call('ZCARD', KEYS[1]) >= limit then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
+return 1
+"""
+
+_REFRESH_USER_SLOTS = """
+-- KEYS: user zsets ; ARGV: ttl_ms, then one member per key
+local t = redis.call('TIME')
+local expiry = t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, 'XX', expiry, ARGV[i + 1])
+  redis.call('PEXPIRE', key, tonumber(ARGV[1]))
+end
+return #KEYS
+"""
+
+
 @dataclass(slots=True)
 class RoomHolding:
     """A room as the cluster sees it: its spec and the gateways holding it."""
@@ -143,6 +170,8 @@ class Registry:
         self._leave = redis.register_script(_LEAVE)
         self._reap_gateway = redis.register_script(_REAP_GATEWAY)
         self._reap_worker = redis.register_script(_REAP_WORKER)
+        self._acquire_user_slot = redis.register_script(_ACQUIRE_USER_SLOT)
+        self._refresh_user_slots = redis.register_script(_REFRESH_USER_SLOTS)
 
     # --- gateways ------------------------------------------------------------------------
 
@@ -268,6 +297,46 @@ class Registry:
             ):
                 reaped.append(worker_id)
         return reaped
+
+    # --- users ---------------------------------------------------------------------------
+
+    @property
+    def user_slot_ttl_ms(self) -> int:
+        # A slot outlives a dead gateway by at most a few TTLs; live ones refresh each beat.
+        return self.gateway_ttl_ms * 3
+
+    async def acquire_user_slot(self, user: str, member: str, limit: int) -> bool:
+        """Count a connection against the user's cluster-wide limit; False if it is full."""
+        granted = await self._acquire_user_slot(
+            keys=[self.keys.user_connections(user)], args=[member, limit, self.user_slot_ttl_ms]
+        )
+        return bool(granted)
+
+    async def release_user_slot(self, user: str, member: str) -> None:
+        await self.redis.zrem(self.keys.user_connections(user), member)
+
+    async def refresh_user_slots(self, slots: list[tuple[str, str]]) -> None:
+        if slots:
+            await self._refresh_user_slots(
+                keys=[self.keys.user_connections(user) for user, _ in slots],
+                args=[self.user_slot_ttl_ms, *(member for _, member in slots)],
+            )
+
+    async def revoked_at(self, user: str) -> float | None:
+        raw = await self.redis.get(self.keys.revoked(user))
+        return float(raw) if raw is not None else None
+
+    async def revoke_user(self, user: str, revoked_at: float, keep_seconds: int) -> int:
+        """Refuse the user's current tokens and tell every gateway to close their
+        connections; returns the number of gateways told."""
+        await self.redis.set(self.keys.revoked(user), revoked_at, ex=keep_seconds)
+        gateway_ids = await self._member_ids(self.keys.gateways)
+        entry = encode_inbox_entry([Delivery(b"", user.encode(), REVOKE_TYPE)])
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for gateway_id in gateway_ids:
+                pipe.xadd(self.keys.inbox(gateway_id), entry, nomkstream=True)  # type: ignore[arg-type]
+            await pipe.execute()
+        return len(gateway_ids)
 
     # --- workers -------------------------------------------------------------------------
 

@@ -6,10 +6,13 @@ the `ODDSTREAM_` prefix so they never collide with a host's generic `HOST` or `P
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+#: A list read from one variable as commas (`a,b`) or JSON (`["a","b"]`).
+CommaList = Annotated[list[str], NoDecode]
 
 __all__ = ["Settings", "SettingsError", "load_settings"]
 
@@ -54,6 +57,72 @@ class Settings(BaseSettings):
         ge=1,
         validation_alias=AliasChoices("WEBSOCKET_MAX_CONNECTIONS", "max_connections"),
         description="WebSocket connections one gateway process accepts.",
+    )
+
+    # --- authentication and authorization ----------------------------------------------
+    jwt_algorithms: CommaList = Field(
+        default=["HS256"],
+        description="Accepted token algorithms (explicit allow-list; `none` is never accepted). "
+        "HS* use JWT_SECRET; RS*/ES* use ODDSTREAM_JWT_PUBLIC_KEY or ODDSTREAM_JWT_JWKS_URL.",
+    )
+    jwt_public_key: str | None = Field(
+        default=None, description="PEM public key for RS*/ES* tokens."
+    )
+    jwt_jwks_url: str | None = Field(
+        default=None, description="JWKS URL for RS*/ES* tokens; keys cached, looked up by `kid`."
+    )
+    jwt_issuer: str | None = Field(default=None, description="Required `iss`, when set.")
+    jwt_audience: str | None = Field(default=None, description="Required `aud`, when set.")
+    jwt_leeway: float = Field(default=10.0, ge=0, description="Clock skew allowed on exp/nbf/iat.")
+    allow_anonymous: bool = Field(
+        default=True, description="Accept connections without a token (never for portfolio)."
+    )
+    token_expiry_notice: float = Field(
+        default=60.0,
+        ge=0,
+        description="Seconds before a connected token's `exp` that the gateway sends "
+        "`token_expiring`; without a fresh `auth` the connection closes 4401 at expiry.",
+    )
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="Static admin credential for management endpoints (`Authorization: "
+        "Bearer ...`). Tokens with claim `admin: true` are admins too.",
+    )
+    allowed_origins: CommaList = Field(
+        default=["*"],
+        description="Origins allowed to open WebSockets and to call the HTTP endpoints (CORS). "
+        "`*` allows any; requests without an Origin header (non-browsers) are always allowed.",
+    )
+
+    # --- abuse limits ----------------------------------------------------------------------
+    connect_rate_per_ip: float = Field(
+        default=20.0, gt=0, description="New connections per second per client IP (refill)."
+    )
+    connect_burst_per_ip: int = Field(
+        default=40, ge=1, description="New connections a client IP may open at once."
+    )
+    trusted_proxies: CommaList = Field(
+        default=[],
+        description="Proxy addresses (IPs or CIDRs) whose X-Forwarded-For is believed.",
+    )
+    messages_per_second: float = Field(
+        default=20.0, gt=0, description="Client messages per second per connection (refill)."
+    )
+    message_burst: int = Field(default=40, ge=1, description="Client messages allowed at once.")
+    rate_limit_strikes: int = Field(
+        default=20,
+        ge=1,
+        description="Messages refused for rate in a row before the connection is closed 1008.",
+    )
+    max_subscriptions: int = Field(default=50, ge=1, description="Subscriptions per connection.")
+    max_filter_value_length: int = Field(
+        default=100, ge=1, le=1000, description="Longest filter value accepted."
+    )
+    max_connections_per_user: int = Field(
+        default=0,
+        ge=0,
+        description="Connections one user may hold across the whole cluster (counted in Redis). "
+        "Zero means no limit.",
     )
 
     # --- ours ---------------------------------------------------------------------------
@@ -145,6 +214,28 @@ class Settings(BaseSettings):
         default=10.0, ge=0, description="Seconds a process has to drain on SIGTERM/SIGINT."
     )
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @field_validator("jwt_algorithms", "allowed_origins", "trusted_proxies", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("jwt_algorithms")
+    @classmethod
+    def _known_algorithms(cls, value: list[str]) -> list[str]:
+        allowed = {"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384",
+                   "ES512", "PS256", "PS384", "PS512", "EdDSA"}  # fmt: skip
+        bad = [a for a in value if a not in allowed]
+        if bad or not value:
+            raise ValueError(f"use one or more of {', '.join(sorted(allowed))} (not {bad})")
+        return value
 
     @property
     def effective_redis_url(self) -> str:

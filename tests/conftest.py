@@ -7,12 +7,14 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from shared.embedded import EmbeddedRedis
 from shared.keys import Keys
 from shared.redis import create_redis
 from shared.settings import Settings
+from tests.harness import ADMIN_TOKEN
 
 
 @pytest.fixture(scope="session")
@@ -50,6 +52,7 @@ def settings(redis_server: EmbeddedRedis, prefix: str) -> Settings:
         trim_interval=0.5,
         shutdown_grace=2.0,
         canary_interval=0.5,
+        admin_token=SecretStr(ADMIN_TOKEN),
     )
 
 

@@ -27,6 +27,10 @@ from shared.redis import create_redis
 from shared.settings import Settings
 from workers.consumer import Worker
 
+ADMIN_TOKEN = "test-admin-token-0123456789"
+#: Headers for management endpoints in tests.
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
 
 async def wait_until(
     predicate: Callable[[], Awaitable[bool]] | Callable[[], bool],
@@ -219,6 +223,7 @@ def process_env(settings: Settings, **extra: str) -> dict[str, str]:
         ODDSTREAM_CLAIM_IDLE_MS="1000",
         ODDSTREAM_CLAIM_INTERVAL="0.3",
         ODDSTREAM_LOG_LEVEL="WARNING",
+        ODDSTREAM_ADMIN_TOKEN=ADMIN_TOKEN,
         **extra,
     )
     return env

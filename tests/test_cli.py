@@ -224,8 +224,11 @@ async def stream_lengths(redis: Redis, keys: Keys) -> dict[EventKind, int]:
     return {kind: int(await redis.xlen(keys.ingest(kind))) for kind in EventKind}
 
 
-async def http_json(session: aiohttp.ClientSession, url: str) -> tuple[int, Any]:
-    async with session.get(url, timeout=aiohttp.ClientTimeout(total=3)) as response:
+async def http_json(
+    session: aiohttp.ClientSession, url: str, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    timeout = aiohttp.ClientTimeout(total=3)
+    async with session.get(url, timeout=timeout, headers=headers) as response:
         return response.status, await response.json()
 
 
@@ -622,6 +625,8 @@ async def test_dev_runs_everything_and_stops_on_sigint(prefix: str, workdir: Pat
         token_line = await dev.wait_for_line("Dev token", 5)
         token = token_line.split()[-1]
         assert token.count(".") == 2, token_line  # a JWT
+        admin_line = await dev.wait_for_line("Admin token", 5)
+        admin = {"Authorization": f"Bearer {admin_line.split()[-1]}"}
 
         # The portfolio room of the dev user, through the printed token.
         owner = await Client.connect(f"ws://127.0.0.1:{port}/ws/v2/connect?token={token}")
@@ -637,7 +642,9 @@ async def test_dev_runs_everything_and_stops_on_sigint(prefix: str, workdir: Pat
             assert all(f["data"]["sport"] == "MLB" for f in odds.of("odds_update"))
 
             async def one_worker() -> bool:
-                status, body = await http_json(session, f"http://127.0.0.1:{port}/ws/v2/status")
+                status, body = await http_json(
+                    session, f"http://127.0.0.1:{port}/ws/v2/status", admin
+                )
                 return (
                     status == 200
                     and body["workers"]["alive"] == 1

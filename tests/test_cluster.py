@@ -21,6 +21,7 @@ from shared.ingest import EVENT_FIELD, Ingester, parse_event
 from shared.keys import WORKER_GROUP, Keys
 from shared.settings import Settings
 from tests.harness import (
+    ADMIN,
     Client,
     process_env,
     running_gateway,
@@ -154,7 +155,10 @@ async def test_management_views_match_known_scenario(
             await c3.request({"type": "ping"}, "pong")
 
             async def view(path: str) -> dict[str, Any]:
-                async with aiohttp.ClientSession() as s, s.get(f"{gw_a.http}{path}") as resp:
+                async with (
+                    aiohttp.ClientSession(headers=ADMIN) as s,
+                    s.get(f"{gw_a.http}{path}") as resp,
+                ):
                     assert resp.status == 200
                     body: dict[str, Any] = await resp.json()
                     return body
@@ -187,7 +191,7 @@ async def test_management_views_match_known_scenario(
             assert records[c3.client_id]["messages_sent"] >= 3  # welcome, confirmed, pong
 
             bad_page = f"{gw_b.http}/ws/v2/connections?limit=-1"
-            async with aiohttp.ClientSession() as s, s.get(bad_page) as resp:
+            async with aiohttp.ClientSession(headers=ADMIN) as s, s.get(bad_page) as resp:
                 assert resp.status == 400
                 assert (await resp.json())["code"] == "invalid_request"
 

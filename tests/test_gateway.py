@@ -17,6 +17,7 @@ from shared.ingest import Ingester, parse_event
 from shared.keys import Keys
 from shared.settings import Settings
 from tests.harness import (
+    ADMIN,
     Client,
     RunningGateway,
     running_gateway,
@@ -337,7 +338,7 @@ async def test_schema_describes_every_frame(gw: RunningGateway) -> None:
         for ref in schema["client_message"]["$defs"].values()
         if "type" in ref.get("properties", {})
     }
-    assert client_types == {"subscribe", "unsubscribe", "ping", "pong", "status"}
+    assert client_types == {"subscribe", "unsubscribe", "ping", "pong", "status", "auth"}
     server_types = set(schema["server_message"]["$defs"]["ServerMessageType"]["enum"])
     expected = {"welcome", "subscription_confirmed", "odds_update", "prediction_update",
                 "arbitrage_alert", "pong", "error", "unsubscribed", "status"}  # fmt: skip
@@ -375,7 +376,7 @@ async def test_broadcast_goes_through_worker_to_that_type_only(
         await alerts.subscribe("system_alerts")
         await odds.subscribe("odds_updates")
         await wait_until(lambda: workers_synced(redis_client, keys), message="worker index")
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(headers=ADMIN) as session:
             body = {"subscription_type": "system_alerts", "message": "Test message"}
             async with session.post(f"{gw.http}/ws/v2/broadcast/test", json=body) as resp:
                 assert resp.status == 202
