@@ -138,34 +138,8 @@ class TokenVerifier:
                 leeway=self.settings.jwt_leeway,
                 options={"verify_aud": self.settings.jwt_audience is not None},
             )
-        except jwt.ExpiredSignatureError:
-            raise AuthError(
-                ErrorCode.TOKEN_EXPIRED, "token_expired", "The token has expired."
-            ) from None
-        except jwt.ImmatureSignatureError:
-            raise AuthError(
-                ErrorCode.INVALID_TOKEN, "token_not_yet_valid", "The token is not valid yet."
-            ) from None
-        except jwt.InvalidAudienceError:
-            raise AuthError(
-                ErrorCode.INVALID_TOKEN, "invalid_audience", "The token's audience is wrong."
-            ) from None
-        except jwt.InvalidIssuerError:
-            raise AuthError(
-                ErrorCode.INVALID_TOKEN, "invalid_issuer", "The token's issuer is wrong."
-            ) from None
-        except jwt.InvalidSignatureError:
-            raise AuthError(
-                ErrorCode.INVALID_TOKEN, "invalid_signature", "The token's signature is wrong."
-            ) from None
-        except jwt.InvalidKeyError:
-            raise AuthError(
-                ErrorCode.INVALID_TOKEN, "invalid_key", "The token does not fit the key."
-            ) from None
-        except jwt.InvalidTokenError as exc:
-            raise AuthError(
-                ErrorCode.INVALID_TOKEN, "malformed_token", f"The token is malformed ({exc})."
-            ) from None
+        except jwt.PyJWTError as exc:  # InvalidKeyError is not an InvalidTokenError
+            raise _failure(exc) from None
         return _identity(claims)
 
     async def _key_for(self, algorithm: str, token: str) -> Any:
@@ -243,6 +217,29 @@ def authorize_room(
             ErrorCode.FORBIDDEN, f"Your token's scopes do not include '{spec.type.value}'."
         )
     return spec
+
+
+#: Verification failures, most specific first: (exception, code, reason, message).
+_FAILURES: tuple[tuple[type[jwt.PyJWTError], ErrorCode, str, str], ...] = (
+    (jwt.ExpiredSignatureError, ErrorCode.TOKEN_EXPIRED, "token_expired", "The token has expired."),
+    (jwt.ImmatureSignatureError, ErrorCode.INVALID_TOKEN, "token_not_yet_valid",
+     "The token is not valid yet."),
+    (jwt.InvalidAudienceError, ErrorCode.INVALID_TOKEN, "invalid_audience",
+     "The token's audience is wrong."),
+    (jwt.InvalidIssuerError, ErrorCode.INVALID_TOKEN, "invalid_issuer",
+     "The token's issuer is wrong."),
+    (jwt.InvalidSignatureError, ErrorCode.INVALID_TOKEN, "invalid_signature",
+     "The token's signature is wrong."),
+    (jwt.InvalidKeyError, ErrorCode.INVALID_TOKEN, "invalid_key",
+     "The token does not fit the key."),
+)  # fmt: skip
+
+
+def _failure(exc: jwt.PyJWTError) -> AuthError:
+    for kind, code, reason, message in _FAILURES:
+        if isinstance(exc, kind):
+            return AuthError(code, reason, message)
+    return AuthError(ErrorCode.INVALID_TOKEN, "malformed_token", f"The token is malformed ({exc}).")
 
 
 def _not_configured(algorithm: str) -> AuthError:

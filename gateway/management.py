@@ -99,6 +99,17 @@ async def stream_figures(redis: Redis, keys: Keys) -> dict[str, dict[str, Any]]:
     return figures
 
 
+async def _json_object(request: web.Request) -> dict[str, Any] | web.Response:
+    """The request's JSON object body, or the 400 to answer with."""
+    try:
+        body = await request.json(loads=orjson.loads)
+    except ValueError:
+        return json_error(400, ErrorCode.INVALID_JSON, "The body is not valid JSON.")
+    if not isinstance(body, dict):
+        return json_error(400, ErrorCode.INVALID_REQUEST, "The body must be a JSON object.")
+    return body
+
+
 @routes.get("/ws/v2/status")
 async def status(request: web.Request) -> web.Response:
     hub = request.app[HUB]
@@ -148,11 +159,10 @@ async def status(request: web.Request) -> web.Response:
 @admin_only
 async def revoke(request: web.Request) -> web.Response:
     """Disconnect every connection of a user, cluster-wide, and refuse their current tokens."""
-    try:
-        body = await request.json(loads=orjson.loads)
-    except ValueError:
-        return json_error(400, ErrorCode.INVALID_JSON, "The body is not valid JSON.")
-    user = body.get("user") if isinstance(body, dict) else None
+    body = await _json_object(request)
+    if isinstance(body, web.Response):
+        return body
+    user = body.get("user")
     if not isinstance(user, str) or not user:
         return json_error(400, ErrorCode.INVALID_REQUEST, "The body needs a 'user' string.")
     hub = request.app[HUB]
@@ -208,12 +218,9 @@ async def connections(request: web.Request) -> web.Response:
 @admin_only
 async def broadcast_test(request: web.Request) -> web.Response:
     """Publish a test message through ingest and the workers, like a real event."""
-    try:
-        body = await request.json(loads=orjson.loads)
-    except ValueError:
-        return json_error(400, ErrorCode.INVALID_JSON, "The body is not valid JSON.")
-    if not isinstance(body, dict):
-        return json_error(400, ErrorCode.INVALID_REQUEST, "The body must be a JSON object.")
+    body = await _json_object(request)
+    if isinstance(body, web.Response):
+        return body
     try:
         event = BroadcastEvent.model_validate({**body, "kind": "broadcast"})
     except ValidationError as exc:
