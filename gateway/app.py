@@ -156,7 +156,8 @@ def websocket_endpoint(
         # compress=False: frames are pre-built once per event and shared (gateway.frames).
         ws = web.WebSocketResponse(
             compress=False,
-            max_msg_size=settings.max_message_bytes,
+            # aiohttp refuses a frame of max_msg_size or more; ours is the largest accepted.
+            max_msg_size=settings.max_message_bytes + 1,
             autoping=True,
             protocols=(SUBPROTOCOL,),
         )

@@ -256,12 +256,22 @@ def _identity(claims: dict[str, Any]) -> Identity:
     admin = claims.get("admin") is True or (scopes is not None and "admin" in scopes)
     return Identity(
         user=str(sub) if sub is not None else None,
-        expires_at=float(exp) if isinstance(exp, int | float) else None,
-        issued_at=float(iat) if isinstance(iat, int | float) else None,
+        expires_at=_seconds(exp),
+        issued_at=_seconds(iat),
         scopes=scopes,
         admin=admin,
         claims=claims,
     )
+
+
+def _seconds(value: Any) -> float | None:
+    """A NumericDate claim; PyJWT also accepts numeric strings, so do we."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def issue_token(secret: str, user: str, *, ttl: float = 86_400, **claims: Any) -> str:

@@ -235,8 +235,8 @@ class Connection:
                 self.hub.metrics.messages_in.labels("binary").inc()
                 self.send_error(ErrorCode.BINARY_NOT_SUPPORTED, "Binary frames are not accepted.")
             elif msg.type is WSMsgType.ERROR:
-                exc = self.ws.exception()
-                if exc is not None and "too big" in str(exc).lower():
+                # aiohttp hands the reason over as the message, with the close code it sent.
+                if getattr(msg.data, "code", None) == CloseCode.MESSAGE_TOO_BIG:
                     self.hub.metrics.errors.labels(ErrorCode.MESSAGE_TOO_LARGE.value).inc()
                     self.hub.metrics.closes.labels(str(int(CloseCode.MESSAGE_TOO_BIG))).inc()
                 break
@@ -267,10 +267,11 @@ class Connection:
             if not isinstance(body, dict):
                 self.hub.metrics.messages_in.labels("invalid").inc()
                 raise ProtocolError(ErrorCode.INVALID_MESSAGE, "A message must be a JSON object.")
-            if isinstance(body.get("id"), str | int):
-                request_id = body["id"]
+            raw_id = body.get("id")
+            if isinstance(raw_id, str | int) and not isinstance(raw_id, bool):
+                request_id = raw_id
             message_type = body.get("type")
-            if message_type not in CLIENT_MESSAGE_TYPES:
+            if not isinstance(message_type, str) or message_type not in CLIENT_MESSAGE_TYPES:
                 self.hub.metrics.messages_in.labels("unknown").inc()
                 raise ProtocolError(
                     ErrorCode.UNKNOWN_TYPE, f"Unknown message type {message_type!r}."

@@ -12,7 +12,7 @@ from enum import IntEnum, StrEnum
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, TypeAdapter
 
 __all__ = [
     "DATA_MESSAGE_TYPES",
@@ -225,7 +225,7 @@ def utc_now_iso() -> str:
 # --------------------------------------------------------------------------------------------
 
 RequestId = Annotated[
-    str | int | None,
+    StrictStr | StrictInt | None,
     Field(default=None, description="Optional; echoed back in the reply so clients can match."),
 ]
 
