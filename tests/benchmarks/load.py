@@ -4,25 +4,36 @@
     python -m tests.benchmarks.load --sweep    # 1000, 3000, 5000, 8000, 10000 events/s
 
 All local, 127.0.0.1 only: an embedded Redis; gateway and worker as `python -m shared.cli`
-processes; clients in `--client-procs` processes (aiohttp, one session each, uvloop); the feeder
-(`Ingester.publish_many` every 5 ms) in this process. Client i subscribes to `odds_updates` with
-`game_id=G<i % rooms>`; events cycle through the games, so each reaches clients/rooms clients.
+processes (with a per-run admin token, for `/ws/v2/rooms`, and the per-IP connect limit lifted:
+every client is 127.0.0.1); clients in `--client-procs` processes (the minimal client below, on
+uvloop); the feeder (`Ingester.publish_many` every 5 ms) in this process. Client i subscribes to
+`odds_updates` with `game_id=G<i % rooms>`; events cycle through the games, so each reaches
+clients/rooms clients.
 
 Figures over the measured window (after the warm-up): delivered/s = frames received in the
 window; completeness = frames received for events sent in the window / (those events x members
-of their room), waiting up to --drain s for stragglers; latency = receive time - `sent_at` (one
-clock, stamped before the XADD: feeder -> Redis -> worker -> Redis -> gateway -> client); CPU %
-per process (100 = one core) and for the machine (busy, softirq, steal: % of all cores; `other`:
-busy cores not used by our processes, e.g. other programs); backlog at the window's end (ingest
-entries the worker has not read, gateway inbox length), which shows the stage that fell behind.
-Clients find `"sent_at":` by substring search: no JSON decode, no task per message. Memory: the
-gateway's VmRSS with N idle subscribed connections minus before (after one throw-away
-connection, so one-time lazy state is in the baseline), divided by N.
+of their room), waiting up to --drain s for stragglers; latency = receive time (one
+`time.time()` per socket read) - `sent_at` (one clock, stamped before the XADD: feeder -> Redis
+-> worker -> Redis -> gateway -> client); CPU % per process (100 = one core) and for the machine
+(busy, softirq, steal: % of all cores; `other`: busy cores not used by our processes, e.g. other
+programs); backlog at the window's end (ingest entries the worker has not read, gateway inbox
+length), which shows the stage that fell behind. Memory: the gateway's VmRSS with N idle
+subscribed connections minus before (after one throw-away connection, so one-time lazy state is
+in the baseline), divided by N.
 
-Two client processes by default: aiohttp costs the clients more CPU per message than the gateway
-spends per delivery, and one client process fell behind first on a 2-core machine (its socket
-buffers filled while the gateway's inbox stayed short); two halve p50/p99 there, though the
-gateway, worker, Redis and feeder share the same cores (`--client-procs 1` to compare).
+The clients are a minimal RFC 6455 client on `asyncio.Protocol`, not aiohttp, so that the load
+generator does not compete with the gateway for the cores it is measuring: on a 2-core machine
+the clients share both cores with the gateway, worker, Redis and feeder, and every microsecond
+they spend shows up as gateway latency. Each connection writes the HTTP/1.1 upgrade itself
+(checks the `101` status and Sec-WebSocket-Accept) and parses server frames in `data_received`:
+no task, no message object, no JSON decode (`"sent_at":` is found by substring search). It masks
+what it sends (subscribe, the `pong` answering the gateway's application-level `ping`, close) and
+fails the run on what this gateway never sends (masked or fragmented frames). At 50k
+deliveries/s on a 2-core VM this took the clients from about 69% of a core (aiohttp, 2 processes:
+~14 us of CPU per message, two thirds of it in Python) to about 46% (1 process: ~9 us); what is
+left is mostly kernel time, one read per frame plus the ACK each read sends on loopback, which
+any client holding 1000 sockets pays. One client process by default: two used ~3% of a core
+more for the same latency (`--client-procs 2` to compare).
 The last line of output is JSON with every figure.
 """
 
@@ -37,6 +48,7 @@ import json
 import multiprocessing
 import os
 import platform
+import secrets
 import signal
 import subprocess
 import sys
@@ -114,7 +126,7 @@ def machine() -> dict[str, Any]:
 # --- client process ----------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class Window:
     t0: float = float("inf")
     t1: float = float("inf")
@@ -145,8 +157,8 @@ def masked(opcode: int, payload: bytes) -> bytes:
 class WSClient(asyncio.Protocol):
     """One WebSocket connection, parsed in `data_received`: no task, no message object.
 
-    Frames are parsed straight from the received bytes (a leftover partial frame waits in
-    `buf`); one `time.time()` per received chunk, one substring search per data frame.
+    Frames are parsed straight from the received bytes (only a frame split across reads is
+    copied, into `buf`); one `time.time()` per read, shared by the frames it carried.
     """
 
     def __init__(self, shared: Shared, host: str) -> None:
@@ -161,7 +173,7 @@ class WSClient(asyncio.Protocol):
         self.confirmed: asyncio.Future[None] = loop.create_future()
         self.lost: asyncio.Future[None] = loop.create_future()
         self.transport: asyncio.Transport | None = None
-        self.open = self.ended = self.closing = False  # open: upgraded
+        self.open = self.ended = self.closing = self.failed = False  # open: upgraded
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -195,6 +207,7 @@ class WSClient(asyncio.Protocol):
 
     def fail(self, why: str) -> None:
         self.shared.errors.append(why)
+        self.failed = True
         self.buf.clear()
         if not self.upgraded.done():
             self.upgraded.set_exception(RuntimeError(why))
@@ -214,6 +227,8 @@ class WSClient(asyncio.Protocol):
             self.buf += memoryview(data)[done:]
 
     def joined(self, data: bytes) -> None:
+        if self.failed:  # aborted: ignore whatever was already read
+            return
         buf = self.buf
         buf += data
         if not self.open:
@@ -222,7 +237,7 @@ class WSClient(asyncio.Protocol):
                 return
             headers = bytes(buf[:head])
             accept = base64.b64encode(hashlib.sha1((self.key + WS_GUID).encode()).digest())
-            if not headers.startswith(b"HTTP/1.1 101 ") or b"\r\n" + accept not in headers:
+            if not headers.startswith(b"HTTP/1.1 101 ") or b": " + accept not in headers:
                 self.fail(f"upgrade refused: {headers[:300]!r}")
                 return
             self.open = True
@@ -436,19 +451,25 @@ class Bench:
         assert redis_server.process is not None
         port = free_port()
         http, url = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws/v2/connect"
+        admin = secrets.token_urlsafe(24)  # this run's own gateway, this run's own token
         env = {**os.environ, "REDIS_URL": redis_server.url, "ODDSTREAM_REDIS_PREFIX": KEYS.prefix,
                "WEBSOCKET_MAX_CONNECTIONS": str(a.clients + 100), "ODDSTREAM_LOG_LEVEL": "WARNING",
-               "ODDSTREAM_SHUTDOWN_GRACE": "2", "ODDSTREAM_HOST": "127.0.0.1"}  # fmt: skip
+               "ODDSTREAM_SHUTDOWN_GRACE": "2", "ODDSTREAM_HOST": "127.0.0.1",
+               # every client connects from 127.0.0.1: lift the per-IP connect limit
+               "ODDSTREAM_CONNECT_RATE_PER_IP": str(a.clients + 100),
+               "ODDSTREAM_CONNECT_BURST_PER_IP": str(a.clients + 100),
+               "ODDSTREAM_ADMIN_TOKEN": admin}  # /ws/v2/rooms needs admin credentials  # fmt: skip
         env.pop("JWT_SECRET", None)
         gw_pid = self.service(["gateway", "--port", str(port)], env).pid
         self.service(["worker"], env)
         self.pids |= {"redis": [redis_server.process.pid], "feeder": [os.getpid()]}
+        auth = {"Authorization": f"Bearer {admin}"}
         async with create_redis(redis_server.url) as redis, aiohttp.ClientSession() as session:
 
             async def get(path: str) -> Any:
                 self.alive()
                 with contextlib.suppress(aiohttp.ClientError):
-                    async with session.get(http + path) as resp:
+                    async with session.get(http + path, headers=auth) as resp:
                         return await resp.json() if resp.status == 200 else None
                 return None
 
@@ -599,7 +620,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=2, help="seconds of traffic before (2)")
     p.add_argument("--drain", type=float, default=10, help="max seconds to wait for stragglers")
     p.add_argument("--payload", type=int, default=200, help="bytes of event JSON (200)")
-    p.add_argument("--client-procs", type=int, default=2, help="client processes (2)")
+    p.add_argument("--client-procs", type=int, default=1, help="client processes (1)")
     p.add_argument("--sweep", action="store_true", help=f"run {SWEEP_RATES} events/s in turn")
     a = p.parse_args(argv)
     if min(a.clients, a.rooms, a.client_procs, a.duration, a.rate) <= 0:
