@@ -324,3 +324,32 @@ class StallableClient:
 
     def close(self) -> None:
         self.writer.close()
+
+
+@contextlib.asynccontextmanager
+async def odds_feed(
+    redis: Redis, keys: Keys, sport: str, interval: float = 0.01
+) -> AsyncIterator[list[str]]:
+    """Publish one odds event of `sport` every `interval` s until the block ends; yields the
+    ids published so far (in order)."""
+    from shared.ingest import Ingester, parse_event
+
+    sent: list[str] = []
+    stop = asyncio.Event()
+
+    async def feed() -> None:
+        ingester = Ingester(redis, keys)
+        n = 0
+        while not stop.is_set():
+            event = parse_event({"kind": "odds", "sport": sport, "game_id": f"G{n}",
+                                 "sportsbook": "FanDuel", "market": "total"})  # fmt: skip
+            sent.append((await ingester.publish(event)).decode())
+            n += 1
+            await asyncio.sleep(interval)
+
+    task = asyncio.create_task(feed())
+    try:
+        yield sent
+    finally:
+        stop.set()
+        await task

@@ -13,11 +13,11 @@ import pytest
 from redis.asyncio import Redis
 
 from shared.embedded import free_port
-from shared.ingest import Ingester, parse_event
 from shared.keys import Keys
 from shared.settings import Settings
 from tests.harness import (
     Client,
+    odds_feed,
     process_env,
     running_gateway,
     running_worker,
@@ -99,34 +99,19 @@ async def test_sigterm_drains_clients_in_batches_without_gaps(
     async with running_worker(settings):
         await wait_until(up, message="gateway process up")
         clients = [await Client.connect(url) for _ in range(24)]
-        published: list[str] = []
-        stop = asyncio.Event()
-
-        async def feed() -> None:
-            ingester = Ingester(redis_client, keys)
-            n = 0
-            while not stop.is_set():
-                event = parse_event({"kind": "odds", "sport": "MLB", "game_id": f"G{n}",
-                                     "sportsbook": "FanDuel", "market": "moneyline"})  # fmt: skip
-                published.append((await ingester.publish(event)).decode())
-                n += 1
-                await asyncio.sleep(0.005)
-
         try:
             for c in clients:
                 await c.subscribe("odds_updates", sport="MLB")
             await wait_until(lambda: workers_synced(redis_client, keys), message="index")
-            feeder = asyncio.create_task(feed())
-            await wait_until(lambda: all(c.of("odds_update") for c in clients), message="flow")
-            sent_at = time.monotonic()
-            gateway.send_signal(signal.SIGTERM)
-            await wait_until(
-                lambda: all(c.closed_code is not None for c in clients),
-                timeout=grace + 1,
-                message="every client closed",
-            )
-            stop.set()
-            await feeder
+            async with odds_feed(redis_client, keys, "MLB", interval=0.005) as published:
+                await wait_until(lambda: all(c.of("odds_update") for c in clients), message="flow")
+                sent_at = time.monotonic()
+                gateway.send_signal(signal.SIGTERM)
+                await wait_until(
+                    lambda: all(c.closed_code is not None for c in clients),
+                    timeout=grace + 1,
+                    message="every client closed",
+                )
             assert {c.closed_code for c in clients} == {1001}
             closes = sorted(c.closed_at for c in clients if c.closed_at is not None)
             assert closes[-1] - sent_at <= grace + 0.5
@@ -138,7 +123,6 @@ async def test_sigterm_drains_clients_in_batches_without_gaps(
                 start = published.index(got[0])
                 assert got == published[start : start + len(got)], "a gap in a client's feed"
         finally:
-            stop.set()
             for c in clients:
                 await c.close()
 

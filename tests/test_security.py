@@ -21,13 +21,13 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from gateway.auth import issue_token
-from shared.ingest import Ingester, parse_event
 from shared.keys import Keys
 from shared.settings import Settings
 from tests.harness import (
     ADMIN,
     Client,
     RunningGateway,
+    odds_feed,
     running_gateway,
     running_worker,
     wait_until,
@@ -366,81 +366,67 @@ async def test_abuse_is_refused_while_a_good_client_gets_everything(
         good = await Client.connect(f"{gw.ws}/ws/v2/connect")
         await good.subscribe("odds_updates", sport="NHL")
         await wait_until(lambda: workers_synced(redis_client, keys), message="index")
-        sent: list[str] = []
-        stop = asyncio.Event()
-
-        async def feed() -> None:
-            ingester = Ingester(redis_client, keys)
-            n = 0
-            while not stop.is_set():
-                event = parse_event({"kind": "odds", "sport": "NHL", "game_id": f"G{n}",
-                                     "sportsbook": "FanDuel", "market": "total"})  # fmt: skip
-                sent.append((await ingester.publish(event)).decode())
-                n += 1
-                await asyncio.sleep(0.01)
-
-        feeder = asyncio.create_task(feed())
         abuser = await Client.connect(f"{gw.ws}/ws/v2/connect")
         try:
-            # Bad origin.
-            status, body, _ = await refused(f"{gw.ws}/ws/v2/connect", origin="https://evil.test")
-            assert (status, body["code"]) == (403, "origin_not_allowed")
-            # Malformed JSON, unknown types, bad filters, too long a value, too many subscriptions.
-            for frame, code in (
-                ("{oops", "invalid_json"),
-                ('{"type": "hack"}', "unknown_type"),
-                ('{"type": "subscribe", "subscription_type": "nba", "filters": {"x": 1}}',
-                 "invalid_filter"),
-                ('{"type": "subscribe", "subscription_type": "odds_updates", '
-                 '"filters": {"sportsbook": "' + "B" * 21 + '"}}', "invalid_filter"),
-            ):  # fmt: skip
-                mark = len(abuser.frames)
-                await abuser.send(frame)
-                assert (await abuser.next_of("error", after=mark))["code"] == code
-            await asyncio.sleep(1.0)  # refill the message bucket
-            for sport in ("MLB", "NBA", "NFL"):
-                await abuser.subscribe("odds_updates", sport=sport)
-            reply = await abuser.request(
-                {"type": "subscribe", "subscription_type": "odds_updates",
-                 "filters": {"sport": "NHL"}}, "subscription_confirmed")  # fmt: skip
-            assert reply["code"] == "too_many_subscriptions"
-            # Message flood: an error, then a 1008 close.
-            for _ in range(40):
-                await abuser.send({"type": "ping"})
-            await wait_until(lambda: abuser.closed_code is not None, message="flood closed")
-            assert abuser.closed_code == 1008
-            assert [e["code"] for e in abuser.of("error")][-1] == "rate_limited"
-            # Oversized frame.
-            big = await Client.connect(f"{gw.ws}/ws/v2/connect")
-            await big.send("x" * (limited.max_message_bytes + 1))
-            await wait_until(lambda: big.closed_code is not None, message="1009")
-            assert big.closed_code == 1009
-            # Connection flood from one address: 429 with Retry-After.
-            refusals: list[aiohttp.WSServerHandshakeError] = []
-            flood: list[Client] = []
-            for _ in range(15):
-                try:
-                    flood.append(await Client.connect(f"{gw.ws}/ws/v2/connect"))
-                except aiohttp.WSServerHandshakeError as exc:
-                    refusals.append(exc)
-            assert refusals, "the connection flood was never refused"
-            assert {r.status for r in refusals} == {429}
-            assert all(int((r.headers or {})["Retry-After"]) >= 1 for r in refusals)
-            for c in flood:
-                await c.close()
-            await big.close()
-            # ...and the good client got every event meant for it, in order.
-            mark = len(sent)
-            await wait_until(lambda: len(sent) > mark + 20, message="more events")
-            stop.set()
-            await feeder
+            async with odds_feed(redis_client, keys, "NHL") as sent:
+                # Bad origin.
+                status, body, _ = await refused(
+                    f"{gw.ws}/ws/v2/connect", origin="https://evil.test"
+                )
+                assert (status, body["code"]) == (403, "origin_not_allowed")
+                # Malformed JSON, unknown types, bad filters, long values, too many subscriptions.
+                for frame, code in (
+                    ("{oops", "invalid_json"),
+                    ('{"type": "hack"}', "unknown_type"),
+                    ('{"type": "subscribe", "subscription_type": "nba", "filters": {"x": 1}}',
+                     "invalid_filter"),
+                    ('{"type": "subscribe", "subscription_type": "odds_updates", '
+                     '"filters": {"sportsbook": "' + "B" * 21 + '"}}', "invalid_filter"),
+                ):  # fmt: skip
+                    mark = len(abuser.frames)
+                    await abuser.send(frame)
+                    assert (await abuser.next_of("error", after=mark))["code"] == code
+                await asyncio.sleep(1.0)  # refill the message bucket
+                for sport in ("MLB", "NBA", "NFL"):
+                    await abuser.subscribe("odds_updates", sport=sport)
+                reply = await abuser.request(
+                    {"type": "subscribe", "subscription_type": "odds_updates",
+                     "filters": {"sport": "NHL"}}, "subscription_confirmed")  # fmt: skip
+                assert reply["code"] == "too_many_subscriptions"
+                # Message flood: an error, then a 1008 close.
+                for _ in range(40):
+                    await abuser.send({"type": "ping"})
+                await wait_until(lambda: abuser.closed_code is not None, message="flood closed")
+                assert abuser.closed_code == 1008
+                assert [e["code"] for e in abuser.of("error")][-1] == "rate_limited"
+                # Oversized frame.
+                big = await Client.connect(f"{gw.ws}/ws/v2/connect")
+                await big.send("x" * (limited.max_message_bytes + 1))
+                await wait_until(lambda: big.closed_code is not None, message="1009")
+                assert big.closed_code == 1009
+                # Connection flood from one address: 429 with Retry-After.
+                refusals: list[aiohttp.WSServerHandshakeError] = []
+                flood: list[Client] = []
+                for _ in range(15):
+                    try:
+                        flood.append(await Client.connect(f"{gw.ws}/ws/v2/connect"))
+                    except aiohttp.WSServerHandshakeError as exc:
+                        refusals.append(exc)
+                assert refusals, "the connection flood was never refused"
+                assert {r.status for r in refusals} == {429}
+                assert all(int((r.headers or {})["Retry-After"]) >= 1 for r in refusals)
+                for c in flood:
+                    await c.close()
+                await big.close()
+                # ...and the good client got every event meant for it, in order.
+                mark = len(sent)
+                await wait_until(lambda: len(sent) > mark + 20, message="more events")
             await wait_until(
                 lambda: len(good.of("odds_update")) == len(sent), message="good client caught up"
             )
             assert [f["event_id"] for f in good.of("odds_update")] == sent
             assert good.closed_code is None
         finally:
-            stop.set()
             await abuser.close()
             await good.close()
 
