@@ -26,7 +26,6 @@ from gateway.management import json_error, routes
 from gateway.metrics import GatewayMetrics
 from gateway.state import (
     HUB,
-    INGESTER,
     IP_LIMITER,
     METRICS,
     REDIS,
@@ -35,8 +34,6 @@ from gateway.state import (
     VERIFIER,
 )
 from shared.filters import RoomSpec
-from shared.ingest import Ingester
-from shared.keys import Keys
 from shared.protocol import (
     SPORT_TYPES,
     ErrorCode,
@@ -290,7 +287,6 @@ def create_app(settings: Settings) -> web.Application:
     async def redis_and_hub(app: web.Application) -> AsyncIterator[None]:
         redis = create_redis(settings.effective_redis_url, max_connections=256)
         app[REDIS] = redis
-        app[INGESTER] = Ingester(redis, Keys(settings.redis_prefix))
         hub = Hub(settings, redis, app[METRICS], app[VERIFIER])
         app[HUB] = hub
         try:

@@ -3,11 +3,14 @@
 One Hub per gateway process. It owns:
 - the local room table (room id -> member connections), mirrored into the cluster registry
   (`shared.registry`) so workers route matching events to this gateway's inbox;
-- one inbox reader: a single blocking XREAD loop; each entry's frame is built once and
+- one inbox reader: a single blocking XREAD loop; each delivery's frame is built once and
   written to the union of its rooms' members, so a client in two matching rooms gets the event
-  once;
-- liveness beats (re-registering after being reaped or after Redis lost its data), the
-  application-level heartbeat and the idle-connection sweep.
+  once; a connection's frames from one read go out in one write; control deliveries in the
+  inbox carry pipeline canaries and user revocations;
+- the flusher that writes conflated frames to backed-up clients (`gateway.connection`);
+- liveness beats (re-registering after being reaped or after Redis lost its data), canaries
+  that prove the pipeline for `/readyz`, the application-level heartbeat, the idle and
+  token-expiry sweep, and the batched drain on shutdown.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ class Hub:
         self.redis = redis
         self.metrics = metrics
         self.keys = Keys(settings.redis_prefix)
+        self.ingester = Ingester(redis, self.keys)
         self.registry = Registry(
             redis, self.keys, gateway_ttl=settings.gateway_ttl, worker_ttl=settings.worker_ttl
         )
@@ -202,7 +206,7 @@ class Hub:
 
     async def _send_canary(self) -> None:
         event = CanaryEvent(kind="canary", gateway=self.gateway_id, sent_at=time.time())
-        await Ingester(self.redis, self.keys).publish(event)
+        await self.ingester.publish(event)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run a fire-and-forget coroutine, keeping a reference until it finishes."""

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from gateway.state import HUB, INGESTER, METRICS, VERIFIER
+from gateway.state import HUB, METRICS, VERIFIER
 from shared.events import BroadcastEvent, EventKind
 from shared.ingest import describe_validation_error
 from shared.keys import WORKER_GROUP, Keys
@@ -230,7 +230,7 @@ async def broadcast_test(request: web.Request) -> web.Response:
             else ErrorCode.INVALID_REQUEST
         )
         return json_error(400, code, describe_validation_error(exc) + ".")
-    event_id = await request.app[INGESTER].publish(event)
+    event_id = await request.app[HUB].ingester.publish(event)
     request.app[METRICS].messages_in.labels("broadcast_test").inc()
     return json_response(
         {

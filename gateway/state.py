@@ -9,16 +9,14 @@ from gateway.auth import TokenVerifier
 from gateway.hub import Hub
 from gateway.limits import IpRateLimiter
 from gateway.metrics import GatewayMetrics
-from shared.ingest import Ingester
 from shared.settings import Settings
 
-__all__ = ["HUB", "INGESTER", "IP_LIMITER", "METRICS", "REDIS", "SETTINGS", "TRUSTED", "VERIFIER"]
+__all__ = ["HUB", "IP_LIMITER", "METRICS", "REDIS", "SETTINGS", "TRUSTED", "VERIFIER"]
 
 SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", Redis)
 HUB = web.AppKey("hub", Hub)
 METRICS = web.AppKey("metrics", GatewayMetrics)
-INGESTER = web.AppKey("ingester", Ingester)
 VERIFIER = web.AppKey("verifier", TokenVerifier)
 IP_LIMITER = web.AppKey("ip_limiter", IpRateLimiter)
 TRUSTED = web.AppKey("trusted_proxies", list)
