@@ -54,6 +54,10 @@ FLUSH_INTERVAL = 0.05
 #: Seconds between batches of closes while draining.
 DRAIN_BATCH_INTERVAL = 0.1
 
+#: Inbox entries per read. Each holds up to a worker batch of deliveries; the cap bounds what
+#: one read can put in flight to one client while the gateway catches up on a backlog.
+INBOX_READ_ENTRIES = 100
+
 #: Seconds between trims of this gateway's inbox (one round trip; not worth one per read).
 INBOX_TRIM_INTERVAL = 0.1
 
@@ -365,7 +369,9 @@ class Hub:
         while True:
             try:
                 reply: Any = await self.redis.xread(
-                    {inbox: self._inbox_position}, count=1000, block=self.settings.worker_block_ms
+                    {inbox: self._inbox_position},
+                    count=INBOX_READ_ENTRIES,
+                    block=self.settings.worker_block_ms,
                 )
                 # A stream recreated under a blocked read (Redis restart) can answer with no
                 # entries at all; that is an empty read, not a failure.
