@@ -153,6 +153,60 @@ async def _simulate_main(
     return 0
 
 
+async def _listen_main(args: argparse.Namespace) -> int:
+    """Print a subscription's live frames, one JSON line each; state changes go to stderr."""
+    import orjson
+
+    from shared.client import OddstreamClient, OddstreamError, StateEvent
+
+    filters: dict[str, Any] = {}
+    for name in ("sport", "game_id", "player", "sportsbook"):
+        values = [v for raw in getattr(args, name) or [] for v in raw.split(",") if v.strip()]
+        if values:
+            filters[name] = values[0] if len(values) == 1 else values
+    if args.min_profit is not None:
+        filters["min_profit"] = args.min_profit
+
+    def show(event: StateEvent) -> None:
+        print(f"oddstream listen: {event.describe()}", file=sys.stderr, flush=True)
+
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    client = OddstreamClient(args.url, token=args.token)
+    client.on_state(show)
+    received = 0
+
+    async def pump() -> None:
+        nonlocal received
+        sub = await client.subscribe(args.subscription_type, filters)
+        print(f"oddstream listen: subscribed room={sub.room}", file=sys.stderr, flush=True)
+        async for frame in sub:
+            sys.stdout.write(orjson.dumps(frame).decode() + "\n")
+            sys.stdout.flush()
+            received += 1
+            if args.count is not None and received >= args.count:
+                return
+
+    try:
+        await client.connect()
+        listening = asyncio.create_task(pump())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({listening, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not listening.done():  # Ctrl-C: a clean exit, not a traceback
+            listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listening
+            return 0
+        listening.result()
+        return 0
+    except OddstreamError as exc:
+        print(f"oddstream listen: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await client.close()
+
+
 # --- argument parsing ------------------------------------------------------------------------
 
 
@@ -202,6 +256,21 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--host", help="gateway bind address (default 127.0.0.1)")
     dev.add_argument("--port", type=int, help="gateway port (default 8000)")
     dev.add_argument("--rate", type=float, default=40.0, help="simulated events per second (40)")
+    listen = sub.add_parser(
+        "listen", help="print live messages of one subscription",
+        description="Connect with the reconnecting client (shared.client), subscribe and print "
+        "every data message as one JSON line; connection state changes go to stderr.",
+    )  # fmt: skip
+    listen.add_argument("subscription_type", help="odds_updates, arbitrage, mlb, ...")
+    listen.add_argument(
+        "--url", default="ws://127.0.0.1:8000/ws/v2/connect", help="gateway WebSocket URL"
+    )
+    listen.add_argument("--token", help="token (sent as Authorization: Bearer)")
+    for flag in ("sport", "game-id", "player", "sportsbook"):
+        name = flag.replace("-", "_")
+        listen.add_argument(f"--{flag}", action="append", help=f"{name} filter (repeatable)")
+    listen.add_argument("--min-profit", type=float, help="min_profit filter (arbitrage)")
+    listen.add_argument("--count", type=int, help="exit after N data messages")
     return parser
 
 
@@ -228,6 +297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _run(lambda: _ingest_main(settings, args.source))
             case "simulate":
                 return _run(lambda: _simulate_main(settings, args.rate, args.duration, args.seed))
+            case "listen":
+                return _run(lambda: _listen_main(args))
             case "dev":
                 from shared.dev import dev_main
 

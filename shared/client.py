@@ -1,0 +1,924 @@
+"""An asyncio client for the Oddstream gateway that survives what the gateway does to it.
+
+Why a client library: every consumer of the WebSocket protocol must answer heartbeats, act on
+close-code advice (`shared.protocol.close_advice`), back off, refresh tokens before they expire
+and resubscribe after a reconnect. Getting that right once, here, keeps bots and services from
+each re-implementing it (and from stampeding the gateways when they restart).
+
+    async with OddstreamClient("ws://127.0.0.1:8000/ws/v2/connect") as client:
+        sub = await client.subscribe("odds_updates", sport="MLB")
+        async for frame in sub:
+            print(frame["data"])
+
+One supervisor task per client owns the connection: it connects, reads, and on a close decides
+from the close code's advice group whether to reconnect at once, back off, refresh the token
+first, or stop. `Subscription` objects outlive connections: they are re-sent after every
+reconnect and keep yielding frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Literal
+
+import aiohttp
+import orjson
+from yarl import URL
+
+from shared.protocol import (
+    DATA_MESSAGE_TYPES,
+    CloseAdvice,
+    ErrorCode,
+    ServerMessageType,
+    close_advice,
+)
+
+__all__ = [
+    "AuthError",
+    "Backoff",
+    "ClientStats",
+    "ConnectionClosed",
+    "ConnectionState",
+    "OddstreamClient",
+    "OddstreamError",
+    "StateEvent",
+    "Subscription",
+    "SubscriptionError",
+    "error_for",
+]
+
+log = logging.getLogger("oddstream.client")
+
+Frame = dict[str, Any]
+TokenProvider = Callable[[], Awaitable[str]]
+FrameCallback = Callable[[Frame], Awaitable[None] | None]
+StateCallback = Callable[["StateEvent"], None]
+
+#: Close code aiohttp reports for a connection that ended without a close frame.
+ABNORMAL_CLOSURE = 1006
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+class OddstreamError(Exception):
+    """Anything the gateway refused or the client could not do.
+
+    `code` is the gateway's `ErrorCode` where there is one (so callers can branch on stable
+    codes, not on text); `temporary` says whether retrying the same thing later can succeed.
+    """
+
+    def __init__(self, code: str, message: str, *, temporary: bool = False) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.temporary = temporary
+
+
+class AuthError(OddstreamError):
+    """Missing, bad, expired or insufficient credentials: fix the token, not the request."""
+
+
+class SubscriptionError(OddstreamError):
+    """A subscription the gateway will not serve as asked (type, filters, limits)."""
+
+
+class ConnectionClosed(OddstreamError):
+    """The connection is gone: for good (`temporary=False`) or while reconnecting."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        close_code: int | None = None,
+        code: str = "connection_closed",
+        temporary: bool = False,
+    ) -> None:
+        super().__init__(code, message, temporary=temporary)
+        self.close_code = close_code
+
+
+_AUTH_CODES = frozenset(
+    {
+        ErrorCode.AUTH_REQUIRED,
+        ErrorCode.INVALID_TOKEN,
+        ErrorCode.TOKEN_EXPIRED,
+        ErrorCode.FORBIDDEN,
+        ErrorCode.UNAUTHORIZED,
+    }
+)
+_SUBSCRIPTION_CODES = frozenset(
+    {
+        ErrorCode.INVALID_SUBSCRIPTION_TYPE,
+        ErrorCode.INVALID_FILTER,
+        ErrorCode.NOT_SUBSCRIBED,
+        ErrorCode.TOO_MANY_SUBSCRIPTIONS,
+    }
+)
+_TEMPORARY_CODES = frozenset(
+    {
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.SERVICE_UNAVAILABLE,
+        ErrorCode.TOO_MANY_CONNECTIONS,
+        ErrorCode.INTERNAL_ERROR,
+    }
+)
+
+
+def error_for(code: str, message: str) -> OddstreamError:
+    """The typed error for a gateway error code (unknown codes get the base class)."""
+    try:
+        known: str = ErrorCode(code)
+    except ValueError:
+        known = code
+    temporary = known in _TEMPORARY_CODES
+    if known in _AUTH_CODES:
+        return AuthError(known, message, temporary=temporary)
+    if known in _SUBSCRIPTION_CODES:
+        return SubscriptionError(known, message, temporary=temporary)
+    return OddstreamError(known, message, temporary=temporary)
+
+
+def _error_from_frame(frame: Frame) -> OddstreamError:
+    return error_for(str(frame.get("code") or "unknown"), str(frame.get("error") or ""))
+
+
+#: Upgrade refusals (the JSON body is not available through aiohttp's handshake error).
+_HTTP_ERRORS: dict[int, ErrorCode] = {
+    400: ErrorCode.INVALID_REQUEST,
+    401: ErrorCode.INVALID_TOKEN,
+    403: ErrorCode.FORBIDDEN,
+    404: ErrorCode.NOT_FOUND,
+    429: ErrorCode.RATE_LIMITED,
+    503: ErrorCode.SERVICE_UNAVAILABLE,
+}
+
+
+# --- backoff ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Delay before reconnect attempt n (1-based): base * factor**(n-1), at most `max_delay`.
+
+    The default is the seed's schedule, 2, 4, 8, 16, 30 s. Jitter spreads clients that lost
+    the same gateway so they do not all come back in the same instant:
+    `"full"` picks uniformly in [0, d]; `"proportional"` in [(1 - ratio) * d, d]; `"none"`
+    keeps the exact schedule (tests).
+    """
+
+    base: float = 2.0
+    factor: float = 2.0
+    max_delay: float = 30.0
+    jitter: Literal["none", "full", "proportional"] = "proportional"
+    jitter_ratio: float = 0.2
+
+    def schedule(self, attempt: int) -> float:
+        """The un-jittered delay before attempt `attempt` (1-based)."""
+        exponent = max(0, attempt - 1)
+        try:
+            raw = self.base * self.factor**exponent
+        except OverflowError:
+            raw = self.max_delay
+        return min(self.max_delay, raw)
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """The delay to wait before attempt `attempt`, jittered as configured."""
+        nominal = self.schedule(attempt)
+        if self.jitter == "none":
+            return nominal
+        draw = (rng or random).random()
+        if self.jitter == "full":
+            return nominal * draw
+        return nominal * (1.0 - self.jitter_ratio * draw)
+
+
+# --- state -----------------------------------------------------------------------------------
+
+
+class ConnectionState(StrEnum):
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    DISCONNECTED = "disconnected"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class StateEvent:
+    """One state change; `delay` is set when reconnecting, `close_code`/`reason` say why."""
+
+    state: ConnectionState
+    at: float  # time.monotonic()
+    attempt: int = 0
+    delay: float | None = None
+    close_code: int | None = None
+    reason: str | None = None
+    error: OddstreamError | None = None
+
+    def describe(self) -> str:
+        parts = [self.state.value]
+        if self.attempt:
+            parts.append(f"attempt={self.attempt}")
+        if self.delay is not None:
+            parts.append(f"delay={self.delay:.3f}s")
+        if self.close_code is not None:
+            parts.append(f"close_code={self.close_code}")
+        if self.reason:
+            parts.append(f"reason={self.reason}")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class ClientStats:
+    """A snapshot of the client's counters."""
+
+    messages_received: int
+    data_messages: int
+    reconnects: int
+    token_refreshes: int
+    latency: float | None  # seconds, last ping -> pong round trip
+    subscriptions: int
+
+
+@dataclass
+class _Ended:
+    """How a connection attempt or a connection ended, for the supervisor to act on."""
+
+    advice: CloseAdvice
+    reason: str
+    close_code: int | None = None
+    error: OddstreamError | None = None
+    retry_after: float = 0.0
+    was_connected: bool = False
+
+
+class _SessionLost(Exception):
+    """The connection a request went out on is gone; retry on the next one."""
+
+
+# --- subscriptions ---------------------------------------------------------------------------
+
+
+class Subscription:
+    """One subscription; an async iterator of its data frames that survives reconnects.
+
+    Iteration ends when it is unsubscribed or the client is closed by the caller; it raises
+    the client's final error if the client gave up (terminal close, attempts exhausted).
+    Frames are buffered up to `max_buffered`; past that the oldest is dropped and counted in
+    `dropped` (odds are only useful fresh; a slow reader must not grow without bound).
+    """
+
+    def __init__(
+        self,
+        client: OddstreamClient,
+        subscription_type: str,
+        filters: dict[str, Any],
+        max_buffered: int,
+    ) -> None:
+        self.client = client
+        self.subscription_type = subscription_type
+        self.filters = filters
+        self.room: str | None = None
+        self.confirmation: Frame | None = None
+        self.received = 0
+        self.dropped = 0
+        self._buffer: deque[Frame] = deque(maxlen=max_buffered)
+        self._ready = asyncio.Event()
+        self._callbacks: list[FrameCallback] = []
+        self._ended = False
+        self._error: OddstreamError | None = None
+
+    def __repr__(self) -> str:
+        return f"Subscription({self.subscription_type!r}, {self.filters!r}, room={self.room!r})"
+
+    @property
+    def active(self) -> bool:
+        return not self._ended
+
+    def add_callback(self, callback: FrameCallback) -> Callable[[], None]:
+        """Call `callback(frame)` for every frame (coroutines are scheduled); returns a remover."""
+        self._callbacks.append(callback)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._callbacks.remove(callback)
+
+        return remove
+
+    async def unsubscribe(self) -> None:
+        """Stop this subscription; the room is left once no other subscription shares it."""
+        await self.client._unsubscribe(self)
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Frame:
+        while not self._buffer:
+            if self._ended:
+                if self._error is not None:
+                    raise self._error
+                raise StopAsyncIteration
+            self._ready.clear()
+            await self._ready.wait()
+        return self._buffer.popleft()
+
+    def _deliver(self, frame: Frame) -> None:
+        if self._ended:
+            return
+        self.received += 1
+        if len(self._buffer) == self._buffer.maxlen:
+            self.dropped += 1
+        self._buffer.append(frame)
+        self._ready.set()
+        for callback in list(self._callbacks):
+            try:
+                result = callback(frame)
+            except Exception:
+                log.exception("client.callback.failed room=%s", self.room)
+                continue
+            if result is not None:
+                self.client._track(asyncio.ensure_future(result))
+
+    def _end(self, error: OddstreamError | None = None) -> None:
+        if not self._ended:
+            self._ended = True
+            self._error = error
+            self._ready.set()
+
+
+# --- the client ------------------------------------------------------------------------------
+
+
+class OddstreamClient:
+    """A reconnecting Oddstream WebSocket client (see the module docstring).
+
+    `token` or `token_provider` authenticate (as `Authorization: Bearer`, never in the URL);
+    the provider is called before every (re)connect and on `token_expiring`. `max_attempts`
+    bounds consecutive failed reconnects (None: retry forever). `heartbeat_timeout` is how
+    long silence means a dead connection (default twice the gateway's heartbeat interval).
+    `ping_interval` is how often to measure latency with our own ping (None: only `ping()`).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        token_provider: TokenProvider | None = None,
+        backoff: Backoff | None = None,
+        max_attempts: int | None = 5,
+        heartbeat_timeout: float | None = None,
+        ping_interval: float | None = 30.0,
+        connect_timeout: float = 10.0,
+        request_timeout: float = 10.0,
+        max_buffered: int = 10_000,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.url = URL(url)
+        self.backoff = backoff if backoff is not None else Backoff()
+        self.max_attempts = max_attempts
+        self.heartbeat_timeout = heartbeat_timeout
+        self.ping_interval = ping_interval
+        self.connect_timeout = connect_timeout
+        self.request_timeout = request_timeout
+        self.max_buffered = max_buffered
+        self.welcome: Frame | None = None
+        self.final_error: OddstreamError | None = None
+        self._token = token
+        self._token_provider = token_provider
+        self._rng = rng
+        self._state = ConnectionState.DISCONNECTED
+        self._state_callbacks: list[StateCallback] = []
+        self._subs: list[Subscription] = []
+        self._pending: dict[str, asyncio.Future[Frame]] = {}
+        self._ids = itertools.count(1)
+        self._session: aiohttp.ClientSession | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._send_lock = asyncio.Lock()
+        self._connected = asyncio.Event()
+        self._first: asyncio.Future[None] | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._closing = False
+        self._messages = 0
+        self._data_messages = 0
+        self._reconnects = 0
+        self._token_refreshes = 0
+        self._latency: float | None = None
+
+    # --- public API ------------------------------------------------------------------------
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._state
+
+    @property
+    def stats(self) -> ClientStats:
+        return ClientStats(
+            messages_received=self._messages,
+            data_messages=self._data_messages,
+            reconnects=self._reconnects,
+            token_refreshes=self._token_refreshes,
+            latency=self._latency,
+            subscriptions=len(self._subs),
+        )
+
+    @property
+    def subscriptions(self) -> list[Subscription]:
+        return list(self._subs)
+
+    def on_state(self, callback: StateCallback) -> Callable[[], None]:
+        """Call `callback(event)` on every state change; returns a function that unregisters."""
+        self._state_callbacks.append(callback)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._state_callbacks.remove(callback)
+
+        return remove
+
+    async def connect(self) -> None:
+        """Connect (retrying per the backoff policy); returns once the gateway said welcome.
+
+        Raises the final error (`ConnectionClosed`, `AuthError`, ...) if it never connects.
+        """
+        if self._supervisor is not None:
+            raise RuntimeError("connect() was already called on this client")
+        loop = asyncio.get_running_loop()
+        self._session = aiohttp.ClientSession()
+        self._first = loop.create_future()
+        self._supervisor = asyncio.create_task(self._supervise(), name="oddstream.client")
+        try:
+            await asyncio.shield(self._first)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Close the connection for good; subscriptions' iterators end."""
+        self._closing = True
+        ws = self._ws
+        if ws is not None and not ws.closed:
+            with contextlib.suppress(Exception):
+                await ws.close()
+        supervisor = self._supervisor
+        if supervisor is not None and not supervisor.done():
+            await asyncio.wait({supervisor}, timeout=1.0)
+        if supervisor is not None and not supervisor.done():
+            supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await supervisor
+        self._finish(ConnectionState.CLOSED, reason="closed by client", close_code=1000)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._session is not None:
+            await self._session.close()
+
+    async def __aenter__(self) -> OddstreamClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def subscribe(
+        self, subscription_type: str, filters: dict[str, Any] | None = None, /, **more: Any
+    ) -> Subscription:
+        """Subscribe and return once the gateway confirmed; raises `SubscriptionError`,
+        `AuthError`, ... on an `error` reply. Re-sent automatically after every reconnect."""
+        merged = {**(filters or {}), **more}
+        sub = Subscription(self, subscription_type, merged, self.max_buffered)
+        reply = await self._request(self._subscribe_body(sub))
+        self._confirmed(sub, reply)
+        self._subs.append(sub)
+        return sub
+
+    async def ping(self) -> float:
+        """Round trip of one ping -> pong in seconds (also kept in `stats.latency`)."""
+        started = time.monotonic()
+        await self._request({"type": "ping"}, retry=False)
+        self._latency = time.monotonic() - started
+        return self._latency
+
+    # --- requests --------------------------------------------------------------------------
+
+    def _subscribe_body(self, sub: Subscription) -> Frame:
+        return {
+            "type": "subscribe",
+            "subscription_type": sub.subscription_type,
+            "filters": sub.filters,
+        }
+
+    @staticmethod
+    def _confirmed(sub: Subscription, reply: Frame) -> None:
+        data = reply.get("data") or {}
+        sub.room = data.get("room")
+        sub.confirmation = reply
+
+    async def _request(self, body: Frame, *, retry: bool = True) -> Frame:
+        """Send `body` with a fresh id and wait for the reply carrying it.
+
+        With `retry`, a connection lost before the reply means: wait for the next connection
+        and send again (subscribing is idempotent on the gateway).
+        """
+        while True:
+            ws = await self._wait_connected()
+            try:
+                return await self._send_request(ws, body)
+            except _SessionLost:
+                if not retry or self._closing:
+                    raise ConnectionClosed(
+                        "the connection was lost before the reply", temporary=not self._closing
+                    ) from None
+
+    async def _send_request(self, ws: aiohttp.ClientWebSocketResponse, body: Frame) -> Frame:
+        request_id = f"c{next(self._ids)}"
+        future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        try:
+            await self._send(ws, {**body, "id": request_id})
+            async with asyncio.timeout(self.request_timeout):
+                reply = await future
+        except TimeoutError:
+            raise OddstreamError(
+                "timeout", f"no reply to {body['type']!r} in time", temporary=True
+            ) from None
+        finally:
+            self._pending.pop(request_id, None)
+        if reply.get("type") == ServerMessageType.ERROR:
+            raise _error_from_frame(reply)
+        return reply
+
+    async def _send(self, ws: aiohttp.ClientWebSocketResponse, body: Frame) -> None:
+        try:
+            async with self._send_lock:
+                await ws.send_str(orjson.dumps(body).decode())
+        except (ConnectionError, aiohttp.ClientError) as exc:
+            raise _SessionLost from exc
+
+    async def _wait_connected(self) -> aiohttp.ClientWebSocketResponse:
+        while True:
+            if self._state is ConnectionState.CLOSED or self._supervisor is None:
+                raise self.final_error or ConnectionClosed("the client is not connected")
+            ws = self._ws
+            if self._state is ConnectionState.CONNECTED and ws is not None and not ws.closed:
+                return ws
+            self._connected.clear()
+            await self._connected.wait()
+
+    async def _unsubscribe(self, sub: Subscription) -> None:
+        if sub not in self._subs:
+            sub._end()
+            return
+        self._subs.remove(sub)
+        sub._end()
+        shared = any(other.room == sub.room for other in self._subs)
+        ws = self._ws
+        if shared or sub.room is None or ws is None or self._state != ConnectionState.CONNECTED:
+            return  # not re-sent after a reconnect either: it is gone from `_subs`
+        with contextlib.suppress(_SessionLost, SubscriptionError):
+            await self._send_request(ws, {"type": "unsubscribe", "room": sub.room})
+
+    # --- supervisor ------------------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        """Connect, serve, and act on how each connection ended, until told to stop."""
+        attempt = 0  # consecutive failed attempts that counted against max_attempts
+        tries = 0  # reconnects since the last good connection, for ?reconnect=N
+        ever_connected = False
+        try:
+            while not self._closing:
+                self._emit(ConnectionState.CONNECTING, attempt=attempt)
+                ended = await self._connect_once(tries if ever_connected else 0)
+                if ended.was_connected:
+                    ever_connected = True
+                    attempt = tries = 0
+                if ended.was_connected and not self._closing:
+                    self._emit(
+                        ConnectionState.DISCONNECTED,
+                        close_code=ended.close_code,
+                        reason=ended.reason,
+                    )
+                if self._closing:
+                    break
+                delay = 0.0
+                if ended.advice is CloseAdvice.TERMINAL:
+                    self._give_up(ended, ended.error)
+                    return
+                if ended.advice is CloseAdvice.REFRESH_TOKEN and self._token_provider is None:
+                    expired = AuthError(
+                        ErrorCode.TOKEN_EXPIRED,
+                        f"{ended.reason}; no token_provider to get a fresh token",
+                    )
+                    self._give_up(ended, expired)
+                    return
+                if ended.advice is CloseAdvice.RECONNECT_BACKOFF or not ended.was_connected:
+                    attempt += 1
+                    if self.max_attempts is not None and attempt > self.max_attempts:
+                        message = f"gave up after {self.max_attempts} attempts: {ended.reason}"
+                        final: OddstreamError = ConnectionClosed(
+                            message, close_code=ended.close_code
+                        )
+                        if ended.error is not None and not ended.error.temporary:
+                            final = ended.error
+                        self._give_up(_Ended(ended.advice, message, ended.close_code), final)
+                        return
+                    delay = max(self.backoff.delay(attempt, self._rng), ended.retry_after)
+                tries += 1
+                self._emit(
+                    ConnectionState.RECONNECTING,
+                    attempt=attempt,
+                    delay=delay,
+                    close_code=ended.close_code,
+                    reason=ended.reason,
+                )
+                await asyncio.sleep(delay)
+        except Exception as exc:  # a bug here must not leave callers waiting forever
+            log.exception("client.supervisor.failed")
+            crash = ConnectionClosed(f"client failed: {exc!r}")
+            self._finish(ConnectionState.CLOSED, reason=str(crash), close_code=None, error=crash)
+        finally:
+            self._finish(ConnectionState.CLOSED, reason="closed by client", close_code=1000)
+
+    def _give_up(self, ended: _Ended, error: OddstreamError | None) -> None:
+        if error is None:
+            error = ConnectionClosed(ended.reason, close_code=ended.close_code)
+        self._finish(
+            ConnectionState.CLOSED, reason=ended.reason, close_code=ended.close_code, error=error
+        )
+
+    async def _connect_once(self, reconnect: int) -> _Ended:
+        """One connection attempt and, if it succeeds, the whole connection."""
+        url = self.url.update_query(reconnect=reconnect) if reconnect else self.url
+        if self._token_provider is not None:
+            try:
+                self._token = await self._token_provider()
+            except Exception as exc:
+                error = OddstreamError(
+                    "token_provider_failed", f"the token provider failed: {exc!r}", temporary=True
+                )
+                return _Ended(CloseAdvice.RECONNECT_BACKOFF, error.message, error=error)
+        try:
+            headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
+            assert self._session is not None
+            async with asyncio.timeout(self.connect_timeout):
+                ws = await self._session.ws_connect(
+                    url,
+                    headers=headers,
+                    autoping=True,
+                    autoclose=True,
+                    timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
+                )
+        except aiohttp.WSServerHandshakeError as exc:
+            return self._refused(exc)
+        except (OSError, aiohttp.ClientError, TimeoutError) as exc:
+            return _Ended(CloseAdvice.RECONNECT_BACKOFF, f"connect failed: {exc or type(exc)}")
+        try:
+            return await self._serve(ws)
+        finally:
+            self._ws = None
+            self._connected.set()  # wake waiters so they see the new state
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(_SessionLost())
+            with contextlib.suppress(Exception):
+                await ws.close()
+
+    def _refused(self, exc: aiohttp.WSServerHandshakeError) -> _Ended:
+        """An upgrade refused with an HTTP status: retry what can pass later, stop the rest."""
+        code = _HTTP_ERRORS.get(exc.status, ErrorCode.INTERNAL_ERROR)
+        error = error_for(code, f"the gateway refused the connection (HTTP {exc.status})")
+        retry_after = 0.0
+        if exc.headers is not None:
+            with contextlib.suppress(ValueError):
+                retry_after = float(exc.headers.get("Retry-After", "0"))
+        reason = f"HTTP {exc.status}"
+        if error.temporary or exc.status >= 500:
+            return _Ended(
+                CloseAdvice.RECONNECT_BACKOFF, reason, error=error, retry_after=retry_after
+            )
+        if exc.status == 401 and self._token_provider is not None:
+            # The provider may hand out a good token next time (expired, revoked, rotated).
+            return _Ended(CloseAdvice.RECONNECT_BACKOFF, reason, error=error)
+        return _Ended(CloseAdvice.TERMINAL, reason, error=error)
+
+    async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> _Ended:
+        """Welcome, resubscribe, then read until the connection ends."""
+        self._ws = ws
+        try:
+            msg = await ws.receive(timeout=self.connect_timeout)
+        except TimeoutError:
+            return _Ended(CloseAdvice.RECONNECT_BACKOFF, "no welcome from the gateway")
+        if msg.type is not aiohttp.WSMsgType.TEXT:
+            return self._closed_by(ws, msg, was_connected=False)
+        welcome = orjson.loads(msg.data)
+        if welcome.get("type") != ServerMessageType.WELCOME:
+            return _Ended(CloseAdvice.RECONNECT_BACKOFF, f"expected welcome, got {welcome!r}")
+        self.welcome = welcome
+        self._messages += 1
+        interval = float((welcome.get("data") or {}).get("heartbeat_interval") or 30.0)
+        silence = self.heartbeat_timeout or 2 * interval
+        reader = asyncio.create_task(self._read(ws, silence), name="oddstream.client.read")
+        pinger: asyncio.Task[None] | None = None
+        try:
+            resubscribed = await self._resubscribe(ws, reader)
+            if resubscribed is not None:
+                return resubscribed
+            if self._first is not None and not self._first.done():
+                self._first.set_result(None)
+            elif not self._closing:
+                self._reconnects += 1
+            self._emit(ConnectionState.CONNECTED)
+            self._connected.set()
+            if self.ping_interval:
+                pinger = asyncio.create_task(self._ping_loop(self.ping_interval))
+            return await reader
+        finally:
+            for task in (reader, pinger):
+                if task is not None and not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+
+    async def _resubscribe(
+        self, ws: aiohttp.ClientWebSocketResponse, reader: asyncio.Task[_Ended]
+    ) -> _Ended | None:
+        """Send every remembered subscription again; None when all are back (or refused)."""
+        if not self._subs:
+            return None
+
+        async def again(sub: Subscription) -> None:
+            try:
+                self._confirmed(sub, await self._send_request(ws, self._subscribe_body(sub)))
+            except _SessionLost:
+                return
+            except OddstreamError as exc:
+                if exc.temporary:
+                    raise
+                # Refused now (e.g. scopes changed): end that subscription, keep the others.
+                log.warning("client.resubscribe.refused %s: %s", sub, exc)
+                if sub in self._subs:
+                    self._subs.remove(sub)
+                sub._end(exc)
+
+        async def all_again() -> None:
+            await asyncio.gather(*(again(sub) for sub in list(self._subs)))
+
+        resend = asyncio.create_task(all_again())
+        done, _ = await asyncio.wait({reader, resend}, return_when=asyncio.FIRST_COMPLETED)
+        if reader in done:
+            resend.cancel()
+            with contextlib.suppress(BaseException):
+                await resend
+            return reader.result()
+        try:
+            resend.result()
+        except OddstreamError as exc:
+            return _Ended(CloseAdvice.RECONNECT_BACKOFF, f"resubscribe failed: {exc}", error=exc)
+        return None
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse, silence: float) -> _Ended:
+        while True:
+            try:
+                msg = await ws.receive(timeout=silence)
+            except TimeoutError:
+                # No frame (not even the gateway's ping) for too long: the link is dead.
+                with contextlib.suppress(Exception):
+                    await ws.close()
+                return _Ended(
+                    CloseAdvice.RECONNECT_BACKOFF,
+                    f"heartbeat timeout: nothing received for {silence:g}s",
+                    was_connected=True,
+                )
+            if msg.type is aiohttp.WSMsgType.TEXT:
+                try:
+                    frame = orjson.loads(msg.data)
+                except orjson.JSONDecodeError:
+                    log.warning("client.frame.invalid_json")
+                    continue
+                if isinstance(frame, dict):
+                    self._dispatch(ws, frame)
+            elif msg.type is aiohttp.WSMsgType.BINARY:
+                continue
+            else:
+                return self._closed_by(ws, msg, was_connected=True)
+
+    def _closed_by(
+        self, ws: aiohttp.ClientWebSocketResponse, msg: aiohttp.WSMessage, *, was_connected: bool
+    ) -> _Ended:
+        if msg.type is aiohttp.WSMsgType.CLOSE and isinstance(msg.data, int):
+            code, reason = msg.data, str(msg.extra or "")
+        elif msg.type is aiohttp.WSMsgType.ERROR:
+            code, reason = ABNORMAL_CLOSURE, f"connection error: {msg.data}"
+        else:
+            code, reason = ws.close_code or ABNORMAL_CLOSURE, ""
+        if self._closing:
+            return _Ended(
+                CloseAdvice.TERMINAL, "closed by client", code, was_connected=was_connected
+            )
+        advice = close_advice(code)
+        reason = f"closed {code}" + (f": {reason}" if reason else "")
+        return _Ended(advice, reason, code, was_connected=was_connected)
+
+    def _dispatch(self, ws: aiohttp.ClientWebSocketResponse, frame: Frame) -> None:
+        self._messages += 1
+        kind = frame.get("type")
+        request_id = frame.get("id")
+        if isinstance(request_id, str) and request_id in self._pending:
+            future = self._pending[request_id]
+            if not future.done():
+                future.set_result(frame)
+            return
+        if kind == ServerMessageType.PING:
+            self._track(asyncio.ensure_future(self._pong(ws)))
+        elif kind == ServerMessageType.TOKEN_EXPIRING:
+            self._track(asyncio.ensure_future(self._refresh_token()))
+        elif kind in DATA_MESSAGE_TYPES:
+            self._data_messages += 1
+            self._route(frame)
+        elif kind == ServerMessageType.ERROR:
+            log.warning("client.error code=%s %s", frame.get("code"), frame.get("error"))
+
+    def _route(self, frame: Frame) -> None:
+        """Hand a data frame to the subscriptions whose rooms it matched (once each)."""
+        rooms = frame.get("rooms")
+        if rooms:
+            targets = [sub for sub in self._subs if sub.room in rooms]
+        elif frame.get("type") == ServerMessageType.SYSTEM_ALERT:
+            # The gateway's own alerts (service_degraded/restored) go to every connection.
+            targets = [sub for sub in self._subs if sub.subscription_type == "system_alerts"]
+        else:
+            targets = []
+        for sub in targets:
+            sub._deliver(frame)
+
+    async def _pong(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        with contextlib.suppress(_SessionLost):
+            await self._send(ws, {"type": "pong"})
+
+    async def _refresh_token(self) -> None:
+        """Answer `token_expiring` with a fresh token, so the connection is never cut."""
+        if self._token_provider is None:
+            log.warning("client.token_expiring: no token_provider; the gateway will close 4401")
+            return
+        try:
+            self._token = await self._token_provider()
+            await self._request({"type": "auth", "token": self._token}, retry=False)
+        except OddstreamError as exc:
+            log.warning("client.token_refresh.failed %s", exc)
+            return
+        self._token_refreshes += 1
+
+    async def _ping_loop(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(OddstreamError, TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self.ping()
+
+    # --- bookkeeping -----------------------------------------------------------------------
+
+    def _track(self, future: asyncio.Future[Any]) -> None:
+        self._tasks.add(future)
+        future.add_done_callback(self._tasks.discard)
+
+    def _emit(self, state: ConnectionState, **details: Any) -> None:
+        self._state = state
+        event = StateEvent(state=state, at=time.monotonic(), **details)
+        log.debug("client.state %s", event.describe())
+        for callback in list(self._state_callbacks):
+            try:
+                callback(event)
+            except Exception:
+                log.exception("client.state_callback.failed")
+
+    def _finish(
+        self,
+        state: ConnectionState,
+        *,
+        reason: str,
+        close_code: int | None,
+        error: OddstreamError | None = None,
+    ) -> None:
+        """Enter the final state once: wake every waiter, end every iterator."""
+        if self._state is ConnectionState.CLOSED:
+            return
+        self.final_error = error
+        self._emit(state, reason=reason, close_code=close_code, error=error)
+        self._connected.set()
+        if self._first is not None and not self._first.done():
+            self._first.set_exception(
+                error or ConnectionClosed(reason, close_code=close_code, temporary=False)
+            )
+        for sub in self._subs:
+            sub._end(error)
