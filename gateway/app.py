@@ -18,7 +18,15 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from redis.exceptions import RedisError
 
-from gateway.auth import SUBPROTOCOL, AuthError, Identity, TokenVerifier, authorize_room
+from gateway.auth import (
+    SUBPROTOCOL,
+    AuthError,
+    Identity,
+    TokenVerifier,
+    authorize_room,
+    check_not_revoked,
+)
+from gateway.browser import add_browser_routes
 from gateway.connection import Connection
 from gateway.hub import Hub, slot_member
 from gateway.limits import IpRateLimiter, client_ip, parse_networks
@@ -137,7 +145,7 @@ def websocket_endpoint(
         try:
             identity = await app[VERIFIER].identify(request)
             if identity.user is not None:
-                await _check_not_revoked(hub, identity)
+                await check_not_revoked(hub.registry, identity)
         except AuthError as exc:
             return _refusal(request, 401, exc.code, exc.message, reason=exc.reason)
         if len(hub.connections) >= settings.max_connections:
@@ -187,18 +195,6 @@ def websocket_endpoint(
         return ws
 
     return handler
-
-
-async def _check_not_revoked(hub: Hub, identity: Identity) -> None:
-    assert identity.user is not None
-    try:
-        revoked_at = await hub.registry.revoked_at(identity.user)
-    except RedisError:
-        return  # an outage must not lock every user out; revocation resumes with Redis
-    if revoked_at is not None and (identity.issued_at or 0) <= revoked_at:
-        raise AuthError(
-            ErrorCode.INVALID_TOKEN, "revoked", "This user's tokens were revoked; sign in again."
-        )
 
 
 async def _serve(request: web.Request, conn: Connection, initial: RoomSpec | None) -> None:
@@ -316,6 +312,7 @@ def create_app(settings: Settings) -> web.Application:
         websocket_endpoint("portfolio", _typed_room(SubscriptionType.PORTFOLIO)),
     )
     app.router.add_routes(routes)
+    add_browser_routes(app)
     return app
 
 

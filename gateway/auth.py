@@ -21,9 +21,11 @@ from typing import Any
 
 import jwt
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from shared.filters import RoomSpec, parse_room
 from shared.protocol import ErrorCode, ProtocolError, SubscriptionType
+from shared.registry import Registry
 from shared.settings import Settings
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "Identity",
     "TokenVerifier",
     "authorize_room",
+    "check_not_revoked",
     "issue_token",
     "token_from_request",
 ]
@@ -186,6 +189,20 @@ class TokenVerifier:
             return (await self.verify(presented)).admin
         except AuthError:
             return False
+
+
+async def check_not_revoked(registry: Registry, identity: Identity) -> None:
+    """Refuse a user's token issued before an admin revoked that user (`/ws/v2/admin/revoke`)."""
+    if identity.user is None:
+        return
+    try:
+        revoked_at = await registry.revoked_at(identity.user)
+    except RedisError:
+        return  # an outage must not lock every user out; revocation resumes with Redis
+    if revoked_at is not None and (identity.issued_at or 0) <= revoked_at:
+        raise AuthError(
+            ErrorCode.INVALID_TOKEN, "revoked", "This user's tokens were revoked; sign in again."
+        )
 
 
 def authorize_room(

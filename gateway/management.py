@@ -71,7 +71,13 @@ def json_error(
     from shared.protocol import ERROR_HINTS
 
     return json_response(
-        {"status": "error", "code": code.value, "error": f"{message} {ERROR_HINTS[code]}", **extra},
+        {
+            "status": "error",
+            "code": code.value,
+            "error": f"{message} {ERROR_HINTS[code]}",
+            "hint": ERROR_HINTS[code],
+            **extra,
+        },
         status,
         headers,
     )

@@ -35,6 +35,8 @@ def _banner(
     lines = [
         "",
         "Oddstream dev is running.",
+        f"  Dashboard   {base_http}/" + (f"#token={token}" if token else ""),
+        f"  JS client   {base_http}/static/oddstream.js (types: oddstream.d.ts)",
         f"  WebSocket   {base_ws}/ws/v2/connect",
         f"  Odds feed   {base_ws}/ws/v2/odds?sport=MLB",
         f"  Status      {base_http}/ws/v2/status",

@@ -296,6 +296,11 @@ class ServerMessage(BaseModel):
     timestamp: str
     error: str | None = Field(default=None, description="Human-readable, says how to fix it.")
     code: ErrorCode | None = Field(default=None, description="Stable code of an `error`.")
+    hint: str | None = Field(
+        default=None,
+        description="`error` frames: what to do about it (also the end of `error`), for UIs "
+        "that show the problem and the suggestion apart.",
+    )
     id: str | int | None = Field(default=None, description="The request id this answers.")
     rooms: list[str] | None = Field(
         default=None, description="Data frames: this connection's rooms the event matched."
@@ -341,6 +346,7 @@ def error_frame(
         "status": "error",
         "code": code.value,
         "error": f"{message} {ERROR_HINTS[code]}",
+        "hint": ERROR_HINTS[code],
         "data": None,
         "timestamp": utc_now_iso(),
     }

@@ -85,6 +85,19 @@ async def running_gateway(settings: Settings) -> AsyncIterator[RunningGateway]:
 
 
 @contextlib.asynccontextmanager
+async def gateway_on_port(settings: Settings, port: int) -> AsyncIterator[RunningGateway]:
+    """Like `running_gateway`, on a fixed port, so a restarted gateway has the same URL."""
+    app = create_app(settings)
+    runner = make_runner(app, settings)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield RunningGateway(app, runner, port)
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
 async def running_worker(settings: Settings, worker_id: str | None = None) -> AsyncIterator[Worker]:
     redis = create_redis(settings.effective_redis_url)
     worker = Worker(settings, redis, worker_id=worker_id)

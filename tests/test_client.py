@@ -8,18 +8,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
-from aiohttp import web
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from gateway.app import create_app, make_runner
 from gateway.auth import issue_token
 from shared.client import (
     AuthError,
@@ -37,7 +34,7 @@ from shared.keys import Keys
 from shared.settings import Settings
 from tests.harness import (
     ADMIN,
-    RunningGateway,
+    gateway_on_port,
     process_env,
     running_gateway,
     running_worker,
@@ -49,19 +46,6 @@ from tests.harness import (
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "test-secret-0123456789abcdef0123456789"
 FAST = Backoff(base=0.05, factor=2.0, max_delay=0.4, jitter="none")
-
-
-@contextlib.asynccontextmanager
-async def gateway_on_port(settings: Settings, port: int) -> AsyncIterator[RunningGateway]:
-    """Like `running_gateway`, on a fixed port, so a restarted gateway has the same URL."""
-    app = create_app(settings)
-    runner = make_runner(app, settings)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield RunningGateway(app, runner, port)
-    finally:
-        await runner.cleanup()
 
 
 def recorder(client: OddstreamClient) -> list[StateEvent]:
