@@ -126,7 +126,14 @@ export function errorFor(body) {
   return new OddstreamError(code, message, options);
 }
 
-class SessionLost extends Error {}
+/** The connection a request went out on is gone (or there is none right now). */
+class SessionLost extends ConnectionError {
+  constructor(message) {
+    super("not_connected", message, {
+      hint: "Wait until the state is 'connected' again, then retry.", temporary: true,
+    });
+  }
+}
 
 // --- backoff ----------------------------------------------------------------------------
 
@@ -181,10 +188,23 @@ export function subscriptionKey(type, filters = {}) {
   return `${type}:${JSON.stringify(sorted)}`;
 }
 
+/** Filters as the gateway canonicalises them (trimmed, sport upper-case, ids as strings,
+ * lists sorted), so two spellings of one room are one Subscription here too. */
 function cleanFilters(filters) {
+  const one = (key, value) => {
+    if (key === "min_profit") return value;
+    const text = String(value).trim();
+    return key === "sport" ? text.toUpperCase() : text;
+  };
   const out = {};
   for (const [key, value] of Object.entries(filters || {})) {
-    if (value !== undefined && value !== null && value !== "") out[key] = value;
+    if (value === undefined || value === null || value === "") continue;
+    if (Array.isArray(value)) {
+      const values = [...new Set(value.map((v) => one(key, v)))].sort();
+      out[key] = values.length === 1 ? values[0] : values;
+    } else {
+      out[key] = one(key, value);
+    }
   }
   return out;
 }
@@ -204,6 +224,7 @@ export class Subscription {
     this.lastMessageAt = null;
     this.active = true;
     this._listeners = new Set();
+    this._resolved = false;
     this._settle = null;
     this.ready = new Promise((resolve, reject) => {
       this._settle = { resolve, reject };
@@ -225,6 +246,7 @@ export class Subscription {
   _confirm(frame) {
     this.room = frame.data && frame.data.room ? frame.data.room : this.room;
     this.confirmed = true;
+    this._resolved = true;
     this._settle.resolve(this);
   }
 
@@ -283,6 +305,7 @@ export class WebSocketManager extends EventTarget {
     this._ids = 0;
     this._notes = 0;
     this._attempt = 0;
+    this._generation = 0; // bumped by every _open and disconnect: late callbacks check it
     this._everConnected = false;
     this._wanted = false; // the caller wants a connection (connect() and no disconnect())
     this._timer = null;
@@ -342,8 +365,12 @@ export class WebSocketManager extends EventTarget {
    * (async () => token), or omitted for an anonymous connection.
    */
   connect(token) {
-    if (typeof token === "function") this.config.token_provider = token;
-    else if (token !== undefined) this._token = token || null;
+    if (typeof token === "function") {
+      this.config.token_provider = token;
+    } else if (token !== undefined) {
+      this.config.token_provider = null; // an explicit token replaces a provider
+      this._token = token || null;
+    }
     this._wanted = true;
     const waiter = new Promise((resolve, reject) => this._connectWaiters.push({ resolve, reject }));
     if (this.state === ConnectionState.CLOSED || this.state === ConnectionState.RECONNECTING) {
@@ -360,6 +387,7 @@ export class WebSocketManager extends EventTarget {
   /** Close for good (no reconnect). Subscriptions are kept and sent again on connect(). */
   disconnect(reason = "closed by client") {
     this._wanted = false;
+    this._generation += 1;
     this._clearTimer();
     const ws = this._ws;
     if (ws) {
@@ -372,7 +400,11 @@ export class WebSocketManager extends EventTarget {
     }
     this._endSession();
     this._setState(ConnectionState.CLOSED, { reason, close_code: 1000 });
-    this._settleWaiters(new ConnectionError("closed", "disconnect() was called"));
+    const error = new ConnectionError("closed", "disconnect() was called", {
+      hint: "Call connect() to connect again.",
+    });
+    this._dropUnconfirmed(error);
+    this._settleWaiters(error);
   }
 
   /** Disconnect and drop every listener the manager set on the page. */
@@ -402,7 +434,8 @@ export class WebSocketManager extends EventTarget {
       sub = new Subscription(this, type, clean);
       this.subscriptions.set(key, sub);
       this._emit("subscriptions", this.subscriptionList());
-      if (this.connected) this._sendSubscribe(sub, this._ws);
+      // Also while resubscribing after a welcome: that batch was taken before this one.
+      if (this._ws?._oddstream?.welcomed) this._sendSubscribe(sub, this._ws);
     }
     if (onMessage) sub.onMessage(onMessage);
     return sub.ready;
@@ -454,6 +487,7 @@ export class WebSocketManager extends EventTarget {
 
   async _open() {
     this._clearTimer();
+    const generation = ++this._generation;
     if (this._ws) {
       // connect() during an attempt in flight: that attempt is abandoned, not leaked.
       const stale = this._ws;
@@ -470,9 +504,11 @@ export class WebSocketManager extends EventTarget {
       attempt: this._attempt, max_attempts: this._maxAttempts(), connecting: true,
     });
     if (this.config.token_provider) {
+      let token;
       try {
-        this._token = await this.config.token_provider();
+        token = await this.config.token_provider();
       } catch (error) {
+        if (generation !== this._generation) return;
         this._ended({
           advice: CloseAdvice.RECONNECT_BACKOFF,
           reason: "the token provider failed",
@@ -482,6 +518,8 @@ export class WebSocketManager extends EventTarget {
         });
         return;
       }
+      if (generation !== this._generation) return; // a newer attempt took over meanwhile
+      this._token = token;
     }
     if (!this._wanted) return;
     const protocols = [SUBPROTOCOL];
@@ -558,7 +596,17 @@ export class WebSocketManager extends EventTarget {
       return true;
     } catch (error) {
       if (error instanceof SessionLost) return false; // sent again after the reconnect
-      if (error.temporary || error.code === "request_timeout") return false;
+      if (error.temporary) {
+        // Rate-limited, overloaded or timed out: try again on this connection shortly.
+        this._notify("warning", "Subscription delayed", error.message, {
+          suggestion: "Retrying automatically.", code: error.code,
+        });
+        setTimeout(() => {
+          const live = this.subscriptions.get(sub.key) === sub && this._ws === ws;
+          if (live && !sub.confirmed) this._sendSubscribe(sub, ws);
+        }, backoffDelay(this.config, 1));
+        return false;
+      }
       if (this.subscriptions.get(sub.key) === sub) this.subscriptions.delete(sub.key);
       sub._end(error);
       this._emit("subscriptions", this.subscriptionList());
@@ -660,7 +708,10 @@ export class WebSocketManager extends EventTarget {
     if (!this._wanted) return;
     if (!wasConnected && (code === 1006 || code === 1015)) {
       // The upgrade was refused or never reached a gateway; the browser does not say which.
-      this._diagnose().then((ended) => this._ended(ended));
+      const generation = this._generation;
+      this._diagnose().then((ended) => {
+        if (generation === this._generation) this._ended(ended);
+      });
       return;
     }
     const [what, todo] = CLOSE_EXPLANATIONS[code] || [`The connection closed (${code}).`, null];
@@ -728,13 +779,15 @@ export class WebSocketManager extends EventTarget {
   _ended(ended) {
     if (!this._wanted) return;
     const { advice, wasConnected } = ended;
-    if (wasConnected) {
+    const final = advice === CloseAdvice.TERMINAL || !this.config.auto_reconnect
+      || (advice === CloseAdvice.REFRESH_TOKEN && !this.config.token_provider);
+    if (wasConnected && !final) {
       this._setState(ConnectionState.DISCONNECTED, {
         close_code: ended.closeCode, reason: ended.reason,
       });
       this._notify("warning", "Disconnected", ended.explanation || ended.reason, {
         code: ended.closeCode ? `close_${ended.closeCode}` : null,
-        suggestion: advice === CloseAdvice.TERMINAL ? ended.error?.hint : "Reconnecting automatically.",
+        suggestion: "Reconnecting automatically.",
       });
     }
     if (advice === CloseAdvice.TERMINAL || !this.config.auto_reconnect) {
@@ -785,8 +838,21 @@ export class WebSocketManager extends EventTarget {
     });
     const title = error instanceof AuthError ? "Sign-in failed" : "Connection failed";
     this._notifyError(error, title);
-    for (const sub of this.subscriptions.values()) sub.confirmed = false;
+    this._dropUnconfirmed(error);
     this._settleWaiters(error);
+  }
+
+  /** Subscriptions never confirmed end with `error` (their promises must not hang); those
+   * confirmed before stay, to be sent again by the next connect(). */
+  _dropUnconfirmed(error) {
+    let changed = false;
+    for (const [key, sub] of [...this.subscriptions]) {
+      if (sub._resolved) continue;
+      this.subscriptions.delete(key);
+      sub._end(error);
+      changed = true;
+    }
+    if (changed) this._emit("subscriptions", this.subscriptionList());
   }
 
   /** Back online or visible again: skip the rest of the backoff wait, try now. */
@@ -832,6 +898,12 @@ export class WebSocketManager extends EventTarget {
     clearTimeout(this._watchdog);
     this._pinger = this._watchdog = null;
     this._stats.connected_since = null;
+    let changed = false;
+    for (const sub of this.subscriptions.values()) {
+      changed = changed || sub.confirmed;
+      sub.confirmed = false; // live again once re-confirmed on the next connection
+    }
+    if (changed) this._emit("subscriptions", this.subscriptionList());
     for (const [id, pending] of this._pending) {
       clearTimeout(pending.timer);
       pending.reject(new SessionLost(`request ${id}: connection lost`));

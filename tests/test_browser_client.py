@@ -1,0 +1,305 @@
+"""The browser client (`/static/oddstream.js`) in a real Chromium against a real gateway.
+
+Each test loads the module into a page of the gateway's origin and drives a
+`WebSocketManager` with short intervals; events are recorded in the page with their times.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from playwright.async_api import Browser, Page
+
+from shared.embedded import free_port
+from shared.settings import Settings
+from tests.browser import LiveSystem, chromium, live_system, open_page
+from tests.harness import wait_until
+
+SETUP = """async ([config, token]) => {
+    const mod = await import("/static/oddstream.js");
+    window.mod = mod;
+    window.events = [];
+    const m = new mod.WebSocketManager(config);
+    for (const name of ["state", "notification", "frame"]) {
+        m.on(name, (detail) => window.events.push({name, detail, t: performance.now()}));
+    }
+    window.m = m;
+    window.connected = m.connect(token).then(() => "ok", (e) => ({name: e.name, code: e.code,
+        message: e.message, hint: e.hint}));
+    return true;
+}"""
+
+
+async def manager(
+    browser: Browser, system: LiveSystem, config: dict[str, Any], token: str | None = None
+) -> Page:
+    page, _ = await open_page(browser)
+    await page.goto(f"{system.http}/ws/v2/schema")  # any page of the gateway's origin
+    config = {"base_url": f"ws://127.0.0.1:{system.port}", **config}
+    await page.evaluate(SETUP, [config, token])
+    return page
+
+
+async def events(page: Page, name: str) -> list[dict[str, Any]]:
+    raw = await page.evaluate(
+        "(name) => JSON.stringify(window.events.filter(e => e.name === name))", name
+    )
+    found: list[dict[str, Any]] = json.loads(raw)
+    return found
+
+
+async def state(page: Page) -> str:
+    value: str = await page.evaluate("window.m.state")
+    return value
+
+
+async def until_state(page: Page, wanted: str, timeout: float = 10.0) -> None:
+    async def reached() -> bool:
+        return await state(page) == wanted
+
+    await wait_until(reached, timeout=timeout, message=f"state {wanted}")
+
+
+async def test_backoff_schedule_then_gives_up_with_a_clear_final_state(
+    settings: Settings,
+) -> None:
+    async with live_system(settings, rate=1) as system, chromium() as browser:
+        nowhere = free_port()  # nothing listens here
+        page = await manager(
+            browser,
+            system,
+            {
+                "base_url": f"ws://127.0.0.1:{nowhere}",
+                "reconnect_interval": 100,
+                "reconnect_factor": 2,
+                "max_reconnect_interval": 400,
+                "jitter": 0,
+                "max_reconnect_attempts": 4,
+            },
+        )
+        outcome = await page.evaluate("window.connected")
+        assert outcome["name"] == "ConnectionError"
+        assert outcome["code"] == "gave_up"
+        assert "4 attempts" in outcome["message"]
+        assert "gateway is running" in outcome["hint"]
+        assert await state(page) == "closed"
+
+        states = [e["detail"] for e in await events(page, "state")]
+        waits = [s for s in states if s["state"] == "reconnecting" and not s.get("connecting")]
+        assert [s["delay"] for s in waits] == [100, 200, 400, 400]
+        assert [s["attempt"] for s in waits] == [1, 2, 3, 4]
+        assert all(s["max_attempts"] == 4 for s in waits)
+        # Each attempt really waited its delay (the next attempt starts after it).
+        timed = [e for e in await events(page, "state")]
+        starts = [e["t"] for e in timed if e["detail"].get("connecting")]
+        waits_at = [e["t"] for e in timed if e["detail"] in waits]
+        for waited_at, delay, started in zip(
+            waits_at, [100, 200, 400, 400], starts[1:], strict=True
+        ):
+            assert started - waited_at >= delay - 5
+        notes = [e["detail"] for e in await events(page, "notification")]
+        assert notes[-1]["level"] == "error"
+        assert notes[-1]["title"] == "Connection failed"
+        assert notes[-1]["suggestion"]
+
+
+async def test_jitter_shortens_delays_within_its_bound(settings: Settings) -> None:
+    async with live_system(settings, rate=1) as system, chromium() as browser:
+        page = await manager(
+            browser,
+            system,
+            {
+                "base_url": f"ws://127.0.0.1:{free_port()}",
+                "reconnect_interval": 200,
+                "jitter": 0.5,
+                "max_reconnect_attempts": 3,
+            },
+        )
+        await page.evaluate("window.connected")
+        waits = [
+            e["detail"]
+            for e in await events(page, "state")
+            if e["detail"]["state"] == "reconnecting" and not e["detail"].get("connecting")
+        ]
+        nominal = [200, 400, 800]
+        assert len(waits) == 3
+        for wait, full in zip(waits, nominal, strict=True):
+            assert full * 0.5 <= wait["delay"] <= full
+
+
+async def test_answers_gateway_heartbeats_and_detects_a_silent_link(settings: Settings) -> None:
+    fast = settings.model_copy(update={"heartbeat_interval": 0.3, "connection_timeout": 1.0})
+    async with live_system(fast, rate=1) as system, chromium() as browser:
+        # No pings of its own: only its pongs keep the gateway from closing it (4101).
+        page = await manager(browser, system, {"heartbeat_interval": 0})
+        assert await page.evaluate("window.connected") == "ok"
+        await page.wait_for_timeout(3000)  # three times the gateway's idle timeout
+        assert await state(page) == "connected"
+        pings = [e for e in await events(page, "frame") if e["detail"]["type"] == "ping"]
+        assert len(pings) >= 5
+        assert (await page.evaluate("window.m.stats"))["reconnects"] == 0
+
+    slow = settings.model_copy(update={"heartbeat_interval": 30.0})
+    async with live_system(slow, rate=0.1) as system, chromium() as browser:
+        # The gateway is silent for 30 s; a 400 ms heartbeat_timeout calls the link dead.
+        page = await manager(
+            browser,
+            system,
+            {"heartbeat_interval": 0, "heartbeat_timeout": 400, "reconnect_interval": 50},
+        )
+        assert await page.evaluate("window.connected") == "ok"
+
+        async def reconnected() -> bool:
+            stats = await page.evaluate("window.m.stats")
+            return bool(stats["reconnects"] >= 1 and stats["state"] == "connected")
+
+        await wait_until(reconnected, timeout=10, message="a reconnect after silence")
+        notes = [e["detail"] for e in await events(page, "notification")]
+        assert any("silent" in (n["message"] or "") for n in notes), notes
+
+
+async def test_coming_back_online_or_visible_skips_the_backoff_wait(settings: Settings) -> None:
+    async with live_system(settings, rate=5) as system, chromium() as browser:
+        page = await manager(
+            browser,
+            system,
+            {"reconnect_interval": 60_000, "max_reconnect_interval": 60_000, "jitter": 0},
+        )
+        assert await page.evaluate("window.connected") == "ok"
+        for wake in ("window.dispatchEvent(new Event('online'))",
+                     "document.dispatchEvent(new Event('visibilitychange'))"):  # fmt: skip
+            await system.stop_gateway()
+            await wait_until(lambda: _waiting(page), timeout=10, message="a 60 s backoff wait")
+            await system.start_gateway()
+            await page.wait_for_timeout(300)
+            assert await state(page) == "reconnecting", "still waiting out the backoff"
+            await page.evaluate(wake)
+            await until_state(page, "connected", timeout=5)
+
+
+async def _waiting(page: Page) -> bool:
+    detail = await page.evaluate("window.m.stateDetail")
+    return bool(detail["state"] == "reconnecting" and detail.get("delay") == 60_000)
+
+
+async def test_resubscribes_after_gateway_restart(settings: Settings) -> None:
+    async with live_system(settings, rate=100) as system, chromium() as browser:
+        page = await manager(browser, system, {"reconnect_interval": 100, "jitter": 0})
+        assert await page.evaluate("window.connected") == "ok"
+        await page.evaluate(
+            """async () => {
+                window.got = [];
+                const sub = await window.m.subscribe("odds_updates", {sport: "MLB"},
+                    (f) => window.got.push(f.data.sport));
+                window.room = sub.room;
+            }"""
+        )
+        await wait_until(lambda: _count(page), timeout=10, message="MLB odds")
+        await system.stop_gateway()
+        await until_state(page, "reconnecting")
+        await system.start_gateway()
+        await until_state(page, "connected", timeout=15)
+        before = await page.evaluate("window.got.length")
+
+        async def more() -> bool:
+            return bool(await page.evaluate("window.got.length") > before + 3)
+
+        await wait_until(more, timeout=10, message="odds on the new connection")
+        assert set(await page.evaluate("window.got")) == {"MLB"}
+        subs = await page.evaluate("window.m.subscriptionList()")
+        assert [(s["type"], s["confirmed"]) for s in subs] == [("odds_updates", True)]
+        titles = [e["detail"]["title"] for e in await events(page, "notification")]
+        assert "Reconnected" in titles
+        assert "Resubscribed" in titles
+
+
+async def _count(page: Page) -> bool:
+    return bool(await page.evaluate("window.got.length") > 0)
+
+
+async def test_typed_errors_with_hints(settings: Settings) -> None:
+    async with live_system(settings, rate=1) as system, chromium() as browser:
+        page = await manager(browser, system, {})
+        assert await page.evaluate("window.connected") == "ok"
+        refused = await page.evaluate(
+            """async () => {
+                const out = {};
+                for (const [name, type, filters] of [
+                    ["type", "nope", {}],
+                    ["filter", "odds_updates", {sport: "MLB", colour: "red"}],
+                    ["portfolio", "portfolio", {}],
+                ]) {
+                    try { await window.m.subscribe(type, filters); out[name] = "subscribed"; }
+                    catch (e) {
+                        out[name] = {name: e.name, code: e.code, hint: e.hint,
+                                     typed: e instanceof window.mod.OddstreamError};
+                    }
+                }
+                const idle = new window.mod.WebSocketManager({});
+                try { await idle.subscribe("odds_updates"); out.idle = "subscribed"; }
+                catch (e) { out.idle = {name: e.name, code: e.code, hint: e.hint, typed: true}; }
+                return out;
+            }"""
+        )
+        assert refused["type"]["name"] == "SubscriptionError"
+        assert refused["type"]["code"] == "invalid_subscription_type"
+        assert refused["filter"]["name"] == "SubscriptionError"
+        assert refused["filter"]["code"] == "invalid_filter"
+        assert refused["portfolio"]["name"] == "AuthError"
+        assert refused["portfolio"]["code"] == "auth_required"
+        assert refused["idle"]["name"] == "ConnectionError"
+        assert refused["idle"]["code"] == "not_connected"
+        for case in refused.values():
+            assert case["typed"] and case["hint"], case
+        assert await page.evaluate("window.m.subscriptions.size") == 0
+        latency = await page.evaluate("window.m.ping()")
+        assert 0 <= latency < 5000
+
+
+async def test_token_provider_refreshes_before_expiry(settings: Settings) -> None:
+    fast = settings.model_copy(update={"heartbeat_interval": 0.3, "token_expiry_notice": 2.5})
+    async with live_system(fast, rate=1) as system, chromium() as browser:
+        tokens = [system.token("alice", ttl=3), system.token("alice", ttl=3600)]
+        page, _ = await open_page(browser)
+        await page.goto(f"{system.http}/ws/v2/schema")
+        await page.evaluate(
+            """async ([base, tokens]) => {
+                const mod = await import("/static/oddstream.js");
+                window.calls = 0;
+                window.m = new mod.WebSocketManager({base_url: base});
+                window.connected = window.m.connect(async () => tokens[Math.min(window.calls++, 1)]);
+                await window.connected;
+            }""",
+            [f"ws://127.0.0.1:{system.port}", tokens],
+        )
+        await page.wait_for_timeout(5000)  # past the first token's expiry
+        assert await state(page) == "connected"
+        stats = await page.evaluate("window.m.stats")
+        assert stats["token_refreshes"] >= 1
+        assert stats["reconnects"] == 0, "refreshed in place, never cut off"
+        assert await page.evaluate("window.calls") >= 2
+
+
+async def test_expired_token_without_provider_ends_with_an_auth_error(settings: Settings) -> None:
+    # The gateway sweeps every connection_timeout / 4 = 0.5 s: the 1.5 s notice is seen.
+    fast = settings.model_copy(
+        update={"heartbeat_interval": 0.3, "connection_timeout": 2.0, "token_expiry_notice": 1.5}
+    )
+    async with live_system(fast, rate=1) as system, chromium() as browser:
+        page = await manager(browser, system, {}, token=system.token("alice", ttl=3))
+        assert await page.evaluate("window.connected") == "ok"
+        await until_state(page, "closed", timeout=10)
+        error = await page.evaluate(
+            "({name: window.m.lastError.name, code: window.m.lastError.code, "
+            "close: window.m.lastError.closeCode, hint: window.m.lastError.hint})"
+        )
+        assert error == {
+            "name": "AuthError",
+            "code": "token_expired",
+            "close": 4401,
+            "hint": "Sign in again to get a fresh token.",
+        }
+        notes = [e["detail"] for e in await events(page, "notification")]
+        assert any(n["title"] == "Session expiring" for n in notes)
+        assert notes[-1]["level"] == "error"
