@@ -91,7 +91,7 @@ async def test_backoff_schedule_then_gives_up_with_a_clear_final_state(
         assert [s["attempt"] for s in waits] == [1, 2, 3, 4]
         assert all(s["max_attempts"] == 4 for s in waits)
         # Each attempt really waited its delay (the next attempt starts after it).
-        timed = [e for e in await events(page, "state")]
+        timed = await events(page, "state")
         starts = [e["t"] for e in timed if e["detail"].get("connecting")]
         waits_at = [e["t"] for e in timed if e["detail"] in waits]
         for waited_at, delay, started in zip(
@@ -268,7 +268,8 @@ async def test_token_provider_refreshes_before_expiry(settings: Settings) -> Non
                 const mod = await import("/static/oddstream.js");
                 window.calls = 0;
                 window.m = new mod.WebSocketManager({base_url: base});
-                window.connected = window.m.connect(async () => tokens[Math.min(window.calls++, 1)]);
+                const provider = async () => tokens[Math.min(window.calls++, 1)];
+                window.connected = window.m.connect(provider);
                 await window.connected;
             }""",
             [f"ws://127.0.0.1:{system.port}", tokens],
