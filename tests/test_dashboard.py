@@ -221,6 +221,8 @@ async def test_bad_token_shows_a_clear_error_with_a_suggestion(settings: Setting
         await page.click("#token-connect")
         await expect(page.locator("#status")).to_have_attribute("data-state", "connected")
         await expect(banner).to_be_hidden()
+        # The saved subscriptions, dropped while sign-in failed, are back and live.
+        await expect(page.locator('.subscription[data-confirmed="true"]')).to_have_count(3)
         no_page_errors(log)
 
 

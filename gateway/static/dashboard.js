@@ -543,8 +543,14 @@ function main() {
     if (detail.state === ConnectionState.CONNECTED) identity.textContent = detail.user ? `signed in as ${detail.user}` : "anonymous";
   });
 
+  // The saved subscriptions go out with every connect(): ones a failed attempt dropped
+  // (never confirmed) come back, the others are already known and not sent twice.
   const connect = (token) => {
     manager.connect(token).catch(() => {}); // failures arrive as notifications and state
+    for (const { type, filters } of panel.saved()) {
+      manager.subscribe(type, filters).catch(() => {}); // refusals are toasts and list updates
+    }
+    panel.render();
   };
   $("connect-toggle").addEventListener("click", () => {
     if (manager.state === ConnectionState.CLOSED) connect(sessionStorage.getItem(SAVED_TOKEN));
@@ -569,12 +575,7 @@ function main() {
     connect(token || null);
   });
 
-  // Subscriptions made while connecting go out with the first welcome.
   connect(settings.token);
-  for (const { type, filters } of panel.saved()) {
-    manager.subscribe(type, filters).catch(() => {}); // refusals are toasts and list updates
-  }
-  panel.render();
 
   // For people poking at it in devtools (and for the browser tests).
   window.oddstream = { manager, board, toasts };
