@@ -12,6 +12,7 @@ from typing import Any
 from playwright.async_api import Browser, Page
 
 from shared.embedded import free_port
+from shared.protocol import close_advice
 from shared.settings import Settings
 from tests.browser import LiveSystem, chromium, live_system, open_page
 from tests.harness import wait_until
@@ -304,3 +305,18 @@ async def test_expired_token_without_provider_ends_with_an_auth_error(settings: 
         notes = [e["detail"] for e in await events(page, "notification")]
         assert any(n["title"] == "Session expiring" for n in notes)
         assert notes[-1]["level"] == "error"
+
+
+async def test_close_advice_matches_the_python_table(settings: Settings) -> None:
+    """The JS module carries its own copy of `shared.protocol.close_advice`; they must agree."""
+    codes = [1000, 1001, 1006, 1008, 1009, 1011, 1012, 1013, 3000, 4000, 4008, 4099, 4100]
+    codes += [4101, 4111, 4399, 4400, 4401, 4499, 4500, 4503, 4999]
+    async with live_system(settings, rate=1) as system, chromium() as browser:
+        page, _ = await open_page(browser)
+        await page.goto(f"{system.http}/ws/v2/schema")
+        js = await page.evaluate(
+            "async (codes) => { const mod = await import('/static/oddstream.js');"
+            " return codes.map((c) => mod.closeAdvice(c)); }",
+            codes,
+        )
+    assert js == [close_advice(code).value for code in codes]
