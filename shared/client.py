@@ -74,14 +74,18 @@ class OddstreamError(Exception):
     """Anything the gateway refused or the client could not do.
 
     `code` is the gateway's `ErrorCode` where there is one (so callers can branch on stable
-    codes, not on text); `temporary` says whether retrying the same thing later can succeed.
+    codes, not on text); `temporary` says whether retrying the same thing later can succeed;
+    `hint` is the gateway's suggestion of what to do (also the end of `message`).
     """
 
-    def __init__(self, code: str, message: str, *, temporary: bool = False) -> None:
+    def __init__(
+        self, code: str, message: str, *, temporary: bool = False, hint: str | None = None
+    ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.temporary = temporary
+        self.hint = hint
 
 
 class AuthError(OddstreamError):
@@ -134,7 +138,7 @@ _TEMPORARY_CODES = frozenset(
 )
 
 
-def error_for(code: str, message: str) -> OddstreamError:
+def error_for(code: str, message: str, hint: str | None = None) -> OddstreamError:
     """The typed error for a gateway error code (unknown codes get the base class)."""
     try:
         known: str = ErrorCode(code)
@@ -142,14 +146,19 @@ def error_for(code: str, message: str) -> OddstreamError:
         known = code
     temporary = known in _TEMPORARY_CODES
     if known in _AUTH_CODES:
-        return AuthError(known, message, temporary=temporary)
+        return AuthError(known, message, temporary=temporary, hint=hint)
     if known in _SUBSCRIPTION_CODES:
-        return SubscriptionError(known, message, temporary=temporary)
-    return OddstreamError(known, message, temporary=temporary)
+        return SubscriptionError(known, message, temporary=temporary, hint=hint)
+    return OddstreamError(known, message, temporary=temporary, hint=hint)
 
 
 def _error_from_frame(frame: Frame) -> OddstreamError:
-    return error_for(str(frame.get("code") or "unknown"), str(frame.get("error") or ""))
+    hint = frame.get("hint")
+    return error_for(
+        str(frame.get("code") or "unknown"),
+        str(frame.get("error") or ""),
+        hint if isinstance(hint, str) else None,
+    )
 
 
 #: Upgrade refusals (the JSON body is not available through aiohttp's handshake error).

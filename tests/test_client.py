@@ -113,6 +113,7 @@ async def test_subscribe_receives_events_and_errors_are_typed(
                 await client.subscribe("odds_updates", min_profit=2)
             assert bad.value.code == "invalid_filter" and not bad.value.temporary
             assert "min_profit" in bad.value.message
+            assert bad.value.hint and bad.value.message.endswith(bad.value.hint)
             with pytest.raises(AuthError) as anon:
                 await client.subscribe("portfolio")
             assert anon.value.code == "auth_required"
