@@ -356,6 +356,7 @@ def error_frame(
 def json_schema() -> dict[str, Any]:
     """JSON Schema of every frame, for client authors in any language."""
     from shared.events import ingest_event_adapter
+    from shared.filters import ALLOWED_FILTERS
 
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -363,6 +364,7 @@ def json_schema() -> dict[str, Any]:
         "client_message": client_message_adapter.json_schema(),
         "server_message": ServerMessage.model_json_schema(),
         "subscription_types": [t.value for t in SubscriptionType],
+        "allowed_filters": {t.value: sorted(ALLOWED_FILTERS[t]) for t in SubscriptionType},
         "error_codes": [c.value for c in ErrorCode],
         "close_codes": {c.name: {"code": c.value, "advice": c.advice.value} for c in CloseCode},
         "close_advice_ranges": {

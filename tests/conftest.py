@@ -25,6 +25,16 @@ def redis_server() -> Iterator[EmbeddedRedis]:
 
 
 @pytest.fixture
+def private_redis() -> Iterator[EmbeddedRedis]:
+    """A Redis of this test's own, so killing it disturbs no other test."""
+    server = EmbeddedRedis().start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
 def prefix() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
 

@@ -11,8 +11,9 @@ from typing import Any
 
 from playwright.async_api import Browser, Page
 
+from shared.client import error_for
 from shared.embedded import free_port
-from shared.protocol import close_advice
+from shared.protocol import ErrorCode, close_advice
 from shared.settings import Settings
 from tests.browser import LiveSystem, chromium, live_system, open_page
 from tests.harness import wait_until
@@ -320,3 +321,19 @@ async def test_close_advice_matches_the_python_table(settings: Settings) -> None
             codes,
         )
     assert js == [close_advice(code).value for code in codes]
+
+
+async def test_error_classes_match_the_python_client(settings: Settings) -> None:
+    """`errorFor` in the JS module sorts every gateway error code as `shared.client` does."""
+    codes = [code.value for code in ErrorCode] + ["some_future_code"]
+    async with live_system(settings, rate=1) as system, chromium() as browser:
+        page, _ = await open_page(browser)
+        await page.goto(f"{system.http}/ws/v2/schema")
+        js = await page.evaluate(
+            "async (codes) => { const mod = await import('/static/oddstream.js');"
+            " return codes.map((code) => { const e = mod.errorFor({code, error: 'x', hint: 'h'});"
+            " return [e.name, e.temporary, e.hint]; }); }",
+            codes,
+        )
+    python = [error_for(code, "x", "h") for code in codes]
+    assert js == [[type(e).__name__, e.temporary, e.hint] for e in python]

@@ -8,6 +8,8 @@ from typing import Any
 
 from playwright.async_api import Page, expect
 
+from shared.embedded import EmbeddedRedis
+from shared.filters import ALLOWED_FILTERS
 from shared.settings import Settings
 from tests.browser import SCREENSHOTS, PageLog, chromium, live_system, open_page
 from tests.harness import wait_until
@@ -245,4 +247,48 @@ async def test_server_errors_show_the_gateways_suggestion(settings: Settings) ->
         await page.fill("#sub-player", "x" * 150)
         await page.click("#subscribe-button")
         await expect(page.locator("#form-error")).to_contain_text("filter")
+        no_page_errors(log)
+
+
+async def test_the_form_offers_exactly_the_filters_each_type_accepts(settings: Settings) -> None:
+    """The form reads the allowed filters from the gateway's schema, not a copy of its own."""
+    async with live_system(settings, rate=1) as system, chromium() as browser:
+        page, log = await open_page(browser)
+        await start_with(page, f"{system.http}/", [])
+        await expect(page.locator("#status")).to_have_attribute("data-state", "connected")
+        for type_, allowed in ALLOWED_FILTERS.items():
+            await page.select_option("#sub-type", type_.value)
+            shown = await page.locator("[data-filter]:visible").evaluate_all(
+                "labels => labels.map(l => l.dataset.filter)"
+            )
+            assert sorted(shown) == sorted(allowed), type_
+        no_page_errors(log)
+
+
+async def test_a_redis_outage_is_shown_and_live_data_resumes(
+    settings: Settings, private_redis: EmbeddedRedis
+) -> None:
+    own = settings.model_copy(update={"redis_url": private_redis.url})
+    async with live_system(own, rate=60) as system, chromium() as browser:
+        page, log = await open_page(browser)
+        await start_with(page, f"{system.http}/", [{"type": "odds_updates", "filters": {}}])
+        await expect(page.locator("#status")).to_have_attribute("data-state", "connected")
+        await expect(page.locator(".game").first).to_be_visible(timeout=10 * SECONDS)
+
+        private_redis.kill()
+        paused = page.locator(".toast[data-level=warning]", has_text="Live updates paused")
+        await expect(paused).to_be_visible(timeout=15 * SECONDS)
+        await expect(paused.locator(".toast-suggestion")).to_contain_text("No action needed")
+        # The WebSocket itself stays up: no reconnect, the indicator stays connected.
+        await expect(page.locator("#status")).to_have_attribute("data-state", "connected")
+
+        private_redis.start()
+        resumed = page.locator(".toast[data-level=success]", has_text="Live updates resumed")
+        await expect(resumed).to_be_visible(timeout=20 * SECONDS)
+        # The subscription was re-registered by the gateway, so odds flow again.
+        await record_frames(page)
+        await wait_until(
+            lambda: _has_frames(page), timeout=20, message="odds after Redis came back"
+        )
+        assert (await page.evaluate("window.oddstream.manager.stats"))["reconnects"] == 0
         no_page_errors(log)

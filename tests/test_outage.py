@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-from collections.abc import Iterator
 
 import aiohttp
 import pytest
@@ -24,16 +23,6 @@ from tests.harness import (
     wait_until,
     workers_synced,
 )
-
-
-@pytest.fixture
-def private_redis() -> Iterator[EmbeddedRedis]:
-    """A Redis of this test's own, so killing it disturbs no other test."""
-    server = EmbeddedRedis().start()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 async def _status(url: str) -> int:

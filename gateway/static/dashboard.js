@@ -13,18 +13,6 @@ const SAVED_SUBSCRIPTIONS = "oddstream.subscriptions";
 const SAVED_TOKEN = "oddstream.token";
 const BOOKS = ["DraftKings", "FanDuel", "BetMGM", "Caesars", "PointsBet"];
 const MARKETS = ["moneyline", "spread", "total"];
-const FILTERS_OF_TYPE = {
-  odds_updates: ["sport", "game_id", "sportsbook"],
-  predictions: ["sport", "game_id", "player"],
-  analytics: ["sport", "game_id", "player"],
-  arbitrage: ["sport", "game_id", "sportsbook", "min_profit"],
-  mlb: ["game_id", "player", "sportsbook"],
-  nba: ["game_id", "player", "sportsbook"],
-  nfl: ["game_id", "player", "sportsbook"],
-  nhl: ["game_id", "player", "sportsbook"],
-  system_alerts: ["sport"],
-  portfolio: [],
-};
 const $ = (id) => document.getElementById(id);
 
 /** A DOM element with attributes and children (strings become text nodes). */
@@ -158,6 +146,24 @@ class StatusIndicator {
   }
 }
 
+/** Which filters each subscription type accepts, from the gateway's own schema (so the form
+ * never drifts from `shared/filters.py`). Until it loads, or if it cannot, every filter is
+ * offered and the gateway's answer says which one is wrong. */
+let filtersOfType = null;
+
+async function loadAllowedFilters(baseUrl) {
+  try {
+    const response = await fetch(`${baseUrl.replace(/^ws/, "http")}/ws/v2/schema`);
+    if (response.ok) filtersOfType = (await response.json()).allowed_filters ?? null;
+  } catch {
+    filtersOfType = null;
+  }
+}
+
+function allowedFilters(type) {
+  return new Set(filtersOfType?.[type] ?? ["sport", "game_id", "player", "sportsbook", "min_profit"]);
+}
+
 // --- subscriptions ------------------------------------------------------------------------
 
 /** The form and list that add and remove subscriptions; choices are kept in localStorage. */
@@ -181,7 +187,7 @@ class SubscriptionPanel {
 
   /** Only the filters the chosen type accepts are offered. */
   showFilters() {
-    const allowed = new Set(FILTERS_OF_TYPE[$("sub-type").value] || []);
+    const allowed = allowedFilters($("sub-type").value);
     for (const label of this.form.querySelectorAll("[data-filter]")) {
       label.hidden = !allowed.has(label.dataset.filter);
     }
@@ -189,7 +195,7 @@ class SubscriptionPanel {
 
   filtersFromForm() {
     const type = $("sub-type").value;
-    const allowed = new Set(FILTERS_OF_TYPE[type] || []);
+    const allowed = allowedFilters(type);
     const filters = {};
     for (const name of allowed) {
       const value = this.form.elements[name].value.trim();
@@ -523,6 +529,7 @@ function main() {
   manager.on("notification", (note) => toasts.show(note));
   new StatusIndicator(manager);
   const panel = new SubscriptionPanel(manager, toasts);
+  loadAllowedFilters(manager.config.base_url).then(() => panel.showFilters());
   const board = new OddsBoard(manager);
   const arbitrage = new Feed("arbitrage-list", "arbitrage-empty", 20, "arb-count");
   const predictions = new Feed("prediction-list", "prediction-empty", 30, "pred-count");
