@@ -18,7 +18,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from redis.exceptions import RedisError
 
-from gateway.auth import (
+from oddstream.gateway.auth import (
     SUBPROTOCOL,
     AuthError,
     Identity,
@@ -26,13 +26,13 @@ from gateway.auth import (
     authorize_room,
     check_not_revoked,
 )
-from gateway.browser import add_browser_routes
-from gateway.connection import Connection
-from gateway.hub import Hub, slot_member
-from gateway.limits import IpRateLimiter, client_ip, parse_networks
-from gateway.management import json_error, routes
-from gateway.metrics import GatewayMetrics
-from gateway.state import (
+from oddstream.gateway.browser import add_browser_routes
+from oddstream.gateway.connection import Connection
+from oddstream.gateway.hub import Hub, slot_member
+from oddstream.gateway.limits import IpRateLimiter, client_ip, parse_networks
+from oddstream.gateway.management import json_error, routes
+from oddstream.gateway.metrics import GatewayMetrics
+from oddstream.gateway.state import (
     HUB,
     IP_LIMITER,
     METRICS,
@@ -41,8 +41,8 @@ from gateway.state import (
     TRUSTED,
     VERIFIER,
 )
-from shared.filters import RoomSpec
-from shared.protocol import (
+from oddstream.shared.filters import RoomSpec
+from oddstream.shared.protocol import (
     SPORT_TYPES,
     ErrorCode,
     ProtocolError,
@@ -50,8 +50,8 @@ from shared.protocol import (
     SubscriptionType,
     server_frame,
 )
-from shared.redis import create_redis
-from shared.settings import Settings, load_settings
+from oddstream.shared.redis import create_redis
+from oddstream.shared.settings import Settings, load_settings
 
 __all__ = ["RedactingAccessLogger", "create_app", "gunicorn_app", "make_runner"]
 

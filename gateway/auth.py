@@ -23,10 +23,10 @@ import jwt
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from shared.filters import RoomSpec, parse_room
-from shared.protocol import ErrorCode, ProtocolError, SubscriptionType
-from shared.registry import Registry
-from shared.settings import Settings
+from oddstream.shared.filters import RoomSpec, parse_room
+from oddstream.shared.protocol import ErrorCode, ProtocolError, SubscriptionType
+from oddstream.shared.registry import Registry
+from oddstream.shared.settings import Settings
 
 __all__ = [
     "ANONYMOUS",

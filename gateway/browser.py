@@ -11,9 +11,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway.auth import AuthError, check_not_revoked
-from gateway.management import json_error, json_response
-from gateway.state import HUB, METRICS, VERIFIER
+from oddstream.gateway.auth import AuthError, check_not_revoked
+from oddstream.gateway.management import json_error, json_response
+from oddstream.gateway.state import HUB, METRICS, VERIFIER
 
 __all__ = ["STATIC_DIR", "add_browser_routes"]
 

@@ -27,12 +27,12 @@ import orjson
 from aiohttp import WSMsgType, web
 from pydantic import ValidationError
 
-from gateway.auth import AuthError, Identity, authorize_room
-from gateway.frames import text_frame
-from gateway.limits import TokenBucket
-from shared.filters import RoomSpec
-from shared.ingest import describe_validation_error
-from shared.protocol import (
+from oddstream.gateway.auth import AuthError, Identity, authorize_room
+from oddstream.gateway.frames import text_frame
+from oddstream.gateway.limits import TokenBucket
+from oddstream.shared.filters import RoomSpec
+from oddstream.shared.ingest import describe_validation_error
+from oddstream.shared.protocol import (
     CLIENT_MESSAGE_TYPES,
     AuthMessage,
     CloseCode,
@@ -53,7 +53,7 @@ from shared.protocol import (
 if TYPE_CHECKING:
     from asyncio import Transport
 
-    from gateway.hub import Hub
+    from oddstream.gateway.hub import Hub
 
 __all__ = ["Connection"]
 

@@ -28,19 +28,25 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from gateway.auth import TokenVerifier
-from gateway.connection import Connection
-from gateway.frames import text_frame
-from gateway.metrics import GatewayMetrics
-from shared.events import CanaryEvent
-from shared.filters import RoomSpec
-from shared.inbox import CANARY_TYPE, REVOKE_TYPE, decode_inbox_entry
-from shared.ingest import Ingester
-from shared.keys import Keys
-from shared.loops import Backoff, periodic, raise_if_cancelling, stop_tasks
-from shared.protocol import CloseCode, ErrorCode, ProtocolError, ServerMessageType, server_frame
-from shared.registry import Registry
-from shared.settings import Settings
+from oddstream.gateway.auth import TokenVerifier
+from oddstream.gateway.connection import Connection
+from oddstream.gateway.frames import text_frame
+from oddstream.gateway.metrics import GatewayMetrics
+from oddstream.shared.events import CanaryEvent
+from oddstream.shared.filters import RoomSpec
+from oddstream.shared.inbox import CANARY_TYPE, REVOKE_TYPE, decode_inbox_entry
+from oddstream.shared.ingest import Ingester
+from oddstream.shared.keys import Keys
+from oddstream.shared.loops import Backoff, periodic, raise_if_cancelling, stop_tasks
+from oddstream.shared.protocol import (
+    CloseCode,
+    ErrorCode,
+    ProtocolError,
+    ServerMessageType,
+    server_frame,
+)
+from oddstream.shared.registry import Registry
+from oddstream.shared.settings import Settings
 
 __all__ = ["Hub", "slot_member"]
 

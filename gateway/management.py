@@ -14,11 +14,11 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from gateway.state import HUB, METRICS, VERIFIER
-from shared.events import BroadcastEvent, EventKind
-from shared.ingest import describe_validation_error
-from shared.keys import WORKER_GROUP, Keys
-from shared.protocol import ErrorCode, ServerMessageType, json_schema, utc_now_iso
+from oddstream.gateway.state import HUB, METRICS, VERIFIER
+from oddstream.shared.events import BroadcastEvent, EventKind
+from oddstream.shared.ingest import describe_validation_error
+from oddstream.shared.keys import WORKER_GROUP, Keys
+from oddstream.shared.protocol import ErrorCode, ServerMessageType, json_schema, utc_now_iso
 
 __all__ = ["json_error", "json_response", "routes"]
 
@@ -68,7 +68,7 @@ def json_error(
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> web.Response:
-    from shared.protocol import ERROR_HINTS
+    from oddstream.shared.protocol import ERROR_HINTS
 
     return json_response(
         {

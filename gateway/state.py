@@ -5,11 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 from redis.asyncio import Redis
 
-from gateway.auth import TokenVerifier
-from gateway.hub import Hub
-from gateway.limits import IpRateLimiter
-from gateway.metrics import GatewayMetrics
-from shared.settings import Settings
+from oddstream.gateway.auth import TokenVerifier
+from oddstream.gateway.hub import Hub
+from oddstream.gateway.limits import IpRateLimiter
+from oddstream.gateway.metrics import GatewayMetrics
+from oddstream.shared.settings import Settings
 
 __all__ = ["HUB", "IP_LIMITER", "METRICS", "REDIS", "SETTINGS", "TRUSTED", "VERIFIER"]
 

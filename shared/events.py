@@ -21,7 +21,7 @@ from pydantic import (
     field_validator,
 )
 
-from shared.protocol import ServerMessageType, SubscriptionType
+from oddstream.shared.protocol import ServerMessageType, SubscriptionType
 
 __all__ = [
     "AlertEvent",

@@ -22,8 +22,8 @@ from typing import Any
 
 import orjson
 
-from shared.events import EventKind, Routing
-from shared.protocol import SPORT_TYPES, ErrorCode, ProtocolError, SubscriptionType
+from oddstream.shared.events import EventKind, Routing
+from oddstream.shared.protocol import SPORT_TYPES, ErrorCode, ProtocolError, SubscriptionType
 
 __all__ = ["ALLOWED_FILTERS", "FilterValue", "RoomSpec", "parse_room"]
 

@@ -16,8 +16,8 @@ import orjson
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from shared.events import IngestEvent, ingest_event_adapter, stream_kind
-from shared.keys import Keys
+from oddstream.shared.events import IngestEvent, ingest_event_adapter, stream_kind
+from oddstream.shared.keys import Keys
 
 __all__ = ["EVENT_FIELD", "EventError", "IngestReport", "Ingester", "parse_event"]
 

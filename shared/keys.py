@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.events import EventKind
+from oddstream.shared.events import EventKind
 
 __all__ = ["WORKER_GROUP", "Keys"]
 

@@ -355,8 +355,8 @@ def error_frame(
 
 def json_schema() -> dict[str, Any]:
     """JSON Schema of every frame, for client authors in any language."""
-    from shared.events import ingest_event_adapter
-    from shared.filters import ALLOWED_FILTERS
+    from oddstream.shared.events import ingest_event_adapter
+    from oddstream.shared.filters import ALLOWED_FILTERS
 
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -18,9 +18,9 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from shared.filters import RoomSpec
-from shared.inbox import REVOKE_TYPE, Delivery, encode_inbox_entry
-from shared.keys import Keys
+from oddstream.shared.filters import RoomSpec
+from oddstream.shared.inbox import REVOKE_TYPE, Delivery, encode_inbox_entry
+from oddstream.shared.keys import Keys
 
 __all__ = ["FeedEntry", "Registry", "RoomHolding"]
 

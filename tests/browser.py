@@ -19,14 +19,14 @@ from aiohttp import web
 from playwright.async_api import Browser, Page, async_playwright
 from pydantic import SecretStr
 
-from gateway.app import create_app, make_runner
-from gateway.auth import issue_token
-from shared.embedded import free_port
-from shared.ingest import Ingester
-from shared.keys import Keys
-from shared.redis import create_redis
-from shared.settings import Settings
-from shared.simulator import Simulator
+from oddstream.embedded import free_port
+from oddstream.gateway.app import create_app, make_runner
+from oddstream.gateway.auth import issue_token
+from oddstream.shared.ingest import Ingester
+from oddstream.shared.keys import Keys
+from oddstream.shared.redis import create_redis
+from oddstream.shared.settings import Settings
+from oddstream.simulator import Simulator
 from tests.harness import RunningGateway, running_worker
 
 CHROMIUM = os.environ.get("ODDSTREAM_CHROMIUM", "/usr/bin/chromium")

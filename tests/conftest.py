@@ -10,10 +10,10 @@ import pytest
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from shared.embedded import EmbeddedRedis
-from shared.keys import Keys
-from shared.redis import create_redis
-from shared.settings import Settings
+from oddstream.embedded import EmbeddedRedis
+from oddstream.shared.keys import Keys
+from oddstream.shared.redis import create_redis
+from oddstream.shared.settings import Settings
 from tests.harness import ADMIN_TOKEN
 
 

@@ -19,13 +19,13 @@ import orjson
 from aiohttp import web
 from redis.asyncio import Redis
 
-from gateway.app import create_app, make_runner
-from gateway.hub import Hub
-from gateway.state import HUB
-from shared.keys import Keys
-from shared.redis import create_redis
-from shared.settings import Settings
-from workers.consumer import Worker
+from oddstream.gateway.app import create_app, make_runner
+from oddstream.gateway.hub import Hub
+from oddstream.gateway.state import HUB
+from oddstream.shared.keys import Keys
+from oddstream.shared.redis import create_redis
+from oddstream.shared.settings import Settings
+from oddstream.workers.consumer import Worker
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 #: Headers for management endpoints in tests.
@@ -246,7 +246,7 @@ def spawn_cli(
     processes: list[subprocess.Popen[bytes]], env: dict[str, str], *args: str
 ) -> subprocess.Popen[bytes]:
     """`oddstream ARGS...` as a subprocess, killed at the end of the test."""
-    return spawn_module(processes, env, "shared.cli", *args)
+    return spawn_module(processes, env, "oddstream.cli", *args)
 
 
 def spawn_module(
@@ -345,7 +345,7 @@ async def odds_feed(
 ) -> AsyncIterator[list[str]]:
     """Publish one odds event of `sport` every `interval` s until the block ends; yields the
     ids published so far (in order)."""
-    from shared.ingest import Ingester, parse_event
+    from oddstream.shared.ingest import Ingester, parse_event
 
     sent: list[str] = []
     stop = asyncio.Event()

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from gateway.connection import Connection
-from shared.ingest import Ingester, parse_event
-from shared.keys import Keys
-from shared.settings import Settings
+from oddstream.gateway.connection import Connection
+from oddstream.shared.ingest import Ingester, parse_event
+from oddstream.shared.keys import Keys
+from oddstream.shared.settings import Settings
 from tests.harness import (
     Client,
     RunningGateway,

@@ -11,10 +11,10 @@ from typing import Any
 
 from playwright.async_api import Browser, Page
 
-from shared.client import error_for
-from shared.embedded import free_port
-from shared.protocol import ErrorCode, close_advice
-from shared.settings import Settings
+from oddstream.embedded import free_port
+from oddstream.shared.protocol import ErrorCode, close_advice
+from oddstream.shared.settings import Settings
+from oddstream_client import error_for
 from tests.browser import LiveSystem, chromium, live_system, open_page
 from tests.harness import wait_until
 

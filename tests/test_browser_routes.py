@@ -7,8 +7,8 @@ import time
 import aiohttp
 from pydantic import SecretStr
 
-from gateway.auth import issue_token
-from shared.settings import Settings
+from oddstream.gateway.auth import issue_token
+from oddstream.shared.settings import Settings
 from tests.harness import ADMIN, running_gateway
 
 SECRET = "routes-test-secret-0123456789abcdef012345"

@@ -26,21 +26,21 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from shared.embedded import EmbeddedRedis, free_port
-from shared.events import EventKind
-from shared.ingest import EVENT_FIELD
-from shared.keys import WORKER_GROUP, Keys
-from shared.settings import Settings, SettingsError, load_settings
+from oddstream.embedded import EmbeddedRedis, free_port
+from oddstream.shared.events import EventKind
+from oddstream.shared.ingest import EVENT_FIELD
+from oddstream.shared.keys import WORKER_GROUP, Keys
+from oddstream.shared.settings import Settings, SettingsError, load_settings
+from oddstream.workers.consumer import Worker
 from tests.harness import Client, wait_until, workers_synced
-from workers.consumer import Worker
 
 ROOT = Path(__file__).resolve().parents[1]
-CLI = (sys.executable, "-m", "shared.cli")
+CLI = (sys.executable, "-m", "oddstream.cli")
 
 #: Variables of the process environment that would change the settings under test.
 _SETTING_PREFIXES = ("ODDSTREAM_", "WEBSOCKET_")
 _SETTING_NAMES = frozenset({"REDIS_URL", "JWT_SECRET"})
-#: Not a setting: where to find redis-server (shared.embedded); kept for `dev`.
+#: Not a setting: where to find redis-server (oddstream.embedded); kept for `dev`.
 _KEEP = frozenset({"ODDSTREAM_REDIS_SERVER"})
 
 

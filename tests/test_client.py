@@ -17,8 +17,12 @@ import pytest
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from gateway.auth import issue_token
-from shared.client import (
+from oddstream.embedded import free_port
+from oddstream.gateway.auth import issue_token
+from oddstream.shared.ingest import Ingester, parse_event
+from oddstream.shared.keys import Keys
+from oddstream.shared.settings import Settings
+from oddstream_client import (
     AuthError,
     Backoff,
     ConnectionClosed,
@@ -28,10 +32,6 @@ from shared.client import (
     Subscription,
     SubscriptionError,
 )
-from shared.embedded import free_port
-from shared.ingest import Ingester, parse_event
-from shared.keys import Keys
-from shared.settings import Settings
 from tests.harness import (
     ADMIN,
     gateway_on_port,
@@ -319,7 +319,7 @@ async def test_cli_listen_prints_json_lines(
 ) -> None:
     async with running_gateway(settings) as gw, running_worker(settings):
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "shared.cli", "listen", "odds_updates", "--sport", "MLB",
+            sys.executable, "-m", "oddstream.cli", "listen", "odds_updates", "--sport", "MLB",
             "--url", f"{gw.ws}/ws/v2/connect", "--count", "2",
             env=process_env(settings), cwd=ROOT,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

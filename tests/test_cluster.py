@@ -14,12 +14,13 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from shared.embedded import free_port
-from shared.events import EventKind, routing_of
-from shared.filters import RoomSpec, parse_room
-from shared.ingest import EVENT_FIELD, Ingester, parse_event
-from shared.keys import WORKER_GROUP, Keys
-from shared.settings import Settings
+from oddstream.embedded import free_port
+from oddstream.shared.events import EventKind, routing_of
+from oddstream.shared.filters import RoomSpec, parse_room
+from oddstream.shared.ingest import EVENT_FIELD, Ingester, parse_event
+from oddstream.shared.keys import WORKER_GROUP, Keys
+from oddstream.shared.settings import Settings
+from oddstream.workers.consumer import Worker
 from tests.harness import (
     ADMIN,
     Client,
@@ -30,7 +31,6 @@ from tests.harness import (
     wait_until,
     workers_synced,
 )
-from workers.consumer import Worker
 
 SPORTS = ["MLB", "NBA", "NFL", "NHL"]
 BOOKS = ["DraftKings", "FanDuel", "BetMGM"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from shared.embedded import EmbeddedRedis, find_redis_server
+from oddstream.embedded import EmbeddedRedis, find_redis_server
 
 
 def test_embedded_redis_answers_and_stops() -> None:
@@ -31,7 +31,7 @@ def test_embedded_redis_answers_and_stops() -> None:
 def test_embedded_redis_dies_with_a_sigkilled_parent() -> None:
     """Regression: a SIGKILLed `oddstream dev` or test run left redis-server running."""
     script = (
-        "from shared.embedded import EmbeddedRedis; import time; "
+        "from oddstream.embedded import EmbeddedRedis; import time; "
         "r = EmbeddedRedis().start(); print(r.process.pid, flush=True); time.sleep(60)"
     )
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)

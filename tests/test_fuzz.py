@@ -38,12 +38,12 @@ from hypothesis import strategies as st
 from pydantic import SecretStr, ValidationError
 from redis.exceptions import RedisError
 
-from gateway.auth import issue_token
-from gateway.state import METRICS
-from shared.embedded import EmbeddedRedis
-from shared.filters import parse_room
-from shared.keys import Keys
-from shared.protocol import (
+from oddstream.embedded import EmbeddedRedis
+from oddstream.gateway.auth import issue_token
+from oddstream.gateway.state import METRICS
+from oddstream.shared.filters import parse_room
+from oddstream.shared.keys import Keys
+from oddstream.shared.protocol import (
     CLIENT_MESSAGE_TYPES,
     DATA_MESSAGE_TYPES,
     ErrorCode,
@@ -53,9 +53,9 @@ from shared.protocol import (
     SubscriptionType,
     client_message_adapter,
 )
-from shared.settings import Settings
+from oddstream.shared.settings import Settings
+from oddstream.workers.consumer import Worker
 from tests.harness import RunningGateway, running_gateway, running_worker
-from workers.consumer import Worker
 
 T = TypeVar("T")
 

@@ -12,10 +12,10 @@ import pytest
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from gateway.auth import issue_token
-from shared.ingest import Ingester, parse_event
-from shared.keys import Keys
-from shared.settings import Settings
+from oddstream.gateway.auth import issue_token
+from oddstream.shared.ingest import Ingester, parse_event
+from oddstream.shared.keys import Keys
+from oddstream.shared.settings import Settings
 from tests.harness import (
     ADMIN,
     Client,
@@ -504,7 +504,7 @@ async def test_malformed_inbox_entry_is_skipped_and_delivery_continues(
 
 
 def test_inbox_entry_round_trip() -> None:
-    from shared.inbox import Delivery, decode_inbox_entry, encode_inbox_entry
+    from oddstream.shared.inbox import Delivery, decode_inbox_entry, encode_inbox_entry
 
     batch = [Delivery(b"r1,r2", b'{"a":1}', b"odds_update"), Delivery(b"r3", b"{}", b"pong")]
     assert list(decode_inbox_entry(encode_inbox_entry(batch))) == batch

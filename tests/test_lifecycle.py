@@ -12,9 +12,9 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from shared.embedded import free_port
-from shared.keys import Keys
-from shared.settings import Settings
+from oddstream.embedded import free_port
+from oddstream.shared.keys import Keys
+from oddstream.shared.settings import Settings
 from tests.harness import (
     Client,
     odds_feed,
@@ -141,7 +141,9 @@ async def test_gunicorn_sigterm_drains_its_gateways(
         ODDSTREAM_SHUTDOWN_GRACE="2",
     )
     config = str(Path(__file__).parents[1] / "deploy" / "gunicorn.conf.py")
-    master = spawn_module(processes, env, "gunicorn", "gateway.app:gunicorn_app", "-c", config)
+    master = spawn_module(
+        processes, env, "gunicorn", "oddstream.gateway.app:gunicorn_app", "-c", config
+    )
     await wait_until(
         lambda: _zcard_is(redis_client, keys.gateways, 2), timeout=15, message="2 gateways"
     )

@@ -12,12 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.events import Routing, routing_of
-from shared.filters import ALLOWED_FILTERS, RoomSpec, parse_room
-from shared.ingest import parse_event
-from shared.protocol import SubscriptionType
-from shared.registry import FeedEntry, RoomHolding
-from workers.matcher import RoomIndex
+from oddstream.shared.events import Routing, routing_of
+from oddstream.shared.filters import ALLOWED_FILTERS, RoomSpec, parse_room
+from oddstream.shared.ingest import parse_event
+from oddstream.shared.protocol import SubscriptionType
+from oddstream.shared.registry import FeedEntry, RoomHolding
+from oddstream.workers.matcher import RoomIndex
 
 T = SubscriptionType
 

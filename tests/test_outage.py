@@ -9,11 +9,11 @@ import subprocess
 import aiohttp
 import pytest
 
-from shared.embedded import EmbeddedRedis
-from shared.ingest import Ingester, parse_event
-from shared.keys import Keys
-from shared.redis import create_redis
-from shared.settings import Settings
+from oddstream.embedded import EmbeddedRedis
+from oddstream.shared.ingest import Ingester, parse_event
+from oddstream.shared.keys import Keys
+from oddstream.shared.redis import create_redis
+from oddstream.shared.settings import Settings
 from tests.harness import (
     Client,
     process_env,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from shared.ingest import Ingester, parse_event
-from shared.keys import Keys
-from shared.settings import Settings
+from oddstream.shared.ingest import Ingester, parse_event
+from oddstream.shared.keys import Keys
+from oddstream.shared.settings import Settings
 from tests.harness import Client, running_gateway, running_worker, wait_until, workers_synced
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.protocol import CloseCode, close_advice
+from oddstream.shared.protocol import CloseCode, close_advice
 
 
 @pytest.mark.parametrize(

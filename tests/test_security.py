@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from gateway.auth import issue_token
-from shared.keys import Keys
-from shared.settings import Settings
+from oddstream.gateway.auth import issue_token
+from oddstream.shared.keys import Keys
+from oddstream.shared.settings import Settings
 from tests.harness import (
     ADMIN,
     Client,

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from shared.events import EventKind, IngestEvent
-from shared.ingest import EVENT_FIELD, Ingester, parse_event
-from shared.keys import Keys
-from shared.redis import create_redis
-from shared.simulator import BOOKS, MARKETS, SPORTS, Simulator, implied_probability
+from oddstream.shared.events import EventKind, IngestEvent
+from oddstream.shared.ingest import EVENT_FIELD, Ingester, parse_event
+from oddstream.shared.keys import Keys
+from oddstream.shared.redis import create_redis
+from oddstream.simulator import BOOKS, MARKETS, SPORTS, Simulator, implied_probability
 
 WALL_CLOCK = {"timestamp", "sent_at"}
 

@@ -28,15 +28,15 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from shared.events import conflation_key, ingest_event_adapter, routing_of
-from shared.inbox import CANARY_TYPE, Delivery, encode_inbox_entry
-from shared.ingest import EVENT_FIELD, describe_validation_error
-from shared.keys import WORKER_GROUP, Keys
-from shared.loops import Backoff, periodic, raise_if_cancelling, stop_tasks
-from shared.registry import Registry
-from shared.settings import Settings
-from workers.delivery import deliveries_for
-from workers.matcher import RoomIndex
+from oddstream.shared.events import conflation_key, ingest_event_adapter, routing_of
+from oddstream.shared.inbox import CANARY_TYPE, Delivery, encode_inbox_entry
+from oddstream.shared.ingest import EVENT_FIELD, describe_validation_error
+from oddstream.shared.keys import WORKER_GROUP, Keys
+from oddstream.shared.loops import Backoff, periodic, raise_if_cancelling, stop_tasks
+from oddstream.shared.registry import Registry
+from oddstream.shared.settings import Settings
+from oddstream.workers.delivery import deliveries_for
+from oddstream.workers.matcher import RoomIndex
 
 __all__ = ["Worker", "WorkerStats"]
 

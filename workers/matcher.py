@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 
-from shared.events import EventKind, Routing
-from shared.filters import KINDS_OF_TYPE, RoomSpec
-from shared.protocol import SPORT_TYPES, SubscriptionType
-from shared.registry import FeedEntry, RoomHolding
+from oddstream.shared.events import EventKind, Routing
+from oddstream.shared.filters import KINDS_OF_TYPE, RoomSpec
+from oddstream.shared.protocol import SPORT_TYPES, SubscriptionType
+from oddstream.shared.registry import FeedEntry, RoomHolding
 
 __all__ = ["RoomIndex"]
 

@@ -3,7 +3,7 @@
     python -m tests.benchmarks.load --clients 1000 --rooms 100 --rate 5000 --duration 10
     python -m tests.benchmarks.load --sweep    # 1000, 3000, 5000, 8000, 10000 events/s
 
-All local, 127.0.0.1 only: an embedded Redis; gateway and worker as `python -m shared.cli`
+All local, 127.0.0.1 only: an embedded Redis; gateway and worker as `python -m oddstream.cli`
 processes (with a per-run admin token, for `/ws/v2/rooms`, and the per-IP connect limit lifted:
 every client is 127.0.0.1); clients in `--client-procs` processes (the minimal client below, on
 uvloop); the feeder (`Ingester.publish_many` every 5 ms) in this process. Client i subscribes to
@@ -65,11 +65,11 @@ import aiohttp
 import orjson
 from redis.asyncio import Redis
 
-from shared.embedded import EmbeddedRedis, free_port
-from shared.events import EventKind, OddsEvent
-from shared.ingest import Ingester
-from shared.keys import Keys
-from shared.redis import create_redis
+from oddstream.embedded import EmbeddedRedis, free_port
+from oddstream.shared.events import EventKind, OddsEvent
+from oddstream.shared.ingest import Ingester
+from oddstream.shared.keys import Keys
+from oddstream.shared.redis import create_redis
 
 try:
     import uvloop
@@ -432,7 +432,7 @@ class Bench:
 
     def service(self, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         log = self.stack.enter_context((self.tmp / f"{args[0]}.log").open("wb"))
-        command = [sys.executable, "-m", "shared.cli", *args]
+        command = [sys.executable, "-m", "oddstream.cli", *args]
         proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)  # fmt: skip
         self.stack.callback(stop_process, proc)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from shared.settings import Settings, SettingsError, load_settings
+from oddstream.shared.settings import Settings, SettingsError, load_settings
 
 __all__ = ["main"]
 
@@ -61,7 +61,7 @@ async def run_gateway(
 
     from aiohttp import web
 
-    from gateway.app import create_app, make_runner
+    from oddstream.gateway.app import create_app, make_runner
 
     runner = make_runner(create_app(settings), settings)
     await runner.setup()
@@ -78,8 +78,8 @@ async def run_gateway(
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event, worker_id: str | None = None) -> None:
-    from shared.redis import create_redis
-    from workers.consumer import Worker
+    from oddstream.shared.redis import create_redis
+    from oddstream.workers.consumer import Worker
 
     redis = create_redis(settings.effective_redis_url)
     worker = Worker(settings, redis, worker_id=worker_id)
@@ -106,9 +106,9 @@ async def _worker_main(settings: Settings, worker_id: str | None) -> int:
 
 
 async def _ingest_main(settings: Settings, source: str) -> int:
-    from shared.ingest import Ingester
-    from shared.keys import Keys
-    from shared.redis import create_redis
+    from oddstream.shared.ingest import Ingester
+    from oddstream.shared.keys import Keys
+    from oddstream.shared.redis import create_redis
 
     redis = create_redis(settings.effective_redis_url)
     try:
@@ -135,10 +135,10 @@ async def _ingest_main(settings: Settings, source: str) -> int:
 async def _simulate_main(
     settings: Settings, rate: float, duration: float | None, seed: int | None
 ) -> int:
-    from shared.ingest import Ingester
-    from shared.keys import Keys
-    from shared.redis import create_redis
-    from shared.simulator import Simulator
+    from oddstream.shared.ingest import Ingester
+    from oddstream.shared.keys import Keys
+    from oddstream.shared.redis import create_redis
+    from oddstream.simulator import Simulator
 
     stop = asyncio.Event()
     stop_on_signals(stop)
@@ -157,7 +157,7 @@ async def _listen_main(args: argparse.Namespace) -> int:
     """Print a subscription's live frames, one JSON line each; state changes go to stderr."""
     import orjson
 
-    from shared.client import OddstreamClient, OddstreamError, StateEvent
+    from oddstream_client import OddstreamClient, OddstreamError, StateEvent
 
     filters: dict[str, Any] = {}
     for name in ("sport", "game_id", "player", "sportsbook"):
@@ -300,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             case "listen":
                 return _run(lambda: _listen_main(args))
             case "dev":
-                from shared.dev import dev_main
+                from oddstream.dev import dev_main
 
                 return _run(lambda: dev_main(settings, args.rate))
     return 130

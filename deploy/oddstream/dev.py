@@ -15,9 +15,9 @@ import sys
 
 from pydantic import SecretStr
 
-from shared.cli import run_gateway, run_worker, stop_on_signals
-from shared.embedded import EmbeddedRedis
-from shared.settings import Settings
+from oddstream.cli import run_gateway, run_worker, stop_on_signals
+from oddstream.embedded import EmbeddedRedis
+from oddstream.shared.settings import Settings
 
 __all__ = ["dev_main"]
 
@@ -55,11 +55,11 @@ def _banner(
 
 
 async def dev_main(settings: Settings, rate: float) -> int:
-    from gateway.auth import issue_token
-    from shared.ingest import Ingester
-    from shared.keys import Keys
-    from shared.redis import create_redis
-    from shared.simulator import Simulator
+    from oddstream.gateway.auth import issue_token
+    from oddstream.shared.ingest import Ingester
+    from oddstream.shared.keys import Keys
+    from oddstream.shared.redis import create_redis
+    from oddstream.simulator import Simulator
 
     stop = asyncio.Event()
     stop_on_signals(stop)

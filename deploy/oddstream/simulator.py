@@ -25,7 +25,7 @@ from typing import Any, NamedTuple, TypeVar
 from pydantic import BaseModel
 from redis.exceptions import RedisError
 
-from shared.events import (
+from oddstream.shared.events import (
     AlertEvent,
     AnalyticsEvent,
     ArbitrageEvent,
@@ -34,7 +34,7 @@ from shared.events import (
     PortfolioEvent,
     PredictionEvent,
 )
-from shared.ingest import Ingester
+from oddstream.shared.ingest import Ingester
 
 __all__ = ["BOOKS", "MARKETS", "SPORTS", "Simulator", "american", "implied_probability"]
 

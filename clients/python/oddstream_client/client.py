@@ -34,7 +34,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
-from shared.protocol import (
+from oddstream.shared.protocol import (
     DATA_MESSAGE_TYPES,
     CloseAdvice,
     ErrorCode,
