@@ -19,7 +19,6 @@ from aiohttp.abc import AbstractAccessLogger
 from redis.exceptions import RedisError
 
 from oddstream.gateway.auth import (
-    SUBPROTOCOL,
     AuthError,
     Identity,
     TokenVerifier,
@@ -41,9 +40,9 @@ from oddstream.gateway.state import (
     TRUSTED,
     VERIFIER,
 )
-from oddstream.shared.filters import RoomSpec
 from oddstream.shared.protocol import (
     SPORT_TYPES,
+    SUBPROTOCOL,
     ErrorCode,
     ProtocolError,
     ServerMessageType,
@@ -51,6 +50,7 @@ from oddstream.shared.protocol import (
     server_frame,
 )
 from oddstream.shared.redis import create_redis
+from oddstream.shared.rooms import RoomSpec
 from oddstream.shared.settings import Settings, load_settings
 
 __all__ = ["RedactingAccessLogger", "create_app", "gunicorn_app", "make_runner"]

@@ -23,14 +23,18 @@ import jwt
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from oddstream.shared.filters import RoomSpec, parse_room
-from oddstream.shared.protocol import ErrorCode, ProtocolError, SubscriptionType
+from oddstream.shared.protocol import (
+    TOKEN_SUBPROTOCOL_PREFIX,
+    ErrorCode,
+    ProtocolError,
+    SubscriptionType,
+)
 from oddstream.shared.registry import Registry
+from oddstream.shared.rooms import RoomSpec, parse_room
 from oddstream.shared.settings import Settings
 
 __all__ = [
     "ANONYMOUS",
-    "SUBPROTOCOL",
     "AuthError",
     "Identity",
     "TokenVerifier",
@@ -39,10 +43,6 @@ __all__ = [
     "issue_token",
     "token_from_request",
 ]
-
-#: The subprotocol the gateway speaks; browsers offer it next to `bearer.<token>`.
-SUBPROTOCOL = "oddstream.v2"
-_BEARER_PROTOCOL = "bearer."
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +84,9 @@ def token_from_request(request: web.Request) -> str | None:
         return header[7:].strip() or None
     for entry in request.headers.get("Sec-WebSocket-Protocol", "").split(","):
         entry = entry.strip()
-        if entry.startswith(_BEARER_PROTOCOL) and len(entry) > len(_BEARER_PROTOCOL):
-            return entry[len(_BEARER_PROTOCOL) :]
+        token = entry.removeprefix(TOKEN_SUBPROTOCOL_PREFIX)
+        if token and token != entry:
+            return token
     return request.query.get("token") or None
 
 

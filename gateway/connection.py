@@ -30,7 +30,6 @@ from pydantic import ValidationError
 from oddstream.gateway.auth import AuthError, Identity, authorize_room
 from oddstream.gateway.frames import text_frame
 from oddstream.gateway.limits import TokenBucket
-from oddstream.shared.filters import RoomSpec
 from oddstream.shared.ingest import describe_validation_error
 from oddstream.shared.protocol import (
     CLIENT_MESSAGE_TYPES,
@@ -49,6 +48,7 @@ from oddstream.shared.protocol import (
     server_frame,
     utc_now_iso,
 )
+from oddstream.shared.rooms import RoomSpec
 
 if TYPE_CHECKING:
     from asyncio import Transport

@@ -33,7 +33,6 @@ from oddstream.gateway.connection import Connection
 from oddstream.gateway.frames import text_frame
 from oddstream.gateway.metrics import GatewayMetrics
 from oddstream.shared.events import CanaryEvent
-from oddstream.shared.filters import RoomSpec
 from oddstream.shared.inbox import CANARY_TYPE, REVOKE_TYPE, decode_inbox_entry
 from oddstream.shared.ingest import Ingester
 from oddstream.shared.keys import Keys
@@ -46,6 +45,7 @@ from oddstream.shared.protocol import (
     server_frame,
 )
 from oddstream.shared.registry import Registry
+from oddstream.shared.rooms import RoomSpec
 from oddstream.shared.settings import Settings
 
 __all__ = ["Hub", "slot_member"]

@@ -18,7 +18,8 @@ from oddstream.gateway.state import HUB, METRICS, VERIFIER
 from oddstream.shared.events import BroadcastEvent, EventKind
 from oddstream.shared.ingest import describe_validation_error
 from oddstream.shared.keys import WORKER_GROUP, Keys
-from oddstream.shared.protocol import ErrorCode, ServerMessageType, json_schema, utc_now_iso
+from oddstream.shared.protocol import ErrorCode, ServerMessageType, utc_now_iso
+from oddstream.shared.schema import json_schema
 
 __all__ = ["json_error", "json_response", "routes"]
 

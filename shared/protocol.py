@@ -15,11 +15,22 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, TypeAdapter
 
 __all__ = [
+    "CLIENT_MESSAGE_TYPES",
+    "CLOSE_ADVICE_RANGES",
+    "CLOSE_EXPLANATIONS",
     "DATA_MESSAGE_TYPES",
+    "ERROR_CLASSES",
+    "ERROR_HINTS",
+    "RFC_CLOSE_ADVICE",
+    "SPORT_TYPES",
+    "SUBPROTOCOL",
+    "TEMPORARY_ERRORS",
+    "TOKEN_SUBPROTOCOL_PREFIX",
     "AuthMessage",
     "ClientMessage",
     "CloseAdvice",
     "CloseCode",
+    "ErrorClass",
     "ErrorCode",
     "PingMessage",
     "PongMessage",
@@ -33,7 +44,6 @@ __all__ = [
     "client_message_adapter",
     "close_advice",
     "error_frame",
-    "json_schema",
     "server_frame",
     "utc_now_iso",
 ]
@@ -183,7 +193,8 @@ class CloseCode(IntEnum):
         return close_advice(int(self))
 
 
-_RFC_ADVICE = {
+#: RFC 6455 codes, advised one by one.
+RFC_CLOSE_ADVICE: dict[int, CloseAdvice] = {
     1000: CloseAdvice.TERMINAL,
     1001: CloseAdvice.RECONNECT_NOW,
     1008: CloseAdvice.TERMINAL,
@@ -193,18 +204,77 @@ _RFC_ADVICE = {
     1013: CloseAdvice.RECONNECT_BACKOFF,
 }
 
+#: Our own codes, advised by range [low, high): a client knows what to do with a code it has
+#: never seen. Anything in neither table means reconnect with backoff.
+CLOSE_ADVICE_RANGES: tuple[tuple[int, int, CloseAdvice], ...] = (
+    (4000, 4100, CloseAdvice.RECONNECT_NOW),
+    (4100, 4400, CloseAdvice.RECONNECT_BACKOFF),
+    (4400, 4500, CloseAdvice.REFRESH_TOKEN),
+    (4500, 5000, CloseAdvice.TERMINAL),
+)
+
 
 def close_advice(code: int) -> CloseAdvice:
     """What to do about any close code, known or not."""
-    if code in _RFC_ADVICE:
-        return _RFC_ADVICE[code]
-    if 4000 <= code < 4100:
-        return CloseAdvice.RECONNECT_NOW
-    if 4400 <= code < 4500:
-        return CloseAdvice.REFRESH_TOKEN
-    if 4500 <= code < 5000:
-        return CloseAdvice.TERMINAL
+    if code in RFC_CLOSE_ADVICE:
+        return RFC_CLOSE_ADVICE[code]
+    for low, high, advice in CLOSE_ADVICE_RANGES:
+        if low <= code < high:
+            return advice
     return CloseAdvice.RECONNECT_BACKOFF
+
+
+#: Why a connection closed, in words a user understands, and what they can do (clients show
+#: these; 1006 is what a client sees when the network dropped without a close frame).
+CLOSE_EXPLANATIONS: dict[int, tuple[str, str]] = {
+    1001: ("The gateway is restarting.", "Reconnecting to another gateway now."),
+    1006: ("The connection dropped.", "Check your network; reconnecting automatically."),
+    1008: ("The gateway closed the connection for a policy violation.", "Reload the page."),
+    1009: ("A message was too large for the gateway.", "Send smaller messages."),
+    1011: ("The gateway hit an internal error.", "Reconnecting; report it if it persists."),
+    4008: ("This client fell behind the live feed.", "Reconnecting; close other busy tabs."),
+    4101: ("The gateway heard nothing from this client for too long.", "Reconnecting."),
+    4111: ("The live data service is unavailable.", "Reconnecting with backoff."),
+    4401: ("Your session token expired.", "Sign in again to get a fresh token."),
+    4503: ("This account may not stay connected (access revoked).", "Sign in again."),
+}
+
+
+class ErrorClass(StrEnum):
+    """How clients sort error codes into typed errors."""
+
+    AUTH = "auth"  # missing, bad, expired or insufficient credentials: fix the token
+    SUBSCRIPTION = "subscription"  # a subscription the gateway will not serve as asked
+    GENERAL = "general"
+
+
+#: Codes that are not `ErrorClass.GENERAL`.
+ERROR_CLASSES: dict[ErrorCode, ErrorClass] = {
+    ErrorCode.AUTH_REQUIRED: ErrorClass.AUTH,
+    ErrorCode.INVALID_TOKEN: ErrorClass.AUTH,
+    ErrorCode.TOKEN_EXPIRED: ErrorClass.AUTH,
+    ErrorCode.FORBIDDEN: ErrorClass.AUTH,
+    ErrorCode.UNAUTHORIZED: ErrorClass.AUTH,
+    ErrorCode.INVALID_SUBSCRIPTION_TYPE: ErrorClass.SUBSCRIPTION,
+    ErrorCode.INVALID_FILTER: ErrorClass.SUBSCRIPTION,
+    ErrorCode.NOT_SUBSCRIBED: ErrorClass.SUBSCRIPTION,
+    ErrorCode.TOO_MANY_SUBSCRIPTIONS: ErrorClass.SUBSCRIPTION,
+}
+
+#: Codes for which the same request can succeed later.
+TEMPORARY_ERRORS: frozenset[ErrorCode] = frozenset(
+    {
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.SERVICE_UNAVAILABLE,
+        ErrorCode.TOO_MANY_CONNECTIONS,
+        ErrorCode.INTERNAL_ERROR,
+    }
+)
+
+#: The WebSocket subprotocol the gateway speaks; browsers offer it next to
+#: `TOKEN_SUBPROTOCOL_PREFIX + <token>`, so tokens never sit in a URL.
+SUBPROTOCOL = "oddstream.v2"
+TOKEN_SUBPROTOCOL_PREFIX = "bearer."
 
 
 class ProtocolError(Exception):
@@ -276,7 +346,9 @@ ClientMessage = Annotated[
     Field(discriminator="type"),
 ]
 client_message_adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
-CLIENT_MESSAGE_TYPES = frozenset({"subscribe", "unsubscribe", "ping", "pong", "status", "auth"})
+CLIENT_MESSAGE_TYPES: frozenset[str] = frozenset(
+    {"subscribe", "unsubscribe", "ping", "pong", "status", "auth"}
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -303,7 +375,9 @@ class ServerMessage(BaseModel):
     )
     id: str | int | None = Field(default=None, description="The request id this answers.")
     rooms: list[str] | None = Field(
-        default=None, description="Data frames: this connection's rooms the event matched."
+        default=None,
+        description="Data frames: the rooms on the receiving gateway that the event matched "
+        "(compare with the `room` of your confirmations; a connection gets each event once).",
     )
     event_id: str | None = Field(default=None, description="Data frames: the ingest entry id.")
 
@@ -351,28 +425,3 @@ def error_frame(
         "timestamp": utc_now_iso(),
     }
     return _addressed(frame, client_id, request_id)
-
-
-def json_schema() -> dict[str, Any]:
-    """JSON Schema of every frame, for client authors in any language."""
-    from oddstream.shared.events import ingest_event_adapter
-    from oddstream.shared.filters import ALLOWED_FILTERS
-
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "Oddstream WebSocket protocol",
-        "client_message": client_message_adapter.json_schema(),
-        "server_message": ServerMessage.model_json_schema(),
-        "subscription_types": [t.value for t in SubscriptionType],
-        "allowed_filters": {t.value: sorted(ALLOWED_FILTERS[t]) for t in SubscriptionType},
-        "error_codes": [c.value for c in ErrorCode],
-        "close_codes": {c.name: {"code": c.value, "advice": c.advice.value} for c in CloseCode},
-        "close_advice_ranges": {
-            "4000-4099": "reconnect_now",
-            "4100-4399": "reconnect_backoff",
-            "4400-4499": "refresh_token",
-            "4500-4999": "terminal",
-            "other": "reconnect_backoff",
-        },
-        "ingest_event": ingest_event_adapter.json_schema(),
-    }

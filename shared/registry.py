@@ -18,9 +18,9 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from oddstream.shared.filters import RoomSpec
 from oddstream.shared.inbox import REVOKE_TYPE, Delivery, encode_inbox_entry
 from oddstream.shared.keys import Keys
+from oddstream.shared.rooms import RoomSpec
 
 __all__ = ["FeedEntry", "Registry", "RoomHolding"]
 

@@ -16,9 +16,9 @@ from redis.asyncio import Redis
 
 from oddstream.embedded import free_port
 from oddstream.shared.events import EventKind, routing_of
-from oddstream.shared.filters import RoomSpec, parse_room
 from oddstream.shared.ingest import EVENT_FIELD, Ingester, parse_event
 from oddstream.shared.keys import WORKER_GROUP, Keys
+from oddstream.shared.rooms import RoomSpec, parse_room
 from oddstream.shared.settings import Settings
 from oddstream.workers.consumer import Worker
 from tests.harness import (

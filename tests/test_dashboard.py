@@ -9,7 +9,7 @@ from typing import Any
 from playwright.async_api import Page, expect
 
 from oddstream.embedded import EmbeddedRedis
-from oddstream.shared.filters import ALLOWED_FILTERS
+from oddstream.shared.rooms import ALLOWED_FILTERS
 from oddstream.shared.settings import Settings
 from tests.browser import SCREENSHOTS, PageLog, chromium, live_system, open_page
 from tests.harness import wait_until

@@ -41,7 +41,6 @@ from redis.exceptions import RedisError
 from oddstream.embedded import EmbeddedRedis
 from oddstream.gateway.auth import issue_token
 from oddstream.gateway.state import METRICS
-from oddstream.shared.filters import parse_room
 from oddstream.shared.keys import Keys
 from oddstream.shared.protocol import (
     CLIENT_MESSAGE_TYPES,
@@ -53,6 +52,7 @@ from oddstream.shared.protocol import (
     SubscriptionType,
     client_message_adapter,
 )
+from oddstream.shared.rooms import parse_room
 from oddstream.shared.settings import Settings
 from oddstream.workers.consumer import Worker
 from tests.harness import RunningGateway, running_gateway, running_worker

@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from oddstream.shared.events import Routing, routing_of
-from oddstream.shared.filters import ALLOWED_FILTERS, RoomSpec, parse_room
 from oddstream.shared.ingest import parse_event
 from oddstream.shared.protocol import SubscriptionType
 from oddstream.shared.registry import FeedEntry, RoomHolding
+from oddstream.shared.rooms import ALLOWED_FILTERS, RoomSpec, parse_room
 from oddstream.workers.matcher import RoomIndex
 
 T = SubscriptionType

@@ -12,9 +12,9 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 from oddstream.shared.events import EventKind, Routing
-from oddstream.shared.filters import KINDS_OF_TYPE, RoomSpec
 from oddstream.shared.protocol import SPORT_TYPES, SubscriptionType
 from oddstream.shared.registry import FeedEntry, RoomHolding
+from oddstream.shared.rooms import KINDS_OF_TYPE, RoomSpec
 
 __all__ = ["RoomIndex"]
 

@@ -1,7 +1,7 @@
 """An asyncio client for the Oddstream gateway that survives what the gateway does to it.
 
 Why a client library: every consumer of the WebSocket protocol must answer heartbeats, act on
-close-code advice (`shared.protocol.close_advice`), back off, refresh tokens before they expire
+close-code advice (`contract.close_advice`), back off, refresh tokens before they expire
 and resubscribe after a reconnect. Getting that right once, here, keeps bots and services from
 each re-implementing it (and from stampeding the gateways when they restart).
 
@@ -34,8 +34,10 @@ import aiohttp
 import orjson
 from yarl import URL
 
-from oddstream.shared.protocol import (
+from oddstream_client.contract import (
     DATA_MESSAGE_TYPES,
+    ERROR_CLASSES,
+    TEMPORARY_ERRORS,
     CloseAdvice,
     ErrorCode,
     ServerMessageType,
@@ -111,31 +113,11 @@ class ConnectionClosed(OddstreamError):
         self.close_code = close_code
 
 
-_AUTH_CODES = frozenset(
-    {
-        ErrorCode.AUTH_REQUIRED,
-        ErrorCode.INVALID_TOKEN,
-        ErrorCode.TOKEN_EXPIRED,
-        ErrorCode.FORBIDDEN,
-        ErrorCode.UNAUTHORIZED,
-    }
-)
-_SUBSCRIPTION_CODES = frozenset(
-    {
-        ErrorCode.INVALID_SUBSCRIPTION_TYPE,
-        ErrorCode.INVALID_FILTER,
-        ErrorCode.NOT_SUBSCRIBED,
-        ErrorCode.TOO_MANY_SUBSCRIPTIONS,
-    }
-)
-_TEMPORARY_CODES = frozenset(
-    {
-        ErrorCode.RATE_LIMITED,
-        ErrorCode.SERVICE_UNAVAILABLE,
-        ErrorCode.TOO_MANY_CONNECTIONS,
-        ErrorCode.INTERNAL_ERROR,
-    }
-)
+#: The typed error for each error class of the contract.
+_ERROR_TYPES: dict[str, type[OddstreamError]] = {
+    "auth": AuthError,
+    "subscription": SubscriptionError,
+}
 
 
 def error_for(code: str, message: str, hint: str | None = None) -> OddstreamError:
@@ -144,12 +126,9 @@ def error_for(code: str, message: str, hint: str | None = None) -> OddstreamErro
         known: str = ErrorCode(code)
     except ValueError:
         known = code
-    temporary = known in _TEMPORARY_CODES
-    if known in _AUTH_CODES:
-        return AuthError(known, message, temporary=temporary, hint=hint)
-    if known in _SUBSCRIPTION_CODES:
-        return SubscriptionError(known, message, temporary=temporary, hint=hint)
-    return OddstreamError(known, message, temporary=temporary, hint=hint)
+    temporary = known in TEMPORARY_ERRORS
+    kind = _ERROR_TYPES.get(ERROR_CLASSES.get(known, "general"), OddstreamError)
+    return kind(known, message, temporary=temporary, hint=hint)
 
 
 def _error_from_frame(frame: Frame) -> OddstreamError:

@@ -13,15 +13,15 @@ import orjson
 import pytest
 
 from oddstream.shared.events import EventKind, Routing, routing_of
-from oddstream.shared.filters import (
+from oddstream.shared.ingest import parse_event
+from oddstream.shared.protocol import ErrorCode, ProtocolError, SubscriptionType
+from oddstream.shared.rooms import (
     ALLOWED_FILTERS,
     MAX_FILTER_VALUE_LENGTH,
     MAX_FILTER_VALUES,
     RoomSpec,
     parse_room,
 )
-from oddstream.shared.ingest import parse_event
-from oddstream.shared.protocol import ErrorCode, ProtocolError, SubscriptionType
 
 T = SubscriptionType
 ALL_FILTER_KEYS = ("sport", "game_id", "player", "sportsbook", "min_profit")
