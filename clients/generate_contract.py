@@ -88,6 +88,13 @@ def typescript(c: dict[str, Any]) -> str:
     sub_types = union(json.dumps(v) for v in c["SUBSCRIPTION_TYPES"])
     msg_types = union(json.dumps(v) for v in c["SERVER_MESSAGE_TYPES"].values())
     data_types = union(json.dumps(v) for v in c["DATA_MESSAGE_TYPES"])
+    # Type-level copies of two tables, so typed clients can reject a filter a type does not
+    # accept, or a market that does not exist, at compile time.
+    allowed_keys = "".join(
+        f"  {json.dumps(t)}: {union(json.dumps(f) for f in filters) or 'never'};\n"
+        for t, filters in c["ALLOWED_FILTERS"].items()
+    )
+    markets = union(json.dumps(m) for m in c["ODDS_MARKETS"])
     return f"""// {BANNER}
 // The wire contract shared with the gateway: codes, advice, message and subscription types.
 
@@ -158,6 +165,9 @@ export type SubscriptionType = {sub_types};
 export const SUBSCRIPTION_TYPES: readonly SubscriptionType[] = {_js(c["SUBSCRIPTION_TYPES"])};
 export const ALLOWED_FILTERS: Readonly<Record<SubscriptionType, readonly string[]>> =
   Object.freeze({_js(c["ALLOWED_FILTERS"])});
+/** `ALLOWED_FILTERS` as types: the filter names each subscription type accepts. */
+export interface AllowedFilterKeys {{
+{allowed_keys}}}
 
 /** Filters that take a string or a list of strings (the rest are numbers). */
 export const LIST_FILTERS: readonly string[] = {_js(c["LIST_FILTERS"])};
@@ -166,6 +176,7 @@ export const MAX_FILTER_VALUES = {_js(c["MAX_FILTER_VALUES"])};
 
 /** The markets an odds event may carry. */
 export const ODDS_MARKETS: readonly string[] = {_js(c["ODDS_MARKETS"])};
+export type OddsMarket = {markets};
 """
 
 

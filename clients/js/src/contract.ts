@@ -314,6 +314,19 @@ export const ALLOWED_FILTERS: Readonly<Record<SubscriptionType, readonly string[
   ],
   "portfolio": []
 });
+/** `ALLOWED_FILTERS` as types: the filter names each subscription type accepts. */
+export interface AllowedFilterKeys {
+  "odds_updates": "game_id" | "sport" | "sportsbook";
+  "predictions": "game_id" | "player" | "sport";
+  "analytics": "game_id" | "player" | "sport";
+  "arbitrage": "game_id" | "min_profit" | "sport" | "sportsbook";
+  "mlb": "game_id" | "player" | "sportsbook";
+  "nba": "game_id" | "player" | "sportsbook";
+  "nfl": "game_id" | "player" | "sportsbook";
+  "nhl": "game_id" | "player" | "sportsbook";
+  "system_alerts": "sport";
+  "portfolio": never;
+}
 
 /** Filters that take a string or a list of strings (the rest are numbers). */
 export const LIST_FILTERS: readonly string[] = [
@@ -331,3 +344,4 @@ export const ODDS_MARKETS: readonly string[] = [
   "spread",
   "total"
 ];
+export type OddsMarket = "moneyline" | "spread" | "total";
