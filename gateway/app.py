@@ -27,14 +27,14 @@ from oddstream.gateway.auth import (
 )
 from oddstream.gateway.browser import add_browser_routes
 from oddstream.gateway.connection import Connection
-from oddstream.gateway.hub import Hub, slot_member
 from oddstream.gateway.limits import IpRateLimiter, client_ip, parse_networks
 from oddstream.gateway.management import json_error, routes
 from oddstream.gateway.metrics import GatewayMetrics
+from oddstream.gateway.node import GatewayNode, slot_member
 from oddstream.gateway.state import (
-    HUB,
     IP_LIMITER,
     METRICS,
+    NODE,
     REDIS,
     SETTINGS,
     TRUSTED,
@@ -128,8 +128,8 @@ def websocket_endpoint(
 
     async def handler(request: web.Request) -> web.StreamResponse:
         app = request.app
-        settings, hub = app[SETTINGS], app[HUB]
-        if hub.draining:
+        settings, node = app[SETTINGS], app[NODE]
+        if node.draining:
             return _refusal(request, 503, ErrorCode.SERVICE_UNAVAILABLE,
                             "This gateway is shutting down.", {"Retry-After": "1"})  # fmt: skip
         if not origin_allowed(request, settings.allowed_origins):
@@ -145,10 +145,10 @@ def websocket_endpoint(
         try:
             identity = await app[VERIFIER].identify(request)
             if identity.user is not None:
-                await check_not_revoked(hub.registry, identity)
+                await check_not_revoked(node.registry, identity)
         except AuthError as exc:
             return _refusal(request, 401, exc.code, exc.message, reason=exc.reason)
-        if len(hub.connections) >= settings.max_connections:
+        if len(node.connections) >= settings.max_connections:
             return _refusal(request, 503, ErrorCode.TOO_MANY_CONNECTIONS,
                             f"This gateway holds its maximum of {settings.max_connections} "
                             "connections.", {"Retry-After": "5"})  # fmt: skip
@@ -166,10 +166,10 @@ def websocket_endpoint(
             autoping=True,
             protocols=(SUBPROTOCOL,),
         )
-        conn_member = slot_member(hub.gateway_id, ws)
+        conn_member = slot_member(node.gateway_id, ws)
         limited = identity.user is not None and settings.max_connections_per_user > 0
         try:
-            granted = not limited or await hub.registry.acquire_user_slot(
+            granted = not limited or await node.registry.acquire_user_slot(
                 str(identity.user), conn_member, settings.max_connections_per_user
             )
         except RedisError:
@@ -186,20 +186,20 @@ def websocket_endpoint(
             transport = request.transport
             if transport is None:  # pragma: no cover - the client vanished during the upgrade
                 return ws
-            conn = Connection(hub, ws, transport, identity, name, ip)
+            conn = Connection(node, ws, transport, identity, name, ip)
             await _serve(request, conn, initial)
         finally:
             if limited:
                 with contextlib.suppress(RedisError):
-                    await hub.registry.release_user_slot(str(identity.user), conn_member)
+                    await node.registry.release_user_slot(str(identity.user), conn_member)
         return ws
 
     return handler
 
 
 async def _serve(request: web.Request, conn: Connection, initial: RoomSpec | None) -> None:
-    hub, settings, metrics = conn.hub, request.app[SETTINGS], request.app[METRICS]
-    hub.add(conn)
+    node, settings, metrics = request.app[NODE], request.app[SETTINGS], request.app[METRICS]
+    node.add(conn)
     metrics.connections_opened.labels(conn.endpoint).inc()
     if request.query.get("reconnect"):
         metrics.reconnections.inc()
@@ -208,7 +208,7 @@ async def _serve(request: web.Request, conn: Connection, initial: RoomSpec | Non
             server_frame(
                 ServerMessageType.WELCOME,
                 {
-                    "gateway": hub.gateway_id,
+                    "gateway": node.gateway_id,
                     "user": conn.identity.user,
                     "endpoint": conn.endpoint,
                     "heartbeat_interval": settings.heartbeat_interval,
@@ -226,7 +226,7 @@ async def _serve(request: web.Request, conn: Connection, initial: RoomSpec | Non
                 conn.send_error(exc.code, exc.message)
         await conn.serve()
     finally:
-        await hub.remove(conn)
+        await node.remove(conn)
 
 
 @web.middleware
@@ -280,22 +280,22 @@ def create_app(settings: Settings) -> web.Application:
     app[IP_LIMITER] = IpRateLimiter(settings.connect_rate_per_ip, settings.connect_burst_per_ip)
     app[TRUSTED] = parse_networks(settings.trusted_proxies)
 
-    async def redis_and_hub(app: web.Application) -> AsyncIterator[None]:
+    async def redis_and_node(app: web.Application) -> AsyncIterator[None]:
         redis = create_redis(settings.effective_redis_url, max_connections=256)
         app[REDIS] = redis
-        hub = Hub(settings, redis, app[METRICS], app[VERIFIER])
-        app[HUB] = hub
+        node = GatewayNode(settings, redis, app[METRICS], app[VERIFIER])
+        app[NODE] = node
         try:
-            await hub.start()
+            await node.start()
             yield
         finally:
-            await hub.stop()
+            await node.stop()
             await redis.aclose()
 
     async def drain(app: web.Application) -> None:
-        await app[HUB].stop()
+        await app[NODE].stop()
 
-    app.cleanup_ctx.append(redis_and_hub)
+    app.cleanup_ctx.append(redis_and_node)
     app.on_shutdown.append(drain)
 
     app.router.add_get("/ws/v2/connect", websocket_endpoint("connect", _no_room))

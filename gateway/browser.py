@@ -13,7 +13,7 @@ from aiohttp import web
 
 from oddstream.gateway.auth import AuthError, check_not_revoked
 from oddstream.gateway.management import json_error, json_response
-from oddstream.gateway.state import HUB, METRICS, VERIFIER
+from oddstream.gateway.state import METRICS, NODE, VERIFIER
 
 __all__ = ["STATIC_DIR", "add_browser_routes"]
 
@@ -57,7 +57,7 @@ async def whoami(request: web.Request) -> web.Response:
     """The identity a token would connect as, or the error the upgrade would be refused with."""
     try:
         identity = await request.app[VERIFIER].identify(request)
-        await check_not_revoked(request.app[HUB].registry, identity)
+        await check_not_revoked(request.app[NODE].registry, identity)
     except AuthError as exc:
         request.app[METRICS].errors.labels(exc.code.value).inc()
         return json_error(401, exc.code, exc.message, reason=exc.reason)

@@ -21,7 +21,8 @@ import asyncio
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 from aiohttp import WSMsgType, web
@@ -30,7 +31,7 @@ from pydantic import ValidationError
 from oddstream.gateway.auth import AuthError, Identity, authorize_room
 from oddstream.gateway.frames import text_frame
 from oddstream.gateway.limits import TokenBucket
-from oddstream.shared.ingest import describe_validation_error
+from oddstream.gateway.metrics import GatewayMetrics
 from oddstream.shared.protocol import (
     CLIENT_MESSAGE_TYPES,
     AuthMessage,
@@ -44,23 +45,58 @@ from oddstream.shared.protocol import (
     SubscribeMessage,
     UnsubscribeMessage,
     client_message_adapter,
+    describe_validation_error,
     error_frame,
     server_frame,
     utc_now_iso,
 )
 from oddstream.shared.rooms import RoomSpec
+from oddstream.shared.settings import Settings
 
 if TYPE_CHECKING:
     from asyncio import Transport
 
-    from oddstream.gateway.hub import Hub
+__all__ = ["Connection", "ConnectionHost"]
 
-__all__ = ["Connection"]
-
-log = logging.getLogger("oddstream.gateway")
+log = logging.getLogger("oddstream.gateway.connection")
 
 #: Seconds a slow consumer gets to take its close frame before the socket is aborted.
 SLOW_CLOSE_SECONDS = 1.0
+
+
+class ConnectionHost(Protocol):
+    """What a connection needs from the gateway node that holds it, and nothing more."""
+
+    @property
+    def gateway_id(self) -> str: ...
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def metrics(self) -> GatewayMetrics: ...
+
+    async def join(self, conn: Connection, spec: RoomSpec) -> bool:
+        """Add `conn` to the room; False if it was in already. The room is registered in
+        Redis before this returns (a confirmation means events are routed here); raises
+        `ProtocolError` (`service_unavailable`) when it cannot be."""
+        ...
+
+    async def leave(self, conn: Connection, room_ids: list[str]) -> None:
+        """Take `conn` out of rooms; never raises for Redis (holdings are restored later)."""
+        ...
+
+    async def verify_token(self, token: str) -> Identity:
+        """The identity of a fresh token; raises `AuthError`."""
+        ...
+
+    def hold_backlog(self, conn: Connection) -> None:
+        """Write `conn`'s held (conflated) frames on a later tick, once its socket drains."""
+        ...
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run a fire-and-forget coroutine that the host cancels when it stops."""
+        ...
 
 
 class Connection:
@@ -75,7 +111,7 @@ class Connection:
         "dirty",
         "endpoint",
         "expiry_notified",
-        "hub",
+        "host",
         "identity",
         "last_seen",
         "messages_received",
@@ -92,14 +128,14 @@ class Connection:
 
     def __init__(
         self,
-        hub: Hub,
+        host: ConnectionHost,
         ws: web.WebSocketResponse,
         transport: Transport,
         identity: Identity,
         endpoint: str,
         remote: str | None,
     ) -> None:
-        self.hub = hub
+        self.host = host
         self.ws = ws
         self.transport = transport
         self.identity = identity
@@ -115,10 +151,10 @@ class Connection:
         # `dirty` marks changes other than messages sent; those are compared at each beat.
         self.dirty = True
         self.recorded_sent = -1
-        self.send_limit = hub.settings.send_buffer_bytes
-        self.conflate_limit = hub.settings.conflate_buffer_bytes
+        self.send_limit = host.settings.send_buffer_bytes
+        self.conflate_limit = host.settings.conflate_buffer_bytes
         self.pending: dict[bytes, bytes] | None = None  # held frames by conflation key
-        self.bucket = TokenBucket(hub.settings.messages_per_second, hub.settings.message_burst)
+        self.bucket = TokenBucket(host.settings.messages_per_second, host.settings.message_burst)
         self.strikes = 0  # messages refused for rate in a row
         self.expiry_notified = False
 
@@ -139,16 +175,16 @@ class Connection:
         for key, frame in items:
             if key:
                 if key in pending:
-                    self.hub.metrics.conflated.inc()
+                    self.host.metrics.conflated.inc()
                 pending[key] = frame
             else:
                 direct.append(frame)
         self.pending = pending or None
-        if len(pending) > self.hub.settings.max_conflated_keys:
+        if len(pending) > self.host.settings.max_conflated_keys:
             self.close_slow("too many distinct updates held for a slow client")
             return 0
         if pending:
-            self.hub.backlogged.add(self)
+            self.host.hold_backlog(self)
         if direct and self.write(b"".join(direct), len(direct)):
             return len(direct)
         return 0
@@ -183,11 +219,11 @@ class Connection:
     def send(self, payload: bytes, message_type: ServerMessageType) -> bool:
         sent = self.write(text_frame(payload))
         if sent:
-            self.hub.metrics.messages_out.labels(message_type.value).inc()
+            self.host.metrics.messages_out.labels(message_type.value).inc()
         return sent
 
     def send_error(self, code: ErrorCode, message: str, request_id: Any = None) -> None:
-        self.hub.metrics.errors.labels(code.value).inc()
+        self.host.metrics.errors.labels(code.value).inc()
         self.send(
             error_frame(code, message, client_id=self.client_id, request_id=request_id),
             ServerMessageType.ERROR,
@@ -198,13 +234,16 @@ class Connection:
         self.pending = None
         self.close_soon(CloseCode.SLOW_CONSUMER, reason, abort_after=SLOW_CLOSE_SECONDS)
 
-    def close_soon(self, code: CloseCode, reason: str, abort_after: float | None = None) -> None:
-        """Close from synchronous code (fan-out): mark closing now, close in a task."""
+    def close_soon(
+        self, code: CloseCode, reason: str, abort_after: float | None = None
+    ) -> asyncio.Task[Any] | None:
+        """Close from synchronous code (fan-out, drain): mark closing now, close in a task,
+        which is returned (None if the connection was closing already). Idempotent."""
         if self.closing:
-            return
+            return None
         self.closing = True
-        self.hub.metrics.closes.labels(str(int(code))).inc()
-        self.hub.spawn(self._close(code, reason, abort_after))
+        self.host.metrics.closes.labels(str(int(code))).inc()
+        return self.host.spawn(self._close(code, reason, abort_after))
 
     async def _close(self, code: CloseCode, reason: str, abort_after: float | None) -> None:
         closing = self.ws.close(code=int(code), message=reason.encode()[:120])
@@ -232,25 +271,25 @@ class Connection:
                 self.strikes = 0
                 await self.handle_text(msg.data)
             elif msg.type is WSMsgType.BINARY:
-                self.hub.metrics.messages_in.labels("binary").inc()
+                self.host.metrics.messages_in.labels("binary").inc()
                 self.send_error(ErrorCode.BINARY_NOT_SUPPORTED, "Binary frames are not accepted.")
             elif msg.type is WSMsgType.ERROR:
                 # aiohttp hands the reason over as the message, with the close code it sent.
                 if getattr(msg.data, "code", None) == CloseCode.MESSAGE_TOO_BIG:
-                    self.hub.metrics.errors.labels(ErrorCode.MESSAGE_TOO_LARGE.value).inc()
-                    self.hub.metrics.closes.labels(str(int(CloseCode.MESSAGE_TOO_BIG))).inc()
+                    self.host.metrics.errors.labels(ErrorCode.MESSAGE_TOO_LARGE.value).inc()
+                    self.host.metrics.closes.labels(str(int(CloseCode.MESSAGE_TOO_BIG))).inc()
                 break
 
     def refuse_for_rate(self) -> None:
         """A message over the rate: an `error`, and a 1008 close when it goes on."""
         self.strikes += 1
-        self.hub.metrics.messages_in.labels("rate_limited").inc()
-        if self.strikes >= self.hub.settings.rate_limit_strikes:
+        self.host.metrics.messages_in.labels("rate_limited").inc()
+        if self.strikes >= self.host.settings.rate_limit_strikes:
             self.close_soon(CloseCode.POLICY_VIOLATION, "message rate limit exceeded")
         elif self.strikes == 1:  # one error per burst, not one per dropped message
             self.send_error(
                 ErrorCode.RATE_LIMITED,
-                f"More than {self.hub.settings.messages_per_second:g} messages a second; "
+                f"More than {self.host.settings.messages_per_second:g} messages a second; "
                 "this one was dropped.",
             )
 
@@ -260,23 +299,23 @@ class Connection:
             try:
                 body = orjson.loads(data)
             except orjson.JSONDecodeError:
-                self.hub.metrics.messages_in.labels("invalid").inc()
+                self.host.metrics.messages_in.labels("invalid").inc()
                 raise ProtocolError(
                     ErrorCode.INVALID_JSON, "The message is not valid JSON."
                 ) from None
             if not isinstance(body, dict):
-                self.hub.metrics.messages_in.labels("invalid").inc()
+                self.host.metrics.messages_in.labels("invalid").inc()
                 raise ProtocolError(ErrorCode.INVALID_MESSAGE, "A message must be a JSON object.")
             raw_id = body.get("id")
             if isinstance(raw_id, str | int) and not isinstance(raw_id, bool):
                 request_id = raw_id
             message_type = body.get("type")
             if not isinstance(message_type, str) or message_type not in CLIENT_MESSAGE_TYPES:
-                self.hub.metrics.messages_in.labels("unknown").inc()
+                self.host.metrics.messages_in.labels("unknown").inc()
                 raise ProtocolError(
                     ErrorCode.UNKNOWN_TYPE, f"Unknown message type {message_type!r}."
                 )
-            self.hub.metrics.messages_in.labels(message_type).inc()
+            self.host.metrics.messages_in.labels(message_type).inc()
             try:
                 message = client_message_adapter.validate_python(body)
             except ValidationError as exc:
@@ -296,7 +335,7 @@ class Connection:
     async def dispatch(self, message: Any) -> None:
         match message:
             case SubscribeMessage():
-                settings = self.hub.settings
+                settings = self.host.settings
                 spec = authorize_room(
                     self.identity, message.subscription_type, message.filters, settings
                 )
@@ -335,7 +374,10 @@ class Connection:
                 )
 
     async def subscribe(self, spec: RoomSpec, request_id: Any = None) -> None:
-        already = not await self.hub.subscribe(self, spec)
+        already = not await self.host.join(self, spec)
+        if not already:
+            self.rooms[spec.room_id] = spec
+            self.dirty = True
         self.send(
             server_frame(
                 ServerMessageType.SUBSCRIPTION_CONFIRMED,
@@ -349,7 +391,7 @@ class Connection:
     async def refresh_token(self, message: AuthMessage) -> None:
         """Swap in a fresh token for the same user; subscriptions are kept."""
         try:
-            fresh = await self.hub.verifier.verify(message.token)
+            fresh = await self.host.verify_token(message.token)
         except AuthError as exc:
             raise ProtocolError(exc.code, f"{exc.message} ({exc.reason})") from None
         if fresh.user != self.identity.user:
@@ -374,7 +416,7 @@ class Connection:
         if now >= expires_at:
             self.close_soon(CloseCode.TOKEN_EXPIRED, "token expired: refresh it and reconnect")
             return
-        notice_at = expires_at - self.hub.settings.token_expiry_notice
+        notice_at = expires_at - self.host.settings.token_expiry_notice
         if not self.expiry_notified and now >= notice_at:
             self.expiry_notified = True
             data = {
@@ -392,7 +434,7 @@ class Connection:
             room_id = message.room
         elif message.subscription_type is not None:
             room_id = authorize_room(
-                self.identity, message.subscription_type, message.filters, self.hub.settings
+                self.identity, message.subscription_type, message.filters, self.host.settings
             ).room_id
         else:
             raise ProtocolError(
@@ -402,7 +444,9 @@ class Connection:
         spec = self.rooms.get(room_id)
         if spec is None:
             raise ProtocolError(ErrorCode.NOT_SUBSCRIBED, f"Not subscribed to room {room_id!r}.")
-        await self.hub.unsubscribe(self, room_id)
+        await self.host.leave(self, [room_id])
+        del self.rooms[room_id]
+        self.dirty = True
         self.send(
             server_frame(
                 ServerMessageType.UNSUBSCRIBED,
@@ -422,7 +466,7 @@ class Connection:
         return {
             "client_id": self.client_id,
             "user": self.identity.user,
-            "gateway": self.hub.gateway_id,
+            "gateway": self.host.gateway_id,
             "connected_at": self.connected_at,
             "subscriptions": self.subscriptions(),
             "messages_sent": self.messages_sent,

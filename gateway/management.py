@@ -14,11 +14,15 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from oddstream.gateway.state import HUB, METRICS, VERIFIER
+from oddstream.gateway.state import METRICS, NODE, VERIFIER
 from oddstream.shared.events import BroadcastEvent, EventKind
-from oddstream.shared.ingest import describe_validation_error
 from oddstream.shared.keys import WORKER_GROUP, Keys
-from oddstream.shared.protocol import ErrorCode, ServerMessageType, utc_now_iso
+from oddstream.shared.protocol import (
+    ErrorCode,
+    ServerMessageType,
+    describe_validation_error,
+    utc_now_iso,
+)
 from oddstream.shared.schema import json_schema
 
 __all__ = ["json_error", "json_response", "routes"]
@@ -119,24 +123,24 @@ async def _json_object(request: web.Request) -> dict[str, Any] | web.Response:
 
 @routes.get("/ws/v2/status")
 async def status(request: web.Request) -> web.Response:
-    hub = request.app[HUB]
+    node = request.app[NODE]
     body: dict[str, Any] = {
         "service": "oddstream",
-        "version": hub.describe()["version"],
-        "gateway_id": hub.gateway_id,
-        "uptime_seconds": round(time.time() - hub.started_at, 3),
+        "version": node.describe()["version"],
+        "gateway_id": node.gateway_id,
+        "uptime_seconds": round(time.time() - node.started_at, 3),
         "timestamp": utc_now_iso(),
-        "this_gateway": {"connections": len(hub.connections), "rooms": len(hub.rooms),
-                         "ready": hub.ready, "pipeline": hub.pipeline_ok},
+        "this_gateway": {"connections": len(node.connections), "rooms": len(node.rooms),
+                         "ready": node.ready, "pipeline": node.pipeline_ok},
     }  # fmt: skip
     try:
         started = time.perf_counter()
-        await hub.redis.ping()
+        await node.redis.ping()
         latency_ms = (time.perf_counter() - started) * 1000
-        info = await hub.redis.info("server")
-        memory = await hub.redis.info("memory")
-        gateways = await hub.registry.gateways_alive()
-        workers = await hub.registry.workers_alive()
+        info = await node.redis.info("server")
+        memory = await node.redis.info("memory")
+        gateways = await node.registry.gateways_alive()
+        workers = await node.registry.workers_alive()
         body.update(
             status="ok" if gateways and workers else "degraded",
             redis={
@@ -148,9 +152,9 @@ async def status(request: web.Request) -> web.Response:
             gateways={"alive": len(gateways), "ids": sorted(gateways)},
             workers={"alive": len(workers), "ids": sorted(workers)},
             connections=sum(int(g.get("connections", 0)) for g in gateways.values()),
-            rooms=await hub.redis.hlen(hub.keys.rooms),
-            streams=await stream_figures(hub.redis, hub.keys),
-            deadletter=await hub.redis.xlen(hub.keys.deadletter),
+            rooms=await node.redis.hlen(node.keys.rooms),
+            streams=await stream_figures(node.redis, node.keys),
+            deadletter=await node.redis.xlen(node.keys.deadletter),
         )
         status_code = 200
     except RedisError as exc:
@@ -172,16 +176,16 @@ async def revoke(request: web.Request) -> web.Response:
     user = body.get("user")
     if not isinstance(user, str) or not user:
         return json_error(400, ErrorCode.INVALID_REQUEST, "The body needs a 'user' string.")
-    hub = request.app[HUB]
-    told = await hub.registry.revoke_user(user, time.time(), REVOCATION_SECONDS)
+    node = request.app[NODE]
+    told = await node.registry.revoke_user(user, time.time(), REVOCATION_SECONDS)
     return json_response({"status": "revoked", "user": user, "gateways_notified": told})
 
 
 @routes.get("/ws/v2/rooms")
 @admin_only
 async def rooms(request: web.Request) -> web.Response:
-    hub = request.app[HUB]
-    detail = await hub.registry.rooms_detail()
+    node = request.app[NODE]
+    detail = await node.registry.rooms_detail()
     return json_response({"count": len(detail), "rooms": detail})
 
 
@@ -201,13 +205,13 @@ def _page_param(request: web.Request, name: str, default: int, high: int) -> int
 @routes.get("/ws/v2/connections")
 @admin_only
 async def connections(request: web.Request) -> web.Response:
-    hub = request.app[HUB]
+    node = request.app[NODE]
     try:
         limit = _page_param(request, "limit", 100, MAX_PAGE)
         offset = _page_param(request, "offset", 0, 10**9)
     except ValueError as exc:
         return json_error(400, ErrorCode.INVALID_REQUEST, str(exc) + ".")
-    records = await hub.registry.connections()
+    records = await node.registry.connections()
     page = records[offset : offset + limit]
     next_offset = offset + len(page) if offset + len(page) < len(records) else None
     return json_response(
@@ -237,7 +241,7 @@ async def broadcast_test(request: web.Request) -> web.Response:
             else ErrorCode.INVALID_REQUEST
         )
         return json_error(400, code, describe_validation_error(exc) + ".")
-    event_id = await request.app[HUB].ingester.publish(event)
+    event_id = await request.app[NODE].ingester.publish(event)
     request.app[METRICS].messages_in.labels("broadcast_test").inc()
     return json_response(
         {
@@ -257,14 +261,14 @@ async def schema(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    hub = request.app[HUB]
+    node = request.app[NODE]
     gateway_metrics = request.app[METRICS]
     # Without Redis, local figures still render; cluster ones keep their last values.
     with contextlib.suppress(RedisError):
         gateway_metrics.update_cluster(
-            await hub.registry.workers_alive(),
-            await stream_figures(hub.redis, hub.keys),
-            await hub.redis.hlen(hub.keys.rooms),
+            await node.registry.workers_alive(),
+            await stream_figures(node.redis, node.keys),
+            await node.redis.hlen(node.keys.rooms),
         )
     return web.Response(
         body=gateway_metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4"}
@@ -279,17 +283,17 @@ async def healthz(request: web.Request) -> web.Response:
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
     """Ready = registered, Redis reachable, not draining, and the pipeline proven by canary."""
-    hub = request.app[HUB]
-    age = time.monotonic() - hub.last_canary if hub.last_canary is not None else None
+    node = request.app[NODE]
+    age = time.monotonic() - node.last_canary if node.last_canary is not None else None
     checks: dict[str, Any] = {
-        "registered": hub.registered,
-        "redis": hub.redis_ok,
-        "draining": hub.draining,
-        "pipeline": hub.pipeline_ok,
+        "registered": node.registered,
+        "redis": node.redis_ok,
+        "draining": node.draining,
+        "pipeline": node.pipeline_ok,
         "last_canary_age_s": round(age, 3) if age is not None else None,
     }
     try:
-        await hub.redis.ping()
+        await node.redis.ping()
     except RedisError:
         checks["redis"] = False
     ready = bool(

@@ -6,16 +6,16 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from oddstream.gateway.auth import TokenVerifier
-from oddstream.gateway.hub import Hub
 from oddstream.gateway.limits import IpRateLimiter
 from oddstream.gateway.metrics import GatewayMetrics
+from oddstream.gateway.node import GatewayNode
 from oddstream.shared.settings import Settings
 
-__all__ = ["HUB", "IP_LIMITER", "METRICS", "REDIS", "SETTINGS", "TRUSTED", "VERIFIER"]
+__all__ = ["IP_LIMITER", "METRICS", "NODE", "REDIS", "SETTINGS", "TRUSTED", "VERIFIER"]
 
 SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", Redis)
-HUB = web.AppKey("hub", Hub)
+NODE = web.AppKey("node", GatewayNode)
 METRICS = web.AppKey("metrics", GatewayMetrics)
 VERIFIER = web.AppKey("verifier", TokenVerifier)
 IP_LIMITER = web.AppKey("ip_limiter", IpRateLimiter)

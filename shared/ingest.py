@@ -7,10 +7,9 @@ accepted event is never dropped before a worker has read it.
 
 from __future__ import annotations
 
-import sys
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
@@ -18,23 +17,14 @@ from redis.asyncio import Redis
 
 from oddstream.shared.events import IngestEvent, ingest_event_adapter, stream_kind
 from oddstream.shared.keys import Keys
+from oddstream.shared.protocol import describe_validation_error
+from oddstream.shared.streams import EVENT_FIELD
 
-__all__ = ["EVENT_FIELD", "EventError", "IngestReport", "Ingester", "parse_event"]
-
-#: The stream-entry field holding the event JSON.
-EVENT_FIELD = b"e"
+__all__ = ["EventError", "IngestReport", "Ingester", "encode_event", "parse_event"]
 
 
 class EventError(ValueError):
     """An event that cannot be ingested; the message says which field and why."""
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:3]:
-        where = ".".join(str(p) for p in err["loc"]) or "event"
-        parts.append(f"{where}: {err['msg']}")
-    return "; ".join(parts)
 
 
 def parse_event(raw: str | bytes | dict[str, Any]) -> IngestEvent:
@@ -61,6 +51,8 @@ def encode_event(event: IngestEvent) -> bytes:
 
 @dataclass
 class IngestReport:
+    """What an ingest run did: events accepted, and (line number, reason) per skipped line."""
+
     accepted: int = 0
     rejected: list[tuple[int, str]] = field(default_factory=list)
 
@@ -92,12 +84,14 @@ class Ingester:
         lines: Iterable[str] | AsyncIterator[str],
         *,
         batch_size: int = 500,
-        errors: TextIO | None = None,
+        on_rejected: Callable[[int, str], None] | None = None,
     ) -> IngestReport:
-        """Ingest JSON lines; bad lines are reported by number and skipped, good ones all land."""
+        """Ingest JSON lines; bad lines are reported by number and skipped, good ones all land.
+
+        `on_rejected(line_number, reason)` hears of each bad line as it is met (the CLI prints
+        it); the returned report lists them all."""
         report = IngestReport()
         batch: list[IngestEvent] = []
-        out = errors if errors is not None else sys.stderr
 
         async def flush() -> None:
             report.accepted += len(await self.publish_many(batch))
@@ -120,7 +114,8 @@ class Ingester:
                 batch.append(parse_event(line))
             except EventError as exc:
                 report.rejected.append((number, str(exc)))
-                print(f"line {number}: skipped: {exc}", file=out)
+                if on_rejected is not None:
+                    on_rejected(number, str(exc))
                 continue
             if len(batch) >= batch_size:
                 await flush()

@@ -12,7 +12,15 @@ from enum import IntEnum, StrEnum
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, TypeAdapter
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+)
 
 __all__ = [
     "CLIENT_MESSAGE_TYPES",
@@ -43,6 +51,7 @@ __all__ = [
     "UnsubscribeMessage",
     "client_message_adapter",
     "close_advice",
+    "describe_validation_error",
     "error_frame",
     "server_frame",
     "utc_now_iso",
@@ -284,6 +293,15 @@ class ProtocolError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """The first few problems of a pydantic validation error, as one line for a client."""
+    parts = []
+    for err in exc.errors()[:3]:
+        where = ".".join(str(p) for p in err["loc"]) or "event"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
 
 
 def utc_now_iso() -> str:

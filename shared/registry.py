@@ -13,131 +13,27 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis
 
-from oddstream.shared.inbox import REVOKE_TYPE, Delivery, encode_inbox_entry
 from oddstream.shared.keys import Keys
 from oddstream.shared.rooms import RoomSpec
+from oddstream.shared.streams import Revocation, encode_inbox_entry
 
 __all__ = ["FeedEntry", "Registry", "RoomHolding"]
 
 # Feed entries older than this are trimmed; a worker that falls further behind resyncs.
 FEED_RETENTION_MS = 300_000
 
-_BEAT = """
--- KEYS: zset, info ; ARGV: id, info_json, register(0|1)
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-if ARGV[3] ~= '1' and not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  return 0
-end
-redis.call('ZADD', KEYS[1], now, ARGV[1])
-redis.call('HSET', KEYS[2], 'info', ARGV[2], 'beat', now)
-return 1
-"""
-
-_JOIN = """
--- KEYS: rooms, holders, gwrooms, feed, zset ; ARGV: room, spec, gw, count, feed_retention_ms
-if not redis.call('ZSCORE', KEYS[5], ARGV[3]) then
-  return -1
-end
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
-if redis.call('SADD', KEYS[2], ARGV[3]) == 1 then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-  local t = redis.call('TIME')
-  local minid = (t[1] * 1000 + math.floor(t[2] / 1000)) - tonumber(ARGV[5])
-  redis.call('XADD', KEYS[4], 'MINID', '~', minid, '*',
-             'op', 'join', 'gw', ARGV[3], 'room', ARGV[1], 'spec', ARGV[2])
-  return 1
-end
-return 0
-"""
-
-_LEAVE = """
--- KEYS: rooms, holders, gwrooms, feed ; ARGV: room, gw, feed_retention_ms
-redis.call('HDEL', KEYS[3], ARGV[1])
-if redis.call('SREM', KEYS[2], ARGV[2]) == 1 then
-  if redis.call('SCARD', KEYS[2]) == 0 then
-    redis.call('HDEL', KEYS[1], ARGV[1])
-  end
-  local t = redis.call('TIME')
-  local minid = (t[1] * 1000 + math.floor(t[2] / 1000)) - tonumber(ARGV[3])
-  redis.call('XADD', KEYS[4], 'MINID', '~', minid, '*',
-             'op', 'leave', 'gw', ARGV[2], 'room', ARGV[1])
-  return 1
-end
-return 0
-"""
-
-# Holder-set keys are built from a prefix inside the script; they share the registry's hash
-# tag, so this stays within one Cluster slot.
-_REAP_GATEWAY = """
--- KEYS: zset, info, gwrooms, gwconns, rooms, feed
--- ARGV: gw, holders_prefix, ttl_ms (or 'force'), feed_retention_ms, reason
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if ARGV[3] ~= 'force' then
-  if not score or tonumber(score) > now - tonumber(ARGV[3]) then
-    return 0
-  end
-end
-redis.call('ZREM', KEYS[1], ARGV[1])
-local rooms = redis.call('HKEYS', KEYS[3])
-for _, room in ipairs(rooms) do
-  local holders = ARGV[2] .. room
-  redis.call('SREM', holders, ARGV[1])
-  if redis.call('SCARD', holders) == 0 then
-    redis.call('HDEL', KEYS[5], room)
-  end
-end
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
-redis.call('XADD', KEYS[6], 'MINID', '~', now - tonumber(ARGV[4]), '*',
-           'op', 'gateway_down', 'gw', ARGV[1], 'reason', ARGV[5])
-return 1
-"""
-
-_REAP_WORKER = """
--- KEYS: zset, info ; ARGV: id, ttl_ms
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if ARGV[2] ~= 'force' and (not score or tonumber(score) > now - tonumber(ARGV[2])) then
-  return 0
-end
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('DEL', KEYS[2])
-return 1
-"""
+_SCRIPTS = Path(__file__).with_name("lua")
 
 
-_ACQUIRE_USER_SLOT = """
--- KEYS: user zset ; ARGV: member, limit (0 = none), ttl_ms
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local limit = tonumber(ARGV[2])
-if limit > 0 and redis.call('ZCARD', KEYS[1]) >= limit then
-  return 0
-end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
-return 1
-"""
-
-_REFRESH_USER_SLOTS = """
--- KEYS: user zsets ; ARGV: ttl_ms, then one member per key
-local t = redis.call('TIME')
-local expiry = t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[1])
-for i, key in ipairs(KEYS) do
-  redis.call('ZADD', key, 'XX', expiry, ARGV[i + 1])
-  redis.call('PEXPIRE', key, tonumber(ARGV[1]))
-end
-return #KEYS
-"""
+def _lua(name: str) -> str:
+    """A registry script from `shared/lua/<name>.lua` (their header comments say KEYS/ARGV)."""
+    return (_SCRIPTS / f"{name}.lua").read_text()
 
 
 @dataclass(slots=True)
@@ -165,13 +61,13 @@ class Registry:
         self.keys = keys
         self.gateway_ttl_ms = int(gateway_ttl * 1000)
         self.worker_ttl_ms = int(worker_ttl * 1000)
-        self._beat = redis.register_script(_BEAT)
-        self._join = redis.register_script(_JOIN)
-        self._leave = redis.register_script(_LEAVE)
-        self._reap_gateway = redis.register_script(_REAP_GATEWAY)
-        self._reap_worker = redis.register_script(_REAP_WORKER)
-        self._acquire_user_slot = redis.register_script(_ACQUIRE_USER_SLOT)
-        self._refresh_user_slots = redis.register_script(_REFRESH_USER_SLOTS)
+        self._beat = redis.register_script(_lua("beat"))
+        self._join = redis.register_script(_lua("join_room"))
+        self._leave = redis.register_script(_lua("leave_room"))
+        self._reap_gateway = redis.register_script(_lua("reap_gateway"))
+        self._reap_worker = redis.register_script(_lua("reap_worker"))
+        self._acquire_user_slot = redis.register_script(_lua("acquire_user_slot"))
+        self._refresh_user_slots = redis.register_script(_lua("refresh_user_slots"))
 
     # --- gateways ------------------------------------------------------------------------
 
@@ -331,7 +227,7 @@ class Registry:
         connections; returns the number of gateways told."""
         await self.redis.set(self.keys.revoked(user), revoked_at, ex=keep_seconds)
         gateway_ids = await self._member_ids(self.keys.gateways)
-        entry = encode_inbox_entry([Delivery(b"", user.encode(), REVOKE_TYPE)])
+        entry = encode_inbox_entry([Revocation(user)])
         async with self.redis.pipeline(transaction=False) as pipe:
             for gateway_id in gateway_ids:
                 pipe.xadd(self.keys.inbox(gateway_id), entry, nomkstream=True)  # type: ignore[arg-type]

@@ -20,8 +20,8 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from oddstream.gateway.app import create_app, make_runner
-from oddstream.gateway.hub import Hub
-from oddstream.gateway.state import HUB
+from oddstream.gateway.node import GatewayNode
+from oddstream.gateway.state import NODE
 from oddstream.shared.keys import Keys
 from oddstream.shared.redis import create_redis
 from oddstream.shared.settings import Settings
@@ -58,8 +58,8 @@ class RunningGateway:
     port: int
 
     @property
-    def hub(self) -> Hub:
-        return self.app[HUB]
+    def node(self) -> GatewayNode:
+        return self.app[NODE]
 
     @property
     def http(self) -> str:

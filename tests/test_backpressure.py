@@ -45,7 +45,7 @@ async def gw(tight: Settings) -> AsyncIterator[RunningGateway]:
 
 
 def _other(gw: RunningGateway, client_id: str | None) -> Connection:
-    (conn,) = [c for c in gw.hub.connections.values() if c.client_id != client_id]
+    (conn,) = [c for c in gw.node.connections.values() if c.client_id != client_id]
     return conn
 
 
@@ -104,7 +104,7 @@ async def test_stalled_odds_client_is_conflated_bounded_and_current(
 
         conn = _other(gw, normal.client_id)
         assert not conn.closing, "a slow odds client must be conflated, not cut off"
-        assert gw.hub.metrics.conflated._value.get() > 0
+        assert gw.node.metrics.conflated._value.get() > 0
         assert conn.pending is not None and len(conn.pending) <= len(GAMES) + 1  # + PROBE
         buffered = conn.transport.get_write_buffer_size()
         assert buffered < tight.send_buffer_bytes, f"send buffer grew to {buffered} bytes"
@@ -146,12 +146,12 @@ async def test_stalled_alerts_client_is_cut_off_with_4008(
         )
         assert [f["data"]["n"] for f in normal.of("system_alert")] == list(range(5000))
         await wait_until(
-            lambda: len(gw.hub.connections) == 1, timeout=10, message="slow client released"
+            lambda: len(gw.node.connections) == 1, timeout=10, message="slow client released"
         )
-        closes = gw.hub.metrics.closes.labels("4008")._value.get()
+        closes = gw.node.metrics.closes.labels("4008")._value.get()
         assert closes == 1
         assert normal.closed_code is None
-        assert normal.client_id in gw.hub.connections
+        assert normal.client_id in gw.node.connections
     finally:
         slow.close()
         await normal.close()

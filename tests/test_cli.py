@@ -28,9 +28,9 @@ from redis.asyncio import Redis
 
 from oddstream.embedded import EmbeddedRedis, free_port
 from oddstream.shared.events import EventKind
-from oddstream.shared.ingest import EVENT_FIELD
 from oddstream.shared.keys import WORKER_GROUP, Keys
 from oddstream.shared.settings import Settings, SettingsError, load_settings
+from oddstream.shared.streams import EVENT_FIELD
 from oddstream.workers.consumer import Worker
 from tests.harness import Client, wait_until, workers_synced
 

@@ -199,7 +199,7 @@ async def test_resubscribes_after_gateway_restart_on_the_same_port(
             await wait_until(lambda: workers_synced(redis_client, keys), message="worker synced")
             before = await publish_odds(redis_client, keys, "NFL", "N1")
             assert [f["event_id"] for f in await take(sub, 1)] == before
-            first_gateway = gw.hub.gateway_id
+            first_gateway = gw.node.gateway_id
 
             await first.__aexit__(None, None, None)  # drains: clients get 1001
             await wait_until(
@@ -209,11 +209,11 @@ async def test_resubscribes_after_gateway_restart_on_the_same_port(
                 await wait_until(
                     lambda: client.state is ConnectionState.CONNECTED, message="reconnected"
                 )
-                assert again.hub.gateway_id != first_gateway
+                assert again.node.gateway_id != first_gateway
                 assert client.welcome is not None
-                assert client.welcome["data"]["gateway"] == again.hub.gateway_id
+                assert client.welcome["data"]["gateway"] == again.node.gateway_id
                 assert sub.room == room and sub.active
-                assert len(again.hub.connections) == 1
+                assert len(again.node.connections) == 1
                 await wait_until(
                     lambda: workers_synced(redis_client, keys), message="worker knows new room"
                 )
@@ -259,7 +259,7 @@ async def test_token_provider_refreshes_before_expiry(settings: Settings) -> Non
             assert sub.active
             assert client.stats.reconnects == 0
             assert len(issued) >= 2  # connect + at least one refresh
-            conn = next(iter(gw.hub.connections.values()))
+            conn = next(iter(gw.node.connections.values()))
             assert conn.identity.expires_at is not None and conn.identity.expires_at > first_exp
         assert states(events) == ["connecting", "connected", "closed"]
 

@@ -16,10 +16,11 @@ from redis.asyncio import Redis
 
 from oddstream.embedded import free_port
 from oddstream.shared.events import EventKind, routing_of
-from oddstream.shared.ingest import EVENT_FIELD, Ingester, parse_event
+from oddstream.shared.ingest import Ingester, parse_event
 from oddstream.shared.keys import WORKER_GROUP, Keys
 from oddstream.shared.rooms import RoomSpec, parse_room
 from oddstream.shared.settings import Settings
+from oddstream.shared.streams import EVENT_FIELD
 from oddstream.workers.consumer import Worker
 from tests.harness import (
     ADMIN,
@@ -166,10 +167,10 @@ async def test_management_views_match_known_scenario(
             rooms = await view("/ws/v2/rooms")
             assert rooms["count"] == 2
             by_id = {r["room"]: r for r in rooms["rooms"]}
-            assert by_id[room_mlb]["gateways"] == {gw_a.hub.gateway_id: 1, gw_b.hub.gateway_id: 1}
+            assert by_id[room_mlb]["gateways"] == {gw_a.node.gateway_id: 1, gw_b.node.gateway_id: 1}
             assert by_id[room_mlb]["subscribers"] == 2
             assert by_id[room_mlb]["filters"] == {"sport": ["MLB"]}
-            assert by_id[room_arb]["gateways"] == {gw_b.hub.gateway_id: 1}
+            assert by_id[room_arb]["gateways"] == {gw_b.node.gateway_id: 1}
             assert by_id[room_arb]["filters"] == {"min_profit": 2.0}
 
             async def connections_settled() -> bool:
@@ -185,8 +186,8 @@ async def test_management_views_match_known_scenario(
             assert len(rest["connections"]) == 1 and rest["next_offset"] is None
             records = {c["client_id"]: c for c in page["connections"] + rest["connections"]}
             assert records.keys() == {c1.client_id, c2.client_id, c3.client_id}
-            assert records[c1.client_id]["gateway"] == gw_a.hub.gateway_id
-            assert records[c3.client_id]["gateway"] == gw_b.hub.gateway_id
+            assert records[c1.client_id]["gateway"] == gw_a.node.gateway_id
+            assert records[c3.client_id]["gateway"] == gw_b.node.gateway_id
             assert records[c3.client_id]["subscriptions"][0]["room"] == room_arb
             assert records[c3.client_id]["messages_sent"] >= 3  # welcome, confirmed, pong
 
@@ -204,7 +205,7 @@ async def test_management_views_match_known_scenario(
 
             await c2.close()
             await wait_until(
-                lambda: _room_counts(redis_client, keys, room_mlb, {gw_a.hub.gateway_id: 1}),
+                lambda: _room_counts(redis_client, keys, room_mlb, {gw_a.node.gateway_id: 1}),
                 message="count after leave",
             )
         finally:
@@ -375,17 +376,17 @@ async def test_killed_gateway_leaves_registry_and_is_not_sent_to(
 
             async def reaped() -> bool:
                 alive = {g.decode() for g in await redis_client.zrange(keys.gateways, 0, -1)}
-                return alive == {survivor.hub.gateway_id}
+                return alive == {survivor.node.gateway_id}
 
             await wait_until(reaped, timeout=5, message="dead gateway reaped")
             assert not await redis_client.hexists(keys.rooms, lone_room)
             holders = await redis_client.smembers(keys.room_holders(shared_room))
-            assert holders == {survivor.hub.gateway_id.encode()}
+            assert holders == {survivor.node.gateway_id.encode()}
             await wait_until(lambda: lone_room not in worker.index.rooms, message="index drop")
-            assert worker.index.rooms[shared_room].gateways == {survivor.hub.gateway_id}
+            assert worker.index.rooms[shared_room].gateways == {survivor.node.gateway_id}
             dead_inboxes = [
                 k async for k in redis_client.scan_iter(match=f"{keys.prefix}:inbox:*")
-                if k.decode() != keys.inbox(survivor.hub.gateway_id)
+                if k.decode() != keys.inbox(survivor.node.gateway_id)
             ]  # fmt: skip
             assert dead_inboxes == []
             # Events still flow to the survivor.

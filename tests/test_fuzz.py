@@ -234,28 +234,28 @@ class FuzzGateway:
         return asyncio.run_coroutine_threadsafe(wrapper(), self._loop).result(timeout)
 
     async def _state(self) -> GatewayState:
-        hub = self.gateway.hub
+        node = self.gateway.node
         assert self._worker is not None
-        redis = hub.redis
+        redis = node.redis
         try:
             registry_rooms = int(await redis.hlen(self.keys.rooms))
-            gateway_rooms = int(await redis.hlen(self.keys.gateway_rooms(hub.gateway_id)))
+            gateway_rooms = int(await redis.hlen(self.keys.gateway_rooms(node.gateway_id)))
             gateway_connections = int(
-                await redis.hlen(self.keys.gateway_connections(hub.gateway_id))
+                await redis.hlen(self.keys.gateway_connections(node.gateway_id))
             )
         except RedisError:  # pragma: no cover - reported as a leak by the callers
             registry_rooms = gateway_rooms = gateway_connections = -1
         return GatewayState(
-            connections=len(hub.connections),
-            rooms=sorted(hub.rooms),
-            specs=len(hub.specs),
-            backlogged=len(hub.backlogged),
-            background=len(hub._background),
+            connections=len(node.connections),
+            rooms=sorted(node.rooms),
+            specs=len(node.rooms._specs),
+            backlogged=len(node.fanout.backlogged),
+            background=len(node._background),
             registry_rooms=registry_rooms,
             gateway_rooms=gateway_rooms,
             gateway_connections=gateway_connections,
             worker_rooms=len(self._worker.index),
-            dead_tasks=[t.get_name() for t in hub._tasks if t.done()],
+            dead_tasks=[t.get_name() for t in node._tasks if t.done()],
         )
 
     def state(self) -> GatewayState:

@@ -62,7 +62,7 @@ async def test_welcome_carries_client_id_and_heartbeat(gw: RunningGateway) -> No
         welcome = c.of("welcome")[0]
         assert welcome["status"] == "success"
         assert welcome["client_id"] == c.client_id and len(c.client_id or "") == 36
-        assert welcome["data"]["gateway"] == gw.hub.gateway_id
+        assert welcome["data"]["gateway"] == gw.node.gateway_id
         assert welcome["data"]["heartbeat_interval"] == 30.0
         assert welcome["data"]["user"] is None
         assert welcome["timestamp"].endswith("Z")
@@ -160,7 +160,7 @@ async def test_oversized_frame_closes_1009(gw: RunningGateway, auth_settings: Se
         await c.send("x" * (auth_settings.max_message_bytes + 1))
         await wait_until(lambda: c.closed_code is not None, message="close")
         assert c.closed_code == 1009
-        await wait_until(lambda: not gw.hub.connections, message="connection released")
+        await wait_until(lambda: not gw.node.connections, message="connection released")
     finally:
         await c.close()
 
@@ -227,7 +227,7 @@ async def test_portfolio_delivers_only_own_events(
         a = await alice.next_of("portfolio_update")
         b = await bob.next_of("portfolio_update")
         assert a["data"]["user"] == "alice" and b["data"]["user"] == "bob"
-        await wait_until(lambda: gw.hub.metrics.inbox_deliveries._value.get() >= 2)
+        await wait_until(lambda: gw.node.metrics.inbox_deliveries._value.get() >= 2)
         assert [f["data"]["user"] for f in alice.of("portfolio_update")] == ["alice"]
         assert [f["data"]["user"] for f in bob.of("portfolio_update")] == ["bob"]
     finally:
@@ -441,7 +441,7 @@ async def test_heartbeat_ping_client_pong_and_idle_timeout(
             assert silent.closed_code == 4101
             assert lively.closed_code is None
             assert lively.of("error") == []  # a pong is never answered with an error
-            assert len(gw.hub.connections) == 1
+            assert len(gw.node.connections) == 1
             assert not await redis_client.hexists(keys.rooms, lonely_room)
             assert await redis_client.scard(keys.room_holders(lonely_room)) == 0
         finally:
@@ -489,7 +489,7 @@ async def test_malformed_inbox_entry_is_skipped_and_delivery_continues(
     try:
         await c.subscribe("odds_updates")
         await wait_until(lambda: workers_synced(redis_client, keys), message="worker index")
-        inbox = keys.inbox(gw.hub.gateway_id)
+        inbox = keys.inbox(gw.node.gateway_id)
         await redis_client.xadd(inbox, {b"n": b"3", b"r0": b"x"})  # count lies
         await redis_client.xadd(inbox, {b"garbage": b"1"})
         ids = await publish(
@@ -504,8 +504,20 @@ async def test_malformed_inbox_entry_is_skipped_and_delivery_continues(
 
 
 def test_inbox_entry_round_trip() -> None:
-    from oddstream.shared.inbox import Delivery, decode_inbox_entry, encode_inbox_entry
+    from oddstream.shared.streams import (
+        Canary,
+        Delivery,
+        InboxItem,
+        Revocation,
+        decode_inbox_entry,
+        encode_inbox_entry,
+    )
 
-    batch = [Delivery(b"r1,r2", b'{"a":1}', b"odds_update"), Delivery(b"r3", b"{}", b"pong")]
+    batch: list[InboxItem] = [
+        Delivery(b"r1,r2", b'{"a":1}', b"odds_update", b"odds|1|DK|total"),
+        Canary(1764234000.123456),
+        Delivery(b"r3", b"{}", b"pong"),
+        Revocation("alice"),
+    ]
     assert list(decode_inbox_entry(encode_inbox_entry(batch))) == batch
     assert list(decode_inbox_entry(encode_inbox_entry([]))) == []

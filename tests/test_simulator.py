@@ -15,9 +15,10 @@ import pytest
 from redis.asyncio import Redis
 
 from oddstream.shared.events import EventKind, IngestEvent
-from oddstream.shared.ingest import EVENT_FIELD, Ingester, parse_event
+from oddstream.shared.ingest import Ingester, parse_event
 from oddstream.shared.keys import Keys
 from oddstream.shared.redis import create_redis
+from oddstream.shared.streams import EVENT_FIELD
 from oddstream.simulator import BOOKS, MARKETS, SPORTS, Simulator, implied_probability
 
 WALL_CLOCK = {"timestamp", "sent_at"}

@@ -28,13 +28,13 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from oddstream.shared.events import conflation_key, ingest_event_adapter, routing_of
-from oddstream.shared.inbox import CANARY_TYPE, Delivery, encode_inbox_entry
-from oddstream.shared.ingest import EVENT_FIELD, describe_validation_error
+from oddstream.shared.events import CanaryEvent, conflation_key, ingest_event_adapter, routing_of
 from oddstream.shared.keys import WORKER_GROUP, Keys
 from oddstream.shared.loops import Backoff, periodic, raise_if_cancelling, stop_tasks
+from oddstream.shared.protocol import describe_validation_error
 from oddstream.shared.registry import Registry
 from oddstream.shared.settings import Settings
+from oddstream.shared.streams import EVENT_FIELD, Canary, InboxItem, encode_inbox_entry
 from oddstream.workers.delivery import deliveries_for
 from oddstream.workers.matcher import RoomIndex
 
@@ -210,7 +210,7 @@ class Worker:
         """Match and deliver a batch of one stream; ack all in the same transaction.
 
         One inbox entry per gateway for the whole batch, in ingest order."""
-        per_gateway: dict[str, list[Delivery]] = {}
+        per_gateway: dict[str, list[InboxItem]] = {}
         async with self.redis.pipeline(transaction=True) as pipe:
             ack_ids: list[bytes] = []
             for entry_id, fields in entries:
@@ -230,10 +230,9 @@ class Worker:
                     self._deadletter(pipe, stream, entry_id, fields, str(exc))
                     continue
                 routing = routing_of(event)
-                if routing.canary_for is not None:
+                if isinstance(event, CanaryEvent):
                     self.stats.canaries += 1
-                    canary = Delivery(b"", str(event.sent_at).encode(), CANARY_TYPE)  # type: ignore[union-attr]
-                    per_gateway.setdefault(routing.canary_for, []).append(canary)
+                    per_gateway.setdefault(event.gateway, []).append(Canary(event.sent_at))
                     continue
                 self.stats.processed += 1
                 rooms_by_gateway = self.index.match(routing)

@@ -13,8 +13,8 @@ from functools import lru_cache
 
 import orjson
 
-from oddstream.shared.inbox import Delivery
 from oddstream.shared.protocol import ServerMessageType
+from oddstream.shared.streams import Delivery
 
 __all__ = ["deliveries_for"]
 

@@ -105,6 +105,10 @@ async def _worker_main(settings: Settings, worker_id: str | None) -> int:
     return 0
 
 
+def _print_rejected(number: int, reason: str) -> None:
+    print(f"line {number}: skipped: {reason}", file=sys.stderr)
+
+
 async def _ingest_main(settings: Settings, source: str) -> int:
     from oddstream.shared.ingest import Ingester
     from oddstream.shared.keys import Keys
@@ -114,7 +118,7 @@ async def _ingest_main(settings: Settings, source: str) -> int:
     try:
         ingester = Ingester(redis, Keys(settings.redis_prefix))
         if source == "-":
-            report = await ingester.ingest_lines(sys.stdin)
+            report = await ingester.ingest_lines(sys.stdin, on_rejected=_print_rejected)
         else:
             try:
                 # A local file read line by line; nothing else shares this loop, so no thread.
@@ -123,7 +127,7 @@ async def _ingest_main(settings: Settings, source: str) -> int:
                 print(f"oddstream ingest: cannot read {source}: {exc.strerror}", file=sys.stderr)
                 return 2
             with handle:
-                report = await ingester.ingest_lines(handle)
+                report = await ingester.ingest_lines(handle, on_rejected=_print_rejected)
     finally:
         await redis.aclose()
     print(

@@ -1,0 +1,169 @@
+"""Inbox fan-out: this gateway's one inbox reader, and the writer of held (conflated) frames.
+
+Workers write one inbox entry per gateway per batch (`shared.streams`). One blocking XREAD
+loop reads it; each delivery's frame is made a WebSocket frame once and written to the union
+of its rooms' local members, so a client in two matching rooms gets the event once. A
+connection's frames from one read go out in one write, so a gateway that falls behind
+catches up with fewer system calls, not more. Order per connection is the inbox order, and
+no control frame can interleave (`fan_out` never awaits). Control items (canaries,
+revocations) are handed to the node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from redis.asyncio import Redis
+
+from oddstream.gateway.connection import Connection
+from oddstream.gateway.frames import text_frame
+from oddstream.gateway.metrics import GatewayMetrics
+from oddstream.gateway.rooms import LocalRooms
+from oddstream.shared.loops import Backoff, raise_if_cancelling
+from oddstream.shared.streams import Canary, Delivery, Revocation, decode_inbox_entry
+
+__all__ = ["InboxFanout"]
+
+log = logging.getLogger("oddstream.gateway.fanout")
+
+#: Inbox entries per read. Each holds up to a worker batch of deliveries; the cap bounds what
+#: one read can put in flight to one client while the gateway catches up on a backlog.
+INBOX_READ_ENTRIES = 100
+
+#: Seconds between trims of this gateway's inbox (one round trip; not worth one per read).
+INBOX_TRIM_INTERVAL = 0.1
+
+Entry = tuple[bytes, dict[bytes, bytes]]
+
+
+class InboxFanout:
+    """Reads one gateway's inbox and writes each delivery to the local members of its rooms."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        inbox: str,
+        rooms: LocalRooms[Connection],
+        metrics: GatewayMetrics,
+        *,
+        block_ms: int,
+        on_canary: Callable[[Canary], None],
+        on_revocation: Callable[[Revocation], None],
+        on_redis: Callable[[bool], None],
+    ) -> None:
+        self._redis = redis
+        self._inbox = inbox
+        self._rooms = rooms
+        self._metrics = metrics
+        self._block_ms = block_ms
+        self._on_canary = on_canary
+        self._on_revocation = on_revocation
+        self._on_redis = on_redis
+        self._out_children: dict[bytes, Any] = {}
+        #: The inbox id read up to; set after (re-)registration, which empties the inbox.
+        self.position = b"0-0"
+        #: Connections holding conflated frames until their socket drains.
+        self.backlogged: set[Connection] = set()
+
+    async def run(self) -> None:
+        """Read until cancelled; a Redis failure is reported to the node, then retried."""
+        backoff = Backoff()
+        last_trim = 0.0
+        while True:
+            try:
+                reply: Any = await self._redis.xread(
+                    {self._inbox: self.position}, count=INBOX_READ_ENTRIES, block=self._block_ms
+                )
+                # A stream recreated under a blocked read (Redis restart) can answer with no
+                # entries at all; that is an empty read, not a failure.
+                entries = reply[0][1] if reply else []
+                if entries:
+                    self.fan_out(entries)
+                    self.position = entries[-1][0]
+                    now = time.monotonic()
+                    if now - last_trim >= INBOX_TRIM_INTERVAL:
+                        # Single reader: everything before our position is consumed.
+                        last_trim = now
+                        await self._redis.xtrim(self._inbox, minid=self.position, approximate=True)
+                self._on_redis(True)
+                backoff.reset()
+                raise_if_cancelling()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._on_redis(False)
+                log.warning("gateway.inbox.failed error=%s", exc)
+                await backoff.sleep()
+
+    def fan_out(self, entries: list[Entry]) -> int:
+        """Deliver a batch of inbox entries: each to every local member of its rooms, once;
+        returns the frames written."""
+        outgoing: dict[Connection, list[tuple[bytes, bytes]]] = {}
+        per_type: dict[bytes, int] = {}
+        items = 0
+        for entry_id, fields in entries:
+            try:
+                batch = list(decode_inbox_entry(fields))
+            except (KeyError, ValueError):
+                log.error("gateway.inbox.malformed id=%s", entry_id)
+                continue
+            items += len(batch)
+            for item in batch:
+                if isinstance(item, Delivery):
+                    reached = self._route(item, outgoing)
+                    if reached:
+                        per_type[item.type] = per_type.get(item.type, 0) + reached
+                elif isinstance(item, Canary):
+                    self._on_canary(item)
+                else:
+                    self._on_revocation(item)
+        sent = 0
+        for conn, frames in outgoing.items():
+            sent += conn.deliver(frames)
+        self._metrics.inbox_deliveries.inc(items)
+        for type_, count in per_type.items():
+            self._messages_out_child(type_).inc(count)
+        return sent
+
+    def _route(
+        self, delivery: Delivery, outgoing: dict[Connection, list[tuple[bytes, bytes]]]
+    ) -> int:
+        room_ids = delivery.rooms.decode().split(",")
+        if len(room_ids) == 1:
+            members: set[Connection] = self._rooms.members(room_ids[0]) or set()
+        else:
+            members = set()
+            for room_id in room_ids:
+                members.update(self._rooms.members(room_id) or ())
+        if not members:
+            return 0
+        item = (delivery.key, text_frame(delivery.frame))
+        for conn in members:
+            queued = outgoing.get(conn)
+            if queued is None:
+                outgoing[conn] = [item]
+            else:
+                queued.append(item)
+        return len(members)
+
+    def _messages_out_child(self, type_: bytes) -> Any:
+        child = self._out_children.get(type_)
+        if child is None:
+            child = self._out_children[type_] = self._metrics.messages_out.labels(type_.decode())
+        return child
+
+    def hold(self, conn: Connection) -> None:
+        """Flush `conn`'s held frames on a later tick, once its socket has drained."""
+        self.backlogged.add(conn)
+
+    def release(self, conn: Connection) -> None:
+        self.backlogged.discard(conn)
+
+    async def flush_backlogged(self) -> None:
+        for conn in list(self.backlogged):
+            if conn.flush_pending():
+                self.backlogged.discard(conn)

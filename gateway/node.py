@@ -1,0 +1,329 @@
+"""The gateway node: one per gateway process, the owner of its lifecycle and its parts.
+
+The node registers the gateway in Redis and keeps it alive (beats, re-registering after it
+was reaped or Redis lost its data), proves the pipeline with canaries for `/readyz`, tracks
+Redis health and tells clients when it changes, closes revoked users, and drains on shutdown.
+It owns the parts named for what they do:
+
+- `LocalRooms` (`gateway.rooms`): room id -> local members, mirrored into the registry;
+- `InboxFanout` (`gateway.fanout`): the inbox reader and the writer of held frames;
+- `ClientHeartbeat` (`gateway.heartbeat`): pings, and closes for silence or token expiry.
+
+Connections talk to it through `ConnectionHost` (`gateway.connection`), never the whole node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Coroutine
+from importlib.metadata import version
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from oddstream.gateway.auth import Identity, TokenVerifier
+from oddstream.gateway.connection import Connection
+from oddstream.gateway.fanout import InboxFanout
+from oddstream.gateway.frames import text_frame
+from oddstream.gateway.heartbeat import ClientHeartbeat
+from oddstream.gateway.metrics import GatewayMetrics
+from oddstream.gateway.rooms import LocalRooms
+from oddstream.shared.events import CanaryEvent
+from oddstream.shared.ingest import Ingester
+from oddstream.shared.keys import Keys
+from oddstream.shared.loops import periodic, stop_tasks
+from oddstream.shared.protocol import CloseCode, ServerMessageType, server_frame
+from oddstream.shared.registry import Registry
+from oddstream.shared.rooms import RoomSpec
+from oddstream.shared.settings import Settings
+from oddstream.shared.streams import Canary, Revocation
+
+__all__ = ["GatewayNode", "slot_member"]
+
+log = logging.getLogger("oddstream.gateway.node")
+
+VERSION = version("oddstream")
+
+#: Seconds between attempts to write conflated frames to backed-up clients.
+FLUSH_INTERVAL = 0.05
+
+#: Seconds between batches of closes while draining.
+DRAIN_BATCH_INTERVAL = 0.1
+
+
+def slot_member(gateway_id: str, ws: object) -> str:
+    """How one connection is counted in its user's cluster-wide connection set."""
+    return f"{gateway_id}|{id(ws)}"
+
+
+class GatewayNode:
+    """One gateway: registration, health, canaries, drain and revocation; owns its parts."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Redis,
+        metrics: GatewayMetrics,
+        verifier: TokenVerifier | None = None,
+    ) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.metrics = metrics
+        self.verifier = verifier or TokenVerifier(settings)
+        self.keys = Keys(settings.redis_prefix)
+        self.ingester = Ingester(redis, self.keys)
+        self.registry = Registry(
+            redis, self.keys, gateway_ttl=settings.gateway_ttl, worker_ttl=settings.worker_ttl
+        )
+        self.gateway_id = f"gw-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.started_at = time.time()
+        self.url: str | None = settings.public_url
+        self.connections: dict[str, Connection] = {}
+        self.rooms: LocalRooms[Connection] = LocalRooms(self.registry, self.gateway_id)
+        self.fanout = InboxFanout(
+            redis,
+            self.keys.inbox(self.gateway_id),
+            self.rooms,
+            metrics,
+            block_ms=settings.worker_block_ms,
+            on_canary=self._canary_back,
+            on_revocation=self._revoke,
+            on_redis=self._set_redis_ok,
+        )
+        self.heartbeat = ClientHeartbeat(self.connections, metrics, settings.connection_timeout)
+        self.registered = False
+        self.draining = False
+        self.redis_ok = False
+        self.last_canary: float | None = None  # monotonic time the last canary came back
+        self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[Any]] = set()
+        self._closed_since_beat: list[str] = []
+        self._healthy_since: float | None = None  # monotonic; None while Redis is down
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        s = self.settings
+        await self._register()
+        await self._send_canary()
+        self._tasks = [
+            periodic("gateway.canary", s.canary_interval, self._send_canary, log),
+            periodic("gateway.flush", FLUSH_INTERVAL, self.fanout.flush_backlogged, log),
+            asyncio.create_task(self.fanout.run(), name="gateway.inbox"),
+            periodic("gateway.beat", s.gateway_heartbeat, self._beat, log),
+            periodic("gateway.ping", s.heartbeat_interval, self.heartbeat.ping_all, log),
+            periodic(
+                "gateway.sweep", min(1.0, s.connection_timeout / 4), self.heartbeat.sweep, log
+            ),
+        ]
+        log.info("gateway.started id=%s", self.gateway_id)
+
+    async def stop(self) -> None:
+        """Drain: fail readiness, close clients with 1001 in batches spread over half the
+        grace period (no thundering herd onto the other gateways) while the inbox keeps
+        delivering to those not yet closed, then deregister and stop. Idempotent."""
+        if self.draining:
+            return
+        self.draining = True
+        started = time.monotonic()
+        grace = self.settings.shutdown_grace
+        log.info("gateway.draining id=%s connections=%d", self.gateway_id, len(self.connections))
+        closing = await self._close_in_batches(list(self.connections.values()), grace / 2)
+        remaining = max(0.1, grace - (time.monotonic() - started))
+        if closing:
+            # Each close waits for the client's answer; a silent client cannot hold us up.
+            await asyncio.wait(closing, timeout=remaining * 0.8)
+        with contextlib.suppress(RedisError):
+            await self.registry.deregister_gateway(self.gateway_id)
+        self.registered = False
+        await stop_tasks(self._tasks, grace=max(0.5, grace - (time.monotonic() - started)))
+        for task in list(self._background):
+            task.cancel()
+        log.info("gateway.stopped id=%s", self.gateway_id)
+
+    async def _close_in_batches(
+        self, conns: list[Connection], window: float
+    ) -> list[asyncio.Task[Any]]:
+        """Start 1001 closes in about ten batches a second across `window` seconds."""
+        if not conns:
+            return []
+        batches = max(1, min(len(conns), int(window / DRAIN_BATCH_INTERVAL)))
+        size = -(-len(conns) // batches)
+        tasks: list[asyncio.Task[Any]] = []
+        for index in range(0, len(conns), size):
+            for conn in conns[index : index + size]:
+                task = conn.close_soon(CloseCode.GOING_AWAY, "gateway draining: reconnect")
+                if task is not None:
+                    tasks.append(task)
+            if index + size < len(conns):
+                await asyncio.sleep(DRAIN_BATCH_INTERVAL)
+        return tasks
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run a fire-and-forget coroutine, keeping a reference until it finishes."""
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    # --- health --------------------------------------------------------------------------
+
+    def _set_redis_ok(self, ok: bool) -> None:
+        """Track Redis health; on a change, tell every client (users see it, not just logs)."""
+        if ok == self.redis_ok:
+            return
+        self.redis_ok = ok
+        self._healthy_since = time.monotonic() if ok else None
+        self.metrics.redis_up.set(1 if ok else 0)
+        log.warning("gateway.redis.%s id=%s", "up" if ok else "down", self.gateway_id)
+        if not self.registered and ok:
+            return  # start-up, not a recovery
+        if ok:
+            data = {"level": "info", "code": "service_restored",
+                    "message": "Live updates have resumed."}  # fmt: skip
+        else:
+            self.metrics.redis_outages.inc()
+            data = {
+                "level": "warning",
+                "code": "service_degraded",
+                "message": "Live updates are paused: the gateway lost its data store and is "
+                "reconnecting. Your connection stays open; no action is needed.",
+            }
+        frame = text_frame(server_frame(ServerMessageType.SYSTEM_ALERT, data))
+        sent = sum(conn.write(frame) for conn in list(self.connections.values()))
+        self.metrics.messages_out.labels(ServerMessageType.SYSTEM_ALERT.value).inc(sent)
+
+    @property
+    def pipeline_ok(self) -> bool:
+        """A canary came back through ingest and a worker recently: this gateway is not deaf."""
+        if self.last_canary is None:
+            return False
+        return time.monotonic() - self.last_canary < 3 * self.settings.canary_interval
+
+    @property
+    def ready(self) -> bool:
+        return self.registered and self.redis_ok and not self.draining and self.pipeline_ok
+
+    async def _send_canary(self) -> None:
+        event = CanaryEvent(kind="canary", gateway=self.gateway_id, sent_at=time.time())
+        await self.ingester.publish(event)
+
+    def _canary_back(self, canary: Canary) -> None:
+        self.last_canary = time.monotonic()
+        self.metrics.canary_seconds.set(time.time() - canary.sent_at)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "gateway_id": self.gateway_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "url": self.url,
+            "version": VERSION,
+            "started_at": self.started_at,
+            "connections": len(self.connections),
+            "rooms": len(self.rooms),
+            "draining": self.draining,
+        }
+
+    # --- registration --------------------------------------------------------------------
+
+    async def _register(self) -> None:
+        """(Re-)register: fresh inbox, liveness, and every room this gateway holds."""
+        self.fanout.position = await self.registry.register_gateway(
+            self.gateway_id, self.describe()
+        )
+        await self.rooms.restore()
+        self.registered = True
+        self._set_redis_ok(True)
+
+    async def _beat(self) -> None:
+        if self.draining:
+            return
+        dirty = {}
+        for conn in self.connections.values():
+            if conn.dirty or conn.messages_sent != conn.recorded_sent:
+                conn.dirty = False
+                conn.recorded_sent = conn.messages_sent
+                dirty[conn.client_id] = conn.record()
+        closed, self._closed_since_beat = self._closed_since_beat, []
+        try:
+            alive = await self.registry.beat_gateway(
+                self.gateway_id, self.describe(), dirty, closed
+            )
+            self._set_redis_ok(True)
+        except RedisError:
+            self._set_redis_ok(False)
+            for conn in self.connections.values():
+                conn.dirty = True
+            raise
+        if alive and self.settings.max_connections_per_user:
+            await self.registry.refresh_user_slots(
+                [
+                    (c.identity.user, slot_member(self.gateway_id, c.ws))
+                    for c in self.connections.values()
+                    if c.identity.user is not None
+                ]
+            )
+        if not alive:
+            log.warning(
+                "gateway.reregister id=%s (was reaped or Redis lost its data)", self.gateway_id
+            )
+            self.registered = False
+            for conn in self.connections.values():
+                conn.dirty = True
+            await self._register()
+        # After an outage every beat in Redis is stale: reap only once this gateway has seen
+        # Redis healthy for a whole TTL, so live peers have had time to beat again.
+        healthy_since = self._healthy_since
+        if healthy_since is not None and (
+            time.monotonic() - healthy_since >= self.settings.gateway_ttl
+        ):
+            await self.registry.reap_dead()
+
+    # --- connections (the `ConnectionHost` side) -----------------------------------------
+
+    def add(self, conn: Connection) -> None:
+        self.connections[conn.client_id] = conn
+        self.metrics.connections.set(len(self.connections))
+
+    async def remove(self, conn: Connection) -> None:
+        """Forget a closed connection and release its rooms."""
+        conn.closing = True
+        conn.pending = None
+        self.fanout.release(conn)
+        if self.connections.pop(conn.client_id, None) is None:
+            return
+        self._closed_since_beat.append(conn.client_id)
+        self.metrics.connections.set(len(self.connections))
+        await self.leave(conn, list(conn.rooms))
+
+    async def join(self, conn: Connection, spec: RoomSpec) -> bool:
+        joined = await self.rooms.join(conn, spec)
+        self.metrics.rooms.set(len(self.rooms))
+        return joined
+
+    async def leave(self, conn: Connection, room_ids: list[str]) -> None:
+        await self.rooms.leave(conn, room_ids)
+        self.metrics.rooms.set(len(self.rooms))
+
+    async def verify_token(self, token: str) -> Identity:
+        return await self.verifier.verify(token)
+
+    def hold_backlog(self, conn: Connection) -> None:
+        self.fanout.hold(conn)
+
+    def _revoke(self, revocation: Revocation) -> None:
+        """Close every connection of the user on this gateway (4503, terminal)."""
+        closed = 0
+        for conn in list(self.connections.values()):
+            if conn.identity.user == revocation.user and not conn.closing:
+                conn.close_soon(CloseCode.FORBIDDEN, "access revoked")
+                closed += 1
+        log.warning("gateway.revoked user=%s connections=%d", revocation.user, closed)

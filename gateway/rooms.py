@@ -1,0 +1,102 @@
+"""This gateway's room table: room id -> member connections, mirrored into the registry.
+
+Invariants:
+- a room is in the table exactly while it has local members;
+- a room is registered in Redis (`Registry.join_room`) before its first member is added, so a
+  confirmation sent after `join` means events for the room are routed to this gateway;
+- holdings are rewritten from this table after the gateway re-registers (`restore`), so Redis
+  losing its data loses no room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Hashable, Iterator
+from typing import Generic, TypeVar
+
+from redis.exceptions import RedisError
+
+from oddstream.shared.protocol import ErrorCode, ProtocolError
+from oddstream.shared.registry import Registry
+from oddstream.shared.rooms import RoomSpec
+
+__all__ = ["LocalRooms"]
+
+log = logging.getLogger("oddstream.gateway.rooms")
+
+M = TypeVar("M", bound=Hashable)
+
+
+class LocalRooms(Generic[M]):
+    """Local members per room; one lock orders every change with its registry write."""
+
+    def __init__(self, registry: Registry, gateway_id: str) -> None:
+        self._registry = registry
+        self._gateway_id = gateway_id
+        self._members: dict[str, set[M]] = {}
+        self._specs: dict[str, RoomSpec] = {}
+        self._lock = asyncio.Lock()
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._members)
+
+    def members(self, room_id: str) -> set[M] | None:
+        """The members of a room (the live set: do not keep it across an await)."""
+        return self._members.get(room_id)
+
+    def spec(self, room_id: str) -> RoomSpec | None:
+        return self._specs.get(room_id)
+
+    async def join(self, member: M, spec: RoomSpec) -> bool:
+        """Add `member` to the room; False if it was already in. Raises `ProtocolError`
+        (`service_unavailable`) when the room cannot be registered."""
+        room_id = spec.room_id
+        async with self._lock:
+            members = self._members.get(room_id)
+            if members is not None and member in members:
+                return False
+            try:
+                if members is None:
+                    if not await self._registry.join_room(self._gateway_id, spec, 1):
+                        raise RedisError("gateway not registered")
+                    members = self._members[room_id] = set()
+                    self._specs[room_id] = spec
+                else:
+                    await self._registry.set_room_count(self._gateway_id, room_id, len(members) + 1)
+            except RedisError as exc:
+                log.warning("gateway.subscribe.redis_failed room=%s error=%s", room_id, exc)
+                raise ProtocolError(
+                    ErrorCode.SERVICE_UNAVAILABLE,
+                    "The subscription could not be registered (Redis unavailable).",
+                ) from None
+            members.add(member)
+            return True
+
+    async def leave(self, member: M, room_ids: list[str]) -> None:
+        """Remove `member` from rooms; a room left empty leaves the registry. A Redis failure
+        is logged only: the next re-registration rewrites the holdings from this table."""
+        async with self._lock:
+            for room_id in room_ids:
+                members = self._members.get(room_id)
+                if members is None:
+                    continue
+                members.discard(member)
+                try:
+                    if members:
+                        await self._registry.set_room_count(self._gateway_id, room_id, len(members))
+                    else:
+                        del self._members[room_id]
+                        del self._specs[room_id]
+                        await self._registry.leave_room(self._gateway_id, room_id)
+                except RedisError as exc:
+                    log.warning("gateway.unsubscribe.redis_failed room=%s error=%s", room_id, exc)
+
+    async def restore(self) -> None:
+        """Register every room of the table again (after the gateway re-registered)."""
+        async with self._lock:
+            for room_id, members in self._members.items():
+                await self._registry.join_room(self._gateway_id, self._specs[room_id], len(members))

@@ -1,0 +1,105 @@
+"""What travels through Redis Streams: ingest entries and gateway inbox entries.
+
+Ingest entries hold one event as JSON in `EVENT_FIELD`. An inbox entry is a batch that a
+worker (or a management call) writes for one gateway, read by that gateway only. Each item of
+the batch is one of three distinct types:
+
+- `Delivery`, data: a pre-built frame (serialized once per event), the comma-separated rooms
+  it matched on the receiving gateway, its message type, and its conflation key;
+- `Canary`, control: the gateway's own pipeline probe coming back, with its send time;
+- `Revocation`, control: close every connection of this user.
+
+Wire format of an inbox entry: `n` (count), then for each item i, `t<i>` (its type: a server
+message type for data, `canary` or `revoke` for control) and its fields: data `r<i>` rooms,
+`f<i>` frame, `k<i>` conflation key (absent when every event must be delivered); canary
+`s<i>` send time (Unix seconds); revocation `u<i>` user.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "EVENT_FIELD",
+    "Canary",
+    "Delivery",
+    "InboxItem",
+    "Revocation",
+    "decode_inbox_entry",
+    "encode_inbox_entry",
+]
+
+#: The ingest stream-entry field holding the event JSON.
+EVENT_FIELD = b"e"
+
+_COUNT = b"n"
+_CANARY = b"canary"
+_REVOKE = b"revoke"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One event for one gateway: the frame its members get, and the rooms it matched."""
+
+    rooms: bytes  # comma-separated room ids on the receiving gateway
+    frame: bytes  # the complete JSON frame
+    type: bytes  # server message type, for metrics
+    key: bytes = b""  # conflation key: a newer frame with the same key may replace this one
+
+
+@dataclass(frozen=True, slots=True)
+class Canary:
+    """A gateway's pipeline probe, back through ingest and a worker."""
+
+    sent_at: float  # Unix seconds, the gateway's clock
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """Close every connection of `user` on the receiving gateway."""
+
+    user: str
+
+
+InboxItem = Delivery | Canary | Revocation
+
+
+def _field(kind: bytes, index: int) -> bytes:
+    return kind + str(index).encode()
+
+
+def encode_inbox_entry(items: Sequence[InboxItem]) -> dict[bytes, bytes]:
+    fields = {_COUNT: str(len(items)).encode()}
+    for i, item in enumerate(items):
+        match item:
+            case Delivery():
+                fields[_field(b"t", i)] = item.type
+                fields[_field(b"r", i)] = item.rooms
+                fields[_field(b"f", i)] = item.frame
+                if item.key:
+                    fields[_field(b"k", i)] = item.key
+            case Canary():
+                fields[_field(b"t", i)] = _CANARY
+                fields[_field(b"s", i)] = repr(item.sent_at).encode()
+            case Revocation():
+                fields[_field(b"t", i)] = _REVOKE
+                fields[_field(b"u", i)] = item.user.encode()
+    return fields
+
+
+def decode_inbox_entry(fields: dict[bytes, bytes]) -> Iterator[InboxItem]:
+    """The items of an entry; raises KeyError/ValueError on a malformed one."""
+    for i in range(int(fields[_COUNT])):
+        type_ = fields[_field(b"t", i)]
+        if type_ == _CANARY:
+            yield Canary(float(fields[_field(b"s", i)]))
+        elif type_ == _REVOKE:
+            yield Revocation(fields[_field(b"u", i)].decode())
+        else:
+            yield Delivery(
+                fields[_field(b"r", i)],
+                fields[_field(b"f", i)],
+                type_,
+                fields.get(_field(b"k", i), b""),
+            )
