@@ -1,4 +1,5 @@
-"""The browser client (`/static/oddstream.js`) in a real Chromium against a real gateway.
+"""The browser client (`/static/oddstream.js`, built from clients/js) in a real Chromium
+against a real gateway.
 
 Each test loads the module into a page of the gateway's origin and drives a
 `WebSocketManager` with short intervals; events are recorded in the page with their times.
@@ -12,9 +13,7 @@ from typing import Any
 from playwright.async_api import Browser, Page
 
 from oddstream.embedded import free_port
-from oddstream.shared.protocol import ErrorCode, close_advice
 from oddstream.shared.settings import Settings
-from oddstream_client import error_for
 from tests.browser import LiveSystem, chromium, live_system, open_page
 from tests.harness import wait_until
 
@@ -308,32 +307,29 @@ async def test_expired_token_without_provider_ends_with_an_auth_error(settings: 
         assert notes[-1]["level"] == "error"
 
 
-async def test_close_advice_matches_the_python_table(settings: Settings) -> None:
-    """The JS module carries its own copy of `shared.protocol.close_advice`; they must agree."""
-    codes = [1000, 1001, 1006, 1008, 1009, 1011, 1012, 1013, 3000, 4000, 4008, 4099, 4100]
-    codes += [4101, 4111, 4399, 4400, 4401, 4499, 4500, 4503, 4999]
+async def test_error_for_types_gateway_errors(settings: Settings) -> None:
+    """`errorFor` turns a gateway error body into the typed error a caller can catch."""
+    bodies = [
+        {"code": "invalid_token", "error": "Bad token. Get a new one.", "hint": "Get a new one."},
+        {"code": "invalid_filter", "error": "Unknown filter 'colour'."},
+        {"code": "rate_limited", "error": "Slow down.", "hint": "Wait."},
+        {"code": "some_future_code"},
+        {},
+    ]
     async with live_system(settings, rate=1) as system, chromium() as browser:
         page, _ = await open_page(browser)
         await page.goto(f"{system.http}/ws/v2/schema")
         js = await page.evaluate(
-            "async (codes) => { const mod = await import('/static/oddstream.js');"
-            " return codes.map((c) => mod.closeAdvice(c)); }",
-            codes,
+            "async (bodies) => { const mod = await import('/static/oddstream.js');"
+            " return bodies.map((body) => { const e = mod.errorFor(body);"
+            " return [e.name, e.code, e.message, e.hint, e.temporary,"
+            " e instanceof mod.OddstreamError]; }); }",
+            bodies,
         )
-    assert js == [close_advice(code).value for code in codes]
-
-
-async def test_error_classes_match_the_python_client(settings: Settings) -> None:
-    """`errorFor` in the JS module sorts every gateway error code as `shared.client` does."""
-    codes = [code.value for code in ErrorCode] + ["some_future_code"]
-    async with live_system(settings, rate=1) as system, chromium() as browser:
-        page, _ = await open_page(browser)
-        await page.goto(f"{system.http}/ws/v2/schema")
-        js = await page.evaluate(
-            "async (codes) => { const mod = await import('/static/oddstream.js');"
-            " return codes.map((code) => { const e = mod.errorFor({code, error: 'x', hint: 'h'});"
-            " return [e.name, e.temporary, e.hint]; }); }",
-            codes,
-        )
-    python = [error_for(code, "x", "h") for code in codes]
-    assert js == [[type(e).__name__, e.temporary, e.hint] for e in python]
+    assert js == [
+        ["AuthError", "invalid_token", "Bad token.", "Get a new one.", False, True],
+        ["SubscriptionError", "invalid_filter", "Unknown filter 'colour'.", None, False, True],
+        ["OddstreamError", "rate_limited", "Slow down.", "Wait.", True, True],
+        ["OddstreamError", "some_future_code", "some_future_code", None, False, True],
+        ["OddstreamError", "unknown", "unknown", None, False, True],
+    ]

@@ -1,12 +1,15 @@
-"""The browser client's TypeScript declarations (gateway/static/oddstream.d.ts) type-check.
+"""The browser client's TypeScript declarations type-check, and the built client is fresh.
 
-`tsc` compiles tests/typescript/usage.ts, an example program written against the declarations
-with `@ts-expect-error` lines for misuse they must reject, and a deliberately wrong program
-that must not compile (so a broken setup cannot pass by checking nothing).
+The client is the TypeScript package in clients/js (`@oddstream/client`); its build
+(gateway/static/oddstream.js, contract.js and their .d.ts) is committed so the gateway runs
+without Node. `tsc` compiles tests/typescript/usage.ts, an example program written against the
+built declarations with `@ts-expect-error` lines for misuse they must reject, and a
+deliberately wrong program that must not compile (so a broken setup cannot pass by checking
+nothing). A fresh build must equal the committed files.
 
-tsc is found as $ODDSTREAM_TSC, else <repo>/.ci-node/node_modules/.bin/tsc, else `tsc` on
-PATH. It is required: without it these tests fail rather than skip, so CI cannot go green
-without checking the declarations.
+tsc is the package's locked compiler, clients/js/node_modules/.bin/tsc (`npm ci` in
+clients/js), else $ODDSTREAM_TSC. It is required: without it these tests fail rather than
+skip, so CI cannot go green without checking the declarations.
 """
 
 from __future__ import annotations
@@ -20,36 +23,34 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "clients" / "js"
+STATIC = REPO / "gateway" / "static"
 TSCONFIG = REPO / "tests" / "typescript" / "tsconfig.json"
-DECLARATIONS = REPO / "gateway" / "static" / "oddstream.d.ts"
-LOCAL_TSC = REPO / ".ci-node" / "node_modules" / ".bin" / "tsc"
-INSTALL = "npm install --prefix .ci-node typescript@5  (from the repository root)"
+DECLARATIONS = STATIC / "oddstream.d.ts"
+LOCAL_TSC = PACKAGE / "node_modules" / ".bin" / "tsc"
+INSTALL = "cd clients/js && npm ci"
 TSC_TIMEOUT = 120
 
 
 def find_tsc() -> str:
     """The TypeScript compiler to use; fails the test when there is none."""
+    if LOCAL_TSC.is_file():
+        return str(LOCAL_TSC)
     configured = os.environ.get("ODDSTREAM_TSC")
     if configured:
         found = shutil.which(configured)
         if found is None:
             pytest.fail(f"ODDSTREAM_TSC={configured!r} is not an executable. Install: {INSTALL}")
         return found
-    if LOCAL_TSC.is_file():
-        return str(LOCAL_TSC)
-    on_path = shutil.which("tsc")
-    if on_path is None:
-        pytest.fail(
-            "The TypeScript compiler is needed to check gateway/static/oddstream.d.ts and was "
-            f"not found ($ODDSTREAM_TSC, {LOCAL_TSC}, PATH). "
-            f"Install it: {INSTALL}"
-        )
-    return on_path
+    pytest.fail(
+        "The TypeScript compiler is needed to check the browser client's declarations and was "
+        f"not found ({LOCAL_TSC}, $ODDSTREAM_TSC). Install it: {INSTALL}"
+    )
 
 
-def run_tsc(tsconfig: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+def run_tsc(tsconfig: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [find_tsc(), "-p", str(tsconfig), "--pretty", "false"],
+        [find_tsc(), "-p", str(tsconfig), "--pretty", "false", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -65,6 +66,21 @@ def output_of(result: subprocess.CompletedProcess[str]) -> str:
 def test_declarations_and_example_type_check() -> None:
     result = run_tsc(TSCONFIG, REPO)
     assert result.returncode == 0, output_of(result)
+
+
+def test_committed_build_matches_the_typescript_source(tmp_path: Path) -> None:
+    """gateway/static holds what `npm run build` makes of clients/js/src, nothing older."""
+    result = run_tsc(PACKAGE / "tsconfig.json", PACKAGE, "--outDir", str(tmp_path))
+    assert result.returncode == 0, output_of(result)
+    built = sorted(path.name for path in tmp_path.iterdir())
+    assert built == ["contract.d.ts", "contract.js", "oddstream.d.ts", "oddstream.js"]
+    stale = [
+        name
+        for name in built
+        if not (STATIC / name).is_file()
+        or (STATIC / name).read_bytes() != (tmp_path / name).read_bytes()
+    ]
+    assert not stale, f"gateway/static is stale: {stale}; run `npm run build` in clients/js"
 
 
 MISUSE = """\

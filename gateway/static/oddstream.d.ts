@@ -1,707 +1,589 @@
-// TypeScript declarations for the Oddstream browser client (oddstream.js, beside this file).
-//
-//   import { WebSocketManager, AuthError } from "/static/oddstream.js";
-//   const manager = new WebSocketManager({ base_url: "wss://odds.example.com" });
-//   manager.on("notification", (n) => toast(n.level, n.title, n.message, n.suggestion));
-//   await manager.connect(async () => (await fetch("/token")).text());
-//   const sub = await manager.subscribe("arbitrage", { sport: "NBA", min_profit: 1.5 });
-//   sub.onMessage((frame) => render(frame.data.profit_pct));
-//
-// The protocol types mirror shared/protocol.py (frames), shared/filters.py (filters) and
-// shared/events.py (data payloads); keep them in step when those change.
-
-// --- protocol ----------------------------------------------------------------------------
-
-/** What a client can subscribe to (shared/protocol.py `SubscriptionType`). */
-export type SubscriptionType =
-  | "odds_updates"
-  | "predictions"
-  | "analytics"
-  | "arbitrage"
-  | "mlb"
-  | "nba"
-  | "nfl"
-  | "nhl"
-  | "system_alerts"
-  | "portfolio";
-
+/*!
+ * @oddstream/client: the Oddstream browser client. Built from clients/js/src/oddstream.ts by
+ * `npm run build` in clients/js; every gateway serves the build at /static/oddstream.js, with
+ * its declarations beside it (/static/oddstream.d.ts). Edit the TypeScript source, not the build.
+ *
+ *   import { WebSocketManager } from "/static/oddstream.js";
+ *   const manager = new WebSocketManager({ base_url: "ws://localhost:8000" });
+ *   manager.on("notification", (n) => console.log(n.level, n.title, n.message, n.suggestion));
+ *   await manager.connect(token);                 // token optional: anonymous if allowed
+ *   const sub = await manager.subscribe("odds_updates", { sport: "MLB" });
+ *   sub.onMessage((frame) => render(frame.data));
+ *
+ * It does what every consumer of the protocol must do and should not have to write: answer the
+ * gateway's heartbeat pings, notice a dead connection, act on the close code's advice group
+ * (reconnect now, back off, refresh the token, stop), back off with jitter (2, 4, 8, 16, 30 s by
+ * default, 5 attempts), resubscribe after a reconnect, refresh tokens before they expire, and
+ * turn every failure into a `notification` a UI can show, with a suggestion of what to do.
+ * The Python client (clients/python, `oddstream_client`) follows the same rules.
+ *
+ * The wire contract (close codes and their advice, error classes, message and subscription
+ * types, allowed filters) comes from ./contract.js, generated from the gateway's own Python
+ * definitions by clients/generate_contract.py. The types below that it does not cover (frame
+ * and payload shapes) mirror oddstream.shared.protocol and oddstream.shared.events.
+ */
+import { CloseAdvice as CLOSE_ADVICE } from "./contract.js";
+import type { AllowedFilterKeys, CloseAdviceValue, DataMessageType, ErrorCodeValue, OddsMarket, ServerMessageTypeValue, SubscriptionType } from "./contract.js";
+export { ALLOWED_FILTERS, CLOSE_EXPLANATIONS, CloseCodes, DATA_MESSAGE_TYPES, ERROR_HINTS, ErrorCodes, LIST_FILTERS, MAX_FILTER_VALUES, ODDS_MARKETS, SUBPROTOCOL, SUBSCRIPTION_TYPES, ServerMessageTypes, TEMPORARY_ERRORS, closeAdvice, } from "./contract.js";
+export type { AllowedFilterKeys, DataMessageType, OddsMarket, SubscriptionType } from "./contract.js";
 /** The four sport types: every event of one sport (filters narrow it further). */
 export type SportSubscriptionType = "mlb" | "nba" | "nfl" | "nhl";
-
 /**
- * Every filter the gateway knows (shared/filters.py). A list means "any of these"; an absent
- * filter matches everything. `sport` matches case-insensitively, the others by equality.
+ * Every filter the gateway knows. A list means "any of these"; an absent filter matches
+ * everything. `sport` matches case-insensitively, the others by equality. Which filters a
+ * subscription type accepts is `AllowedFilterKeys` (from the contract).
  */
 export interface Filters {
-  /** e.g. "NBA"; case-insensitive. */
-  sport?: string | readonly string[];
-  /** Numbers are accepted and compared as strings. */
-  game_id?: string | number | readonly (string | number)[];
-  player?: string | readonly string[];
-  /** Matches an event quoting any of these books. */
-  sportsbook?: string | readonly string[];
-  /** Lower bound on an arbitrage opportunity's profit, in percent (0 to 1000). */
-  min_profit?: number;
+    /** e.g. "NBA"; case-insensitive. */
+    sport?: string | readonly string[];
+    /** Numbers are accepted and compared as strings. */
+    game_id?: string | number | readonly (string | number)[];
+    player?: string | readonly string[];
+    /** Matches an event quoting any of these books. */
+    sportsbook?: string | readonly string[];
+    /** Lower bound on an arbitrage opportunity's profit, in percent (0 to 1000). */
+    min_profit?: number;
 }
-
-/** The filters each subscription type accepts; any other filter is refused (`invalid_filter`). */
-export interface AllowedFilterKeys {
-  odds_updates: "sport" | "game_id" | "sportsbook";
-  predictions: "sport" | "game_id" | "player";
-  analytics: "sport" | "game_id" | "player";
-  arbitrage: "sport" | "game_id" | "sportsbook" | "min_profit";
-  mlb: "game_id" | "player" | "sportsbook";
-  nba: "game_id" | "player" | "sportsbook";
-  nfl: "game_id" | "player" | "sportsbook";
-  nhl: "game_id" | "player" | "sportsbook";
-  system_alerts: "sport";
-  /** None: the gateway scopes portfolio rooms to the token's user. */
-  portfolio: never;
-}
-
-/** The filters subscription type `T` accepts. */
-export type FiltersFor<T extends SubscriptionType> = [AllowedFilterKeys[T]] extends [never]
-  ? Record<string, never>
-  : Pick<Filters, AllowedFilterKeys[T]>;
-
+/** The filters subscription type `T` accepts (none for `portfolio`: the gateway scopes it to
+ * the token's user). */
+export type FiltersFor<T extends SubscriptionType> = [AllowedFilterKeys[T]] extends [never] ? Record<string, never> : Pick<Filters, AllowedFilterKeys[T]>;
 /**
  * Filters as `subscribe()` and `unsubscribe()` take them: `null`, `undefined` and `""` mean
  * "no filter" and are dropped before sending, so a form's empty field can be passed as is.
  */
 export type FilterInput<T extends SubscriptionType = SubscriptionType> = {
-  [K in keyof FiltersFor<T>]?: FiltersFor<T>[K] | null | undefined;
+    [K in keyof FiltersFor<T>]?: FiltersFor<T>[K] | null | undefined;
 };
-
-/** Every server frame type (shared/protocol.py `ServerMessageType`). */
-export type ServerMessageType =
-  | "welcome"
-  | "subscription_confirmed"
-  | "unsubscribed"
-  | "status"
-  | "ping"
-  | "pong"
-  | "error"
-  | "token_expiring"
-  | "auth_refreshed"
-  | DataMessageType;
-
-/** Frame types that carry an event (one per event kind, plus `broadcast`). */
-export type DataMessageType =
-  | "odds_update"
-  | "prediction_update"
-  | "arbitrage_alert"
-  | "analytics_update"
-  | "system_alert"
-  | "portfolio_update"
-  | "broadcast";
-
-/** The gateway's stable error codes (shared/protocol.py `ErrorCode`). */
-export type ServerErrorCode =
-  | "invalid_json"
-  | "invalid_message"
-  | "unknown_type"
-  | "binary_not_supported"
-  | "invalid_subscription_type"
-  | "invalid_filter"
-  | "not_subscribed"
-  | "auth_required"
-  | "invalid_token"
-  | "token_expired"
-  | "forbidden"
-  | "too_many_connections"
-  | "message_too_large"
-  | "service_unavailable"
-  | "internal_error"
-  | "invalid_request"
-  | "not_found"
-  | "rate_limited"
-  | "too_many_subscriptions"
-  | "origin_not_allowed"
-  | "unauthorized";
-
+/** Every server frame type. */
+export type ServerMessageType = ServerMessageTypeValue;
+/** The gateway's stable error codes. */
+export type ServerErrorCode = ErrorCodeValue;
 /** Codes the client itself gives errors it detects (no gateway answer to quote). */
-export type ClientErrorCode =
-  | "unknown"
-  | "closed"
-  | "gave_up"
-  | "unreachable"
-  | "refused"
-  | "not_connected"
-  | "unsubscribed"
-  | "request_timeout"
-  | "invalid_url"
-  | "token_provider_failed";
-
+export type ClientErrorCode = "unknown" | "closed" | "gave_up" | "unreachable" | "refused" | "not_connected" | "unsubscribed" | "request_timeout" | "invalid_url" | "token_provider_failed";
 /** An error's `code`: one of the known codes, or a newer gateway's code this file predates. */
 export type ErrorCode = ServerErrorCode | ClientErrorCode | (string & {});
-
-/** Shape of every server frame (shared/protocol.py `ServerMessage`). */
+/** Shape of every server frame (oddstream.shared.protocol `ServerMessage`). */
 export interface ServerFrame {
-  type: ServerMessageType;
-  status: "success" | "error";
-  data?: Record<string, unknown> | null;
-  client_id?: string | null;
-  /** ISO 8601, UTC. */
-  timestamp: string;
-  /** `error` frames: what went wrong, ending with the hint. */
-  error?: string | null;
-  /** `error` frames: the stable error code. */
-  code?: ServerErrorCode | null;
-  /** `error` frames: what to do about it (also the end of `error`). */
-  hint?: string | null;
-  /** The request id this frame answers. */
-  id?: string | number | null;
-  /** Data frames: this connection's rooms the event matched. */
-  rooms?: string[] | null;
-  /** Data frames: the ingest entry id. */
-  event_id?: string | null;
+    type: ServerMessageType;
+    status: "success" | "error";
+    data?: Record<string, unknown> | null;
+    client_id?: string | null;
+    /** ISO 8601, UTC. */
+    timestamp: string;
+    /** `error` frames: what went wrong, ending with the hint. */
+    error?: string | null;
+    /** `error` frames: the stable error code. */
+    code?: ServerErrorCode | null;
+    /** `error` frames: what to do about it (also the end of `error`). */
+    hint?: string | null;
+    /** The request id this frame answers. */
+    id?: string | number | null;
+    /** Data frames: this connection's rooms the event matched. */
+    rooms?: string[] | null;
+    /** Data frames: the ingest entry id. */
+    event_id?: string | null;
 }
-
 /** Payload fields are validated for routing; feeds may add any others (kept as is). */
 export interface EventPayload {
-  [field: string]: unknown;
+    [field: string]: unknown;
 }
-
 export interface OddsPayload extends EventPayload {
-  kind: "odds";
-  sport: string;
-  game_id: string;
-  sportsbook: string;
-  market: "moneyline" | "spread" | "total";
+    kind: "odds";
+    sport: string;
+    game_id: string;
+    sportsbook: string;
+    market: OddsMarket;
 }
-
 export interface PredictionPayload extends EventPayload {
-  kind: "predictions";
-  sport: string;
-  game_id: string;
-  player: string | null;
+    kind: "predictions";
+    sport: string;
+    game_id: string;
+    player: string | null;
 }
-
 export interface AnalyticsPayload extends EventPayload {
-  kind: "analytics";
-  sport: string;
-  game_id: string | null;
-  player: string | null;
+    kind: "analytics";
+    sport: string;
+    game_id: string | null;
+    player: string | null;
 }
-
 export interface ArbitragePayload extends EventPayload {
-  kind: "arbitrage";
-  sport: string;
-  game_id: string;
-  /** Percent. */
-  profit_pct: number;
-  sportsbooks: string[];
+    kind: "arbitrage";
+    sport: string;
+    game_id: string;
+    /** Percent. */
+    profit_pct: number;
+    sportsbooks: string[];
 }
-
 /** An alert from the data feeds, delivered to the rooms it matched. */
 export interface AlertPayload extends EventPayload {
-  kind: "alerts";
-  message: string;
-  level: "info" | "warning" | "critical";
-  sport: string | null;
+    kind: "alerts";
+    message: string;
+    level: "info" | "warning" | "critical";
+    sport: string | null;
 }
-
 /** A gateway's own alert about its data store, sent to every connection (no `rooms`). */
 export interface GatewayAlertPayload extends EventPayload {
-  kind?: never;
-  code: "service_degraded" | "service_restored";
-  level: "info" | "warning";
-  message: string;
+    kind?: never;
+    code: "service_degraded" | "service_restored";
+    level: "info" | "warning";
+    message: string;
 }
-
 export interface PortfolioPayload extends EventPayload {
-  kind: "portfolio";
-  user: string;
+    kind: "portfolio";
+    user: string;
 }
-
 /** `POST /ws/v2/broadcast/test`: reaches every room of one type, whatever its filters. */
 export interface BroadcastPayload extends EventPayload {
-  kind: "broadcast";
-  subscription_type: SubscriptionType;
-  message: string;
+    kind: "broadcast";
+    subscription_type: SubscriptionType;
+    message: string;
 }
-
-/** The `data` of each data frame type. */
+/** The `data` of each data frame type (one entry per contract `DataMessageType`). */
 export interface DataPayloads {
-  odds_update: OddsPayload;
-  prediction_update: PredictionPayload;
-  analytics_update: AnalyticsPayload;
-  arbitrage_alert: ArbitragePayload;
-  system_alert: AlertPayload | GatewayAlertPayload;
-  portfolio_update: PortfolioPayload;
-  broadcast: BroadcastPayload;
+    odds_update: OddsPayload;
+    prediction_update: PredictionPayload;
+    analytics_update: AnalyticsPayload;
+    arbitrage_alert: ArbitragePayload;
+    system_alert: AlertPayload | GatewayAlertPayload;
+    portfolio_update: PortfolioPayload;
+    broadcast: BroadcastPayload;
 }
-
 /** A data frame of one type; see `DataFrame`. */
 export interface DataFrameOf<K extends DataMessageType> extends ServerFrame {
-  type: K;
-  status: "success";
-  data: DataPayloads[K];
-  /** This connection's rooms the event matched; absent on a gateway's own alerts. */
-  rooms?: string[];
-  /** The ingest entry id; absent on a gateway's own alerts. */
-  event_id?: string;
+    type: K;
+    status: "success";
+    data: DataPayloads[K];
+    /** This connection's rooms the event matched; absent on a gateway's own alerts. */
+    rooms?: string[];
+    /** The ingest entry id; absent on a gateway's own alerts. */
+    event_id?: string;
 }
-
 /**
  * A frame carrying an event. Without a type argument, a union discriminated by `type`:
  * `if (frame.type === "arbitrage_alert") frame.data.profit_pct`.
  */
-export type DataFrame<K extends DataMessageType = DataMessageType> = K extends DataMessageType
-  ? DataFrameOf<K>
-  : never;
-
+export type DataFrame<K extends DataMessageType = DataMessageType> = K extends DataMessageType ? DataFrameOf<K> : never;
+type SportDataType = "odds_update" | "prediction_update" | "analytics_update" | "arbitrage_alert" | "system_alert" | "broadcast";
 /** The data frame types each subscription type receives. */
 export interface DataTypesOf {
-  odds_updates: "odds_update" | "broadcast";
-  predictions: "prediction_update" | "broadcast";
-  analytics: "analytics_update" | "broadcast";
-  arbitrage: "arbitrage_alert" | "broadcast";
-  mlb: SportDataType;
-  nba: SportDataType;
-  nfl: SportDataType;
-  nhl: SportDataType;
-  system_alerts: "system_alert" | "broadcast";
-  portfolio: "portfolio_update" | "broadcast";
+    odds_updates: "odds_update" | "broadcast";
+    predictions: "prediction_update" | "broadcast";
+    analytics: "analytics_update" | "broadcast";
+    arbitrage: "arbitrage_alert" | "broadcast";
+    mlb: SportDataType;
+    nba: SportDataType;
+    nfl: SportDataType;
+    nhl: SportDataType;
+    system_alerts: "system_alert" | "broadcast";
+    portfolio: "portfolio_update" | "broadcast";
 }
-
-type SportDataType =
-  | "odds_update"
-  | "prediction_update"
-  | "analytics_update"
-  | "arbitrage_alert"
-  | "system_alert"
-  | "broadcast";
-
 /** The frames a subscription of type `T` delivers. */
 export type DataFrameFor<T extends SubscriptionType> = DataFrame<DataTypesOf[T]>;
-
 /** `welcome.data`: who the gateway says we are, and its heartbeat settings. */
 export interface WelcomeData {
-  gateway: string;
-  user: string | null;
-  endpoint: string;
-  /** Seconds between the gateway's pings. */
-  heartbeat_interval: number;
-  /** Seconds of silence after which the gateway drops a client. */
-  connection_timeout: number;
-  /** Unix time in seconds, or null for a token that does not expire. */
-  token_expires_at: number | null;
-  [field: string]: unknown;
+    gateway: string;
+    user: string | null;
+    endpoint: string;
+    /** Seconds between the gateway's pings. */
+    heartbeat_interval: number;
+    /** Seconds of silence after which the gateway drops a client. */
+    connection_timeout: number;
+    /** Unix time in seconds, or null for a token that does not expire. */
+    token_expires_at: number | null;
+    [field: string]: unknown;
 }
-
 /** The first frame of every connection. */
 export interface WelcomeFrame extends ServerFrame {
-  type: "welcome";
-  status: "success";
-  client_id: string;
-  data: WelcomeData;
+    type: "welcome";
+    status: "success";
+    client_id: string;
+    data: WelcomeData;
 }
-
 /** Who this connection is, from the welcome frame. */
 export interface Identity {
-  /** null: anonymous. */
-  user: string | null;
-  gateway: string;
-  client_id: string;
+    /** null: anonymous. */
+    user: string | null;
+    gateway: string;
+    client_id: string;
 }
-
 /** One of this connection's rooms, as the gateway reports it in `status()`. */
 export interface RoomInfo {
-  subscription_type: SubscriptionType;
-  filters: Filters;
-  /** Portfolio rooms only: the owner. */
-  user?: string;
-  room: string;
+    subscription_type: SubscriptionType;
+    filters: Filters;
+    /** Portfolio rooms only: the owner. */
+    user?: string;
+    room: string;
 }
-
 /** The gateway's view of this connection (`status()`). */
 export interface ConnectionStatus {
-  client_id: string;
-  user: string | null;
-  gateway: string;
-  /** ISO 8601, UTC. */
-  connected_at: string;
-  subscriptions: RoomInfo[];
-  messages_sent: number;
-  messages_received: number;
+    client_id: string;
+    user: string | null;
+    gateway: string;
+    /** ISO 8601, UTC. */
+    connected_at: string;
+    subscriptions: RoomInfo[];
+    messages_sent: number;
+    messages_received: number;
 }
-
-// --- connection states and close codes ---------------------------------------------------
-
 /** Connection states, in the order a connection normally goes through them. */
 export declare const ConnectionState: Readonly<{
-  CONNECTING: "connecting";
-  CONNECTED: "connected";
-  RECONNECTING: "reconnecting";
-  /** The connection dropped; a reconnect decision follows. */
-  DISCONNECTED: "disconnected";
-  /** Final: closed by the caller, or given up (see `lastError`). */
-  CLOSED: "closed";
+    readonly CONNECTING: "connecting";
+    readonly CONNECTED: "connected";
+    readonly RECONNECTING: "reconnecting";
+    /** The connection dropped; a reconnect decision follows. */
+    readonly DISCONNECTED: "disconnected";
+    /** Final: closed by the caller, or given up (see `lastError`). */
+    readonly CLOSED: "closed";
 }>;
 export type ConnectionState = (typeof ConnectionState)[keyof typeof ConnectionState];
-
-/** What to do about a close code; clients act on the group, not on single codes. */
-export declare const CloseAdvice: Readonly<{
-  RECONNECT_NOW: "reconnect_now";
-  RECONNECT_BACKOFF: "reconnect_backoff";
-  REFRESH_TOKEN: "refresh_token";
-  TERMINAL: "terminal";
-}>;
-export type CloseAdvice = (typeof CloseAdvice)[keyof typeof CloseAdvice];
-
-/** The advice for any close code, known or not (same table as shared/protocol.py). */
-export declare function closeAdvice(code: number): CloseAdvice;
-
-// --- errors ------------------------------------------------------------------------------
-
+/** What to do about a close code; clients act on the group, not on single codes
+ * (`closeAdvice(code)` says which). */
+export declare const CloseAdvice: typeof CLOSE_ADVICE;
+export type CloseAdvice = CloseAdviceValue;
 export interface OddstreamErrorOptions {
-  hint?: string | null | undefined;
-  temporary?: boolean | undefined;
-  closeCode?: number | null | undefined;
+    hint?: string | null | undefined;
+    temporary?: boolean | undefined;
+    closeCode?: number | null | undefined;
 }
-
 /**
  * Anything the gateway refused or the client could not do. `code` is the gateway's stable
  * error code where there is one; `hint` says what to do; `temporary` whether a retry can work.
  */
 export declare class OddstreamError extends Error {
-  constructor(code: ErrorCode, message: string, options?: OddstreamErrorOptions);
-  /** The gateway's error code, or one of the client's own (`ClientErrorCode`). */
-  code: ErrorCode;
-  /** What the user can do about it, or null. */
-  hint: string | null;
-  /** Whether the same request can work if retried later. */
-  temporary: boolean;
-  /** The WebSocket close code this error came from, if it came from one. */
-  closeCode: number | null;
+    /** The gateway's error code, or one of the client's own (`ClientErrorCode`). */
+    code: ErrorCode;
+    /** What the user can do about it, or null. */
+    hint: string | null;
+    /** Whether the same request can work if retried later. */
+    temporary: boolean;
+    /** The WebSocket close code this error came from, if it came from one. */
+    closeCode: number | null;
+    constructor(code: ErrorCode, message: string, options?: OddstreamErrorOptions);
 }
-
 /**
  * Missing, bad, expired or insufficient credentials: fix the token, not the request.
- * Codes: auth_required, invalid_token, token_expired, forbidden, unauthorized,
- * token_provider_failed.
+ * Codes: the contract's "auth" error class (auth_required, invalid_token, token_expired,
+ * forbidden, unauthorized), and token_provider_failed.
  */
 export declare class AuthError extends OddstreamError {
-  constructor(code: ErrorCode, message: string, options?: OddstreamErrorOptions);
-  name: "AuthError";
+    name: "AuthError";
+    constructor(code: ErrorCode, message: string, options?: OddstreamErrorOptions);
 }
-
 /**
  * A subscription the gateway will not serve as asked (type, filters, limits).
- * Codes: invalid_subscription_type, invalid_filter, not_subscribed, too_many_subscriptions,
- * unsubscribed (left before the gateway confirmed it).
+ * Codes: the contract's "subscription" error class (invalid_subscription_type, invalid_filter,
+ * not_subscribed, too_many_subscriptions), and unsubscribed (left before it was confirmed).
  */
 export declare class SubscriptionError extends OddstreamError {
-  constructor(code: ErrorCode, message: string, options?: OddstreamErrorOptions);
-  name: "SubscriptionError";
+    name: "SubscriptionError";
+    constructor(code: ErrorCode, message: string, options?: OddstreamErrorOptions);
 }
-
 /**
  * The connection is gone, could not be made, or a request got no answer in time.
  * Codes: closed, gave_up, unreachable, refused, not_connected, request_timeout, invalid_url.
  */
 export declare class ConnectionError extends OddstreamError {
-  constructor(code: ErrorCode, message: string, options?: OddstreamErrorOptions);
-  name: "ConnectionError";
+    name: "ConnectionError";
+    constructor(code: ErrorCode, message: string, options?: OddstreamErrorOptions);
 }
-
 /** A gateway error body (HTTP) or `error` frame: the parts `errorFor` reads. */
 export interface ErrorBody {
-  code?: string | null | undefined;
-  error?: string | null | undefined;
-  hint?: string | null | undefined;
+    code?: string | null | undefined;
+    error?: string | null | undefined;
+    hint?: string | null | undefined;
 }
-
 /**
  * The typed error for a gateway error body or frame ({code, error, hint}): an AuthError or a
- * SubscriptionError where the code says so, else an OddstreamError.
+ * SubscriptionError where the contract's error class says so, else an OddstreamError;
+ * `temporary` where the contract lists the code as temporary.
  */
 export declare function errorFor(body: ErrorBody): OddstreamError;
-
-// --- configuration -----------------------------------------------------------------------
-
 /** Returns a fresh token; called before each connect and before the current one expires. */
 export type TokenProvider = () => string | Promise<string>;
-
 /** The manager's settings (see DEFAULT_CONFIG). Times are in milliseconds. */
 export interface Config {
-  /** Reconnect after a drop (per the close code's advice); false: stop at the first drop. */
-  auto_reconnect: boolean;
-  /** Reconnect attempts before giving up; null or Infinity: never give up. */
-  max_reconnect_attempts: number | null;
-  /** First backoff delay. */
-  reconnect_interval: number;
-  /** Each further delay is this many times the previous one. */
-  reconnect_factor: number;
-  /** Cap on a backoff delay. */
-  max_reconnect_interval: number;
-  /** Each delay is shortened by up to this fraction, at random (0 to 1). */
-  jitter: number;
-  /** How often to measure latency with our own ping; 0: never. */
-  heartbeat_interval: number;
-  /** Silence that means a dead link; null: 2x the gateway's heartbeat interval. */
-  heartbeat_timeout: number | null;
-  /** How long to wait for the gateway's welcome. */
-  connect_timeout: number;
-  /** How long to wait for the answer to a request (subscribe, ping, ...). */
-  request_timeout: number;
-  /** e.g. "wss://odds.example.com"; null: the page's own host. */
-  base_url: string | null;
-  /** The WebSocket endpoint's path. */
-  path: string;
-  /** Called before each connect and before the token expires; null: no refresh. */
-  token_provider: TokenProvider | null;
+    /** Reconnect after a drop (per the close code's advice); false: stop at the first drop. */
+    auto_reconnect: boolean;
+    /** Reconnect attempts before giving up; null or Infinity: never give up. */
+    max_reconnect_attempts: number | null;
+    /** First backoff delay. */
+    reconnect_interval: number;
+    /** Each further delay is this many times the previous one. */
+    reconnect_factor: number;
+    /** Cap on a backoff delay. */
+    max_reconnect_interval: number;
+    /** Each delay is shortened by up to this fraction, at random (0 to 1). */
+    jitter: number;
+    /** How often to measure latency with our own ping; 0: never. */
+    heartbeat_interval: number;
+    /** Silence that means a dead link; null: 2x the gateway's heartbeat interval. */
+    heartbeat_timeout: number | null;
+    /** How long to wait for the gateway's welcome. */
+    connect_timeout: number;
+    /** How long to wait for the answer to a request (subscribe, ping, ...). */
+    request_timeout: number;
+    /** e.g. "wss://odds.example.com"; null: the page's own host. */
+    base_url: string | null;
+    /** The WebSocket endpoint's path. */
+    path: string;
+    /** Called before each connect and before the token expires; null: no refresh. */
+    token_provider: TokenProvider | null;
 }
-
 /** The settings a manager runs with: `base_url` is always resolved. */
 export interface ResolvedConfig extends Config {
-  base_url: string;
+    base_url: string;
 }
-
 /** The seed's settings, plus the knobs it left implicit. Times are in milliseconds. */
 export declare const DEFAULT_CONFIG: Readonly<Config>;
-
 /** Delay in ms before reconnect attempt `attempt` (1-based), before jitter. */
-export declare function backoffDelay(
-  config: Pick<Config, "reconnect_interval" | "reconnect_factor" | "max_reconnect_interval">,
-  attempt: number,
-): number;
-
+export declare function backoffDelay(config: Pick<Config, "reconnect_interval" | "reconnect_factor" | "max_reconnect_interval">, attempt: number): number;
 /** Canonical key of a subscription: its type and filters with sorted keys. */
-export declare function subscriptionKey<T extends SubscriptionType>(
-  type: T,
-  filters?: FilterInput<T>,
-): string;
-
-// --- subscriptions -----------------------------------------------------------------------
-
+export declare function subscriptionKey<T extends SubscriptionType>(type: T, filters?: FilterInput<T>): string;
 /** A subscription as a plain object (`toJSON()`, `subscriptionList()`). */
 export interface SubscriptionInfo<T extends SubscriptionType = SubscriptionType> {
-  type: T;
-  filters: FiltersFor<T>;
-  /** The gateway's room id, once confirmed. */
-  room: string | null;
-  confirmed: boolean;
-  /** Data frames delivered so far. */
-  received: number;
+    type: T;
+    filters: FiltersFor<T>;
+    /** The gateway's room id, once confirmed. */
+    room: string | null;
+    confirmed: boolean;
+    /** Data frames delivered so far. */
+    received: number;
 }
-
 /** One subscription. It outlives connections: it is sent again after every reconnect. */
 export declare class Subscription<T extends SubscriptionType = SubscriptionType> {
-  /** Made by `WebSocketManager.subscribe()`; one made directly is not sent anywhere. */
-  constructor(manager: WebSocketManager, type: T, filters: FiltersFor<T>);
-  readonly manager: WebSocketManager;
-  readonly type: T;
-  /** The filters as sent (empty ones dropped). */
-  readonly filters: FiltersFor<T>;
-  /** `subscriptionKey(type, filters)`: its key in `manager.subscriptions`. */
-  readonly key: string;
-  /** The gateway's room id, once confirmed. */
-  readonly room: string | null;
-  /** Confirmed by the gateway on the current connection. */
-  readonly confirmed: boolean;
-  /** Data frames delivered so far. */
-  readonly received: number;
-  /** Date.now() of the last data frame, or null. */
-  readonly lastMessageAt: number | null;
-  /** False once unsubscribed or refused. */
-  readonly active: boolean;
-  /** Resolves once the gateway confirmed it; rejects if refused or unsubscribed first. */
-  readonly ready: Promise<Subscription<T>>;
-  /** Call `listener(frame)` for every data frame of this subscription; returns a remover. */
-  onMessage(listener: (frame: DataFrameFor<T>) => void): () => void;
-  /** Leave this subscription (the room is left on the gateway too). */
-  unsubscribe(): Promise<void>;
-  /** The subscription as a plain object. */
-  toJSON(): SubscriptionInfo<T>;
+    readonly manager: WebSocketManager;
+    readonly type: T;
+    /** The filters as sent (empty ones dropped). */
+    readonly filters: FiltersFor<T>;
+    /** `subscriptionKey(type, filters)`: its key in `manager.subscriptions`. */
+    readonly key: string;
+    /** Resolves once the gateway confirmed it; rejects if refused or unsubscribed first. */
+    readonly ready: Promise<Subscription<T>>;
+    private readonly _listeners;
+    private readonly _settle;
+    /** Made by `WebSocketManager.subscribe()`; one made directly is not sent anywhere. */
+    constructor(manager: WebSocketManager, type: T, filters: FiltersFor<T>);
+    /** The gateway's room id, once confirmed. */
+    get room(): string | null;
+    /** Confirmed by the gateway on the current connection. */
+    get confirmed(): boolean;
+    /** Data frames delivered so far. */
+    get received(): number;
+    /** Date.now() of the last data frame, or null. */
+    get lastMessageAt(): number | null;
+    /** False once unsubscribed or refused. */
+    get active(): boolean;
+    /** Call `listener(frame)` for every data frame of this subscription; returns a remover. */
+    onMessage(listener: (frame: DataFrameFor<T>) => void): () => void;
+    /** Leave this subscription (the room is left on the gateway too). */
+    unsubscribe(): Promise<void>;
+    /** The subscription as a plain object. */
+    toJSON(): SubscriptionInfo<T>;
 }
-
-// --- the manager -------------------------------------------------------------------------
-
 /** `state` events: the new state, when, and what is known about it. */
 export interface StateDetail {
-  state: ConnectionState;
-  /** Date.now() of the change; absent only before the first change. */
-  at?: number;
-  /** Reconnect attempt number (0: the first connect or an immediate reconnect). */
-  attempt?: number;
-  /** `max_reconnect_attempts`, Infinity when unlimited. */
-  max_attempts?: number;
-  /** ms until the next attempt. */
-  delay?: number;
-  /** Date.now() of the next attempt. */
-  next_attempt_at?: number;
-  /** The close code that ended the last connection, if any. */
-  close_code?: number | null;
-  /** Why the connection ended, in words. */
-  reason?: string;
-  /** The error behind the state (RECONNECTING, CLOSED after giving up). */
-  error?: OddstreamError | null;
-  /** True while an attempt is being made (the socket is opening). */
-  connecting?: boolean;
-  /** CONNECTED: the gateway's id. */
-  gateway?: string;
-  /** CONNECTED: the user, or null when anonymous. */
-  user?: string | null;
+    state: ConnectionState;
+    /** Date.now() of the change; absent only before the first change. */
+    at?: number;
+    /** Reconnect attempt number (0: the first connect or an immediate reconnect). */
+    attempt?: number;
+    /** `max_reconnect_attempts`, Infinity when unlimited. */
+    max_attempts?: number;
+    /** ms until the next attempt. */
+    delay?: number;
+    /** Date.now() of the next attempt. */
+    next_attempt_at?: number;
+    /** The close code that ended the last connection, if any. */
+    close_code?: number | null;
+    /** Why the connection ended, in words. */
+    reason?: string;
+    /** The error behind the state (RECONNECTING, CLOSED after giving up). */
+    error?: OddstreamError | null;
+    /** True while an attempt is being made (the socket is opening). */
+    connecting?: boolean;
+    /** CONNECTED: the gateway's id. */
+    gateway?: string;
+    /** CONNECTED: the user, or null when anonymous. */
+    user?: string | null;
 }
-
 /** Something a UI should show: a toast, a banner line. */
 export interface Notification {
-  /** Increases with each notification of one manager. */
-  id: number;
-  level: "info" | "success" | "warning" | "error";
-  title: string;
-  message: string;
-  /** What the user can do about it, or null. */
-  suggestion: string | null;
-  /** The error code (or `close_<code>`) behind it, or null. */
-  code: string | number | null;
-  /** Date.now() when it was made. */
-  at: number;
+    /** Increases with each notification of one manager. */
+    id: number;
+    level: "info" | "success" | "warning" | "error";
+    title: string;
+    message: string;
+    /** What the user can do about it, or null. */
+    suggestion: string | null;
+    /** The error code (or `close_<code>`) behind it, or null. */
+    code: string | number | null;
+    /** Date.now() when it was made. */
+    at: number;
 }
-
 /** Counters for a status view (`stats`, `stats` events). */
 export interface Stats {
-  messages_received: number;
-  data_messages: number;
-  reconnects: number;
-  token_refreshes: number;
-  /** Round trip of the last ping, in ms. */
-  latency_ms: number | null;
-  /** Date.now() when the current connection was welcomed, or null. */
-  connected_since: number | null;
-  /** Date.now() of the last frame received, or null. */
-  last_message_at: number | null;
-  /** The URL of the last connection attempt, or null. */
-  url: string | null;
-  subscriptions: number;
-  state: ConnectionState;
+    messages_received: number;
+    data_messages: number;
+    reconnects: number;
+    token_refreshes: number;
+    /** Round trip of the last ping, in ms. */
+    latency_ms: number | null;
+    /** Date.now() when the current connection was welcomed, or null. */
+    connected_since: number | null;
+    /** Date.now() of the last frame received, or null. */
+    last_message_at: number | null;
+    /** The URL of the last connection attempt, or null. */
+    url: string | null;
+    subscriptions: number;
+    state: ConnectionState;
 }
-
 /** The events a WebSocketManager emits, with each one's detail. */
 export interface ManagerEvents {
-  /** The connection state changed. */
-  state: StateDetail;
-  /** Something to show the user. */
-  notification: Notification;
-  /** Every data frame. */
-  message: DataFrame;
-  /** Every frame received (for debug views). */
-  frame: ServerFrame;
-  /** The set of subscriptions (or their confirmation) changed. */
-  subscriptions: SubscriptionInfo[];
-  /** A ping measured the latency. */
-  stats: Stats;
+    /** The connection state changed. */
+    state: StateDetail;
+    /** Something to show the user. */
+    notification: Notification;
+    /** Every data frame. */
+    message: DataFrame;
+    /** Every frame received (for debug views). */
+    frame: ServerFrame;
+    /** The set of subscriptions (or their confirmation) changed. */
+    subscriptions: SubscriptionInfo[];
+    /** A ping measured the latency. */
+    stats: Stats;
 }
-
-type ManagerEventListener<K extends keyof ManagerEvents> =
-  | ((event: CustomEvent<ManagerEvents[K]>) => void)
-  | { handleEvent(event: CustomEvent<ManagerEvents[K]>): void };
-
+export type ManagerEventListener<K extends keyof ManagerEvents> = ((event: CustomEvent<ManagerEvents[K]>) => void) | {
+    handleEvent(event: CustomEvent<ManagerEvents[K]>): void;
+};
 /**
  * A reconnecting Oddstream connection with the seed's WebSocket manager API.
  *
  * Events (`on(name, listener)` or `addEventListener(name, e => e.detail)`): see ManagerEvents.
  */
 export declare class WebSocketManager extends EventTarget {
-  constructor(config?: Partial<Config>);
-  /** The current settings; change them with `setConfig()`. */
-  readonly config: Readonly<ResolvedConfig>;
-  /** Subscriptions by key, in the order they were made; kept across reconnects. */
-  readonly subscriptions: ReadonlyMap<string, Subscription>;
-  readonly state: ConnectionState;
-  /** The detail of the last `state` event. */
-  readonly stateDetail: StateDetail;
-  /** The last connection's welcome frame, or null before the first. */
-  readonly welcome: WelcomeFrame | null;
-  /** Who the last connection was, or null before the first. */
-  readonly identity: Identity | null;
-  /** Why the manager gave up (state CLOSED), or null. */
-  readonly lastError: OddstreamError | null;
-  /** state === "connected". */
-  get connected(): boolean;
-  /** A snapshot of the counters. */
-  get stats(): Stats;
-  /** The WebSocket URL this manager connects to. */
-  get url(): string;
-
-  /** Change settings (see DEFAULT_CONFIG); takes effect at the next (re)connect. */
-  setConfig(partial?: Partial<Config>): Readonly<ResolvedConfig>;
-
-  /** Listen to an event; returns a function that stops listening. */
-  on<K extends keyof ManagerEvents>(
-    name: K,
-    listener: (detail: ManagerEvents[K]) => void,
-  ): () => void;
-
-  addEventListener<K extends keyof ManagerEvents>(
-    type: K,
-    listener: ManagerEventListener<K> | null,
-    options?: boolean | AddEventListenerOptions,
-  ): void;
-  addEventListener(
-    type: string,
-    listener: EventListenerOrEventListenerObject | null,
-    options?: boolean | AddEventListenerOptions,
-  ): void;
-  removeEventListener<K extends keyof ManagerEvents>(
-    type: K,
-    listener: ManagerEventListener<K> | null,
-    options?: boolean | EventListenerOptions,
-  ): void;
-  removeEventListener(
-    type: string,
-    listener: EventListenerOrEventListenerObject | null,
-    options?: boolean | EventListenerOptions,
-  ): void;
-
-  /**
-   * Connect, retrying per the backoff settings; resolves once the gateway said welcome (and
-   * every remembered subscription is back). `token` may be a string, a provider function
-   * (async () => token; it becomes `config.token_provider`), or omitted for an anonymous
-   * connection. Rejects with the error the manager gave up on (see `lastError`), or a
-   * ConnectionError if `disconnect()` is called first.
-   */
-  connect(token?: string | null | TokenProvider): Promise<void>;
-
-  /** Close for good (no reconnect). Subscriptions are kept and sent again on connect(). */
-  disconnect(reason?: string): void;
-
-  /** Disconnect and drop every listener the manager set on the page. */
-  destroy(): void;
-
-  /**
-   * Subscribe; resolves with the Subscription once the gateway confirmed it, rejects with a
-   * SubscriptionError / AuthError (with `hint`) if it refused. While reconnecting the
-   * subscription waits and is sent as soon as the connection is back. Subscribing again with
-   * the same type and filters returns the existing subscription (adding `onMessage`).
-   */
-  subscribe<T extends SubscriptionType>(
-    type: T,
-    filters?: FilterInput<T>,
-    onMessage?: ((frame: DataFrameFor<T>) => void) | null,
-  ): Promise<Subscription<T>>;
-
-  /** Unsubscribe; resolves when the gateway agreed (at once when not connected). */
-  unsubscribe(subscription: Subscription): Promise<void>;
-  /** Unsubscribe by type and filters; resolves when the gateway agreed (at once when not
-   * connected: nothing will be re-sent). */
-  unsubscribe<T extends SubscriptionType>(type: T, filters?: FilterInput<T>): Promise<void>;
-
-  /** The subscriptions as plain objects, in the order they were made. */
-  subscriptionList(): SubscriptionInfo[];
-
-  /**
-   * Round trip to the gateway in ms (also kept in stats.latency_ms). Rejects with a
-   * ConnectionError: `not_connected` when not connected or the connection drops meanwhile,
-   * `request_timeout` after `config.request_timeout`.
-   */
-  ping(): Promise<number>;
-
-  /** The gateway's view of this connection (rooms, counters). Rejects like `ping()`. */
-  status(): Promise<ConnectionStatus>;
+    private _config;
+    private readonly _subscriptions;
+    private _state;
+    private _stateDetail;
+    private _welcome;
+    private _identity;
+    private _lastError;
+    private readonly _sessions;
+    private _token;
+    private _ws;
+    private readonly _pending;
+    private _ids;
+    private _notes;
+    private _attempt;
+    /** Bumped by every _open and disconnect: late callbacks check it. */
+    private _generation;
+    private _everConnected;
+    /** The caller wants a connection (connect() and no disconnect()). */
+    private _wanted;
+    private _timer;
+    private _pinger;
+    private _watchdog;
+    private _connectWaiters;
+    private readonly _stats;
+    private readonly _onWake;
+    private readonly _onVisibility;
+    constructor(config?: Partial<Config>);
+    /** The current settings; change them with `setConfig()`. */
+    get config(): Readonly<ResolvedConfig>;
+    /** Subscriptions by key, in the order they were made; kept across reconnects. */
+    get subscriptions(): ReadonlyMap<string, Subscription>;
+    /** Where the connection is: connecting, connected, reconnecting, disconnected, closed. */
+    get state(): ConnectionState;
+    /** The detail of the last `state` event. */
+    get stateDetail(): StateDetail;
+    /** The last connection's welcome frame, or null before the first. */
+    get welcome(): WelcomeFrame | null;
+    /** Who the last connection was, or null before the first. */
+    get identity(): Identity | null;
+    /** Why the manager gave up (state CLOSED), or null. */
+    get lastError(): OddstreamError | null;
+    /** state === "connected". */
+    get connected(): boolean;
+    /** A snapshot of the counters. */
+    get stats(): Stats;
+    /** The WebSocket URL this manager connects to. */
+    get url(): string;
+    /** Change settings (see DEFAULT_CONFIG); takes effect at the next (re)connect. */
+    setConfig(partial?: Partial<Config>): Readonly<ResolvedConfig>;
+    /** Listen to an event; returns a function that stops listening. */
+    on<K extends keyof ManagerEvents>(name: K, listener: (detail: ManagerEvents[K]) => void): () => void;
+    addEventListener<K extends keyof ManagerEvents>(type: K, listener: ManagerEventListener<K> | null, options?: boolean | AddEventListenerOptions): void;
+    addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
+    removeEventListener<K extends keyof ManagerEvents>(type: K, listener: ManagerEventListener<K> | null, options?: boolean | EventListenerOptions): void;
+    removeEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | EventListenerOptions): void;
+    /**
+     * Connect, retrying per the backoff settings; resolves once the gateway said welcome (and
+     * every remembered subscription is back). `token` may be a string, a provider function
+     * (async () => token; it becomes `config.token_provider`), or omitted for an anonymous
+     * connection. Rejects with the error the manager gave up on (see `lastError`), or a
+     * ConnectionError if `disconnect()` is called first.
+     */
+    connect(token?: string | null | TokenProvider): Promise<void>;
+    /** Close for good (no reconnect). Subscriptions are kept and sent again on connect(). */
+    disconnect(reason?: string): void;
+    /** Disconnect and drop every listener the manager set on the page. */
+    destroy(): void;
+    /**
+     * Subscribe; resolves with the Subscription once the gateway confirmed it, rejects with a
+     * SubscriptionError / AuthError (with `hint`) if it refused. While reconnecting the
+     * subscription waits and is sent as soon as the connection is back. Subscribing again with
+     * the same type and filters returns the existing subscription (adding `onMessage`).
+     */
+    subscribe<T extends SubscriptionType>(type: T, filters?: FilterInput<T>, onMessage?: ((frame: DataFrameFor<T>) => void) | null): Promise<Subscription<T>>;
+    /** Unsubscribe; resolves when the gateway agreed (at once when not connected). */
+    unsubscribe(subscription: Subscription): Promise<void>;
+    /** Unsubscribe by type and filters; resolves when the gateway agreed (at once when not
+     * connected: nothing will be re-sent). */
+    unsubscribe<T extends SubscriptionType>(type: T, filters?: FilterInput<T>): Promise<void>;
+    /** The subscriptions as plain objects, in the order they were made. */
+    subscriptionList(): SubscriptionInfo[];
+    /**
+     * Round trip to the gateway in ms (also kept in stats.latency_ms). Rejects with a
+     * ConnectionError: `not_connected` when not connected or the connection drops meanwhile,
+     * `request_timeout` after `config.request_timeout`.
+     */
+    ping(): Promise<number>;
+    /** The gateway's view of this connection (rooms, counters). Rejects like `ping()`. */
+    status(): Promise<ConnectionStatus>;
+    private _open;
+    private _welcomed;
+    /** Send one subscription on `ws`; true when confirmed. Refusals end the subscription. */
+    private _sendSubscribe;
+    private _receive;
+    private _data;
+    private _serviceAlert;
+    private _refreshToken;
+    private _closed;
+    /** Why a connection could not be opened: ask the gateway over HTTP (GET /ws/v2/whoami). */
+    private _diagnose;
+    private _ended;
+    private _giveUp;
+    /** Subscriptions never confirmed end with `error` (their promises must not hang); those
+     * confirmed before stay, to be sent again by the next connect(). */
+    private _dropUnconfirmed;
+    /** Back online or visible again: skip the rest of the backoff wait, try now. */
+    private _wake;
+    private _abort;
+    private _closedWithoutServer;
+    private _detach;
+    private _endSession;
+    private _clearTimer;
+    private _maxAttempts;
+    private _armWatchdog;
+    private _feedWatchdog;
+    private _startPinger;
+    private _send;
+    private _request;
+    private _setState;
+    private _settleWaiters;
+    private _notify;
+    private _notifyError;
+    private _emit;
 }
-
 /** The seed's shared instance, for pages with one connection. */
 export declare const webSocketManager: WebSocketManager;

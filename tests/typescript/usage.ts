@@ -1,15 +1,20 @@
-// The browser client used the way the README shows it, type-checked against oddstream.d.ts
-// (tests/test_typescript.py runs `tsc -p tests/typescript/tsconfig.json`; nothing is emitted
-// or run). The `@ts-expect-error` lines at the end are misuse the declarations must reject:
-// if one of them compiled, tsc would report the unused directive and the test would fail.
+// The browser client used the way the README shows it, type-checked against oddstream.d.ts as
+// built from clients/js (tests/test_typescript.py runs `tsc -p tests/typescript/tsconfig.json`;
+// nothing is emitted or run). The `@ts-expect-error` lines at the end are misuse the
+// declarations must reject: if one of them compiled, tsc would report the unused directive and
+// the test would fail.
 
 import {
+  ALLOWED_FILTERS,
   AuthError,
   CloseAdvice,
+  CloseCodes,
   ConnectionError,
   ConnectionState,
   DEFAULT_CONFIG,
+  ODDS_MARKETS,
   OddstreamError,
+  SUBSCRIPTION_TYPES,
   Subscription,
   SubscriptionError,
   WebSocketManager,
@@ -25,6 +30,7 @@ import type {
   Filters,
   ManagerEvents,
   Notification,
+  OddsMarket,
   ServerFrame,
   StateDetail,
   Stats,
@@ -165,6 +171,11 @@ export function helpers(): void {
   console.log(delays, mine.code, webSocketManager.state);
   const events: (keyof ManagerEvents)[] = ["state", "notification", "message"];
   console.log(events);
+  // The wire contract, re-exported from contract.js: what a form or a table needs.
+  for (const type of SUBSCRIPTION_TYPES) render(`${type}: ${ALLOWED_FILTERS[type].join(", ")}`);
+  const markets: readonly string[] = ODDS_MARKETS;
+  const market: OddsMarket = "spread";
+  console.log(markets.includes(market), closeAdvice(CloseCodes.TOKEN_EXPIRED));
 }
 
 // --- misuse the declarations reject --------------------------------------------------------
@@ -190,6 +201,9 @@ export async function misuse(manager: WebSocketManager): Promise<void> {
   await manager.connect(42);
   // @ts-expect-error: state is read-only; the manager owns it
   manager.state = ConnectionState.CONNECTED;
+  // @ts-expect-error: not an odds market
+  const parlay: OddsMarket = "parlay";
+  console.log(parlay);
   // @ts-expect-error: ping resolves with a number
   const text: string = await manager.ping();
   console.log(text);
