@@ -55,7 +55,7 @@ from oddstream.shared.settings import Settings, load_settings
 
 __all__ = ["RedactingAccessLogger", "create_app", "gunicorn_app", "make_runner"]
 
-log = logging.getLogger("oddstream.gateway")
+log = logging.getLogger(__name__)
 
 #: Query parameters that are not filters.
 _CONTROL_PARAMS = frozenset({"token", "reconnect"})

@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Connection", "ConnectionHost"]
 
-log = logging.getLogger("oddstream.gateway.connection")
+log = logging.getLogger(__name__)
 
 #: Seconds a slow consumer gets to take its close frame before the socket is aborted.
 SLOW_CLOSE_SECONDS = 1.0

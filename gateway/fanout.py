@@ -28,7 +28,7 @@ from oddstream.shared.streams import Canary, Delivery, Revocation, decode_inbox_
 
 __all__ = ["InboxFanout"]
 
-log = logging.getLogger("oddstream.gateway.fanout")
+log = logging.getLogger(__name__)
 
 #: Inbox entries per read. Each holds up to a worker batch of deliveries; the cap bounds what
 #: one read can put in flight to one client while the gateway catches up on a backlog.

@@ -47,7 +47,7 @@ from oddstream.shared.streams import Canary, Revocation
 
 __all__ = ["GatewayNode", "slot_member"]
 
-log = logging.getLogger("oddstream.gateway.node")
+log = logging.getLogger(__name__)
 
 VERSION = version("oddstream")
 

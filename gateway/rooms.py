@@ -23,7 +23,7 @@ from oddstream.shared.rooms import RoomSpec
 
 __all__ = ["LocalRooms"]
 
-log = logging.getLogger("oddstream.gateway.rooms")
+log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=Hashable)
 

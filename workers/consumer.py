@@ -40,7 +40,7 @@ from oddstream.workers.matcher import RoomIndex
 
 __all__ = ["Worker", "WorkerStats"]
 
-log = logging.getLogger("oddstream.worker")
+log = logging.getLogger(__name__)
 
 Entry = tuple[bytes, dict[bytes, bytes]]
 

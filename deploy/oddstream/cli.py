@@ -6,12 +6,12 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
+from oddstream.runners import run_gateway, run_worker, stop_on_signals
 from oddstream.shared.settings import Settings, SettingsError, load_settings
 
 __all__ = ["main"]
@@ -27,21 +27,6 @@ def _configure_logging(level: str) -> None:
     )
 
 
-def stop_on_signals(stop: asyncio.Event) -> None:
-    """SIGINT and SIGTERM set `stop` (first one); a second one exits at once."""
-    loop = asyncio.get_running_loop()
-
-    def handle(signum: int) -> None:
-        if stop.is_set():
-            log.warning("signal.again: exiting now")
-            sys.exit(130)
-        log.info("signal.received %s: draining", signal.Signals(signum).name)
-        stop.set()
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, handle, signum)
-
-
 def _run(coro_factory: Callable[[], Coroutine[Any, Any, int]]) -> int:
     try:
         import uvloop
@@ -52,43 +37,6 @@ def _run(coro_factory: Callable[[], Coroutine[Any, Any, int]]) -> int:
 
 
 # --- subcommands -----------------------------------------------------------------------------
-
-
-async def run_gateway(
-    settings: Settings, stop: asyncio.Event, on_ready: Callable[[int], None] | None = None
-) -> None:
-    """Serve until `stop` is set, then drain within the grace period."""
-
-    from aiohttp import web
-
-    from oddstream.gateway.app import create_app, make_runner
-
-    runner = make_runner(create_app(settings), settings)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, settings.host, settings.port)
-        await site.start()
-        port = int(runner.addresses[0][1])  # the real port when settings.port is 0
-        log.info("gateway.listening host=%s port=%s", settings.host, port)
-        if on_ready:
-            on_ready(port)
-        await stop.wait()
-    finally:
-        await runner.cleanup()
-
-
-async def run_worker(settings: Settings, stop: asyncio.Event, worker_id: str | None = None) -> None:
-    from oddstream.shared.redis import create_redis
-    from oddstream.workers.consumer import Worker
-
-    redis = create_redis(settings.effective_redis_url)
-    worker = Worker(settings, redis, worker_id=worker_id)
-    try:
-        await worker.start()
-        await stop.wait()
-    finally:
-        await worker.stop()
-        await redis.aclose()
 
 
 async def _gateway_main(settings: Settings) -> int:

@@ -15,13 +15,13 @@ import sys
 
 from pydantic import SecretStr
 
-from oddstream.cli import run_gateway, run_worker, stop_on_signals
 from oddstream.embedded import EmbeddedRedis
+from oddstream.runners import run_gateway, run_worker, stop_on_signals
 from oddstream.shared.settings import Settings
 
 __all__ = ["dev_main"]
 
-log = logging.getLogger("oddstream.dev")
+log = logging.getLogger(__name__)
 
 DEMO_USER = "demo"
 

@@ -38,7 +38,7 @@ from oddstream.shared.ingest import Ingester
 
 __all__ = ["BOOKS", "MARKETS", "SPORTS", "Simulator", "american", "implied_probability"]
 
-log = logging.getLogger("oddstream.simulator")
+log = logging.getLogger(__name__)
 _E = TypeVar("_E", bound=BaseModel)
 
 MARKETS = ("moneyline", "spread", "total")

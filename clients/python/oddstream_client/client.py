@@ -24,41 +24,37 @@ import itertools
 import logging
 import random
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
 import aiohttp
 import orjson
 from yarl import URL
 
+from oddstream_client.backoff import Backoff
 from oddstream_client.contract import (
     DATA_MESSAGE_TYPES,
-    ERROR_CLASSES,
-    TEMPORARY_ERRORS,
     CloseAdvice,
     ErrorCode,
     ServerMessageType,
     close_advice,
 )
+from oddstream_client.errors import (
+    HTTP_ERRORS,
+    AuthError,
+    ConnectionClosed,
+    OddstreamError,
+    SubscriptionError,
+    error_for,
+    error_from_frame,
+)
+from oddstream_client.state import ClientStats, ConnectionState, StateEvent
+from oddstream_client.subscription import Subscription
 
-__all__ = [
-    "AuthError",
-    "Backoff",
-    "ClientStats",
-    "ConnectionClosed",
-    "ConnectionState",
-    "OddstreamClient",
-    "OddstreamError",
-    "StateEvent",
-    "Subscription",
-    "SubscriptionError",
-    "error_for",
-]
+__all__ = ["OddstreamClient"]
 
-log = logging.getLogger("oddstream.client")
+log = logging.getLogger(__name__)
 
 Frame = dict[str, Any]
 TokenProvider = Callable[[], Awaitable[str]]
@@ -67,175 +63,6 @@ StateCallback = Callable[["StateEvent"], None]
 
 #: Close code aiohttp reports for a connection that ended without a close frame.
 ABNORMAL_CLOSURE = 1006
-
-
-# --- errors ----------------------------------------------------------------------------------
-
-
-class OddstreamError(Exception):
-    """Anything the gateway refused or the client could not do.
-
-    `code` is the gateway's `ErrorCode` where there is one (so callers can branch on stable
-    codes, not on text); `temporary` says whether retrying the same thing later can succeed;
-    `hint` is the gateway's suggestion of what to do (also the end of `message`).
-    """
-
-    def __init__(
-        self, code: str, message: str, *, temporary: bool = False, hint: str | None = None
-    ) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.temporary = temporary
-        self.hint = hint
-
-
-class AuthError(OddstreamError):
-    """Missing, bad, expired or insufficient credentials: fix the token, not the request."""
-
-
-class SubscriptionError(OddstreamError):
-    """A subscription the gateway will not serve as asked (type, filters, limits)."""
-
-
-class ConnectionClosed(OddstreamError):
-    """The connection is gone: for good (`temporary=False`) or while reconnecting."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        close_code: int | None = None,
-        code: str = "connection_closed",
-        temporary: bool = False,
-    ) -> None:
-        super().__init__(code, message, temporary=temporary)
-        self.close_code = close_code
-
-
-#: The typed error for each error class of the contract.
-_ERROR_TYPES: dict[str, type[OddstreamError]] = {
-    "auth": AuthError,
-    "subscription": SubscriptionError,
-}
-
-
-def error_for(code: str, message: str, hint: str | None = None) -> OddstreamError:
-    """The typed error for a gateway error code (unknown codes get the base class)."""
-    try:
-        known: str = ErrorCode(code)
-    except ValueError:
-        known = code
-    temporary = known in TEMPORARY_ERRORS
-    kind = _ERROR_TYPES.get(ERROR_CLASSES.get(known, "general"), OddstreamError)
-    return kind(known, message, temporary=temporary, hint=hint)
-
-
-def _error_from_frame(frame: Frame) -> OddstreamError:
-    hint = frame.get("hint")
-    return error_for(
-        str(frame.get("code") or "unknown"),
-        str(frame.get("error") or ""),
-        hint if isinstance(hint, str) else None,
-    )
-
-
-#: Upgrade refusals (the JSON body is not available through aiohttp's handshake error).
-_HTTP_ERRORS: dict[int, ErrorCode] = {
-    400: ErrorCode.INVALID_REQUEST,
-    401: ErrorCode.INVALID_TOKEN,
-    403: ErrorCode.FORBIDDEN,
-    404: ErrorCode.NOT_FOUND,
-    429: ErrorCode.RATE_LIMITED,
-    503: ErrorCode.SERVICE_UNAVAILABLE,
-}
-
-
-# --- backoff ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Delay before reconnect attempt n (1-based): base * factor**(n-1), at most `max_delay`.
-
-    The default is the seed's schedule, 2, 4, 8, 16, 30 s. Jitter spreads clients that lost
-    the same gateway so they do not all come back in the same instant:
-    `"full"` picks uniformly in [0, d]; `"proportional"` in [(1 - ratio) * d, d]; `"none"`
-    keeps the exact schedule (tests).
-    """
-
-    base: float = 2.0
-    factor: float = 2.0
-    max_delay: float = 30.0
-    jitter: Literal["none", "full", "proportional"] = "proportional"
-    jitter_ratio: float = 0.2
-
-    def schedule(self, attempt: int) -> float:
-        """The un-jittered delay before attempt `attempt` (1-based)."""
-        exponent = max(0, attempt - 1)
-        try:
-            raw = self.base * self.factor**exponent
-        except OverflowError:
-            raw = self.max_delay
-        return min(self.max_delay, raw)
-
-    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
-        """The delay to wait before attempt `attempt`, jittered as configured."""
-        nominal = self.schedule(attempt)
-        if self.jitter == "none":
-            return nominal
-        draw = (rng or random).random()
-        if self.jitter == "full":
-            return nominal * draw
-        return nominal * (1.0 - self.jitter_ratio * draw)
-
-
-# --- state -----------------------------------------------------------------------------------
-
-
-class ConnectionState(StrEnum):
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    RECONNECTING = "reconnecting"
-    DISCONNECTED = "disconnected"
-    CLOSED = "closed"
-
-
-@dataclass(frozen=True)
-class StateEvent:
-    """One state change; `delay` is set when reconnecting, `close_code`/`reason` say why."""
-
-    state: ConnectionState
-    at: float  # time.monotonic()
-    attempt: int = 0
-    delay: float | None = None
-    close_code: int | None = None
-    reason: str | None = None
-    error: OddstreamError | None = None
-
-    def describe(self) -> str:
-        parts = [self.state.value]
-        if self.attempt:
-            parts.append(f"attempt={self.attempt}")
-        if self.delay is not None:
-            parts.append(f"delay={self.delay:.3f}s")
-        if self.close_code is not None:
-            parts.append(f"close_code={self.close_code}")
-        if self.reason:
-            parts.append(f"reason={self.reason}")
-        return " ".join(parts)
-
-
-@dataclass(frozen=True)
-class ClientStats:
-    """A snapshot of the client's counters."""
-
-    messages_received: int
-    data_messages: int
-    reconnects: int
-    token_refreshes: int
-    latency: float | None  # seconds, last ping -> pong round trip
-    subscriptions: int
 
 
 @dataclass
@@ -252,96 +79,6 @@ class _Ended:
 
 class _SessionLost(Exception):
     """The connection a request went out on is gone; retry on the next one."""
-
-
-# --- subscriptions ---------------------------------------------------------------------------
-
-
-class Subscription:
-    """One subscription; an async iterator of its data frames that survives reconnects.
-
-    Iteration ends when it is unsubscribed or the client is closed by the caller; it raises
-    the client's final error if the client gave up (terminal close, attempts exhausted).
-    Frames are buffered up to `max_buffered`; past that the oldest is dropped and counted in
-    `dropped` (odds are only useful fresh; a slow reader must not grow without bound).
-    """
-
-    def __init__(
-        self,
-        client: OddstreamClient,
-        subscription_type: str,
-        filters: dict[str, Any],
-        max_buffered: int,
-    ) -> None:
-        self.client = client
-        self.subscription_type = subscription_type
-        self.filters = filters
-        self.room: str | None = None
-        self.confirmation: Frame | None = None
-        self.received = 0
-        self.dropped = 0
-        self._buffer: deque[Frame] = deque(maxlen=max_buffered)
-        self._ready = asyncio.Event()
-        self._callbacks: list[FrameCallback] = []
-        self._ended = False
-        self._error: OddstreamError | None = None
-
-    def __repr__(self) -> str:
-        return f"Subscription({self.subscription_type!r}, {self.filters!r}, room={self.room!r})"
-
-    @property
-    def active(self) -> bool:
-        return not self._ended
-
-    def add_callback(self, callback: FrameCallback) -> Callable[[], None]:
-        """Call `callback(frame)` for every frame (coroutines are scheduled); returns a remover."""
-        self._callbacks.append(callback)
-
-        def remove() -> None:
-            with contextlib.suppress(ValueError):
-                self._callbacks.remove(callback)
-
-        return remove
-
-    async def unsubscribe(self) -> None:
-        """Stop this subscription; the room is left once no other subscription shares it."""
-        await self.client._unsubscribe(self)
-
-    def __aiter__(self) -> Subscription:
-        return self
-
-    async def __anext__(self) -> Frame:
-        while not self._buffer:
-            if self._ended:
-                if self._error is not None:
-                    raise self._error
-                raise StopAsyncIteration
-            self._ready.clear()
-            await self._ready.wait()
-        return self._buffer.popleft()
-
-    def _deliver(self, frame: Frame) -> None:
-        if self._ended:
-            return
-        self.received += 1
-        if len(self._buffer) == self._buffer.maxlen:
-            self.dropped += 1
-        self._buffer.append(frame)
-        self._ready.set()
-        for callback in list(self._callbacks):
-            try:
-                result = callback(frame)
-            except Exception:
-                log.exception("client.callback.failed room=%s", self.room)
-                continue
-            if result is not None:
-                self.client._track(asyncio.ensure_future(result))
-
-    def _end(self, error: OddstreamError | None = None) -> None:
-        if not self._ended:
-            self._ended = True
-            self._error = error
-            self._ready.set()
 
 
 # --- the client ------------------------------------------------------------------------------
@@ -544,7 +281,7 @@ class OddstreamClient:
         finally:
             self._pending.pop(request_id, None)
         if reply.get("type") == ServerMessageType.ERROR:
-            raise _error_from_frame(reply)
+            raise error_from_frame(reply)
         return reply
 
     async def _send(self, ws: aiohttp.ClientWebSocketResponse, body: Frame) -> None:
@@ -684,7 +421,7 @@ class OddstreamClient:
 
     def _refused(self, exc: aiohttp.WSServerHandshakeError) -> _Ended:
         """An upgrade refused with an HTTP status: retry what can pass later, stop the rest."""
-        code = _HTTP_ERRORS.get(exc.status, ErrorCode.INTERNAL_ERROR)
+        code = HTTP_ERRORS.get(exc.status, ErrorCode.INTERNAL_ERROR)
         error = error_for(code, f"the gateway refused the connection (HTTP {exc.status})")
         retry_after = 0.0
         if exc.headers is not None:
