@@ -27,6 +27,8 @@ async def test_dashboard_and_client_files_are_served_with_a_strict_policy(
         for name, kind in [
             ("oddstream.js", "text/javascript"),
             ("oddstream.d.ts", "application/typescript"),
+            ("contract.js", "text/javascript"),
+            ("contract.d.ts", "application/typescript"),
             ("dashboard.js", "text/javascript"),
             ("dashboard.css", "text/css"),
         ]:

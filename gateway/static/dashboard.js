@@ -1,7 +1,10 @@
 // The live dashboard served at `/`: a product page built only on the public browser client
-// (oddstream.js), so everything it shows is what any frontend on the protocol can show.
-// Every piece of data is put on the page with textContent, never as HTML.
+// (oddstream.js, built from clients/js) and the wire contract it ships with (contract.js,
+// generated from the gateway's own definitions), so everything it shows is what any frontend
+// on the protocol can show. Every piece of data is put on the page with textContent, never as
+// HTML.
 
+import { ALLOWED_FILTERS, ODDS_MARKETS } from "./contract.js";
 import { ConnectionState, WebSocketManager } from "./oddstream.js";
 
 const DEFAULT_SUBSCRIPTIONS = [
@@ -11,8 +14,6 @@ const DEFAULT_SUBSCRIPTIONS = [
 ];
 const SAVED_SUBSCRIPTIONS = "oddstream.subscriptions";
 const SAVED_TOKEN = "oddstream.token";
-const BOOKS = ["DraftKings", "FanDuel", "BetMGM", "Caesars", "PointsBet"];
-const MARKETS = ["moneyline", "spread", "total"];
 const $ = (id) => document.getElementById(id);
 
 /** A DOM element with attributes and children (strings become text nodes). */
@@ -146,22 +147,21 @@ class StatusIndicator {
   }
 }
 
-/** Which filters each subscription type accepts, from the gateway's own schema (so the form
- * never drifts from `shared/filters.py`). Until it loads, or if it cannot, every filter is
- * offered and the gateway's answer says which one is wrong. */
-let filtersOfType = null;
+/** Which filters each subscription type accepts: the contract this page was built with, then
+ * the schema of the gateway it talks to (which may be another version, see `#gateway=`). */
+let filtersOfType = ALLOWED_FILTERS;
 
 async function loadAllowedFilters(baseUrl) {
   try {
     const response = await fetch(`${baseUrl.replace(/^ws/, "http")}/ws/v2/schema`);
-    if (response.ok) filtersOfType = (await response.json()).allowed_filters ?? null;
+    if (response.ok) filtersOfType = (await response.json()).allowed_filters ?? filtersOfType;
   } catch {
-    filtersOfType = null;
+    // keep the contract's table
   }
 }
 
 function allowedFilters(type) {
-  return new Set(filtersOfType?.[type] ?? ["sport", "game_id", "player", "sportsbook", "min_profit"]);
+  return new Set(filtersOfType[type] ?? ALLOWED_FILTERS[type] ?? []);
 }
 
 // --- subscriptions ------------------------------------------------------------------------
@@ -288,11 +288,14 @@ class SubscriptionPanel {
 // --- odds board ---------------------------------------------------------------------------
 
 /** One card per game, markets by sportsbooks; prices update in place and flash on movement.
- * A game remembers which rooms delivered it, so unsubscribing clears what only it brought. */
+ * The markets are the contract's; the sportsbooks are the ones the data quotes, as columns in
+ * the order they were first seen (the same on every card). A game remembers which rooms
+ * delivered it, so unsubscribing clears what only it brought. */
 class OddsBoard {
   constructor(manager) {
     this.root = $("odds-board");
-    this.games = new Map(); // game_id -> {card, cells: Map, rooms: Set, sport}
+    this.games = new Map(); // game_id -> {card, head, rows: Map, cells: Map, rooms: Set, sport}
+    this.books = []; // sportsbooks in the order first seen
     this.updates = 0;
     manager.on("message", (frame) => {
       if (frame.type === "odds_update") this.update(frame);
@@ -302,6 +305,7 @@ class OddsBoard {
 
   update(frame) {
     const odds = frame.data;
+    if (odds.sportsbook && !this.books.includes(odds.sportsbook)) this.addBook(odds.sportsbook);
     const game = this.game(odds);
     for (const room of frame.rooms || []) game.rooms.add(room);
     game.card.dataset.updated = String(Date.now());
@@ -323,18 +327,26 @@ class OddsBoard {
     this.summary();
   }
 
+  /** A sportsbook seen for the first time: a new column on every card. */
+  addBook(book) {
+    this.books.push(book);
+    for (const game of this.games.values()) this.addColumn(game, book);
+  }
+
+  addColumn(game, book) {
+    game.head.append(el("th", {}, book));
+    for (const [market, row] of game.rows) {
+      const cell = el("td", { class: "cell", dataset: { market, book } }, el("span", { class: "cell-empty" }, "\u2014"));
+      game.cells.set(`${market}|${book}`, cell);
+      row.append(cell);
+    }
+  }
+
   game(odds) {
     let game = this.games.get(odds.game_id);
     if (game) return game;
-    const cells = new Map();
-    const rows = MARKETS.map((market) => el("tr", {},
-      el("td", { class: "market" }, market),
-      BOOKS.map((book) => {
-        const cell = el("td", { class: "cell", dataset: { market, book } }, el("span", { class: "cell-empty" }, "\u2014"));
-        cells.set(`${market}|${book}`, cell);
-        return cell;
-      }),
-    ));
+    const head = el("tr", {}, el("th", {}, "Market"));
+    const rows = new Map(ODDS_MARKETS.map((market) => [market, el("tr", {}, el("td", { class: "market" }, market))]));
     const card = el("article", { class: "game", dataset: { game: odds.game_id, sport: odds.sport } },
       el("div", { class: "game-head" },
         el("span", { class: "sport", dataset: { sport: odds.sport } }, odds.sport),
@@ -342,11 +354,12 @@ class OddsBoard {
         el("span", { class: "game-id" }, odds.game_id),
       ),
       el("table", { class: "odds-table" },
-        el("thead", {}, el("tr", {}, el("th", {}, "Market"), BOOKS.map((b) => el("th", {}, b)))),
-        el("tbody", {}, rows),
+        el("thead", {}, head),
+        el("tbody", {}, [...rows.values()]),
       ),
     );
-    game = { card, cells, rooms: new Set(), sport: odds.sport };
+    game = { card, head, rows, cells: new Map(), rooms: new Set(), sport: odds.sport };
+    for (const book of this.books) this.addColumn(game, book);
     this.games.set(odds.game_id, game);
     const ordered = [...this.games.entries()].sort(([a], [b]) => a.localeCompare(b));
     const index = ordered.findIndex(([id]) => id === odds.game_id);
@@ -365,6 +378,7 @@ class OddsBoard {
         this.games.delete(id);
       }
     }
+    if (this.games.size === 0) this.books = []; // the next subscription's books, from scratch
     $("odds-empty").hidden = this.games.size > 0;
     this.summary();
   }
