@@ -79,6 +79,12 @@ async def test_dashboard_connects_and_shows_live_odds(settings: Settings) -> Non
         assert await page.locator(".game").count() >= games_before
         card_ids = await page.locator(".game").evaluate_all("cs => cs.map(c => c.dataset.game)")
         assert len(card_ids) == len(set(card_ids)), "a game must have one card, updated in place"
+        # The subscription form offers the sportsbooks the feed quotes, each once.
+        books = await page.locator("#known-books option").evaluate_all(
+            "os => os.map(o => o.value)"
+        )
+        columns = await page.locator(".game").first.locator("th").all_inner_texts()
+        assert books and len(books) == len(set(books)) and set(books) <= set(columns)
 
         # Arbitrage and predictions panels fill too; the debug panel shows live stats.
         await expect(page.locator("#prediction-list > li").first).to_be_visible(

@@ -330,6 +330,11 @@ class OddsBoard {
   /** A sportsbook seen for the first time: a new column on every card. */
   addBook(book) {
     this.books.push(book);
+    // The subscription form offers the books the feed quotes (no hand-kept list).
+    const known = document.getElementById("known-books");
+    if (known && ![...known.options].some((option) => option.value === book)) {
+      known.append(el("option", { value: book }));
+    }
     for (const game of this.games.values()) this.addColumn(game, book);
   }
 
