@@ -80,9 +80,7 @@ async def test_dashboard_connects_and_shows_live_odds(settings: Settings) -> Non
         card_ids = await page.locator(".game").evaluate_all("cs => cs.map(c => c.dataset.game)")
         assert len(card_ids) == len(set(card_ids)), "a game must have one card, updated in place"
         # The subscription form offers the sportsbooks the feed quotes, each once.
-        books = await page.locator("#known-books option").evaluate_all(
-            "os => os.map(o => o.value)"
-        )
+        books = await page.locator("#known-books option").evaluate_all("os => os.map(o => o.value)")
         columns = await page.locator(".game").first.locator("th").all_inner_texts()
         assert books and len(books) == len(set(books)) and set(books) <= set(columns)
 
