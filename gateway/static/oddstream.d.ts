@@ -339,6 +339,13 @@ export declare const DEFAULT_CONFIG: Readonly<Config>;
 export declare function backoffDelay(config: Pick<Config, "reconnect_interval" | "reconnect_factor" | "max_reconnect_interval">, attempt: number): number;
 /** Canonical key of a subscription: its type and filters with sorted keys. */
 export declare function subscriptionKey<T extends SubscriptionType>(type: T, filters?: FilterInput<T>): string;
+/**
+ * Filters as `subscribe()` sends them: empty values dropped, then canonicalised as the gateway
+ * does (trimmed, sport upper-case, ids as strings, lists sorted and deduplicated). With it,
+ * `subscriptionKey(type, canonicalFilters(filters))` is the key `subscribe()` files the
+ * subscription under in `manager.subscriptions`, for any spelling of the same room.
+ */
+export declare function canonicalFilters<T extends SubscriptionType>(filters: FilterInput<T> | null | undefined): FiltersFor<T>;
 /** A subscription as a plain object (`toJSON()`, `subscriptionList()`). */
 export interface SubscriptionInfo<T extends SubscriptionType = SubscriptionType> {
     type: T;

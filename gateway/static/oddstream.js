@@ -190,6 +190,15 @@ function cleanFilters(filters) {
     }
     return out;
 }
+/**
+ * Filters as `subscribe()` sends them: empty values dropped, then canonicalised as the gateway
+ * does (trimmed, sport upper-case, ids as strings, lists sorted and deduplicated). With it,
+ * `subscriptionKey(type, canonicalFilters(filters))` is the key `subscribe()` files the
+ * subscription under in `manager.subscriptions`, for any spelling of the same room.
+ */
+export function canonicalFilters(filters) {
+    return cleanFilters(filters);
+}
 /** One subscription. It outlives connections: it is sent again after every reconnect. */
 export class Subscription {
     manager;

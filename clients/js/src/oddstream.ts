@@ -567,6 +567,18 @@ function cleanFilters(filters: FilterInput | null | undefined): CleanFilters {
   return out;
 }
 
+/**
+ * Filters as `subscribe()` sends them: empty values dropped, then canonicalised as the gateway
+ * does (trimmed, sport upper-case, ids as strings, lists sorted and deduplicated). With it,
+ * `subscriptionKey(type, canonicalFilters(filters))` is the key `subscribe()` files the
+ * subscription under in `manager.subscriptions`, for any spelling of the same room.
+ */
+export function canonicalFilters<T extends SubscriptionType>(
+  filters: FilterInput<T> | null | undefined,
+): FiltersFor<T> {
+  return cleanFilters(filters as FilterInput | null | undefined) as FiltersFor<T>;
+}
+
 // --- subscriptions ------------------------------------------------------------------------
 
 /** A subscription as a plain object (`toJSON()`, `subscriptionList()`). */
