@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from oddstream.gateway.state import METRICS, NODE, VERIFIER
-from oddstream.shared.events import BroadcastEvent, EventKind
+from oddstream.shared.events import BroadcastEvent
 from oddstream.shared.keys import WORKER_GROUP, Keys
 from oddstream.shared.protocol import (
     ErrorCode,
@@ -89,10 +89,10 @@ def json_error(
 
 
 async def stream_figures(redis: Redis, keys: Keys) -> dict[str, dict[str, Any]]:
-    """Length, unread lag and pending count of each ingest stream for the worker group."""
+    """Length, unread lag and pending count of each ingest partition for the worker group."""
     figures: dict[str, dict[str, Any]] = {}
-    for kind in EventKind:
-        stream = keys.ingest(kind)
+    for partition in range(keys.partitions):
+        stream = keys.ingest(partition)
         entry: dict[str, Any] = {"length": await redis.xlen(stream), "lag": None, "pending": 0}
         try:
             groups: Any = await redis.xinfo_groups(stream)
@@ -106,7 +106,7 @@ async def stream_figures(redis: Redis, keys: Keys) -> dict[str, dict[str, Any]]:
                         entry["lag"] = len(unread)
         except ResponseError:
             pass  # no stream yet
-        figures[kind.value] = entry
+        figures[str(partition)] = entry
     return figures
 
 

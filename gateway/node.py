@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
+import random
 import socket
 import time
 import uuid
@@ -77,7 +79,7 @@ class GatewayNode:
         self.redis = redis
         self.metrics = metrics
         self.verifier = verifier or TokenVerifier(settings)
-        self.keys = Keys(settings.redis_prefix)
+        self.keys = Keys.of(settings)
         self.ingester = Ingester(redis, self.keys)
         self.registry = Registry(
             redis, self.keys, gateway_ttl=settings.gateway_ttl, worker_ttl=settings.worker_ttl
@@ -106,6 +108,7 @@ class GatewayNode:
         self._background: set[asyncio.Task[Any]] = set()
         self._closed_since_beat: list[str] = []
         self._healthy_since: float | None = None  # monotonic; None while Redis is down
+        self._canary_partitions = itertools.count(random.randrange(self.keys.partitions))
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -212,8 +215,11 @@ class GatewayNode:
         return self.registered and self.redis_ok and not self.draining and self.pipeline_ok
 
     async def _send_canary(self) -> None:
+        """Probe the pipeline through each ingest partition in turn: a partition no worker
+        serves shows up as canaries that do not come back."""
         event = CanaryEvent(kind="canary", gateway=self.gateway_id, sent_at=time.time())
-        await self.ingester.publish(event)
+        partition = next(self._canary_partitions) % self.keys.partitions
+        await self.ingester.publish(event, partition=partition)
 
     def _canary_back(self, canary: Canary) -> None:
         self.last_canary = time.monotonic()

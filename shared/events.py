@@ -7,6 +7,7 @@ so feeds can carry richer data without a schema change here.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -37,6 +38,8 @@ __all__ = [
     "Routing",
     "conflation_key",
     "ingest_event_adapter",
+    "partition_key",
+    "partition_of",
     "routing_of",
 ]
 
@@ -166,11 +169,29 @@ IngestEvent = Annotated[
 ingest_event_adapter: TypeAdapter[IngestEvent] = TypeAdapter(IngestEvent)
 
 
-def stream_kind(event: IngestEvent) -> EventKind:
-    """The ingest stream an event goes to (broadcasts and canaries ride the alerts stream)."""
-    if isinstance(event, BroadcastEvent | CanaryEvent):
-        return EventKind.ALERTS
-    return EventKind(event.kind)
+def partition_key(event: IngestEvent) -> str:
+    """What orders an event: its game, else its user, else its sport, else its kind.
+
+    Events with one key share an ingest partition, so they are processed in ingest order."""
+    match event:
+        case OddsEvent() | PredictionEvent() | ArbitrageEvent():
+            return f"game|{event.game_id}"
+        case AnalyticsEvent() if event.game_id is not None:
+            return f"game|{event.game_id}"
+        case PortfolioEvent():
+            return f"user|{event.user}"
+        case AnalyticsEvent() | AlertEvent() if event.sport is not None:
+            return f"sport|{event.sport}"
+        case BroadcastEvent():
+            return f"type|{event.subscription_type.value}"
+        case CanaryEvent():
+            return f"gateway|{event.gateway}"
+    return f"kind|{event.kind}"
+
+
+def partition_of(event: IngestEvent, partitions: int) -> int:
+    """The ingest partition of an event (stable across processes and restarts)."""
+    return zlib.crc32(partition_key(event).encode()) % partitions
 
 
 @dataclass(frozen=True, slots=True)

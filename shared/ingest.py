@@ -15,10 +15,10 @@ import orjson
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from oddstream.shared.events import IngestEvent, ingest_event_adapter, stream_kind
+from oddstream.shared.events import IngestEvent, ingest_event_adapter, partition_of
 from oddstream.shared.keys import Keys
 from oddstream.shared.protocol import describe_validation_error
-from oddstream.shared.streams import EVENT_FIELD
+from oddstream.shared.streams import EVENT_FIELD, event_id
 
 __all__ = ["EventError", "IngestReport", "Ingester", "encode_event", "parse_event"]
 
@@ -64,20 +64,28 @@ class Ingester:
         self.redis = redis
         self.keys = keys
 
-    async def publish(self, event: IngestEvent) -> bytes:
+    def partition_of(self, event: IngestEvent) -> int:
+        return partition_of(event, self.keys.partitions)
+
+    async def publish(self, event: IngestEvent, *, partition: int | None = None) -> bytes:
+        """Append one event; returns its event id (`shared.streams.event_id`). `partition`
+        overrides the event's own (the gateway's canaries visit every partition in turn)."""
+        if partition is None:
+            partition = self.partition_of(event)
         entry_id: bytes = await self.redis.xadd(  # type: ignore[assignment]
-            self.keys.ingest(stream_kind(event)), {EVENT_FIELD: encode_event(event)}
+            self.keys.ingest(partition), {EVENT_FIELD: encode_event(event)}
         )
-        return entry_id
+        return event_id(partition, entry_id)
 
     async def publish_many(self, events: Sequence[IngestEvent]) -> list[bytes]:
         if not events:
             return []
+        partitions = [self.partition_of(event) for event in events]
         async with self.redis.pipeline(transaction=False) as pipe:
-            for event in events:
-                pipe.xadd(self.keys.ingest(stream_kind(event)), {EVENT_FIELD: encode_event(event)})
+            for event, partition in zip(events, partitions, strict=True):
+                pipe.xadd(self.keys.ingest(partition), {EVENT_FIELD: encode_event(event)})
             ids: list[bytes] = await pipe.execute()
-        return ids
+        return [event_id(p, i) for p, i in zip(partitions, ids, strict=True)]
 
     async def ingest_lines(
         self,

@@ -8,25 +8,39 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from oddstream.shared.events import EventKind
+from oddstream.shared.settings import Settings
 
-__all__ = ["WORKER_GROUP", "Keys"]
+__all__ = ["DEFAULT_PARTITIONS", "WORKER_GROUP", "Keys"]
 
-#: The consumer group every worker joins on every ingest stream.
+#: The consumer group on every ingest partition; one worker at a time reads each partition.
 WORKER_GROUP = "workers"
+
+#: Ingest partitions unless configured (`Settings.partitions`).
+DEFAULT_PARTITIONS = 16
 
 
 @dataclass(frozen=True, slots=True)
 class Keys:
     prefix: str
+    partitions: int = DEFAULT_PARTITIONS
+
+    @classmethod
+    def of(cls, settings: Settings) -> Keys:
+        """The keys of a deployment: its prefix and its number of ingest partitions."""
+        return cls(settings.redis_prefix, settings.partitions)
 
     # --- streams (no hash tag) -----------------------------------------------------------
-    def ingest(self, kind: EventKind) -> str:
-        return f"{self.prefix}:ingest:{kind.value}"
+    def ingest(self, partition: int) -> str:
+        """Ingest partition `partition` (0 <= partition < partitions)."""
+        return f"{self.prefix}:ingest:{partition}"
 
     @property
     def ingest_streams(self) -> list[str]:
-        return [self.ingest(kind) for kind in EventKind]
+        return [self.ingest(p) for p in range(self.partitions)]
+
+    def lease(self, partition: int) -> str:
+        """The worker that owns an ingest partition (a string with a TTL)."""
+        return f"{self.prefix}:lease:{partition}"
 
     @property
     def deadletter(self) -> str:

@@ -158,18 +158,27 @@ class Settings(BaseSettings):
         le=4000,
         description="Blocking read time; kept below redis-py's 5 s socket timeout.",
     )
-    claim_idle_ms: int = Field(
-        default=10_000,
+    partitions: int = Field(
+        default=16,
         ge=1,
-        description="An entry pending this long on a silent consumer is claimed by another worker.",
+        le=1024,
+        description="Ingest partitions: events are spread by game (else user, else sport) over "
+        "this many streams, each owned by one worker at a time, so one game's events are "
+        "processed in ingest order. Every process of a deployment must use the same number.",
     )
-    claim_interval: float = Field(
-        default=2.0, gt=0, description="Seconds between a worker's XAUTOCLAIM sweeps."
+    partition_lease_ms: int = Field(
+        default=1500,
+        ge=100,
+        le=60_000,
+        description="How long a worker's claim on a partition lasts without renewal (renewed "
+        "every third of it). A dead or stalled worker's partitions are taken over after this; "
+        "a stalled worker that wakes up delivers nothing it no longer owns.",
     )
     max_deliveries: int = Field(
         default=5,
         ge=1,
-        description="Times an entry may be claimed before it is dead-lettered as poison.",
+        description="Times an entry may be taken over from a failed worker before it is "
+        "dead-lettered as poison.",
     )
     stream_retention: float = Field(
         default=60.0,

@@ -28,10 +28,17 @@ __all__ = [
     "Revocation",
     "decode_inbox_entry",
     "encode_inbox_entry",
+    "event_id",
 ]
 
 #: The ingest stream-entry field holding the event JSON.
 EVENT_FIELD = b"e"
+
+
+def event_id(partition: int, entry_id: bytes) -> bytes:
+    """An event's id, unique across partitions: `<partition>:<stream entry id>`."""
+    return b"%d:%s" % (partition, entry_id)
+
 
 _COUNT = b"n"
 _CANARY = b"canary"

@@ -125,9 +125,7 @@ async def live_system(settings: Settings, rate: float = 60.0) -> AsyncIterator[L
         async with running_worker(settings):
             await system.start_gateway()
             simulator = Simulator(rate=rate, portfolio_users=("alice",))
-            feed = asyncio.create_task(
-                simulator.run(Ingester(redis, Keys(settings.redis_prefix)), stop=stop)
-            )
+            feed = asyncio.create_task(simulator.run(Ingester(redis, Keys.of(settings)), stop=stop))
             try:
                 yield system
             finally:

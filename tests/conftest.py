@@ -14,7 +14,7 @@ from oddstream.embedded import EmbeddedRedis
 from oddstream.shared.keys import Keys
 from oddstream.shared.redis import create_redis
 from oddstream.shared.settings import Settings
-from tests.harness import ADMIN_TOKEN
+from tests.harness import ADMIN_TOKEN, TEST_PARTITIONS
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +41,7 @@ def prefix() -> str:
 
 @pytest.fixture
 def keys(prefix: str) -> Keys:
-    return Keys(prefix)
+    return Keys(prefix, TEST_PARTITIONS)
 
 
 @pytest.fixture
@@ -57,8 +57,8 @@ def settings(redis_server: EmbeddedRedis, prefix: str) -> Settings:
         worker_heartbeat=0.2,
         worker_ttl=1.0,
         worker_block_ms=200,
-        claim_idle_ms=1000,
-        claim_interval=0.3,
+        partitions=TEST_PARTITIONS,
+        partition_lease_ms=600,
         trim_interval=0.5,
         shutdown_grace=2.0,
         canary_interval=0.5,

@@ -28,6 +28,8 @@ from oddstream.shared.settings import Settings
 from oddstream.workers.consumer import Worker
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
+#: Ingest partitions in tests: fewer than the default, so every worker holds several.
+TEST_PARTITIONS = 4
 #: Headers for management endpoints in tests.
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -233,8 +235,8 @@ def process_env(settings: Settings, **extra: str) -> dict[str, str]:
         ODDSTREAM_WORKER_HEARTBEAT="0.2",
         ODDSTREAM_WORKER_TTL="1.0",
         ODDSTREAM_WORKER_BLOCK_MS="200",
-        ODDSTREAM_CLAIM_IDLE_MS="1000",
-        ODDSTREAM_CLAIM_INTERVAL="0.3",
+        ODDSTREAM_PARTITIONS=str(settings.partitions),
+        ODDSTREAM_PARTITION_LEASE_MS=str(settings.partition_lease_ms),
         ODDSTREAM_LOG_LEVEL="WARNING",
         ODDSTREAM_ADMIN_TOKEN=ADMIN_TOKEN,
         **extra,

@@ -160,7 +160,7 @@ class FuzzGateway:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.keys = Keys(settings.redis_prefix)
+        self.keys = Keys.of(settings)
         self.errors = ErrorLog()
         self._ready = threading.Event()
         self._failure: BaseException | None = None
@@ -295,8 +295,8 @@ def _fuzz_settings(redis_url: str) -> Settings:
         "worker_heartbeat": 0.2,
         "worker_ttl": 1.0,
         "worker_block_ms": 200,
-        "claim_idle_ms": 1000,
-        "claim_interval": 0.3,
+        "partitions": 4,
+        "partition_lease_ms": 600,
         "trim_interval": 0.5,
         "shutdown_grace": 2.0,
         "canary_interval": 0.5,

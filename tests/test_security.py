@@ -424,7 +424,9 @@ async def test_abuse_is_refused_while_a_good_client_gets_everything(
             await wait_until(
                 lambda: len(good.of("odds_update")) == len(sent), message="good client caught up"
             )
-            assert [f["event_id"] for f in good.of("odds_update")] == sent
+            got = [f["event_id"] for f in good.of("odds_update")]
+            assert sorted(got) == sorted(sent)  # each once; every event is a game of its own,
+            assert len(set(got)) == len(got)  # so no order across them is promised
             assert good.closed_code is None
         finally:
             await abuser.close()

@@ -1,14 +1,19 @@
-"""The matching worker: reads ingest streams through a consumer group, matches, delivers.
+"""The matching worker: owns ingest partitions, matches their events, delivers to inboxes.
 
 Guarantees:
-- an entry is acknowledged in the same MULTI/EXEC as its inbox writes (and dead letter), so a
-  worker killed at any point leaves it either delivered-and-acked or pending, never half done;
-- entries pending on a dead or stuck consumer longer than `claim_idle_ms` are claimed
-  (XAUTOCLAIM) and processed by a live worker; after `max_deliveries` claims they are poison
-  and go to the dead-letter stream;
+- one worker at a time reads each ingest partition (`workers.leases`), and processes its
+  entries in stream order, so the events of one game (the partition key) reach every room in
+  ingest order however many workers run;
+- a batch's inbox entries, dead letters and XACK are written by one script that first checks
+  the partition's lease (`workers/lua/commit.lua`): a worker killed at any point leaves each
+  entry delivered-and-acked or pending, never half done, and a worker that stalled past its
+  lease and wakes up writes nothing for a partition another worker took over;
+- a worker that takes a partition over first processes the entries its previous owner left
+  pending (in order, before any newer entry); after `max_deliveries` take-overs an entry is
+  poison and goes to the dead-letter stream;
 - an entry that does not parse goes to the dead-letter stream and is acknowledged; it never
   stops the worker;
-- ingest streams are trimmed only behind every group's read position and pending entries.
+- ingest streams are trimmed only behind the group's read position and pending entries.
 """
 
 from __future__ import annotations
@@ -28,14 +33,27 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from oddstream.shared.events import CanaryEvent, conflation_key, ingest_event_adapter, routing_of
+from oddstream.shared.events import (
+    CanaryEvent,
+    IngestEvent,
+    conflation_key,
+    ingest_event_adapter,
+    routing_of,
+)
 from oddstream.shared.keys import WORKER_GROUP, Keys
 from oddstream.shared.loops import Backoff, periodic, raise_if_cancelling, stop_tasks
 from oddstream.shared.protocol import describe_validation_error
 from oddstream.shared.registry import Registry
 from oddstream.shared.settings import Settings
-from oddstream.shared.streams import EVENT_FIELD, Canary, InboxItem, encode_inbox_entry
+from oddstream.shared.streams import (
+    EVENT_FIELD,
+    Canary,
+    InboxItem,
+    encode_inbox_entry,
+    event_id,
+)
 from oddstream.workers.delivery import deliveries_for
+from oddstream.workers.leases import PartitionLeases, lua
 from oddstream.workers.matcher import RoomIndex
 
 __all__ = ["Worker", "WorkerStats"]
@@ -60,18 +78,31 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
+def _parse(fields: dict[bytes, bytes]) -> IngestEvent | str:
+    """The event of an ingest entry, or why it has none (it then goes to the dead letters)."""
+    raw = fields.get(EVENT_FIELD)
+    if raw is None:
+        return f"entry has no '{EVENT_FIELD.decode()}' field"
+    try:
+        return ingest_event_adapter.validate_json(raw)
+    except ValidationError as exc:
+        return describe_validation_error(exc)
+    except ValueError as exc:
+        return str(exc)
+
+
 def _entry_id_floor(entry_id: bytes) -> tuple[int, int]:
     ms, _, seq = entry_id.partition(b"-")
     return int(ms), int(seq or 0)
 
 
 class Worker:
-    """One matching worker process (or task); any number share the load via the group."""
+    """One matching worker process (or task); any number share the partitions."""
 
     def __init__(self, settings: Settings, redis: Redis, *, worker_id: str | None = None) -> None:
         self.settings = settings
         self.redis = redis
-        self.keys = Keys(settings.redis_prefix)
+        self.keys = Keys.of(settings)
         self.worker_id = worker_id or default_worker_id()
         self.registry = Registry(
             redis, self.keys, gateway_ttl=settings.gateway_ttl, worker_ttl=settings.worker_ttl
@@ -84,6 +115,16 @@ class Worker:
         self._tasks: list[asyncio.Task[None]] = []
         self._consume_done = asyncio.Event()
         self._healthy_since: float | None = None  # monotonic; None after a Redis error
+        self.leases = PartitionLeases(
+            redis,
+            self.keys,
+            self.worker_id,
+            lease_ms=settings.partition_lease_ms,
+            alive_window_ms=int(2000 * settings.worker_heartbeat) + settings.partition_lease_ms,
+        )
+        self._commit = redis.register_script(lua("commit"))
+        #: Partitions read with ">" (their pending entries, if any, were taken over first).
+        self._reading: set[int] = set()
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -93,11 +134,14 @@ class Worker:
         await self._ensure_groups()
         await self._resync()
         await self._beat()
+        await self.leases.step()  # take partitions now, not a lease round later
         s = self.settings
         self._tasks = [
             asyncio.create_task(self._follow_feed(), name="worker.feed"),
             asyncio.create_task(self._consume(), name="worker.consume"),
-            periodic("worker.claim", s.claim_interval, self._claim_stale, log, self._count_error),
+            periodic(
+                "worker.leases", self.leases.interval, self.leases.step, log, self._count_error
+            ),
             periodic("worker.trim", s.trim_interval, self._trim, log, self._count_error),
             periodic("worker.beat", s.worker_heartbeat, self._beat, log, self._count_error),
         ]
@@ -111,6 +155,9 @@ class Worker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._consume_done.wait(), self.settings.shutdown_grace)
         await stop_tasks(self._tasks, grace=max(1.0, self.settings.shutdown_grace))
+        with contextlib.suppress(RedisError):
+            # Hand the partitions over now rather than after the leases lapse.
+            await self.leases.release_all()
         with contextlib.suppress(RedisError):
             await self.registry.deregister_worker(self.worker_id)
         log.info("worker.stopped id=%s stats=%s", self.worker_id, asdict(self.stats))
@@ -167,32 +214,52 @@ class Worker:
                     raise
 
     async def _consume(self) -> None:
-        streams = dict.fromkeys(self.keys.ingest_streams, ">")
         backoff = Backoff()
         try:
             while not self._stopping.is_set():
                 try:
-                    await self._consume_once(streams)
+                    await self._apply_lease_changes()
+                    await self._consume_once()
                     backoff.reset()
                     raise_if_cancelling()
                 except asyncio.CancelledError:
                     raise
                 except Exception:
-                    # Unacked entries stay pending and are reclaimed by _claim_stale.
+                    # Unacked entries stay pending; take them over again before reading on.
                     self._count_error()
                     log.exception("worker.consume.failed")
+                    self.leases.acquired |= self._reading
+                    self._reading.clear()
                     await backoff.sleep()
         finally:
             self._consume_done.set()
 
-    async def _consume_once(self, streams: dict[str, str]) -> None:
+    async def _apply_lease_changes(self) -> None:
+        """Between batches: hand back surplus partitions, take over newly acquired ones."""
+        for partition in sorted(self.leases.surplus):
+            self._reading.discard(partition)
+            await self.leases.release(partition)
+        self._reading &= self.leases.owned
+        for partition in sorted(self.leases.acquired):
+            if partition in self.leases.owned:
+                await self._take_over(partition)
+                if partition in self.leases.owned:
+                    self._reading.add(partition)
+            self.leases.acquired.discard(partition)
+
+    async def _consume_once(self) -> None:
+        if not self._reading:
+            await asyncio.sleep(self.leases.interval)
+            return
+        streams = {self.keys.ingest(p): ">" for p in sorted(self._reading)}
         try:
             reply: Any = await self.redis.xreadgroup(
                 WORKER_GROUP,
                 self.worker_id,
                 streams,  # type: ignore[arg-type]
                 count=self.settings.worker_batch,
-                block=self.settings.worker_block_ms,
+                # Short enough to act on a new lease within a lease round.
+                block=min(self.settings.worker_block_ms, int(self.leases.interval * 1000)),
             )
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
@@ -202,69 +269,110 @@ class Worker:
             await self._ensure_groups()
             return
         for stream, entries in reply or []:
-            await self._process(stream, entries)
+            partition = int(stream.rsplit(b":", 1)[1])
+            await self._process(partition, entries)
+
+    async def _take_over(self, partition: int) -> None:
+        """Process what a previous owner (or this worker, before a failure) left pending,
+        oldest first, before any newer entry of the partition."""
+        stream = self.keys.ingest(partition)
+        start: bytes | str = "0-0"
+        while partition in self.leases.owned:
+            try:
+                reply: Any = await self.redis.xautoclaim(
+                    stream,
+                    WORKER_GROUP,
+                    self.worker_id,
+                    min_idle_time=0,
+                    start_id=start,
+                    count=self.settings.worker_batch,
+                )
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                await self._ensure_groups()
+                return
+            next_start, claimed = reply[0], reply[1]
+            vanished = [eid for eid, fields in claimed if fields is None]
+            if vanished:  # deleted while pending (Redis 6.2 reports them inline)
+                await self.redis.xack(stream, WORKER_GROUP, *vanished)
+            claimed = [(eid, fields) for eid, fields in claimed if fields is not None]
+            if claimed:
+                self.stats.claimed += len(claimed)
+                poison = await self._poison_ids(stream, claimed)
+                log.info("worker.took_over partition=%d entries=%d", partition, len(claimed))
+                await self._process(partition, claimed, poison)
+            if next_start in (b"0-0", "0-0"):
+                return
+            start = next_start
 
     async def _process(
-        self, stream: bytes, entries: list[Entry], deadletter_ids: frozenset[bytes] = frozenset()
+        self, partition: int, entries: list[Entry], deadletter_ids: frozenset[bytes] = frozenset()
     ) -> None:
-        """Match and deliver a batch of one stream; ack all in the same transaction.
+        """Match and deliver a batch of one partition; commit it in one fenced script.
 
         One inbox entry per gateway for the whole batch, in ingest order."""
+        stream = self.keys.ingest(partition).encode()
         per_gateway: dict[str, list[InboxItem]] = {}
-        async with self.redis.pipeline(transaction=True) as pipe:
-            ack_ids: list[bytes] = []
-            for entry_id, fields in entries:
-                ack_ids.append(entry_id)
-                if entry_id in deadletter_ids:
-                    self._deadletter(pipe, stream, entry_id, fields, "too many delivery attempts")
-                    continue
-                raw = fields.get(EVENT_FIELD)
-                try:
-                    if raw is None:
-                        raise ValueError(f"entry has no '{EVENT_FIELD.decode()}' field")
-                    event = ingest_event_adapter.validate_json(raw)
-                except ValidationError as exc:
-                    self._deadletter(pipe, stream, entry_id, fields, describe_validation_error(exc))
-                    continue
-                except ValueError as exc:
-                    self._deadletter(pipe, stream, entry_id, fields, str(exc))
-                    continue
-                routing = routing_of(event)
-                if isinstance(event, CanaryEvent):
-                    self.stats.canaries += 1
-                    per_gateway.setdefault(event.gateway, []).append(Canary(event.sent_at))
-                    continue
-                self.stats.processed += 1
-                rooms_by_gateway = self.index.match(routing)
-                if not rooms_by_gateway:
-                    continue
-                self.stats.matched += 1
-                data_json = orjson.dumps(event.model_dump(mode="json"))
-                for gateway, delivery in deliveries_for(
-                    routing.message_type,
-                    entry_id,
-                    data_json,
-                    rooms_by_gateway,
-                    conflation_key(event),
-                ):
-                    per_gateway.setdefault(gateway, []).append(delivery)
-                    self.stats.deliveries += 1
-            for gateway, deliveries in per_gateway.items():
-                # NOMKSTREAM: a gateway reaped a moment ago gets nothing, not a new key.
-                pipe.xadd(
-                    self.keys.inbox(gateway),
-                    encode_inbox_entry(deliveries),  # type: ignore[arg-type]
-                    nomkstream=True,
-                )
-            pipe.xack(stream, WORKER_GROUP, *ack_ids)
-            await pipe.execute()
+        dead: list[dict[bytes, bytes]] = []
+        ack_ids: list[bytes] = []
+        for entry_id, fields in entries:
+            ack_ids.append(entry_id)
+            parsed = "too many delivery attempts" if entry_id in deadletter_ids else _parse(fields)
+            if isinstance(parsed, str):
+                dead.append(self._deadletter(stream, entry_id, fields, parsed))
+                continue
+            event = parsed
+            if isinstance(event, CanaryEvent):
+                self.stats.canaries += 1
+                per_gateway.setdefault(event.gateway, []).append(Canary(event.sent_at))
+                continue
+            self.stats.processed += 1
+            routing = routing_of(event)
+            rooms_by_gateway = self.index.match(routing)
+            if not rooms_by_gateway:
+                continue
+            self.stats.matched += 1
+            data_json = orjson.dumps(event.model_dump(mode="json"))
+            for gateway, delivery in deliveries_for(
+                routing.message_type,
+                event_id(partition, entry_id),
+                data_json,
+                rooms_by_gateway,
+                conflation_key(event),
+            ):
+                per_gateway.setdefault(gateway, []).append(delivery)
+                self.stats.deliveries += 1
+        gateways = list(per_gateway)
+        args: list[Any] = [
+            self.worker_id, WORKER_GROUP, self.settings.deadletter_maxlen, len(ack_ids), *ack_ids,
+        ]  # fmt: skip
+        args.append(len(dead))
+        for body in dead:
+            args += [len(body), *(x for pair in body.items() for x in pair)]
+        for gateway in gateways:
+            entry = encode_inbox_entry(per_gateway[gateway])
+            args += [len(entry), *(x for pair in entry.items() for x in pair)]
+        committed = await self._commit(
+            keys=[
+                self.keys.lease(partition),
+                stream,
+                self.keys.deadletter,
+                *(self.keys.inbox(g) for g in gateways),
+            ],
+            args=args,
+        )
+        if not int(committed):
+            # Another worker owns the partition now and will deliver these entries itself.
+            self._reading.discard(partition)
+            self.leases.lost(partition)
 
     def _deadletter(
-        self, pipe: Any, stream: bytes, entry_id: bytes, fields: dict[bytes, bytes], reason: str
-    ) -> None:
+        self, stream: bytes, entry_id: bytes, fields: dict[bytes, bytes], reason: str
+    ) -> dict[bytes, bytes]:
         self.stats.deadlettered += 1
         log.warning("worker.deadletter stream=%s id=%s reason=%s", stream, entry_id, reason)
-        body = {
+        return {
             b"stream": stream,
             b"id": entry_id,
             b"reason": reason.encode(),
@@ -272,41 +380,6 @@ class Worker:
             b"fields": orjson.dumps({k.decode(errors="replace"): v.decode(errors="replace")
                                      for k, v in fields.items()}),
         }  # fmt: skip
-        pipe.xadd(
-            self.keys.deadletter,
-            body,
-            maxlen=self.settings.deadletter_maxlen,
-            approximate=True,
-        )
-
-    # --- recovery and housekeeping -------------------------------------------------------
-
-    async def _claim_stale(self) -> None:
-        """Take over entries left pending by dead or stuck consumers (XAUTOCLAIM)."""
-        for stream in self.keys.ingest_streams:
-            start: bytes | str = "0-0"
-            while True:
-                reply: Any = await self.redis.xautoclaim(
-                    stream,
-                    WORKER_GROUP,
-                    self.worker_id,
-                    min_idle_time=self.settings.claim_idle_ms,
-                    start_id=start,
-                    count=self.settings.worker_batch,
-                )
-                next_start, claimed = reply[0], reply[1]
-                vanished = [eid for eid, fields in claimed if fields is None]
-                if vanished:  # deleted while pending (Redis 6.2 reports them inline)
-                    await self.redis.xack(stream, WORKER_GROUP, *vanished)
-                claimed = [(eid, fields) for eid, fields in claimed if fields is not None]
-                if claimed:
-                    self.stats.claimed += len(claimed)
-                    poison = await self._poison_ids(stream, claimed)
-                    log.info("worker.claimed stream=%s count=%d", stream, len(claimed))
-                    await self._process(stream.encode(), claimed, poison)
-                if next_start in (b"0-0", "0-0"):
-                    break
-                start = next_start
 
     async def _poison_ids(self, stream: str, claimed: list[Entry]) -> frozenset[bytes]:
         pending: Any = await self.redis.xpending_range(
@@ -326,7 +399,7 @@ class Worker:
         seconds, micros = await self.redis.time()
         now_ms = seconds * 1000 + micros // 1000
         cutoff = (now_ms - int(self.settings.stream_retention * 1000), 0)
-        for stream in self.keys.ingest_streams:
+        for stream in [self.keys.ingest(p) for p in sorted(self.leases.owned)]:
             floor = await self._unread_floor(stream)
             if floor is None:
                 continue

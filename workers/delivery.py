@@ -19,8 +19,9 @@ from oddstream.shared.streams import Delivery
 __all__ = ["deliveries_for"]
 
 
-def _timestamp_of(entry_id: bytes) -> bytes:
-    return _iso_millis(int(entry_id.split(b"-", 1)[0]))
+def _timestamp_of(event_id: bytes) -> bytes:
+    """The ingest time an event id (`<partition>:<ms>-<seq>`) carries."""
+    return _iso_millis(int(event_id.rpartition(b":")[2].split(b"-", 1)[0]))
 
 
 @lru_cache(maxsize=256)
@@ -32,7 +33,7 @@ def _iso_millis(millis: int) -> bytes:
 
 def deliveries_for(
     message_type: ServerMessageType,
-    entry_id: bytes,
+    event_id: bytes,
     data_json: bytes,
     rooms_by_gateway: dict[str, list[str]],
     key: bytes = b"",
@@ -40,8 +41,8 @@ def deliveries_for(
     """(gateway, delivery) for each gateway holding a matched room; `data_json` is the event."""
     type_bytes = message_type.value.encode()
     head = (
-        b'{"type":"' + type_bytes + b'","status":"success","event_id":"' + entry_id
-        + b'","timestamp":"' + _timestamp_of(entry_id) + b'","rooms":'
+        b'{"type":"' + type_bytes + b'","status":"success","event_id":"' + event_id
+        + b'","timestamp":"' + _timestamp_of(event_id) + b'","rooms":'
     )  # fmt: skip
     tail = b',"data":' + data_json + b"}"
     for gateway, rooms in rooms_by_gateway.items():

@@ -64,7 +64,7 @@ async def _ingest_main(settings: Settings, source: str) -> int:
 
     redis = create_redis(settings.effective_redis_url)
     try:
-        ingester = Ingester(redis, Keys(settings.redis_prefix))
+        ingester = Ingester(redis, Keys.of(settings))
         if source == "-":
             report = await ingester.ingest_lines(sys.stdin, on_rejected=_print_rejected)
         else:
@@ -97,7 +97,7 @@ async def _simulate_main(
     redis = create_redis(settings.effective_redis_url)
     try:
         published = await Simulator(rate=rate, seed=seed).run(
-            Ingester(redis, Keys(settings.redis_prefix)), stop=stop, duration=duration
+            Ingester(redis, Keys.of(settings)), stop=stop, duration=duration
         )
     finally:
         await redis.aclose()

@@ -98,7 +98,7 @@ async def dev_main(settings: Settings, rate: float) -> int:
             for task in done:
                 task.result()  # raises the start-up failure
         simulation = Simulator(rate=rate, portfolio_users=(DEMO_USER,)).run(
-            Ingester(redis, Keys(settings.redis_prefix)), stop=simulator_stop
+            Ingester(redis, Keys.of(settings)), stop=simulator_stop
         )
         tasks.append(asyncio.create_task(simulation))
         print(

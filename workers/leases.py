@@ -1,0 +1,135 @@
+"""Partition ownership: each ingest partition is read by one worker at a time.
+
+A worker holds a partition through a lease, a Redis key with the worker's id and a TTL of
+`partition_lease_ms`, renewed every third of that. Guarantees:
+
+- one owner at a time: a lease is taken with `SET NX` and renewed or released only by its
+  holder (Lua), and every batch is committed by a script that first checks the lease
+  (`workers/lua/commit.lua`), so a worker that stalled past its lease and wakes up writes
+  nothing for a partition another worker has taken over;
+- fast failover: a dead worker's leases lapse after `partition_lease_ms`, and any worker takes
+  a free partition at its next round (a third of the lease);
+- balance: a worker takes free partitions up to its fair share (partitions / live workers),
+  takes any partition that stays free longer than a lease (so a stale count of live workers
+  never strands one), and hands back what it holds beyond its share, between batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+
+from oddstream.shared.keys import Keys
+
+__all__ = ["PartitionLeases", "lua"]
+
+log = logging.getLogger(__name__)
+
+_SCRIPTS = Path(__file__).with_name("lua")
+
+
+def lua(name: str) -> str:
+    """A worker script from `workers/lua/<name>.lua`."""
+    return (_SCRIPTS / f"{name}.lua").read_text()
+
+
+class PartitionLeases:
+    """The partitions one worker owns, kept by `step()`; the consumer acts on the changes.
+
+    `owned` are the partitions this worker holds; `acquired` those taken since the consumer
+    last looked (it must take over their pending entries first); `surplus` those to hand back
+    once the batch in flight is committed."""
+
+    def __init__(
+        self, redis: Redis, keys: Keys, worker_id: str, *, lease_ms: int, alive_window_ms: int
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._worker_id = worker_id
+        self._lease_ms = lease_ms
+        self._alive_window_ms = alive_window_ms
+        self._renew = redis.register_script(lua("renew"))
+        self._release = redis.register_script(lua("release"))
+        self._free_since: dict[int, float] = {}
+        self.owned: set[int] = set()
+        self.acquired: set[int] = set()
+        self.surplus: set[int] = set()
+
+    @property
+    def interval(self) -> float:
+        """Seconds between rounds: a third of the lease."""
+        return self._lease_ms / 3000
+
+    async def step(self) -> None:
+        """One round: renew what we hold, drop what we lost, take free partitions up to our
+        share, mark what exceeds it."""
+        await self._renew_owned()
+        share = await self._fair_share()
+        holders: list[Any] = await self._redis.mget(
+            [self._keys.lease(p) for p in range(self._keys.partitions)]
+        )
+        now = time.monotonic()
+        for partition, holder in enumerate(holders):
+            if holder is not None:
+                self._free_since.pop(partition, None)
+                continue
+            since = self._free_since.setdefault(partition, now)
+            stranded = now - since >= self._lease_ms / 1000
+            if (len(self.owned) < share or stranded) and await self._take(partition):
+                self._free_since.pop(partition, None)
+        extra = len(self.owned) - len(self.surplus) - share
+        for partition in sorted(self.owned - self.surplus, reverse=True)[: max(0, extra)]:
+            self.surplus.add(partition)
+
+    async def _renew_owned(self) -> None:
+        if not self.owned:
+            return
+        order = sorted(self.owned)
+        renewed: list[Any] = await self._renew(
+            keys=[self._keys.lease(p) for p in order], args=[self._worker_id, self._lease_ms]
+        )
+        for partition, kept in zip(order, renewed, strict=True):
+            if not int(kept):
+                log.warning("worker.lease.lost partition=%d", partition)
+                self._forget(partition)
+
+    async def _fair_share(self) -> int:
+        seconds, micros = await self._redis.time()
+        now_ms = seconds * 1000 + micros // 1000
+        alive = await self._redis.zcount(self._keys.workers, now_ms - self._alive_window_ms, "+inf")
+        return math.ceil(self._keys.partitions / max(1, int(alive)))
+
+    async def _take(self, partition: int) -> bool:
+        taken = await self._redis.set(
+            self._keys.lease(partition), self._worker_id, nx=True, px=self._lease_ms
+        )
+        if taken:
+            self.owned.add(partition)
+            self.acquired.add(partition)
+            log.info("worker.lease.acquired partition=%d", partition)
+        return bool(taken)
+
+    async def release(self, partition: int) -> None:
+        """Hand a partition back (only if still ours); call between batches."""
+        self._forget(partition)
+        await self._release(keys=[self._keys.lease(partition)], args=[self._worker_id])
+        log.info("worker.lease.released partition=%d", partition)
+
+    def lost(self, partition: int) -> None:
+        """A commit found the lease gone: another worker owns the partition now."""
+        log.warning("worker.lease.fenced partition=%d", partition)
+        self._forget(partition)
+
+    def _forget(self, partition: int) -> None:
+        self.owned.discard(partition)
+        self.acquired.discard(partition)
+        self.surplus.discard(partition)
+
+    async def release_all(self) -> None:
+        for partition in sorted(self.owned):
+            await self.release(partition)
