@@ -44,7 +44,7 @@ export function signToken(sub: string, claims: Record<string, unknown> = {}): st
     Buffer.from(typeof v === "string" ? v : JSON.stringify(v)).toString("base64url");
   const now = Math.floor(Date.now() / 1000);
   const head = enc({ alg: "HS256", typ: "JWT" });
-  const body = enc({ sub, iat: now, exp: now + 3600, ...claims });
+  const body = enc({ sub, iat: now, exp: now + 3600, jti: randomBytes(6).toString("hex"), ...claims });
   const sig = createHmac("sha256", gateway().secret).update(`${head}.${body}`).digest("base64url");
   return `${head}.${body}.${sig}`;
 }
@@ -95,7 +95,6 @@ export function countSockets(): { readonly opened: number; restore(): void } {
       opened += 1;
     }
   }
-  Object.assign(Counting, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
   (globalThis as { WebSocket: unknown }).WebSocket = Counting;
   return {
     get opened() {
