@@ -12,11 +12,11 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from oddstream.gateway.state import METRICS, NODE, VERIFIER
 from oddstream.shared.events import BroadcastEvent
-from oddstream.shared.keys import WORKER_GROUP, Keys
+from oddstream.shared.keys import Keys
 from oddstream.shared.protocol import (
     ErrorCode,
     ServerMessageType,
@@ -56,6 +56,9 @@ def admin_only(handler: Handler) -> Handler:
 
 MAX_PAGE = 1000
 
+#: Lag is counted up to this many entries per partition (a bounded XRANGE per status call).
+MAX_LAG_COUNTED = 10_000
+
 
 def json_response(
     body: Any, status: int = 200, headers: dict[str, str] | None = None
@@ -89,24 +92,14 @@ def json_error(
 
 
 async def stream_figures(redis: Redis, keys: Keys) -> dict[str, dict[str, Any]]:
-    """Length, unread lag and pending count of each ingest partition for the worker group."""
+    """Length of each ingest partition and its lag: entries past its delivered cursor."""
     figures: dict[str, dict[str, Any]] = {}
     for partition in range(keys.partitions):
         stream = keys.ingest(partition)
-        entry: dict[str, Any] = {"length": await redis.xlen(stream), "lag": None, "pending": 0}
-        try:
-            groups: Any = await redis.xinfo_groups(stream)
-            for group in groups:
-                if group["name"] == WORKER_GROUP.encode():
-                    entry["pending"] = group["pending"]
-                    entry["lag"] = group.get("lag")  # Redis >= 7.0 reports it
-                    if entry["lag"] is None:
-                        after = b"(" + group["last-delivered-id"]
-                        unread: Any = await redis.xrange(stream, after, "+", count=10_000)
-                        entry["lag"] = len(unread)
-        except ResponseError:
-            pass  # no stream yet
-        figures[str(partition)] = entry
+        cursor: Any = await redis.get(keys.cursor(partition))
+        after = b"(" + cursor if cursor else b"-"
+        unread: Any = await redis.xrange(stream, after, "+", count=MAX_LAG_COUNTED)
+        figures[str(partition)] = {"length": await redis.xlen(stream), "lag": len(unread)}
     return figures
 
 

@@ -70,12 +70,8 @@ class GatewayMetrics:
             ["worker", "stage"], registry=r,
         )  # fmt: skip
         self.stream_lag = Gauge(
-            "oddstream_stream_lag", "Entries not yet read by the worker group", ["stream"],
-            registry=r,
-        )  # fmt: skip
-        self.stream_pending = Gauge(
-            "oddstream_stream_pending", "Entries read but not yet acknowledged", ["stream"],
-            registry=r,
+            "oddstream_stream_lag", "Entries of an ingest partition not yet delivered",
+            ["stream"], registry=r,
         )  # fmt: skip
         self.stream_length = Gauge(
             "oddstream_stream_length", "Entries held in each stream", ["stream"], registry=r
@@ -91,7 +87,6 @@ class GatewayMetrics:
                 "matched",
                 "deliveries",
                 "deadlettered",
-                "claimed",
                 "canaries",
                 "errors",
             ):
@@ -99,7 +94,6 @@ class GatewayMetrics:
         for name, figures in streams.items():
             if figures.get("lag") is not None:
                 self.stream_lag.labels(name).set(figures["lag"])
-            self.stream_pending.labels(name).set(figures.get("pending", 0))
             self.stream_length.labels(name).set(figures.get("length", 0))
         self.cluster_rooms.set(rooms)
 

@@ -10,10 +10,7 @@ from dataclasses import dataclass
 
 from oddstream.shared.settings import Settings
 
-__all__ = ["DEFAULT_PARTITIONS", "WORKER_GROUP", "Keys"]
-
-#: The consumer group on every ingest partition; one worker at a time reads each partition.
-WORKER_GROUP = "workers"
+__all__ = ["DEFAULT_PARTITIONS", "Keys"]
 
 #: Ingest partitions unless configured (`Settings.partitions`).
 DEFAULT_PARTITIONS = 16
@@ -41,6 +38,10 @@ class Keys:
     def lease(self, partition: int) -> str:
         """The worker that owns an ingest partition (a string with a TTL)."""
         return f"{self.prefix}:lease:{partition}"
+
+    def cursor(self, partition: int) -> str:
+        """The last entry id of an ingest partition that is delivered (absent: none yet)."""
+        return f"{self.prefix}:cursor:{partition}"
 
     @property
     def deadletter(self) -> str:

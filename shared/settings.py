@@ -174,12 +174,6 @@ class Settings(BaseSettings):
         "every third of it). A dead or stalled worker's partitions are taken over after this; "
         "a stalled worker that wakes up delivers nothing it no longer owns.",
     )
-    max_deliveries: int = Field(
-        default=5,
-        ge=1,
-        description="Times an entry may be taken over from a failed worker before it is "
-        "dead-lettered as poison.",
-    )
     stream_retention: float = Field(
         default=60.0,
         ge=0,

@@ -28,10 +28,9 @@ from redis.asyncio import Redis
 
 from oddstream.embedded import EmbeddedRedis, free_port
 from oddstream.shared.events import EventKind
-from oddstream.shared.keys import WORKER_GROUP, Keys
-from oddstream.shared.settings import Settings, SettingsError, load_settings
+from oddstream.shared.keys import Keys
+from oddstream.shared.settings import SettingsError, load_settings
 from oddstream.shared.streams import EVENT_FIELD
-from oddstream.workers.consumer import Worker
 from tests.harness import TEST_PARTITIONS, Client, wait_until, workers_synced
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -673,35 +672,6 @@ async def test_dev_runs_everything_and_stops_on_sigint(prefix: str, workdir: Pat
         assert "Traceback" not in dev.stderr, dev.stderr
         assert not port_accepts(redis_port), "embedded redis-server outlived `oddstream dev`"
         assert not port_accepts(port)
-
-
-# --- found through `oddstream dev`: the worker's trim races its own acks ----------------------
-
-
-async def test_worker_trim_survives_pending_acked_after_xinfo(
-    settings: Settings, redis_client: Redis, keys: Keys, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """`oddstream dev` logged `worker.trim.failed ... AttributeError: 'NoneType' object has no
-    attribute 'partition'` now and then: XINFO GROUPS saw pending entries, the consume loop
-    acked them, then XPENDING's summary had `min` None. Replayed here deterministically."""
-    stream = keys.ingest(0)
-    await redis_client.xgroup_create(stream, WORKER_GROUP, id="0", mkstream=True)
-    entry_id = await redis_client.xadd(stream, {EVENT_FIELD: orjson.dumps(GOOD_NBA_ODDS)})
-    await redis_client.xreadgroup(WORKER_GROUP, "other", {stream: ">"}, count=1)
-    real_xinfo_groups = redis_client.xinfo_groups
-
-    async def xinfo_then_ack(name: str) -> Any:
-        groups = await real_xinfo_groups(name)
-        if name == stream:  # the consume loop acks between the two calls
-            await redis_client.xack(stream, WORKER_GROUP, entry_id)
-        return groups
-
-    monkeypatch.setattr(redis_client, "xinfo_groups", xinfo_then_ack)
-    worker = Worker(settings, redis_client)
-    worker.leases.owned.add(0)  # trims the partitions it owns
-    await worker._trim()  # must not raise: nothing pending is simply no pending floor
-    ms, _, seq = entry_id.partition(b"-")
-    assert await worker._unread_floor(stream) == (int(ms), int(seq))
 
 
 @pytest.mark.slow

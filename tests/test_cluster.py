@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from oddstream.embedded import free_port
 from oddstream.shared.events import routing_of
 from oddstream.shared.ingest import Ingester, parse_event
-from oddstream.shared.keys import WORKER_GROUP, Keys
+from oddstream.shared.keys import Keys
 from oddstream.shared.rooms import RoomSpec, parse_room
 from oddstream.shared.settings import Settings
 from oddstream.shared.streams import EVENT_FIELD
@@ -116,7 +116,7 @@ async def test_two_gateways_two_workers_exact_delivery(
                 timeout=20,
                 message="all deliveries",
             )
-            await wait_until(lambda: _group_idle(redis_client, keys), message="group drained")
+            await wait_until(lambda: _drained(redis_client, keys), message="all delivered")
             await asyncio.sleep(0.3)  # anything extra or duplicated would arrive by now
             for c, _ in clients:
                 got = delivered(c)
@@ -129,11 +129,12 @@ async def test_two_gateways_two_workers_exact_delivery(
                 await c.close()
 
 
-async def _group_idle(redis: Redis, keys: Keys) -> bool:
-    for stream in keys.ingest_streams:
-        for group in await redis.xinfo_groups(stream):
-            if group["pending"] or (group.get("lag") or 0):
-                return False
+async def _drained(redis: Redis, keys: Keys) -> bool:
+    """Every ingest partition is delivered up to its last entry."""
+    for partition in range(keys.partitions):
+        last = await redis.xrevrange(keys.ingest(partition), count=1)
+        if last and await redis.get(keys.cursor(partition)) != last[0][0]:
+            return False
     return True
 
 
@@ -243,7 +244,7 @@ async def test_malformed_entries_are_dead_lettered_while_good_ones_flow(
             assert [f["event_id"] for f in c.of("odds_update")] == [
                 f"0:{i.decode()}" for i, ok in sent if ok
             ]
-            await wait_until(lambda: _group_idle(redis_client, keys), message="all acked")
+            await wait_until(lambda: _drained(redis_client, keys), message="all delivered")
             letters = await redis_client.xrange(keys.deadletter)
             assert [f[b"id"] for _, f in letters] == [i for i, ok in sent if not ok]
             reasons = [f[b"reason"].decode() for _, f in letters]
@@ -256,24 +257,23 @@ async def test_malformed_entries_are_dead_lettered_while_good_ones_flow(
             await c.close()
 
 
-async def test_trim_never_removes_unread_or_pending_entries(
+async def test_trim_never_removes_undelivered_entries(
     settings: Settings, redis_client: Redis, keys: Keys
 ) -> None:
-    """Retention 0 trims consumed entries, but not one the group has not read or acked."""
+    """Retention 0 trims delivered entries, but never one past the partition's cursor."""
     trimming = settings.model_copy(update={"stream_retention": 0.0})
     stream = keys.ingest(0)
     worker = Worker(trimming, redis_client, worker_id="trimmer")
     worker.leases.owned.add(0)  # a worker trims the partitions it owns
-    await worker._ensure_groups()
     ids = [await redis_client.xadd(stream, {EVENT_FIELD: b"{}"}) for _ in range(1000)]
-    read = await redis_client.xreadgroup(WORKER_GROUP, "slow", {stream: ">"}, count=600)
-    assert len(read[0][1]) == 600
-    await redis_client.xack(stream, WORKER_GROUP, *ids[:300])  # 300..599 pending, 600.. unread
+    await worker._trim()  # no cursor yet: nothing is delivered, nothing may go
+    assert await redis_client.xlen(stream) == 1000
+    await redis_client.set(keys.cursor(0), ids[299])  # 0..299 delivered, 300.. not yet
     await worker._trim()
     remaining = [eid for eid, _ in await redis_client.xrange(stream)]
-    assert set(ids[300:]) <= set(remaining), "an unacked or unread entry was trimmed"
+    assert set(ids[300:]) <= set(remaining), "an undelivered entry was trimmed"
     assert len(remaining) < 1000, "nothing was trimmed"
-    await redis_client.xack(stream, WORKER_GROUP, *ids[300:600])
+    await redis_client.set(keys.cursor(0), ids[599])
     await worker._trim()
     remaining = [eid for eid, _ in await redis_client.xrange(stream)]
     assert set(ids[600:]) <= set(remaining)
@@ -283,12 +283,13 @@ async def test_trim_never_removes_unread_or_pending_entries(
 # --- real processes ------------------------------------------------------------------------------
 
 
-async def _pending_of(redis: Redis, keys: Keys, consumer: str) -> int:
+async def _undelivered(redis: Redis, keys: Keys) -> int:
+    """Entries past the cursors: read or not, nothing of them reached an inbox yet."""
     total = 0
-    for stream in keys.ingest_streams:
-        for entry in await redis.xinfo_consumers(stream, WORKER_GROUP):
-            if entry["name"].decode() == consumer:
-                total += entry["pending"]
+    for partition in range(keys.partitions):
+        cursor: Any = await redis.get(keys.cursor(partition))
+        after = b"(" + cursor if cursor else b"-"
+        total += len(await redis.xrange(keys.ingest(partition), after, "+"))
     return total
 
 
@@ -299,7 +300,8 @@ async def test_worker_sigkilled_mid_stream_loses_nothing(
     keys: Keys,
     processes: list[subprocess.Popen[bytes]],
 ) -> None:
-    """A worker SIGKILLed with entries pending: the other worker claims and delivers them."""
+    """A worker SIGKILLed mid-stream: the next owner of its partitions delivers everything
+    past their cursors (what the victim read but did not commit included), each once."""
     env = process_env(settings, ODDSTREAM_WORKER_BATCH="500")
     async with running_gateway(settings) as gw:
         c = await Client.connect(f"{gw.ws}/ws/v2/connect")
@@ -318,25 +320,25 @@ async def test_worker_sigkilled_mid_stream_loses_nothing(
                 ]  # fmt: skip
                 sent.extend(await ingester.publish_many(batch))
                 await asyncio.sleep(0.002 * (attempt % 5))
-                if await _pending_of(redis_client, keys, "victim"):
+                if await _undelivered(redis_client, keys) and attempt >= 3:
                     victim.send_signal(signal.SIGKILL)
                     victim.wait()
-                    pending_at_kill = await _pending_of(redis_client, keys, "victim")
+                    pending_at_kill = await _undelivered(redis_client, keys)
                     if pending_at_kill:
                         break
-            assert victim.poll() is not None, "never caught the worker with pending entries"
+            assert victim.poll() is not None, "never caught the worker mid-stream"
             assert pending_at_kill > 0
-            # The survivor starts after the kill and must claim the victim's pending entries.
+            # The survivor starts after the kill and must deliver what the victim left.
             spawn_cli(processes, env, "worker", "--id", "survivor")
             await wait_until(
                 lambda: len({f["event_id"] for f in c.of("odds_update")}) >= len(sent),
                 timeout=30,
                 message=f"{len(sent)} deliveries",
             )
-            await wait_until(lambda: _group_idle(redis_client, keys), message="all acked")
+            await wait_until(lambda: _drained(redis_client, keys), message="all delivered")
             got = [f["event_id"] for f in c.of("odds_update")]
             assert Counter(got) == Counter(i.decode() for i in sent)
-            assert await _pending_of(redis_client, keys, "victim") == 0
+            assert await _undelivered(redis_client, keys) == 0
         finally:
             await c.close()
 

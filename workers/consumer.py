@@ -1,19 +1,19 @@
 """The matching worker: owns ingest partitions, matches their events, delivers to inboxes.
 
 Guarantees:
-- one worker at a time reads each ingest partition (`workers.leases`), and processes its
-  entries in stream order, so the events of one game (the partition key) reach every room in
-  ingest order however many workers run;
-- a batch's inbox entries, dead letters and XACK are written by one script that first checks
-  the partition's lease (`workers/lua/commit.lua`): a worker killed at any point leaves each
-  entry delivered-and-acked or pending, never half done, and a worker that stalled past its
-  lease and wakes up writes nothing for a partition another worker took over;
-- a worker that takes a partition over first processes the entries its previous owner left
-  pending (in order, before any newer entry); after `max_deliveries` take-overs an entry is
-  poison and goes to the dead-letter stream;
-- an entry that does not parse goes to the dead-letter stream and is acknowledged; it never
-  stops the worker;
-- ingest streams are trimmed only behind the group's read position and pending entries.
+- one worker at a time reads each ingest partition (`workers.leases`), from the partition's
+  committed cursor, in stream order, so the events of one game (the partition key) reach
+  every room in ingest order however many workers run;
+- a batch's inbox entries, dead letters and the partition's new cursor are written by one
+  script that first checks the lease (`workers/lua/commit.lua`): a worker killed at any point
+  leaves each entry delivered (behind the cursor) or not (after it), never half done, and a
+  worker that stalled past its lease and wakes up writes nothing for a partition another
+  worker took over. What a stale reader read is simply read again by the owner;
+- a worker that takes a partition over continues from the committed cursor: the entries its
+  previous owner read but did not commit come first, before anything newer;
+- an entry that does not parse, or that the worker fails on, goes to the dead-letter stream
+  with the reason; it never stops a partition;
+- ingest streams are trimmed only behind the partition's cursor.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from oddstream.shared.events import (
     CanaryEvent,
@@ -40,7 +40,7 @@ from oddstream.shared.events import (
     ingest_event_adapter,
     routing_of,
 )
-from oddstream.shared.keys import WORKER_GROUP, Keys
+from oddstream.shared.keys import Keys
 from oddstream.shared.loops import Backoff, periodic, raise_if_cancelling, stop_tasks
 from oddstream.shared.protocol import describe_validation_error
 from oddstream.shared.registry import Registry
@@ -69,7 +69,6 @@ class WorkerStats:
     matched: int = 0
     deliveries: int = 0
     deadlettered: int = 0
-    claimed: int = 0
     canaries: int = 0
     errors: int = 0
 
@@ -123,15 +122,14 @@ class Worker:
             alive_window_ms=int(2000 * settings.worker_heartbeat) + settings.partition_lease_ms,
         )
         self._commit = redis.register_script(lua("commit"))
-        #: Partitions read with ">" (their pending entries, if any, were taken over first).
-        self._reading: set[int] = set()
+        #: Owned partitions being read, and the last entry id committed for each.
+        self._cursors: dict[int, bytes] = {}
 
     # --- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
         """Create groups, load the room index, then start consuming (in that order, so no
         event is matched against an index missing rooms that already exist)."""
-        await self._ensure_groups()
         await self._resync()
         await self._beat()
         await self.leases.step()  # take partitions now, not a lease round later
@@ -204,15 +202,6 @@ class Worker:
 
     # --- consuming -----------------------------------------------------------------------
 
-    async def _ensure_groups(self) -> None:
-        for stream in self.keys.ingest_streams:
-            try:
-                # From the start of the stream: events ingested before any worker ran count.
-                await self.redis.xgroup_create(stream, WORKER_GROUP, id="0", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
-
     async def _consume(self) -> None:
         backoff = Backoff()
         try:
@@ -225,129 +214,69 @@ class Worker:
                 except asyncio.CancelledError:
                     raise
                 except Exception:
-                    # Unacked entries stay pending; take them over again before reading on.
+                    # Nothing past the committed cursors was delivered: read it again.
                     self._count_error()
                     log.exception("worker.consume.failed")
-                    self.leases.acquired |= self._reading
-                    self._reading.clear()
+                    self.leases.acquired |= set(self._cursors)
+                    self._cursors.clear()
                     await backoff.sleep()
         finally:
             self._consume_done.set()
 
     async def _apply_lease_changes(self) -> None:
-        """Between batches: hand back surplus partitions, take over newly acquired ones."""
+        """Between batches: hand back surplus partitions, start reading newly acquired ones
+        from their committed cursors."""
         for partition in sorted(self.leases.surplus):
-            self._reading.discard(partition)
+            self._cursors.pop(partition, None)
             await self.leases.release(partition)
-        self._reading &= self.leases.owned
-        for partition in sorted(self.leases.acquired):
-            if partition in self.leases.owned:
-                await self._take_over(partition)
-                if partition in self.leases.owned:
-                    self._reading.add(partition)
-            self.leases.acquired.discard(partition)
+        for partition in [p for p in self._cursors if p not in self.leases.owned]:
+            del self._cursors[partition]
+        acquired = sorted(self.leases.acquired & self.leases.owned)
+        self.leases.acquired.clear()
+        if acquired:
+            committed: list[Any] = await self.redis.mget([self.keys.cursor(p) for p in acquired])
+            for partition, cursor in zip(acquired, committed, strict=True):
+                # No cursor yet: from the start, so events ingested before any worker count.
+                self._cursors[partition] = cursor or b"0-0"
+                log.info("worker.partition.reading partition=%d after=%s", partition, cursor)
 
     async def _consume_once(self) -> None:
-        if not self._reading:
+        if not self._cursors:
             await asyncio.sleep(self.leases.interval)
             return
-        streams = {self.keys.ingest(p): ">" for p in sorted(self._reading)}
-        try:
-            reply: Any = await self.redis.xreadgroup(
-                WORKER_GROUP,
-                self.worker_id,
-                streams,  # type: ignore[arg-type]
-                count=self.settings.worker_batch,
-                # Short enough to act on a new lease within a lease round.
-                block=min(self.settings.worker_block_ms, int(self.leases.interval * 1000)),
-            )
-        except ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
-            # Redis lost its data (restart without persistence): recreate the groups.
-            log.warning("worker.groups.missing: recreating")
-            await self._ensure_groups()
-            return
+        reply: Any = await self.redis.xread(
+            {self.keys.ingest(p): cursor for p, cursor in sorted(self._cursors.items())},
+            count=self.settings.worker_batch,
+            # Short enough to act on a new lease within a lease round.
+            block=min(self.settings.worker_block_ms, int(self.leases.interval * 1000)),
+        )
         for stream, entries in reply or []:
             partition = int(stream.rsplit(b":", 1)[1])
-            await self._process(partition, entries)
+            if partition in self._cursors and entries:
+                await self._process(partition, entries)
 
-    async def _take_over(self, partition: int) -> None:
-        """Process what a previous owner (or this worker, before a failure) left pending,
-        oldest first, before any newer entry of the partition."""
-        stream = self.keys.ingest(partition)
-        start: bytes | str = "0-0"
-        while partition in self.leases.owned:
-            try:
-                reply: Any = await self.redis.xautoclaim(
-                    stream,
-                    WORKER_GROUP,
-                    self.worker_id,
-                    min_idle_time=0,
-                    start_id=start,
-                    count=self.settings.worker_batch,
-                )
-            except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                await self._ensure_groups()
-                return
-            next_start, claimed = reply[0], reply[1]
-            vanished = [eid for eid, fields in claimed if fields is None]
-            if vanished:  # deleted while pending (Redis 6.2 reports them inline)
-                await self.redis.xack(stream, WORKER_GROUP, *vanished)
-            claimed = [(eid, fields) for eid, fields in claimed if fields is not None]
-            if claimed:
-                self.stats.claimed += len(claimed)
-                poison = await self._poison_ids(stream, claimed)
-                log.info("worker.took_over partition=%d entries=%d", partition, len(claimed))
-                await self._process(partition, claimed, poison)
-            if next_start in (b"0-0", "0-0"):
-                return
-            start = next_start
-
-    async def _process(
-        self, partition: int, entries: list[Entry], deadletter_ids: frozenset[bytes] = frozenset()
-    ) -> None:
+    async def _process(self, partition: int, entries: list[Entry]) -> None:
         """Match and deliver a batch of one partition; commit it in one fenced script.
 
         One inbox entry per gateway for the whole batch, in ingest order."""
         stream = self.keys.ingest(partition).encode()
         per_gateway: dict[str, list[InboxItem]] = {}
         dead: list[dict[bytes, bytes]] = []
-        ack_ids: list[bytes] = []
         for entry_id, fields in entries:
-            ack_ids.append(entry_id)
-            parsed = "too many delivery attempts" if entry_id in deadletter_ids else _parse(fields)
+            parsed = _parse(fields)
             if isinstance(parsed, str):
                 dead.append(self._deadletter(stream, entry_id, fields, parsed))
                 continue
-            event = parsed
-            if isinstance(event, CanaryEvent):
-                self.stats.canaries += 1
-                per_gateway.setdefault(event.gateway, []).append(Canary(event.sent_at))
-                continue
-            self.stats.processed += 1
-            routing = routing_of(event)
-            rooms_by_gateway = self.index.match(routing)
-            if not rooms_by_gateway:
-                continue
-            self.stats.matched += 1
-            data_json = orjson.dumps(event.model_dump(mode="json"))
-            for gateway, delivery in deliveries_for(
-                routing.message_type,
-                event_id(partition, entry_id),
-                data_json,
-                rooms_by_gateway,
-                conflation_key(event),
-            ):
-                per_gateway.setdefault(gateway, []).append(delivery)
-                self.stats.deliveries += 1
+            try:
+                self._route(partition, entry_id, parsed, per_gateway)
+            except Exception as exc:
+                # A poison entry must not stop its partition: set it aside with the reason.
+                log.exception("worker.entry.failed stream=%s id=%s", stream, entry_id)
+                reason = f"the worker failed on this entry: {type(exc).__name__}: {exc}"
+                dead.append(self._deadletter(stream, entry_id, fields, reason))
         gateways = list(per_gateway)
-        args: list[Any] = [
-            self.worker_id, WORKER_GROUP, self.settings.deadletter_maxlen, len(ack_ids), *ack_ids,
-        ]  # fmt: skip
-        args.append(len(dead))
+        last_id = entries[-1][0]
+        args: list[Any] = [self.worker_id, last_id, self.settings.deadletter_maxlen, len(dead)]
         for body in dead:
             args += [len(body), *(x for pair in body.items() for x in pair)]
         for gateway in gateways:
@@ -356,16 +285,47 @@ class Worker:
         committed = await self._commit(
             keys=[
                 self.keys.lease(partition),
-                stream,
+                self.keys.cursor(partition),
                 self.keys.deadletter,
                 *(self.keys.inbox(g) for g in gateways),
             ],
             args=args,
         )
-        if not int(committed):
-            # Another worker owns the partition now and will deliver these entries itself.
-            self._reading.discard(partition)
+        if int(committed):
+            self._cursors[partition] = last_id
+        else:
+            # Another worker owns the partition now and delivers these entries itself.
+            self._cursors.pop(partition, None)
             self.leases.lost(partition)
+
+    def _route(
+        self,
+        partition: int,
+        entry_id: bytes,
+        event: IngestEvent,
+        per_gateway: dict[str, list[InboxItem]],
+    ) -> None:
+        """Add an event's deliveries (or its canary) to the batch's per-gateway items."""
+        if isinstance(event, CanaryEvent):
+            self.stats.canaries += 1
+            per_gateway.setdefault(event.gateway, []).append(Canary(event.sent_at))
+            return
+        self.stats.processed += 1
+        routing = routing_of(event)
+        rooms_by_gateway = self.index.match(routing)
+        if not rooms_by_gateway:
+            return
+        self.stats.matched += 1
+        data_json = orjson.dumps(event.model_dump(mode="json"))
+        for gateway, delivery in deliveries_for(
+            routing.message_type,
+            event_id(partition, entry_id),
+            data_json,
+            rooms_by_gateway,
+            conflation_key(event),
+        ):
+            per_gateway.setdefault(gateway, []).append(delivery)
+            self.stats.deliveries += 1
 
     def _deadletter(
         self, stream: bytes, entry_id: bytes, fields: dict[bytes, bytes], reason: str
@@ -381,50 +341,19 @@ class Worker:
                                      for k, v in fields.items()}),
         }  # fmt: skip
 
-    async def _poison_ids(self, stream: str, claimed: list[Entry]) -> frozenset[bytes]:
-        pending: Any = await self.redis.xpending_range(
-            stream,
-            WORKER_GROUP,
-            min=claimed[0][0],
-            max=claimed[-1][0],
-            count=len(claimed) * 2,
-            consumername=self.worker_id,
-        )
-        return frozenset(
-            p["message_id"] for p in pending if p["times_delivered"] > self.settings.max_deliveries
-        )
-
     async def _trim(self) -> None:
-        """Trim consumed entries older than the retention; never one a group has not read."""
+        """Trim delivered entries older than the retention; never one past the cursor."""
         seconds, micros = await self.redis.time()
         now_ms = seconds * 1000 + micros // 1000
         cutoff = (now_ms - int(self.settings.stream_retention * 1000), 0)
-        for stream in [self.keys.ingest(p) for p in sorted(self.leases.owned)]:
-            floor = await self._unread_floor(stream)
-            if floor is None:
+        for partition in sorted(self.leases.owned):
+            cursor: Any = await self.redis.get(self.keys.cursor(partition))
+            if not isinstance(cursor, bytes):
                 continue
-            minid = min(floor, cutoff)
-            await self.redis.xtrim(stream, minid=f"{minid[0]}-{minid[1]}", approximate=True)
-
-    async def _unread_floor(self, stream: str) -> tuple[int, int] | None:
-        """The oldest id some group still needs: its pending minimum or read position."""
-        try:
-            groups = await self.redis.xinfo_groups(stream)
-        except ResponseError:
-            return None
-        if not groups:
-            return None
-        floor: tuple[int, int] | None = None
-        for group in groups:
-            candidates = [_entry_id_floor(group["last-delivered-id"])]
-            if group["pending"]:
-                summary = await self.redis.xpending(stream, group["name"])
-                # None when the entries were acked between XINFO and XPENDING.
-                if summary["min"] is not None:
-                    candidates.append(_entry_id_floor(summary["min"]))
-            low = min(candidates)
-            floor = low if floor is None else min(floor, low)
-        return floor
+            minid = min(_entry_id_floor(cursor), cutoff)
+            await self.redis.xtrim(
+                self.keys.ingest(partition), minid=f"{minid[0]}-{minid[1]}", approximate=True
+            )
 
     async def _beat(self) -> None:
         await self.registry.beat_worker(self.worker_id, self.describe())

@@ -9,7 +9,8 @@ A worker holds a partition through a lease, a Redis key with the worker's id and
   nothing for a partition another worker has taken over;
 - fast failover: a dead worker's leases lapse after `partition_lease_ms`, and any worker takes
   a free partition at its next round (a third of the lease);
-- balance: a worker takes free partitions up to its fair share (partitions / live workers),
+- balance: a worker takes free partitions up to its fair share (partitions / live workers;
+  the shares of all live workers add up to the partitions),
   takes any partition that stays free longer than a lease (so a stale count of live workers
   never strands one), and hands back what it holds beyond its share, between batches.
 """
@@ -17,7 +18,6 @@ A worker holds a partition through a lease, a Redis key with the worker's id and
 from __future__ import annotations
 
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -99,10 +99,16 @@ class PartitionLeases:
                 self._forget(partition)
 
     async def _fair_share(self) -> int:
+        """This worker's share: partitions / live workers, the remainder going to the first
+        workers by id, so the shares of all live workers add up to the partitions exactly."""
         seconds, micros = await self._redis.time()
         now_ms = seconds * 1000 + micros // 1000
-        alive = await self._redis.zcount(self._keys.workers, now_ms - self._alive_window_ms, "+inf")
-        return math.ceil(self._keys.partitions / max(1, int(alive)))
+        members: list[bytes] = await self._redis.zrangebyscore(  # type: ignore[assignment]
+            self._keys.workers, now_ms - self._alive_window_ms, "+inf"
+        )
+        alive = sorted({m.decode() for m in members} | {self._worker_id})
+        base, extra = divmod(self._keys.partitions, len(alive))
+        return base + (1 if alive.index(self._worker_id) < extra else 0)
 
     async def _take(self, partition: int) -> bool:
         taken = await self._redis.set(
