@@ -145,7 +145,7 @@ async def status(request: web.Request) -> web.Response:
             gateways={"alive": len(gateways), "ids": sorted(gateways)},
             workers={"alive": len(workers), "ids": sorted(workers)},
             connections=sum(int(g.get("connections", 0)) for g in gateways.values()),
-            rooms=await node.redis.hlen(node.keys.rooms),
+            rooms=await node.registry.held_room_count(),
             streams=await stream_figures(node.redis, node.keys),
             deadletter=await node.redis.xlen(node.keys.deadletter),
         )
@@ -261,7 +261,7 @@ async def metrics(request: web.Request) -> web.Response:
         gateway_metrics.update_cluster(
             await node.registry.workers_alive(),
             await stream_figures(node.redis, node.keys),
-            await node.redis.hlen(node.keys.rooms),
+            await node.registry.held_room_count(),
         )
     return web.Response(
         body=gateway_metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4"}

@@ -39,6 +39,40 @@ class Keys:
         """The worker that owns an ingest partition (a string with a TTL)."""
         return f"{self.prefix}:lease:{partition}"
 
+    @property
+    def history_prefix(self) -> str:
+        return f"{self.prefix}:history:"
+
+    def history(self, room_id: str) -> str:
+        """Stream: a room's recent events, for resume (entry id = the room's position)."""
+        return self.history_prefix + room_id
+
+    @property
+    def epoch(self) -> str:
+        """A random value made once per data set: it changes when Redis loses its data."""
+        return f"{self.prefix}:epoch"
+
+    @property
+    def latest_prefix(self) -> str:
+        return f"{self.prefix}:latest:"
+
+    def latest(self, game_id: str) -> str:
+        """Hash: conflation key -> the latest event of a game with that key (snapshots)."""
+        return self.latest_prefix + game_id
+
+    @property
+    def games_prefix(self) -> str:
+        return f"{self.prefix}:games:"
+
+    def games(self, sport: str) -> str:
+        """Set: games of a sport with latest values."""
+        return self.games_prefix + sport
+
+    @property
+    def sports(self) -> str:
+        """Set: sports with latest values."""
+        return f"{self.prefix}:sports"
+
     def cursor(self, partition: int) -> str:
         """The last entry id of an ingest partition that is delivered (absent: none yet)."""
         return f"{self.prefix}:cursor:{partition}"
@@ -79,6 +113,11 @@ class Keys:
     @property
     def holders_prefix(self) -> str:
         return f"{self._tag}:holders:"
+
+    @property
+    def lingering(self) -> str:
+        """Sorted set: rooms no gateway holds, kept (recorded) until their score (ms)."""
+        return f"{self._tag}:lingering"
 
     def room_holders(self, room_id: str) -> str:
         """Set: gateway ids holding a room."""

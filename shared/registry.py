@@ -2,8 +2,11 @@
 change feed that lets workers keep an in-memory room index current without polling.
 
 Invariants, kept by Lua scripts so that concurrent gateways and reapers cannot break them:
-- a room's spec is in `rooms` exactly while its holder set is non-empty;
-- every change of a holder set appends one entry to the room feed (join, leave, gateway_down);
+- a room's spec is in `rooms` exactly while its holder set is non-empty or it lingers: a room
+  whose last holder left (or was reaped) stays for `linger` seconds in `lingering`, so workers
+  keep recording its history for clients that come back; then it expires (feed `expire`);
+- every change of a holder set appends one entry to the room feed (join, leave, gateway_down,
+  expire);
 - a gateway reaped for silence is removed from every holder set before `gateway_down` is fed.
 Liveness timestamps come from Redis's own clock (`TIME`), so host clock skew cannot reap a
 healthy gateway.
@@ -20,7 +23,7 @@ import orjson
 from redis.asyncio import Redis
 
 from oddstream.shared.keys import Keys
-from oddstream.shared.rooms import RoomSpec
+from oddstream.shared.rooms import RoomSpec, keeps_offline_history
 from oddstream.shared.streams import Revocation, encode_inbox_entry
 
 __all__ = ["FeedEntry", "Registry", "RoomHolding"]
@@ -56,11 +59,20 @@ class FeedEntry:
 class Registry:
     """Typed operations on the registry keys; one instance per process, sharing its client."""
 
-    def __init__(self, redis: Redis, keys: Keys, *, gateway_ttl: float, worker_ttl: float) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        *,
+        gateway_ttl: float,
+        worker_ttl: float,
+        linger: float = 0.0,
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.gateway_ttl_ms = int(gateway_ttl * 1000)
         self.worker_ttl_ms = int(worker_ttl * 1000)
+        self.linger_ms = int(linger * 1000)
         self._beat = redis.register_script(_lua("beat"))
         self._join = redis.register_script(_lua("join_room"))
         self._leave = redis.register_script(_lua("leave_room"))
@@ -68,6 +80,7 @@ class Registry:
         self._reap_worker = redis.register_script(_lua("reap_worker"))
         self._acquire_user_slot = redis.register_script(_lua("acquire_user_slot"))
         self._refresh_user_slots = redis.register_script(_lua("refresh_user_slots"))
+        self._expire_rooms = redis.register_script(_lua("expire_rooms"))
 
     # --- gateways ------------------------------------------------------------------------
 
@@ -125,6 +138,7 @@ class Registry:
                 self.keys.gateway_rooms(gateway_id),
                 self.keys.room_feed,
                 self.keys.gateways,
+                self.keys.lingering,
             ],
             args=[
                 spec.room_id,
@@ -146,8 +160,9 @@ class Registry:
                 self.keys.room_holders(room_id),
                 self.keys.gateway_rooms(gateway_id),
                 self.keys.room_feed,
+                self.keys.lingering,
             ],
-            args=[room_id, gateway_id, FEED_RETENTION_MS],
+            args=[room_id, gateway_id, FEED_RETENTION_MS, self.linger_ms],
         )
 
     async def deregister_gateway(self, gateway_id: str, reason: str = "shutdown") -> None:
@@ -163,8 +178,9 @@ class Registry:
                 k.gateway_connections(gateway_id),
                 k.rooms,
                 k.room_feed,
+                k.lingering,
             ],
-            args=[gateway_id, k.holders_prefix, ttl, FEED_RETENTION_MS, reason],
+            args=[gateway_id, k.holders_prefix, ttl, FEED_RETENTION_MS, reason, self.linger_ms],
         )
         if reaped:
             await self.redis.delete(k.inbox(gateway_id))
@@ -192,7 +208,22 @@ class Registry:
                 args=[worker_id, self.worker_ttl_ms],
             ):
                 reaped.append(worker_id)
+        await self.expire_rooms()
         return reaped
+
+    async def expire_rooms(self) -> list[str]:
+        """Rooms that lingered their time with no holder leave the registry; their history
+        goes too (so a later room of that id starts a new history that no old position can
+        claim to continue), except for the offline-delivery rooms, which keep theirs."""
+        gone: list[Any] = await self._expire_rooms(
+            keys=[self.keys.lingering, self.keys.rooms, self.keys.room_feed],
+            args=[self.keys.holders_prefix, FEED_RETENTION_MS],
+        )
+        room_ids = [g.decode() for g in gone]
+        histories = [self.keys.history(r) for r in room_ids if not keeps_offline_history(r)]
+        if histories:
+            await self.redis.delete(*histories)
+        return room_ids
 
     # --- users ---------------------------------------------------------------------------
 
@@ -264,6 +295,7 @@ class Registry:
                 holding = rooms.get(rid.decode())
                 if holding is not None:
                     holding.gateways.add(gateway_id)
+        # Rooms with no holder are lingering: still matched (for their history), sent nowhere.
         return position, rooms
 
     async def read_feed(self, after: bytes, block_ms: int, count: int = 1000) -> list[FeedEntry]:
@@ -313,6 +345,14 @@ class Registry:
 
     async def workers_alive(self) -> dict[str, dict[str, Any]]:
         return await self.alive(self.keys.workers, self.keys.worker_info)
+
+    async def held_room_count(self) -> int:
+        """Rooms some gateway holds (lingering rooms are in `rooms` too, but held by none)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hlen(self.keys.rooms)
+            pipe.zcard(self.keys.lingering)
+            total, lingering = await pipe.execute()
+        return int(total) - int(lingering)
 
     async def rooms_detail(self) -> list[dict[str, Any]]:
         """Every room with its spec and subscriber count per gateway."""

@@ -25,7 +25,15 @@ import orjson
 from oddstream.shared.events import EventKind, Routing
 from oddstream.shared.protocol import SPORT_TYPES, ErrorCode, ProtocolError, SubscriptionType
 
-__all__ = ["ALLOWED_FILTERS", "FilterValue", "RoomSpec", "parse_room"]
+__all__ = [
+    "ALLOWED_FILTERS",
+    "OFFLINE_TYPES",
+    "FilterValue",
+    "RoomSpec",
+    "keeps_offline_history",
+    "offline_rooms",
+    "parse_room",
+]
 
 FilterValue = tuple[str, ...] | float
 
@@ -232,3 +240,29 @@ def parse_room(
         tuple(sorted(canonical)),
         user if type_ is SubscriptionType.PORTFOLIO else None,
     )
+
+
+#: Types whose rooms keep a long history (offline delivery), recorded whether held or not.
+OFFLINE_TYPES = frozenset({SubscriptionType.PORTFOLIO, SubscriptionType.SYSTEM_ALERTS})
+
+
+def keeps_offline_history(room_id: str) -> bool:
+    """Whether a room id is of an offline-delivery type (its type is the id's prefix)."""
+    return room_id.partition(".")[0] in OFFLINE_TYPES
+
+
+def offline_rooms(event: Routing) -> list[RoomSpec]:
+    """The offline-delivery rooms an event is recorded in even when no one holds them: the
+    user's portfolio room, and for alerts the unfiltered alerts room and (when the alert
+    names a sport) that sport's alerts room. Any other matching room is recorded while held
+    or lingering, like every room."""
+    if event.canary_for is not None or event.broadcast_to is not None:
+        return []
+    if event.kind is EventKind.PORTFOLIO and event.user is not None:
+        return [RoomSpec(SubscriptionType.PORTFOLIO, (), event.user)]
+    if event.kind is EventKind.ALERTS:
+        rooms = [RoomSpec(SubscriptionType.SYSTEM_ALERTS)]
+        if event.sport is not None:
+            rooms.append(RoomSpec(SubscriptionType.SYSTEM_ALERTS, (("sport", (event.sport,)),)))
+        return rooms
+    return []

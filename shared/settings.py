@@ -174,6 +174,44 @@ class Settings(BaseSettings):
         "every third of it). A dead or stalled worker's partitions are taken over after this; "
         "a stalled worker that wakes up delivers nothing it no longer owns.",
     )
+    history_seconds: float = Field(
+        default=120.0,
+        ge=0,
+        description="Resume window: each room keeps its recent events at least this long (and "
+        "at most `history_size`), and a room nobody holds any more keeps being recorded this "
+        "long, so a client that drops and comes back within it misses nothing. 0 turns "
+        "history, resume and lingering rooms off.",
+    )
+    history_size: int = Field(
+        default=1000, ge=1, description="Events kept per room for resume (approximate)."
+    )
+    offline_history_seconds: float = Field(
+        default=86_400.0,
+        ge=0,
+        description="How long portfolio and system-alert rooms keep their history, so a user "
+        "who returns with their last position receives what they missed, once.",
+    )
+    offline_history_size: int = Field(
+        default=10_000, ge=1, description="Events kept per portfolio or alerts room."
+    )
+    snapshot_ttl: float = Field(
+        default=6 * 3600.0,
+        gt=0,
+        description="How long the latest value per game/book/market (odds) or "
+        "game/player/market (predictions) is kept for snapshots after its last update.",
+    )
+    max_replay: int = Field(
+        default=5000,
+        ge=1,
+        description="Most frames one resume replays; a client further behind gets "
+        "`recovered: false` and a snapshot instead.",
+    )
+    max_replay_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="Most bytes one resume or snapshot sends; beyond it a resume is "
+        "`recovered: false` and a snapshot is cut (the frame says `truncated`).",
+    )
     stream_retention: float = Field(
         default=60.0,
         ge=0,

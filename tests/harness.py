@@ -111,6 +111,17 @@ async def running_worker(settings: Settings, worker_id: str | None = None) -> As
         await redis.aclose()
 
 
+async def held_rooms(redis: Redis, keys: Keys) -> set[str]:
+    """Rooms some gateway holds (the registry also keeps lingering rooms for a while)."""
+    rooms = {r.decode() for r in await redis.hkeys(keys.rooms)}
+    return rooms - {r.decode() for r in await redis.zrange(keys.lingering, 0, -1)}
+
+
+async def lingers(redis: Redis, keys: Keys, room: str) -> bool:
+    """A room no gateway holds that is still recorded for clients coming back."""
+    return await redis.zscore(keys.lingering, room) is not None
+
+
 async def workers_synced(redis: Redis, keys: Keys, expected_workers: int = 1) -> bool:
     """True when `expected_workers` live workers have applied every room-feed entry."""
     last = await redis.xrevrange(keys.room_feed, count=1)

@@ -25,6 +25,8 @@ from oddstream.workers.consumer import Worker
 from tests.harness import (
     ADMIN,
     Client,
+    held_rooms,
+    lingers,
     process_env,
     running_gateway,
     running_worker,
@@ -382,10 +384,12 @@ async def test_killed_gateway_leaves_registry_and_is_not_sent_to(
                 return alive == {survivor.node.gateway_id}
 
             await wait_until(reaped, timeout=5, message="dead gateway reaped")
-            assert not await redis_client.hexists(keys.rooms, lone_room)
+            assert lone_room not in await held_rooms(redis_client, keys)
+            assert await lingers(redis_client, keys, lone_room)  # recorded for resume a while
             holders = await redis_client.smembers(keys.room_holders(shared_room))
             assert holders == {survivor.node.gateway_id.encode()}
             await wait_until(lambda: lone_room not in worker.index.rooms, message="index drop")
+            assert lone_room in worker.index.lingering
             assert worker.index.rooms[shared_room].gateways == {survivor.node.gateway_id}
             dead_inboxes = [
                 k async for k in redis_client.scan_iter(match=f"{keys.prefix}:inbox:*")
@@ -429,7 +433,7 @@ async def test_gateway_sigterm_deregisters_and_says_going_away(
         assert c.closed_code == 1001
         assert await asyncio.to_thread(proc.wait, 10) == 0
         assert await redis_client.zcard(keys.gateways) == 0
-        assert await redis_client.hlen(keys.rooms) == 0
+        assert await held_rooms(redis_client, keys) == set()
     finally:
         await c.close()
 

@@ -55,7 +55,7 @@ from oddstream.shared.protocol import (
 from oddstream.shared.rooms import parse_room
 from oddstream.shared.settings import Settings
 from oddstream.workers.consumer import Worker
-from tests.harness import RunningGateway, running_gateway, running_worker
+from tests.harness import RunningGateway, held_rooms, running_gateway, running_worker
 
 T = TypeVar("T")
 
@@ -238,7 +238,7 @@ class FuzzGateway:
         assert self._worker is not None
         redis = node.redis
         try:
-            registry_rooms = int(await redis.hlen(self.keys.rooms))
+            registry_rooms = len(await held_rooms(redis, self.keys))
             gateway_rooms = int(await redis.hlen(self.keys.gateway_rooms(node.gateway_id)))
             gateway_connections = int(
                 await redis.hlen(self.keys.gateway_connections(node.gateway_id))

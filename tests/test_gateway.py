@@ -20,6 +20,8 @@ from tests.harness import (
     ADMIN,
     Client,
     RunningGateway,
+    held_rooms,
+    lingers,
     running_gateway,
     running_worker,
     wait_until,
@@ -443,7 +445,8 @@ async def test_heartbeat_ping_client_pong_and_idle_timeout(
             assert lively.closed_code is None
             assert lively.of("error") == []  # a pong is never answered with an error
             assert len(gw.node.connections) == 1
-            assert not await redis_client.hexists(keys.rooms, lonely_room)
+            assert lonely_room not in await held_rooms(redis_client, keys)
+            assert await lingers(redis_client, keys, lonely_room)
             assert await redis_client.scard(keys.room_holders(lonely_room)) == 0
         finally:
             await lively.close()

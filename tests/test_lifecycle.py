@@ -17,6 +17,7 @@ from oddstream.shared.keys import Keys
 from oddstream.shared.settings import Settings
 from tests.harness import (
     Client,
+    held_rooms,
     odds_feed,
     process_env,
     running_gateway,
@@ -158,7 +159,7 @@ async def test_gunicorn_sigterm_drains_its_gateways(
         assert {c.closed_code for c in clients} == {1001}
         assert await asyncio.to_thread(master.wait, 10) == 0
         assert await redis_client.zcard(keys.gateways) == 0
-        assert await redis_client.hlen(keys.rooms) == 0
+        assert await held_rooms(redis_client, keys) == set()
     finally:
         for c in clients:
             await c.close()

@@ -36,6 +36,9 @@ from redis.exceptions import RedisError
 from oddstream.shared.events import (
     CanaryEvent,
     IngestEvent,
+    OddsEvent,
+    PredictionEvent,
+    Routing,
     conflation_key,
     ingest_event_adapter,
     routing_of,
@@ -44,15 +47,10 @@ from oddstream.shared.keys import Keys
 from oddstream.shared.loops import Backoff, periodic, raise_if_cancelling, stop_tasks
 from oddstream.shared.protocol import describe_validation_error
 from oddstream.shared.registry import Registry
+from oddstream.shared.rooms import keeps_offline_history, offline_rooms
 from oddstream.shared.settings import Settings
-from oddstream.shared.streams import (
-    EVENT_FIELD,
-    Canary,
-    InboxItem,
-    encode_inbox_entry,
-    event_id,
-)
-from oddstream.workers.delivery import deliveries_for
+from oddstream.shared.streams import EVENT_FIELD, event_id
+from oddstream.workers.delivery import frame_heads, snapshot_head
 from oddstream.workers.leases import PartitionLeases, lua
 from oddstream.workers.matcher import RoomIndex
 
@@ -90,6 +88,23 @@ def _parse(fields: dict[bytes, bytes]) -> IngestEvent | str:
         return str(exc)
 
 
+class _Batch:
+    """The commit script's item arguments for one batch, and the inboxes they go to."""
+
+    __slots__ = ("args", "count", "gateways")
+
+    def __init__(self) -> None:
+        self.args: list[Any] = []
+        self.count = 0
+        self.gateways: dict[str, int] = {}  # gateway -> its inbox index in the script
+
+    def inbox(self, gateway: str) -> int:
+        index = self.gateways.get(gateway)
+        if index is None:
+            index = self.gateways[gateway] = len(self.gateways) + 1
+        return index
+
+
 def _entry_id_floor(entry_id: bytes) -> tuple[int, int]:
     ms, _, seq = entry_id.partition(b"-")
     return int(ms), int(seq or 0)
@@ -104,9 +119,13 @@ class Worker:
         self.keys = Keys.of(settings)
         self.worker_id = worker_id or default_worker_id()
         self.registry = Registry(
-            redis, self.keys, gateway_ttl=settings.gateway_ttl, worker_ttl=settings.worker_ttl
+            redis,
+            self.keys,
+            gateway_ttl=settings.gateway_ttl,
+            worker_ttl=settings.worker_ttl,
+            linger=settings.history_seconds,
         )
-        self.index = RoomIndex()
+        self.index = RoomIndex(linger=settings.history_seconds > 0)
         self.stats = WorkerStats()
         self.feed_position = b"0-0"
         self.started_at = time.time()
@@ -256,11 +275,10 @@ class Worker:
                 await self._process(partition, entries)
 
     async def _process(self, partition: int, entries: list[Entry]) -> None:
-        """Match and deliver a batch of one partition; commit it in one fenced script.
-
-        One inbox entry per gateway for the whole batch, in ingest order."""
+        """Match a batch of one partition and commit it in one fenced script: histories,
+        latest values, one inbox entry per gateway (in ingest order), dead letters, cursor."""
         stream = self.keys.ingest(partition).encode()
-        per_gateway: dict[str, list[InboxItem]] = {}
+        batch = _Batch()
         dead: list[dict[bytes, bytes]] = []
         for entry_id, fields in entries:
             parsed = _parse(fields)
@@ -268,26 +286,33 @@ class Worker:
                 dead.append(self._deadletter(stream, entry_id, fields, parsed))
                 continue
             try:
-                self._route(partition, entry_id, parsed, per_gateway)
+                self._route(event_id(partition, entry_id), parsed, batch)
             except Exception as exc:
                 # A poison entry must not stop its partition: set it aside with the reason.
                 log.exception("worker.entry.failed stream=%s id=%s", stream, entry_id)
                 reason = f"the worker failed on this entry: {type(exc).__name__}: {exc}"
                 dead.append(self._deadletter(stream, entry_id, fields, reason))
-        gateways = list(per_gateway)
+        s, k = self.settings, self.keys
         last_id = entries[-1][0]
-        args: list[Any] = [self.worker_id, last_id, self.settings.deadletter_maxlen, len(dead)]
+        args: list[Any] = [
+            self.worker_id, last_id, s.deadletter_maxlen, uuid.uuid4().hex[:12],
+            k.history_prefix, s.history_size, int(s.history_seconds * 1000),
+            s.offline_history_size, int(s.offline_history_seconds * 1000),
+            k.latest_prefix, k.games_prefix, int(s.snapshot_ttl * 1000),
+            len(dead),
+        ]  # fmt: skip
         for body in dead:
             args += [len(body), *(x for pair in body.items() for x in pair)]
-        for gateway in gateways:
-            entry = encode_inbox_entry(per_gateway[gateway])
-            args += [len(entry), *(x for pair in entry.items() for x in pair)]
+        args.append(batch.count)
+        args += batch.args
         committed = await self._commit(
             keys=[
-                self.keys.lease(partition),
-                self.keys.cursor(partition),
-                self.keys.deadletter,
-                *(self.keys.inbox(g) for g in gateways),
+                k.lease(partition),
+                k.cursor(partition),
+                k.deadletter,
+                k.epoch,
+                k.sports,
+                *(k.inbox(g) for g in batch.gateways),
             ],
             args=args,
         )
@@ -298,34 +323,48 @@ class Worker:
             self._cursors.pop(partition, None)
             self.leases.lost(partition)
 
-    def _route(
-        self,
-        partition: int,
-        entry_id: bytes,
-        event: IngestEvent,
-        per_gateway: dict[str, list[InboxItem]],
-    ) -> None:
-        """Add an event's deliveries (or its canary) to the batch's per-gateway items."""
+    def _route(self, event_id: bytes, event: IngestEvent, batch: _Batch) -> None:
+        """Add an event (or a gateway's canary) to the batch's script arguments."""
         if isinstance(event, CanaryEvent):
             self.stats.canaries += 1
-            per_gateway.setdefault(event.gateway, []).append(Canary(event.sent_at))
+            batch.args += [b"c", batch.inbox(event.gateway), repr(event.sent_at)]
+            batch.count += 1
             return
         self.stats.processed += 1
         routing = routing_of(event)
-        rooms_by_gateway = self.index.match(routing)
-        if not rooms_by_gateway:
+        rooms_by_gateway, matched = self.index.match_all(routing)
+        history = self._history_rooms(routing, matched)
+        key = conflation_key(event)
+        game = event.game_id if key and isinstance(event, OddsEvent | PredictionEvent) else ""
+        if not rooms_by_gateway and not history and not game:
             return
-        self.stats.matched += 1
-        data_json = orjson.dumps(event.model_dump(mode="json"))
-        for gateway, delivery in deliveries_for(
-            routing.message_type,
-            event_id(partition, entry_id),
-            data_json,
-            rooms_by_gateway,
-            conflation_key(event),
-        ):
-            per_gateway.setdefault(gateway, []).append(delivery)
+        if rooms_by_gateway:
+            self.stats.matched += 1
+        message_type = routing.message_type
+        args = batch.args
+        args += [
+            b"d", event_id, message_type.value, key,
+            orjson.dumps(event.model_dump(mode="json")),
+            game, routing.sport or "", snapshot_head(message_type, event_id) if game else b"",
+            len(history),
+        ]  # fmt: skip
+        for room_id, offline in history.items():
+            args += [room_id, b"1" if offline else b"0"]
+        args.append(len(rooms_by_gateway))
+        for gateway, rooms, head in frame_heads(message_type, event_id, rooms_by_gateway):
+            args += [batch.inbox(gateway), head, len(rooms), *rooms]
             self.stats.deliveries += 1
+        batch.count += 1
+
+    def _history_rooms(self, routing: Routing, matched: list[str]) -> dict[str, bool]:
+        """Rooms whose history records the event: every matching room (held or lingering),
+        and the offline-delivery rooms whether held or not; value: keeps offline history."""
+        if self.settings.history_seconds <= 0:
+            return {}
+        rooms = {room_id: keeps_offline_history(room_id) for room_id in matched}
+        for spec in offline_rooms(routing):
+            rooms[spec.room_id] = True
+        return rooms
 
     def _deadletter(
         self, stream: bytes, entry_id: bytes, fields: dict[bytes, bytes], reason: str

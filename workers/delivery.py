@@ -1,8 +1,11 @@
-"""Turning one matched event into one frame per gateway, serialized once.
+"""The pieces of one matched event's frames, built once per event.
 
-The event's JSON (`data`) and the frame head are built once per event; per gateway only the
-list of that gateway's matched rooms is spliced in. The gateway writes the frame bytes to
-every member socket as they are (see `gateway.hub`), so nothing is re-encoded per client.
+A data frame is `head + [,"positions":{...}] + ,"data":<event JSON>}`. The head (type, event
+id, timestamp and the receiving gateway's matched rooms) is built here once per event and
+gateway; the commit script (`workers/lua/commit.lua`) adds each room's position, which Redis
+assigns as it records the event in the room's history, and the event's JSON, serialized once.
+The gateway writes the finished frame to every member socket as it is (see
+`gateway.fanout`), so nothing is re-encoded per client.
 """
 
 from __future__ import annotations
@@ -14,9 +17,8 @@ from functools import lru_cache
 import orjson
 
 from oddstream.shared.protocol import ServerMessageType
-from oddstream.shared.streams import Delivery
 
-__all__ = ["deliveries_for"]
+__all__ = ["frame_heads", "snapshot_head"]
 
 
 def _timestamp_of(event_id: bytes) -> bytes:
@@ -31,20 +33,22 @@ def _iso_millis(millis: int) -> bytes:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z").encode()
 
 
-def deliveries_for(
-    message_type: ServerMessageType,
-    event_id: bytes,
-    data_json: bytes,
-    rooms_by_gateway: dict[str, list[str]],
-    key: bytes = b"",
-) -> Iterator[tuple[str, Delivery]]:
-    """(gateway, delivery) for each gateway holding a matched room; `data_json` is the event."""
-    type_bytes = message_type.value.encode()
-    head = (
-        b'{"type":"' + type_bytes + b'","status":"success","event_id":"' + event_id
-        + b'","timestamp":"' + _timestamp_of(event_id) + b'","rooms":'
+def _prefix(message_type: ServerMessageType, event_id: bytes) -> bytes:
+    return (
+        b'{"type":"' + message_type.value.encode() + b'","status":"success","event_id":"'
+        + event_id + b'","timestamp":"' + _timestamp_of(event_id) + b'"'
     )  # fmt: skip
-    tail = b',"data":' + data_json + b"}"
+
+
+def frame_heads(
+    message_type: ServerMessageType, event_id: bytes, rooms_by_gateway: dict[str, list[str]]
+) -> Iterator[tuple[str, list[str], bytes]]:
+    """(gateway, its matched rooms, the frame's head) for each gateway holding a match."""
+    prefix = _prefix(message_type, event_id) + b',"rooms":'
     for gateway, rooms in rooms_by_gateway.items():
-        frame = head + orjson.dumps(rooms) + tail
-        yield gateway, Delivery(",".join(rooms).encode(), frame, type_bytes, key)
+        yield gateway, rooms, prefix + orjson.dumps(rooms)
+
+
+def snapshot_head(message_type: ServerMessageType, event_id: bytes) -> bytes:
+    """How a snapshot lists the event, before its `,"data":...}`."""
+    return _prefix(message_type, event_id)

@@ -93,26 +93,35 @@ class _TypeIndex:
 class RoomIndex:
     """Room id -> (spec, holding gateways), plus the per-type match index."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, linger: bool = False) -> None:
         self.rooms: dict[str, RoomHolding] = {}
+        #: Rooms no gateway holds any more, still matched so their history is recorded
+        #: (`linger`: the registry keeps them for the resume window, then feeds `expire`).
+        self.lingering: dict[str, RoomSpec] = {}
+        self._linger = linger
         self._types: dict[SubscriptionType, _TypeIndex] = defaultdict(_TypeIndex)
 
     def __len__(self) -> int:
         return len(self.rooms)
 
     def load(self, rooms: dict[str, RoomHolding]) -> None:
-        """Replace the whole index (after a snapshot)."""
+        """Replace the whole index (after a snapshot); rooms without holders linger."""
         self.rooms = {}
+        self.lingering = {}
         self._types = defaultdict(_TypeIndex)
         for room_id, holding in rooms.items():
             for gateway in holding.gateways:
                 self.join(room_id, holding.spec, gateway)
+            if not holding.gateways and self._linger:
+                self.lingering[room_id] = holding.spec
+                self._types[holding.spec.type].add(room_id, holding.spec)
 
     def join(self, room_id: str, spec: RoomSpec, gateway: str) -> None:
         holding = self.rooms.get(room_id)
         if holding is None:
             holding = self.rooms[room_id] = RoomHolding(spec)
-            self._types[spec.type].add(room_id, spec)
+            if self.lingering.pop(room_id, None) is None:
+                self._types[spec.type].add(room_id, spec)
         holding.gateways.add(gateway)
 
     def leave(self, room_id: str, gateway: str) -> None:
@@ -122,7 +131,16 @@ class RoomIndex:
         holding.gateways.discard(gateway)
         if not holding.gateways:
             del self.rooms[room_id]
-            self._types[holding.spec.type].remove(room_id, holding.spec)
+            if self._linger:
+                self.lingering[room_id] = holding.spec
+            else:
+                self._types[holding.spec.type].remove(room_id, holding.spec)
+
+    def expire(self, room_id: str) -> None:
+        """A lingering room's time is up: stop matching it."""
+        spec = self.lingering.pop(room_id, None)
+        if spec is not None:
+            self._types[spec.type].remove(room_id, spec)
 
     def drop_gateway(self, gateway: str) -> None:
         for room_id in [r for r, h in self.rooms.items() if gateway in h.gateways]:
@@ -135,6 +153,8 @@ class RoomIndex:
             self.leave(entry.room, entry.gateway)
         elif entry.op == "gateway_down":
             self.drop_gateway(entry.gateway)
+        elif entry.op == "expire" and entry.room:
+            self.expire(entry.room)
 
     def _types_for(self, event: Routing) -> tuple[SubscriptionType, ...]:
         if event.broadcast_to is not None:
@@ -151,7 +171,12 @@ class RoomIndex:
 
     def match(self, event: Routing) -> dict[str, list[str]]:
         """Matching rooms grouped by the gateway holding them: gateway -> room ids."""
+        return self.match_all(event)[0]
+
+    def match_all(self, event: Routing) -> tuple[dict[str, list[str]], list[str]]:
+        """Matching held rooms by gateway, and every matching room (lingering ones too)."""
         by_gateway: dict[str, list[str]] = {}
+        matched: list[str] = []
         for type_ in self._types_for(event):
             index = self._types.get(type_)
             if index is None:
@@ -165,8 +190,10 @@ class RoomIndex:
                 if room_id in seen:
                     continue
                 seen.add(room_id)
-                holding = self.rooms[room_id]
-                if holding.spec.matches(event):
-                    for gateway in holding.gateways:
+                holding = self.rooms.get(room_id)
+                spec = holding.spec if holding is not None else self.lingering[room_id]
+                if spec.matches(event):
+                    matched.append(room_id)
+                    for gateway in holding.gateways if holding is not None else ():
                         by_gateway.setdefault(gateway, []).append(room_id)
-        return by_gateway
+        return by_gateway, matched

@@ -1,10 +1,12 @@
--- KEYS: rooms, holders, gwrooms, feed, zset ; ARGV: room, spec, gw, count, feed_retention_ms
+-- KEYS: rooms, holders, gwrooms, feed, zset, lingering
+-- ARGV: room, spec, gw, count, feed_retention_ms
 if not redis.call('ZSCORE', KEYS[5], ARGV[3]) then
   return -1
 end
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
 if redis.call('SADD', KEYS[2], ARGV[3]) == 1 then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  redis.call('ZREM', KEYS[6], ARGV[1])
   local t = redis.call('TIME')
   local minid = (t[1] * 1000 + math.floor(t[2] / 1000)) - tonumber(ARGV[5])
   redis.call('XADD', KEYS[4], 'MINID', '~', minid, '*',
