@@ -8,7 +8,7 @@ import { readFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import { createServer as createNetServer } from "node:net";
 import { extname, join, normalize, resolve } from "node:path";
-import { startDev, type RunningDev } from "../../react/test/oddstreamDev.js";
+import { startDev, type RunningDev } from "../../react/scripts/oddstreamDev.mjs";
 
 export type { RunningDev };
 export { startDev };

@@ -1,7 +1,7 @@
-/** Vitest global setup: one real `oddstream dev` for the whole run (see oddstreamDev.ts). */
+/** Vitest global setup: one real `oddstream dev` for the whole run (see scripts/oddstreamDev.mjs). */
 
 import type { TestProject } from "vitest/node";
-import { startDev, type DevSystem } from "./oddstreamDev.js";
+import { startDev, type DevSystem } from "../scripts/oddstreamDev.mjs";
 
 declare module "vitest" {
   export interface ProvidedContext {
