@@ -32,6 +32,7 @@ from oddstream.gateway.auth import AuthError, Identity, authorize_room
 from oddstream.gateway.frames import text_frame
 from oddstream.gateway.limits import TokenBucket
 from oddstream.gateway.metrics import GatewayMetrics
+from oddstream.gateway.resume import Replay, Snapshot, after_seam, parse_position
 from oddstream.shared.protocol import (
     CLIENT_MESSAGE_TYPES,
     AuthMessage,
@@ -94,6 +95,13 @@ class ConnectionHost(Protocol):
         """Write `conn`'s held (conflated) frames on a later tick, once its socket drains."""
         ...
 
+    async def catch_up(
+        self, spec: RoomSpec, position: str | None, snapshot: bool
+    ) -> tuple[Replay, Snapshot | None]:
+        """What a just-joined subscription gets before live frames (`gateway.resume`): the
+        events after `position`, or (not recovered, or new) a snapshot when asked for."""
+        ...
+
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run a fire-and-forget coroutine that the host cancels when it stops."""
         ...
@@ -111,6 +119,7 @@ class Connection:
         "dirty",
         "endpoint",
         "expiry_notified",
+        "held",
         "host",
         "identity",
         "last_seen",
@@ -154,6 +163,8 @@ class Connection:
         self.send_limit = host.settings.send_buffer_bytes
         self.conflate_limit = host.settings.conflate_buffer_bytes
         self.pending: dict[bytes, bytes] | None = None  # held frames by conflation key
+        #: Live frames kept back while a subscription catches up (replay, snapshot).
+        self.held: list[tuple[bytes, bytes]] | None = None
         self.bucket = TokenBucket(host.settings.messages_per_second, host.settings.message_burst)
         self.strikes = 0  # messages refused for rate in a row
         self.expiry_notified = False
@@ -162,6 +173,9 @@ class Connection:
 
     def deliver(self, items: list[tuple[bytes, bytes]]) -> int:
         """Deliver (conflation key, frame) pairs of one inbox read; returns frames written."""
+        if self.held is not None:
+            self.held.extend(items)  # released in order once the subscription caught up
+            return len(items)
         transport = self.transport
         if self.closing or transport.is_closing():
             return 0
@@ -345,7 +359,7 @@ class Connection:
                         f"This connection already has {len(self.rooms)} subscriptions, "
                         "the maximum.",
                     )
-                await self.subscribe(spec, message.id)
+                await self.subscribe(spec, message.id, message.position, message.snapshot)
             case AuthMessage():
                 await self.refresh_token(message)
             case UnsubscribeMessage():
@@ -373,15 +387,44 @@ class Connection:
                     ServerMessageType.STATUS,
                 )
 
-    async def subscribe(self, spec: RoomSpec, request_id: Any = None) -> None:
-        already = not await self.host.join(self, spec)
-        if not already:
-            self.rooms[spec.room_id] = spec
-            self.dirty = True
+    async def subscribe(
+        self,
+        spec: RoomSpec,
+        request_id: Any = None,
+        position: str | None = None,
+        snapshot: bool = True,
+    ) -> None:
+        """Join the room, confirm, then replay what was missed after `position` (or send a
+        snapshot), then live frames: held back meanwhile, released minus duplicates."""
+        if position is not None:
+            parse_position(position)  # `invalid_position` before anything is done
+        if not await self.host.join(self, spec):
+            self._confirm(spec, request_id, {"already_subscribed": True})
+            return
+        self.rooms[spec.room_id] = spec
+        self.dirty = True
+        self.held = []
+        try:
+            replay, snap = await self.host.catch_up(spec, position, snapshot)
+        finally:
+            held, self.held = self.held, None
+        self._confirm(spec, request_id, {
+            "already_subscribed": False, "position": replay.position,
+            "recovered": replay.recovered, "replayed": len(replay.frames),
+        })  # fmt: skip
+        frames = [*replay.frames, snap.frame] if snap is not None else replay.frames
+        if frames:
+            # Bounded by `max_replay_bytes`: written even past the send buffer's limit.
+            self.transport.write(b"".join(text_frame(f) for f in frames))
+            self.messages_sent += len(frames)
+        if held:
+            self.deliver(after_seam(held, replay, snap))
+
+    def _confirm(self, spec: RoomSpec, request_id: Any, extra: dict[str, Any]) -> None:
         self.send(
             server_frame(
                 ServerMessageType.SUBSCRIPTION_CONFIRMED,
-                {**spec.to_dict(), "room": spec.room_id, "already_subscribed": already},
+                {**spec.to_dict(), "room": spec.room_id, **extra},
                 client_id=self.client_id,
                 request_id=request_id,
             ),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 
-__all__ = ["text_frame"]
+__all__ = ["payload_of", "text_frame"]
 
 _FIN_TEXT = 0x81
 _LEN2 = struct.Struct("!BBH")
@@ -25,3 +25,11 @@ def text_frame(payload: bytes) -> bytes:
     if length < 65536:
         return _LEN2.pack(_FIN_TEXT, 126, length) + payload
     return _LEN8.pack(_FIN_TEXT, 127, length) + payload
+
+
+def payload_of(frame: bytes) -> bytes:
+    """The payload of a frame built by `text_frame`."""
+    length = frame[1]
+    if length < 126:
+        return frame[2:]
+    return frame[4:] if length == 126 else frame[10:]

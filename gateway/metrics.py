@@ -60,6 +60,13 @@ class GatewayMetrics:
             "Held odds/prediction frames replaced by a newer one for a backed-up client",
             registry=r,
         )
+        self.resumes = Counter(
+            "oddstream_resumes", "Subscribes with a position, by whether they recovered",
+            ["result"], registry=r,
+        )  # fmt: skip
+        self.snapshots = Counter(
+            "oddstream_snapshots", "Snapshots sent to new or resynced subscriptions", registry=r
+        )
         self.inbox_deliveries = Counter(
             "oddstream_inbox_deliveries",
             "Event deliveries read from this gateway's inbox",

@@ -36,6 +36,7 @@ from oddstream.gateway.fanout import InboxFanout
 from oddstream.gateway.frames import text_frame
 from oddstream.gateway.heartbeat import ClientHeartbeat
 from oddstream.gateway.metrics import GatewayMetrics
+from oddstream.gateway.resume import History, Replay, Snapshot
 from oddstream.gateway.rooms import LocalRooms
 from oddstream.shared.events import CanaryEvent
 from oddstream.shared.ingest import Ingester
@@ -82,7 +83,11 @@ class GatewayNode:
         self.keys = Keys.of(settings)
         self.ingester = Ingester(redis, self.keys)
         self.registry = Registry(
-            redis, self.keys, gateway_ttl=settings.gateway_ttl, worker_ttl=settings.worker_ttl
+            redis,
+            self.keys,
+            gateway_ttl=settings.gateway_ttl,
+            worker_ttl=settings.worker_ttl,
+            linger=settings.history_seconds,
         )
         self.gateway_id = f"gw-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.started_at = time.time()
@@ -99,6 +104,7 @@ class GatewayNode:
             on_revocation=self._revoke,
             on_redis=self._set_redis_ok,
         )
+        self.history = History(redis, self.keys, settings)
         self.heartbeat = ClientHeartbeat(self.connections, metrics, settings.connection_timeout)
         self.registered = False
         self.draining = False
@@ -324,6 +330,24 @@ class GatewayNode:
 
     def hold_backlog(self, conn: Connection) -> None:
         self.fanout.hold(conn)
+
+    async def catch_up(
+        self, spec: RoomSpec, position: str | None, snapshot: bool
+    ) -> tuple[Replay, Snapshot | None]:
+        try:
+            replay = await self.history.replay(spec, position)
+            snap = None
+            if snapshot and replay.recovered is not True:
+                snap = await self.history.snapshot(spec, replay.position)
+        except RedisError as exc:
+            # Redis went away between the join and here: say so; the client resyncs later.
+            log.warning("gateway.catch_up.redis_failed room=%s error=%s", spec.room_id, exc)
+            return Replay(position or "", False if position else None), None
+        if replay.recovered is not None:
+            self.metrics.resumes.labels("recovered" if replay.recovered else "resynced").inc()
+        if snap is not None:
+            self.metrics.snapshots.inc()
+        return replay, snap
 
     def _revoke(self, revocation: Revocation) -> None:
         """Close every connection of the user on this gateway (4503, terminal)."""

@@ -91,6 +91,7 @@ class ServerMessageType(StrEnum):
     ERROR = "error"
     TOKEN_EXPIRING = "token_expiring"
     AUTH_REFRESHED = "auth_refreshed"
+    SNAPSHOT = "snapshot"  # the latest values a new (or resynced) subscription starts from
     # data frames, one per event kind
     ODDS_UPDATE = "odds_update"
     PREDICTION_UPDATE = "prediction_update"
@@ -138,6 +139,7 @@ class ErrorCode(StrEnum):
     TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
     ORIGIN_NOT_ALLOWED = "origin_not_allowed"
     UNAUTHORIZED = "unauthorized"
+    INVALID_POSITION = "invalid_position"
 
 
 #: What a client should do about each error: appended to the human-readable message.
@@ -165,6 +167,7 @@ ERROR_HINTS: dict[ErrorCode, str] = {
     ErrorCode.TOO_MANY_SUBSCRIPTIONS: "Unsubscribe from rooms you no longer need first.",
     ErrorCode.ORIGIN_NOT_ALLOWED: "Open the page from an origin the gateway allows.",
     ErrorCode.UNAUTHORIZED: "Send admin credentials: Authorization: Bearer <admin token>.",
+    ErrorCode.INVALID_POSITION: "Send a position exactly as the gateway gave it, or none.",
 }
 
 
@@ -268,6 +271,7 @@ ERROR_CLASSES: dict[ErrorCode, ErrorClass] = {
     ErrorCode.INVALID_FILTER: ErrorClass.SUBSCRIPTION,
     ErrorCode.NOT_SUBSCRIBED: ErrorClass.SUBSCRIPTION,
     ErrorCode.TOO_MANY_SUBSCRIPTIONS: ErrorClass.SUBSCRIPTION,
+    ErrorCode.INVALID_POSITION: ErrorClass.SUBSCRIPTION,
 }
 
 #: Codes for which the same request can succeed later.
@@ -329,6 +333,16 @@ class SubscribeMessage(_ClientFrame):
     type: Literal["subscribe"]
     subscription_type: str = Field(description="One of the subscription types.")
     filters: dict[str, Any] = Field(default_factory=dict)
+    position: Annotated[str, Field(max_length=200)] | None = Field(
+        default=None,
+        description="Resume: the last position this client saw in the room (from a data "
+        "frame's `positions`, a confirmation or a snapshot), exactly as given.",
+    )
+    snapshot: bool = Field(
+        default=True,
+        description="Start a new or resynced odds, predictions or sport subscription with a "
+        "`snapshot` of the latest values.",
+    )
 
 
 class UnsubscribeMessage(_ClientFrame):
@@ -397,7 +411,21 @@ class ServerMessage(BaseModel):
         description="Data frames: the rooms on the receiving gateway that the event matched "
         "(compare with the `room` of your confirmations; a connection gets each event once).",
     )
-    event_id: str | None = Field(default=None, description="Data frames: the ingest entry id.")
+    event_id: str | None = Field(
+        default=None, description="Data frames: the event's id, unique across the system."
+    )
+    positions: dict[str, str] | None = Field(
+        default=None,
+        description="Data frames: each room's position after this event; send it back as "
+        "`position` when subscribing again to resume from there.",
+    )
+    replay: bool | None = Field(
+        default=None, description="Data frames replayed on a resume (sent before live ones)."
+    )
+    room: str | None = Field(default=None, description="`snapshot`: the room it is for.")
+    position: str | None = Field(
+        default=None, description="`snapshot`: the room's position the snapshot is at."
+    )
 
 
 def server_frame(

@@ -33,8 +33,14 @@ GAMES = [f"G{i}" for i in range(5)]
 
 @pytest.fixture
 def tight(settings: Settings) -> Settings:
+    # A client that keeps up gets a whole inbox read in one write, so what one read can carry
+    # (a worker batch of ~1.3 KB frames) must fit between the two limits.
     return settings.model_copy(
-        update={"conflate_buffer_bytes": 16 * 1024, "send_buffer_bytes": 256 * 1024}
+        update={
+            "conflate_buffer_bytes": 16 * 1024,
+            "send_buffer_bytes": 256 * 1024,
+            "worker_batch": 100,
+        }
     )
 
 

@@ -75,6 +75,8 @@ CLOSE_INVALID_TEXT = 1007
 
 #: Server frames that are not replies to a client message (heartbeats, data, notices).
 UNSOLICITED = {ServerMessageType.PING.value, *(t.value for t in DATA_MESSAGE_TYPES)}
+#: A snapshot follows a subscription's confirmation (the reply), before live data.
+UNSOLICITED.add(ServerMessageType.SNAPSHOT.value)
 if hasattr(ServerMessageType, "TOKEN_EXPIRING"):
     UNSOLICITED.add(ServerMessageType.TOKEN_EXPIRING.value)
 

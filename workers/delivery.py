@@ -11,32 +11,19 @@ The gateway writes the finished frame to every member socket as it is (see
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
-from functools import lru_cache
 
 import orjson
 
 from oddstream.shared.protocol import ServerMessageType
+from oddstream.shared.streams import event_time
 
 __all__ = ["frame_heads", "snapshot_head"]
-
-
-def _timestamp_of(event_id: bytes) -> bytes:
-    """The ingest time an event id (`<partition>:<ms>-<seq>`) carries."""
-    return _iso_millis(int(event_id.rpartition(b":")[2].split(b"-", 1)[0]))
-
-
-@lru_cache(maxsize=256)
-def _iso_millis(millis: int) -> bytes:
-    # Cached: a batch's events mostly share their millisecond, and formatting was ~4% of CPU.
-    moment = datetime.fromtimestamp(millis / 1000, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z").encode()
 
 
 def _prefix(message_type: ServerMessageType, event_id: bytes) -> bytes:
     return (
         b'{"type":"' + message_type.value.encode() + b'","status":"success","event_id":"'
-        + event_id + b'","timestamp":"' + _timestamp_of(event_id) + b'"'
+        + event_id + b'","timestamp":"' + event_time(event_id) + b'"'
     )  # fmt: skip
 
 

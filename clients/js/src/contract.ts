@@ -123,7 +123,7 @@ export const CLOSE_EXPLANATIONS: Readonly<Record<number, readonly [string, strin
 });
 
 /** The gateway's stable error codes. */
-export type ErrorCodeValue = "invalid_json" | "invalid_message" | "unknown_type" | "binary_not_supported" | "invalid_subscription_type" | "invalid_filter" | "not_subscribed" | "auth_required" | "invalid_token" | "token_expired" | "forbidden" | "too_many_connections" | "message_too_large" | "service_unavailable" | "internal_error" | "invalid_request" | "not_found" | "rate_limited" | "too_many_subscriptions" | "origin_not_allowed" | "unauthorized";
+export type ErrorCodeValue = "invalid_json" | "invalid_message" | "unknown_type" | "binary_not_supported" | "invalid_subscription_type" | "invalid_filter" | "not_subscribed" | "auth_required" | "invalid_token" | "token_expired" | "forbidden" | "too_many_connections" | "message_too_large" | "service_unavailable" | "internal_error" | "invalid_request" | "not_found" | "rate_limited" | "too_many_subscriptions" | "origin_not_allowed" | "unauthorized" | "invalid_position";
 export const ErrorCodes = Object.freeze({
   "INVALID_JSON": "invalid_json",
   "INVALID_MESSAGE": "invalid_message",
@@ -145,7 +145,8 @@ export const ErrorCodes = Object.freeze({
   "RATE_LIMITED": "rate_limited",
   "TOO_MANY_SUBSCRIPTIONS": "too_many_subscriptions",
   "ORIGIN_NOT_ALLOWED": "origin_not_allowed",
-  "UNAUTHORIZED": "unauthorized"
+  "UNAUTHORIZED": "unauthorized",
+  "INVALID_POSITION": "invalid_position"
 } as const);
 
 /** What a client should do about each error code. */
@@ -170,7 +171,8 @@ export const ERROR_HINTS: Readonly<Record<string, string>> = Object.freeze({
   "rate_limited": "Slow down: wait a moment before sending or connecting again.",
   "too_many_subscriptions": "Unsubscribe from rooms you no longer need first.",
   "origin_not_allowed": "Open the page from an origin the gateway allows.",
-  "unauthorized": "Send admin credentials: Authorization: Bearer <admin token>."
+  "unauthorized": "Send admin credentials: Authorization: Bearer <admin token>.",
+  "invalid_position": "Send a position exactly as the gateway gave it, or none."
 });
 
 /** How each error code sorts into a typed error. */
@@ -197,7 +199,8 @@ export const ERROR_CLASSES: Readonly<Record<string, ErrorClassValue>> = Object.f
   "rate_limited": "general",
   "too_many_subscriptions": "subscription",
   "origin_not_allowed": "general",
-  "unauthorized": "auth"
+  "unauthorized": "auth",
+  "invalid_position": "subscription"
 },
 );
 
@@ -210,7 +213,7 @@ export const TEMPORARY_ERRORS: ReadonlySet<string> = new Set([
 ]);
 
 /** Every server frame type. */
-export type ServerMessageTypeValue = "welcome" | "subscription_confirmed" | "unsubscribed" | "status" | "ping" | "pong" | "error" | "token_expiring" | "auth_refreshed" | "odds_update" | "prediction_update" | "arbitrage_alert" | "analytics_update" | "system_alert" | "portfolio_update" | "broadcast";
+export type ServerMessageTypeValue = "welcome" | "subscription_confirmed" | "unsubscribed" | "status" | "ping" | "pong" | "error" | "token_expiring" | "auth_refreshed" | "snapshot" | "odds_update" | "prediction_update" | "arbitrage_alert" | "analytics_update" | "system_alert" | "portfolio_update" | "broadcast";
 export const ServerMessageTypes = Object.freeze({
   "WELCOME": "welcome",
   "SUBSCRIPTION_CONFIRMED": "subscription_confirmed",
@@ -221,6 +224,7 @@ export const ServerMessageTypes = Object.freeze({
   "ERROR": "error",
   "TOKEN_EXPIRING": "token_expiring",
   "AUTH_REFRESHED": "auth_refreshed",
+  "SNAPSHOT": "snapshot",
   "ODDS_UPDATE": "odds_update",
   "PREDICTION_UPDATE": "prediction_update",
   "ARBITRAGE_ALERT": "arbitrage_alert",

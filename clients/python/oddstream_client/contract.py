@@ -53,6 +53,7 @@ class ErrorCode(StrEnum):
     TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
     ORIGIN_NOT_ALLOWED = "origin_not_allowed"
     UNAUTHORIZED = "unauthorized"
+    INVALID_POSITION = "invalid_position"
 
 
 class ServerMessageType(StrEnum):
@@ -65,6 +66,7 @@ class ServerMessageType(StrEnum):
     ERROR = "error"
     TOKEN_EXPIRING = "token_expiring"
     AUTH_REFRESHED = "auth_refreshed"
+    SNAPSHOT = "snapshot"
     ODDS_UPDATE = "odds_update"
     PREDICTION_UPDATE = "prediction_update"
     ARBITRAGE_ALERT = "arbitrage_alert"
@@ -137,6 +139,7 @@ ERROR_HINTS: dict[str, str] = {
     "too_many_subscriptions": "Unsubscribe from rooms you no longer need first.",
     "origin_not_allowed": "Open the page from an origin the gateway allows.",
     "unauthorized": "Send admin credentials: Authorization: Bearer <admin token>.",
+    "invalid_position": "Send a position exactly as the gateway gave it, or none.",
 }
 
 ERROR_CLASSES: dict[str, str] = {
@@ -161,6 +164,7 @@ ERROR_CLASSES: dict[str, str] = {
     "too_many_subscriptions": "subscription",
     "origin_not_allowed": "general",
     "unauthorized": "auth",
+    "invalid_position": "subscription",
 }
 
 TEMPORARY_ERRORS: frozenset[str] = frozenset(

@@ -1,0 +1,383 @@
+"""Resume, snapshots and offline delivery against real gateways, workers and Redis.
+
+A client keeps, per subscription, the last position it saw (`positions[room]` of data
+frames, `position` of confirmations and snapshots) and subscribes with it after a
+reconnect: it must get every event it missed, in order, none twice, on any gateway; or
+`recovered: false` and a snapshot when that cannot be done in full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import subprocess
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from redis.asyncio import Redis
+
+from oddstream.embedded import free_port
+from oddstream.gateway.auth import issue_token
+from oddstream.shared.ingest import Ingester, parse_event
+from oddstream.shared.keys import Keys
+from oddstream.shared.settings import Settings
+from tests.harness import (
+    Client,
+    process_env,
+    running_gateway,
+    running_worker,
+    spawn_cli,
+    wait_until,
+    workers_synced,
+)
+
+SECRET = "resume-test-secret-0123456789abcdef"
+GAMES = ("R1", "R2", "R3")
+
+
+def _odds(game: str, seq: int, book: str = "FanDuel", market: str = "moneyline") -> Any:
+    return parse_event({"kind": "odds", "sport": "NFL", "game_id": game, "sportsbook": book,
+                        "market": market, "seq": seq})  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def feed(redis: Redis, keys: Keys, interval: float = 0.01) -> AsyncIterator[list[str]]:
+    """Publish NFL odds for three games, numbered per game, until the block ends; yields the
+    event ids published so far."""
+    sent: list[str] = []
+    stop = asyncio.Event()
+    ingester = Ingester(redis, keys)
+
+    async def run() -> None:
+        seq = 0
+        while not stop.is_set():
+            seq += 1
+            ids = await ingester.publish_many([_odds(g, seq) for g in GAMES])
+            sent.extend(i.decode() for i in ids)
+            await asyncio.sleep(interval)
+
+    task = asyncio.create_task(run())
+    try:
+        yield sent
+    finally:
+        stop.set()
+        await task
+
+
+def data_frames(c: Client) -> list[dict[str, Any]]:
+    return [f for f in c.frames if f["type"] == "odds_update"]
+
+
+def last_position(c: Client, room: str) -> str:
+    """What a client keeps: the newest position of the room it has seen."""
+    position: str | None = None
+    for frame in c.frames:
+        if frame["type"] == "subscription_confirmed" and frame["data"]["room"] == room:
+            position = str(frame["data"]["position"])
+        elif room in (frame.get("positions") or {}):
+            position = str(frame["positions"][room])
+        elif frame["type"] == "snapshot" and frame["room"] == room:
+            position = str(frame["position"])
+    assert position is not None
+    return position
+
+
+async def subscribe(c: Client, type_: str, position: str | None = None, **filters: Any) -> Any:
+    body: dict[str, Any] = {"type": "subscribe", "subscription_type": type_, "filters": filters}
+    if position is not None:
+        body["position"] = position
+    return await c.request(body, "subscription_confirmed")
+
+
+def assert_once_in_order(frames: list[dict[str, Any]], sent: list[str]) -> None:
+    ids = [f["event_id"] for f in frames]
+    assert len(ids) == len(set(ids)), "an event arrived twice"
+    assert set(ids) == set(sent), f"{len(set(sent) - set(ids))} events missing"
+    per_game: dict[str, list[int]] = defaultdict(list)
+    for frame in frames:
+        per_game[frame["data"]["game_id"]].append(frame["data"]["seq"])
+    for game, seqs in per_game.items():
+        assert seqs == sorted(seqs), f"{game} out of order"
+
+
+async def test_a_client_back_after_a_few_seconds_gets_every_missed_event_once_in_order(
+    settings: Settings, redis_client: Redis, keys: Keys
+) -> None:
+    async with running_gateway(settings) as gw, running_worker(settings):
+        first = await Client.connect(f"{gw.ws}/ws/v2/connect")
+        confirmed = await subscribe(first, "odds_updates", sport="NFL")
+        room = confirmed["data"]["room"]
+        assert confirmed["data"]["recovered"] is None  # a new subscription
+        await first.next_of("snapshot")
+        await wait_until(lambda: workers_synced(redis_client, keys), message="index")
+        async with feed(redis_client, keys) as sent:
+            await wait_until(lambda: len(data_frames(first)) >= 30, message="live frames")
+            await first.close()  # this client was the room's only holder: it lingers
+            position = last_position(first, room)
+            await asyncio.sleep(2.0)  # the feed goes on
+            second = await Client.connect(f"{gw.ws}/ws/v2/connect")
+            resumed = await subscribe(second, "odds_updates", position=position, sport="NFL")
+            assert resumed["data"]["recovered"] is True
+            assert resumed["data"]["replayed"] > 50  # two seconds at ~300 events a second
+            await asyncio.sleep(0.5)
+        await wait_until(
+            lambda: len(data_frames(first)) + len(data_frames(second)) >= len(sent),
+            message="every event",
+        )
+        await asyncio.sleep(0.3)  # a duplicate would arrive by now
+        again = data_frames(second)
+        assert all(f.get("replay") for f in again[: resumed["data"]["replayed"]])
+        assert not any(f.get("replay") for f in again[resumed["data"]["replayed"] :])
+        assert second.of("snapshot") == []  # recovered: nothing to resync
+        assert_once_in_order(data_frames(first) + again, sent)
+        await second.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["sigkill", "drain"])
+async def test_resume_on_another_gateway_when_its_gateway_dies_or_drains(
+    how: str,
+    settings: Settings,
+    redis_client: Redis,
+    keys: Keys,
+    processes: list[subprocess.Popen[bytes]],
+) -> None:
+    port = free_port()
+    doomed = spawn_cli(processes, process_env(settings, ODDSTREAM_PORT=str(port)), "gateway")
+    async with running_gateway(settings) as other, running_worker(settings):
+        url = f"ws://127.0.0.1:{port}/ws/v2/connect"
+        first: Client | None = None
+
+        async def connected() -> bool:
+            nonlocal first
+            try:
+                first = await Client.connect(url)
+            except OSError:
+                return False
+            return True
+
+        await wait_until(connected, timeout=10, message="the gateway process")
+        assert first is not None
+        room = (await subscribe(first, "odds_updates", sport="NFL"))["data"]["room"]
+        await wait_until(lambda: workers_synced(redis_client, keys), message="index")
+        async with feed(redis_client, keys) as sent:
+            await wait_until(lambda: len(data_frames(first)) >= 30, message="live frames")
+            if how == "sigkill":
+                doomed.send_signal(signal.SIGKILL)
+            else:
+                doomed.send_signal(signal.SIGTERM)  # drain: 1001, reconnect now
+            await wait_until(lambda: first.closed_code is not None, message="connection lost")
+            if how == "drain":
+                assert first.closed_code == 1001
+            position = last_position(first, room)
+            await asyncio.sleep(1.0)
+            second = await Client.connect(f"{other.ws}/ws/v2/connect")
+            resumed = await subscribe(second, "odds_updates", position=position, sport="NFL")
+            assert resumed["data"]["recovered"] is True
+            await asyncio.sleep(0.5)
+        await wait_until(
+            lambda: len(data_frames(first)) + len(data_frames(second)) >= len(sent),
+            message="every event",
+        )
+        await asyncio.sleep(0.3)
+        assert_once_in_order(data_frames(first) + data_frames(second), sent)
+        await first.close()
+        await second.close()
+
+
+async def test_out_of_the_window_or_after_data_loss_is_not_recovered_and_gets_a_snapshot(
+    settings: Settings, redis_client: Redis, keys: Keys
+) -> None:
+    small = settings.model_copy(update={"history_size": 10})
+    async with running_gateway(small) as gw, running_worker(small):
+        c = await Client.connect(f"{gw.ws}/ws/v2/connect")
+        room = (await subscribe(c, "odds_updates", sport="NFL"))["data"]["room"]
+        await wait_until(lambda: workers_synced(redis_client, keys), message="index")
+        ingester = Ingester(redis_client, keys)
+        await ingester.publish_many([_odds("R1", 1)])
+        await c.next_of("odds_update")
+        position = last_position(c, room)
+        await c.close()
+        # More than the history keeps (the approximate trim keeps at most a few hundred).
+        for seq in range(2, 800, 50):
+            await ingester.publish_many(
+                [_odds("R1", s, market="total") for s in range(seq, seq + 50)]
+            )
+        await ingester.publish_many([_odds("R2", 1, book="Caesars")])
+
+        async def published_all() -> bool:
+            return await redis_client.hlen(keys.latest("R2")) == 1
+
+        await wait_until(published_all, message="worker caught up")
+        again = await Client.connect(f"{gw.ws}/ws/v2/connect")
+        reply = await subscribe(again, "odds_updates", position=position, sport="NFL")
+        assert reply["data"]["recovered"] is False
+        assert reply["data"]["replayed"] == 0
+        snapshot = await again.next_of("snapshot")
+        assert snapshot["room"] == room and snapshot["position"] == reply["data"]["position"]
+        latest = {(e["data"]["game_id"], e["data"]["sportsbook"], e["data"]["market"]):
+                  e["data"]["seq"] for e in snapshot["data"]["events"]}  # fmt: skip
+        assert latest == {
+            ("R1", "FanDuel", "moneyline"): 1,
+            ("R1", "FanDuel", "total"): 801,  # the newest of that key, not an older one
+            ("R2", "Caesars", "moneyline"): 1,
+        }
+        # The data set was lost (a Redis restart without persistence makes a new epoch).
+        fresh = last_position(again, room)
+        await again.close()
+        await redis_client.set(keys.epoch, "0123456789ab")
+        third = await Client.connect(f"{gw.ws}/ws/v2/connect")
+        reply = await subscribe(third, "odds_updates", position=fresh, sport="NFL")
+        assert reply["data"]["recovered"] is False
+        assert reply["data"]["position"].startswith("0123456789ab:")
+        await third.next_of("snapshot")
+        await third.close()
+
+
+async def test_a_new_odds_subscriber_gets_the_snapshot_before_live_updates(
+    settings: Settings, redis_client: Redis, keys: Keys
+) -> None:
+    async with running_gateway(settings) as gw, running_worker(settings):
+        warm = await Client.connect(f"{gw.ws}/ws/v2/connect")
+        await subscribe(warm, "nfl")  # any room: workers record latest values regardless
+        await wait_until(lambda: workers_synced(redis_client, keys), message="index")
+        ingester = Ingester(redis_client, keys)
+        for seq in range(1, 4):
+            await ingester.publish_many(
+                [_odds(g, seq, book=b) for g in ("S1", "S2") for b in ("FanDuel", "BetMGM")]
+            )
+        await ingester.publish_many([parse_event({"kind": "odds", "sport": "NBA", "game_id": "B1",
+                                     "sportsbook": "FanDuel", "market": "total"})])  # fmt: skip
+
+        async def recorded() -> bool:
+            return await redis_client.hlen(keys.latest("B1")) == 1
+
+        await wait_until(recorded, message="latest values")
+        async with feed(redis_client, keys, interval=0.005):
+            c = await Client.connect(f"{gw.ws}/ws/v2/connect")
+            await subscribe(c, "odds_updates", sport="NFL")
+            snapshot = await c.next_of("snapshot")
+            await c.next_of("odds_update")
+        types = [f["type"] for f in c.frames]
+        assert types.index("snapshot") < types.index("odds_update")  # snapshot first
+        values = {(e["data"]["game_id"], e["data"]["sportsbook"]): e["data"]["seq"]
+                  for e in snapshot["data"]["events"]}  # fmt: skip
+        assert {k: v for k, v in values.items() if k[0] in ("S1", "S2")} == {
+            (g, b): 3 for g in ("S1", "S2") for b in ("FanDuel", "BetMGM")
+        }
+        assert all(e["data"]["sport"] == "NFL" for e in snapshot["data"]["events"])  # filtered
+        assert all(e["type"] == "odds_update" and e["event_id"] for e in snapshot["data"]["events"])
+        # Live updates after the snapshot never go back in time for a key.
+        seen: dict[tuple[str, str, str], int] = {}
+        for e in snapshot["data"]["events"]:
+            seen[(e["data"]["game_id"], e["data"]["sportsbook"], e["data"]["market"])] = e["data"][
+                "seq"
+            ]
+        for f in data_frames(c):
+            key = (f["data"]["game_id"], f["data"]["sportsbook"], f["data"]["market"])
+            assert f["data"]["seq"] > seen.get(key, 0), f"{key} went back"
+            seen[key] = f["data"]["seq"]
+        no_snapshot = await Client.connect(f"{gw.ws}/ws/v2/connect")
+        await no_snapshot.request(
+            {"type": "subscribe", "subscription_type": "odds_updates", "snapshot": False},
+            "subscription_confirmed",
+        )
+        await asyncio.sleep(0.2)
+        assert no_snapshot.of("snapshot") == []
+        for client in (warm, c, no_snapshot):
+            await client.close()
+
+
+async def test_a_portfolio_user_away_longer_than_the_live_window_gets_what_they_missed_once(
+    settings: Settings, redis_client: Redis, keys: Keys
+) -> None:
+    short = settings.model_copy(
+        update={
+            "history_seconds": 0.5,
+            "offline_history_seconds": 60.0,
+            "jwt_secret": SecretStr(SECRET),
+        }
+    )
+    token = issue_token(SECRET, "alice")
+    headers = {"Authorization": f"Bearer {token}"}
+    async with running_gateway(short) as gw, running_worker(short):
+        c = await Client.connect(f"{gw.ws}/ws/v2/connect", headers=headers)
+        room = (await subscribe(c, "portfolio"))["data"]["room"]
+        position = last_position(c, room)
+        await c.close()
+        ingester = Ingester(redis_client, keys)
+        for n in range(3):
+            await ingester.publish(parse_event({"kind": "portfolio", "user": "alice", "n": n}))
+        await ingester.publish(parse_event({"kind": "portfolio", "user": "bob", "n": 99}))
+        await asyncio.sleep(2.0)  # past the live window: the room expired from the registry
+        assert await redis_client.hexists(keys.rooms, room) == 0
+        back = await Client.connect(f"{gw.ws}/ws/v2/connect", headers=headers)
+        reply = await subscribe(back, "portfolio", position=position)
+        assert reply["data"]["recovered"] is True
+        assert reply["data"]["replayed"] == 3
+        await wait_until(lambda: len(back.of("portfolio_update")) == 3, message="missed updates")
+        assert [f["data"]["n"] for f in back.of("portfolio_update")] == [0, 1, 2]
+        newest = last_position(back, room)
+        await back.close()
+        # Coming back with the newest position gives nothing twice.
+        again = await Client.connect(f"{gw.ws}/ws/v2/connect", headers=headers)
+        reply = await subscribe(again, "portfolio", position=newest)
+        assert reply["data"]["recovered"] is True and reply["data"]["replayed"] == 0
+        await asyncio.sleep(0.2)
+        assert again.of("portfolio_update") == []
+        await again.close()
+
+
+async def test_bad_positions_get_an_error_or_a_resync_never_another_rooms_data(
+    settings: Settings, redis_client: Redis, keys: Keys
+) -> None:
+    capped = settings.model_copy(update={"max_replay": 5})
+    async with running_gateway(capped) as gw, running_worker(capped):
+        c = await Client.connect(f"{gw.ws}/ws/v2/connect")
+        nfl = (await subscribe(c, "odds_updates", sport="NFL"))["data"]["room"]
+        nba = (await subscribe(c, "odds_updates", sport="NBA"))["data"]["room"]
+        await wait_until(lambda: workers_synced(redis_client, keys), message="index")
+        ingester = Ingester(redis_client, keys)
+        await ingester.publish_many([_odds("R1", 1)])
+        await c.next_of("odds_update")
+        nfl_position = last_position(c, nfl)
+        for bad in ("", "garbage", "x" * 150, "zz:yy:1-0", f"{nfl_position}{'0' * 25}"):
+            reply = await c.request(
+                {"type": "subscribe", "subscription_type": "nhl", "position": bad, "id": bad},
+                "subscription_confirmed",
+            )
+            assert reply["type"] == "error", bad
+            assert reply["code"] in ("invalid_position", "invalid_message"), reply
+        status = await c.request({"type": "status"}, "status")
+        assert {s["room"] for s in status["data"]["subscriptions"]} == {nfl, nba}
+
+        epoch, _tag, entry = nfl_position.split(":")
+        ms, seq = entry.split("-")
+        cases = {
+            "another room's": nfl_position,  # used for the NBA room
+            "a future": f"{epoch}:{nba[-8:]}:{int(ms) + 10_000_000}-0",
+            "a forged epoch": f"abcdef:{nba[-8:]}:{ms}-{seq}",
+        }
+        fresh = await Client.connect(f"{gw.ws}/ws/v2/connect")
+        for what, position in cases.items():
+            reply = await subscribe(fresh, "odds_updates", position=position, sport="NBA")
+            assert reply["data"]["recovered"] is False, what
+            await fresh.request({"type": "unsubscribe", "room": nba, "id": what}, "unsubscribed")
+        assert all(f["data"]["sport"] == "NBA" for f in data_frames(fresh))
+        # Further behind than `max_replay` frames: a resync, not a partial replay.
+        await c.close()
+        await ingester.publish_many([_odds("R1", s) for s in range(2, 12)])
+
+        async def all_in() -> bool:
+            entries = await redis_client.xlen(keys.history(nfl))
+            return entries >= 11
+
+        await wait_until(all_in, message="history")
+        reply = await subscribe(fresh, "odds_updates", position=nfl_position, sport="NFL")
+        assert reply["data"]["recovered"] is False and reply["data"]["replayed"] == 0
+        await fresh.next_of("snapshot")
+        await fresh.close()
