@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +29,14 @@ from oddstream_client import (
     ConnectionClosed,
     ConnectionState,
     OddstreamClient,
+    ResumeEvent,
     StateEvent,
     Subscription,
     SubscriptionError,
 )
 from tests.harness import (
     ADMIN,
+    RunningGateway,
     gateway_on_port,
     process_env,
     running_gateway,
@@ -88,9 +91,13 @@ async def test_subscribe_receives_events_and_errors_are_typed(
             assert client.state is ConnectionState.CONNECTED
             assert client.welcome is not None and client.welcome["type"] == "welcome"
             mlb = await client.subscribe("odds_updates", sport="MLB")
-            nba = await client.subscribe("odds_updates", {"sport": "NBA"})
+            nba = await client.subscribe("odds_updates", {"sport": "NBA"}, snapshot=False)
             assert mlb.room and mlb.room.startswith("odds_updates.") and mlb.room != nba.room
             assert client.stats.subscriptions == 2
+            # A new odds subscription starts with a snapshot of the room (nothing yet here).
+            (snapshot,) = await take(mlb, 1)
+            assert snapshot["type"] == "snapshot" and snapshot["room"] == mlb.room
+            assert snapshot["data"]["events"] == [] and mlb.position == snapshot["position"]
             await wait_until(lambda: workers_synced(redis_client, keys), message="worker synced")
 
             ids = await publish_odds(redis_client, keys, "MLB", "G1", "G2")
@@ -101,7 +108,7 @@ async def test_subscribe_receives_events_and_errors_are_typed(
             assert [f["data"]["game_id"] for f in got] == ["G1", "G2"]
             assert all(f["type"] == "odds_update" and f["rooms"] == [mlb.room] for f in got)
             assert [f["event_id"] for f in await take(nba, 1)] == nba_ids
-            assert mlb.received == 2 and nba.received == 1
+            assert mlb.received == 3 and nba.received == 1  # mlb's snapshot, then two
 
             seen: list[str] = []
             mlb.add_callback(lambda f: seen.append(f["data"]["game_id"]))
@@ -194,7 +201,7 @@ async def test_resubscribes_after_gateway_restart_on_the_same_port(
         events = recorder(client)
         try:
             await client.connect()
-            sub = await client.subscribe("odds_updates", sport="NFL")
+            sub = await client.subscribe("odds_updates", sport="NFL", snapshot=False)
             room = sub.room
             await wait_until(lambda: workers_synced(redis_client, keys), message="worker synced")
             before = await publish_odds(redis_client, keys, "NFL", "N1")
@@ -303,6 +310,7 @@ async def test_revocation_is_terminal(settings: Settings) -> None:
                 assert reply.status == 200
             await wait_until(lambda: client.state is ConnectionState.CLOSED, message="closed")
             await asyncio.sleep(0.3)  # long enough for a (wrong) FAST retry to show up
+            assert (await sub.__anext__())["type"] == "snapshot"  # delivered before the end
             with pytest.raises(ConnectionClosed) as ended:
                 await sub.__anext__()
             assert ended.value.close_code == 4503
@@ -320,7 +328,7 @@ async def test_cli_listen_prints_json_lines(
     async with running_gateway(settings) as gw, running_worker(settings):
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "oddstream.cli", "listen", "odds_updates", "--sport", "MLB",
-            "--url", f"{gw.ws}/ws/v2/connect", "--count", "2",
+            "--url", f"{gw.ws}/ws/v2/connect", "--count", "3",
             env=process_env(settings), cwd=ROOT,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
@@ -342,10 +350,12 @@ async def test_cli_listen_prints_json_lines(
     assert proc.returncode == 0, err.decode()
     lines = out.decode().splitlines()
     frames = [orjson.loads(line) for line in lines]
-    assert len(frames) == 2
-    assert [f["type"] for f in frames] == ["odds_update", "odds_update"]
-    assert [f["event_id"] for f in frames] == ids[:2]
-    assert [f["data"]["game_id"] for f in frames] == ["M1", "M1"]
+    assert len(frames) == 3
+    # The client yields the room's snapshot first (empty: nothing was published yet).
+    assert [f["type"] for f in frames] == ["snapshot", "odds_update", "odds_update"]
+    assert frames[0]["data"]["events"] == []
+    assert [f["event_id"] for f in frames[1:]] == ids[:2]
+    assert [f["data"]["game_id"] for f in frames[1:]] == ["M1", "M1"]
     assert b"closed" in err and b"Traceback" not in err
 
 
@@ -393,3 +403,336 @@ async def test_heartbeat_timeout_detects_a_frozen_gateway(
     dropped = next(e for e in events if e.state is ConnectionState.DISCONNECTED)
     assert "heartbeat timeout" in (dropped.reason or "")
     assert states(events)[-2:] == ["connected", "closed"]
+
+
+# --- 7. gap-free resume, dedupe, snapshots --------------------------------------------------------
+#
+# The client keeps each subscription's position and sends it with every resubscribe: the
+# gateway replays what the room got meanwhile, then live frames follow. One game per feed keeps
+# the events in one ingest partition, so the room's order is the ingest order, exactly.
+
+SLOW_FIRST = Backoff(base=0.4, factor=2.0, max_delay=0.8, jitter="none")
+
+
+@contextlib.asynccontextmanager
+async def game_feed(
+    redis: Redis, keys: Keys, sport: str, game: str, interval: float = 0.01, kind: str = "odds"
+) -> AsyncIterator[list[str]]:
+    """Publish one event of `game` every `interval` s until the block ends; yields the ids
+    published so far, in ingest order (one game: one partition, one order)."""
+    sent: list[str] = []
+    stop = asyncio.Event()
+
+    async def feed() -> None:
+        ingester = Ingester(redis, keys)
+        n = 0
+        while not stop.is_set():
+            n += 1
+            body: dict[str, Any] = {"kind": kind, "sport": sport, "game_id": game, "seq": n}
+            if kind == "odds":
+                body |= {"sportsbook": "FanDuel", "market": "total", "over_price": -100 - n}
+            sent.append((await ingester.publish(parse_event(body))).decode())
+            await asyncio.sleep(interval)
+
+    task = asyncio.create_task(feed())
+    try:
+        yield sent
+    finally:
+        stop.set()
+        await task
+
+
+def drop_connections(gw: RunningGateway) -> int:
+    """Cut every client's TCP connection from the gateway's side (no close frame: 1006)."""
+    connections = list(gw.node.connections.values())
+    for conn in connections:
+        conn.transport.abort()
+    return len(connections)
+
+
+async def collect(sub: Subscription, until: Callable[[list[dict[str, Any]]], bool], timeout: float
+                  ) -> list[dict[str, Any]]:  # fmt: skip
+    """Frames of `sub` until `until(frames)`; then whatever else arrives within 0.5 s (a
+    duplicate would have arrived by then)."""
+    frames: list[dict[str, Any]] = []
+    async with asyncio.timeout(timeout):
+        while not until(frames):
+            frames.append(await sub.__anext__())
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(0.5):
+            while True:
+                frames.append(await sub.__anext__())
+    return frames
+
+
+def data_ids(frames: list[dict[str, Any]]) -> list[str]:
+    return [f["event_id"] for f in frames if f["type"] != "snapshot"]
+
+
+def has_all(sent: list[str]) -> Callable[[list[dict[str, Any]]], bool]:
+    return lambda frames: set(sent) <= set(data_ids(frames))
+
+
+async def test_resumes_after_a_dropped_connection_with_every_missed_event_once_in_order(
+    settings: Settings, redis_client: Redis, keys: Keys
+) -> None:
+    async with running_gateway(settings) as gw, running_worker(settings):
+        client = OddstreamClient(f"{gw.ws}/ws/v2/connect", backoff=SLOW_FIRST, max_attempts=None)
+        resumes: list[ResumeEvent] = []
+        client.on_resume(resumes.append)
+        async with client:
+            sub = await client.subscribe("odds_updates", sport="MLB")
+            assert sub.recovered is None  # a fresh subscription: a snapshot is next
+            await wait_until(lambda: workers_synced(redis_client, keys), message="worker synced")
+            async with game_feed(redis_client, keys, "MLB", "R1") as sent:
+                await wait_until(lambda: len(sent) > 20 and sub.received > 10, message="flowing")
+                before = sub.position
+                assert before is not None
+                assert drop_connections(gw) == 1
+                # Away for the first backoff step (0.4 s) while ~40 events are published.
+                await wait_until(lambda: client.stats.reconnects == 1, message="reconnected")
+                await asyncio.sleep(0.5)
+            frames = await collect(sub, has_all(sent), timeout=15)
+
+        assert frames[0]["type"] == "snapshot" and frames[0]["data"]["events"] == []
+        assert [f["type"] for f in frames[1:]] == ["odds_update"] * (len(frames) - 1)
+        assert data_ids(frames) == sent, "every event once, in ingest order, across the drop"
+        assert [f["data"]["seq"] for f in frames[1:]] == list(range(1, len(sent) + 1))
+        replayed = [f for f in frames if f.get("replay")]
+        assert replayed, "the events published while away came back as a replay"
+        assert [f["event_id"] for f in replayed] == sent[sent.index(replayed[0]["event_id"]) :][
+            : len(replayed)
+        ]
+        assert all(sub.room in f["positions"] for f in frames[1:])
+        # The resubscribe carried the position; the gateway resumed from it.
+        assert [(e.recovered, e.subscription) for e in resumes] == [(True, sub)]
+        assert resumes[0].position != frames[-1]["positions"][sub.room]
+        assert resumes[0].replayed == len(replayed)
+        assert sub.recovered is True and sub.resumes == 1 and sub.resyncs == 0
+        assert sub.position == frames[-1]["positions"][sub.room]
+        assert client.stats.resumes == 1 and client.stats.reconnects == 1
+
+
+async def test_resumes_across_a_gateway_restart_with_no_gap_and_no_duplicate(
+    settings: Settings, redis_client: Redis, keys: Keys
+) -> None:
+    """The gateway drains (1001), is down for a while, and a new one takes the same port."""
+    fixed = settings.model_copy(update={"port": free_port()})
+    async with running_worker(fixed):
+        first = gateway_on_port(fixed, fixed.port)
+        gw = await first.__aenter__()
+        client = OddstreamClient(f"{gw.ws}/ws/v2/connect", backoff=FAST, max_attempts=None)
+        events = recorder(client)
+        try:
+            await client.connect()
+            sub = await client.subscribe("nba", game_id="B7")
+            await wait_until(lambda: workers_synced(redis_client, keys), message="worker synced")
+            async with game_feed(redis_client, keys, "NBA", "B7", kind="predictions") as sent:
+                await wait_until(lambda: sub.received > 10, message="flowing")
+                await first.__aexit__(None, None, None)  # drains: 1001
+                down = len(sent)
+                await asyncio.sleep(0.8)  # nobody serves the room meanwhile
+                assert len(sent) > down + 20
+                async with gateway_on_port(fixed, fixed.port) as again:
+                    await wait_until(
+                        lambda: client.state is ConnectionState.CONNECTED, message="back"
+                    )
+                    assert again.node.gateway_id != gw.node.gateway_id
+                    await asyncio.sleep(0.3)
+                    frames = await collect(sub, has_all(sent), timeout=15)
+        finally:
+            await client.close()
+    assert next(e for e in events if e.state is ConnectionState.DISCONNECTED).close_code == 1001
+    assert frames[0]["type"] == "snapshot"
+    assert data_ids(frames) == sent
+    assert all(f["type"] == "prediction_update" for f in frames[1:])
+    assert any(f.get("replay") for f in frames)
+    assert sub.recovered is True and sub.resumes == 1 and sub.duplicates == 0
+
+
+async def test_a_replayed_duplicate_is_dropped_by_event_id(
+    settings: Settings, redis_client: Redis, keys: Keys
+) -> None:
+    """The gateway drops duplicates at the seam; the client drops any that still come. Here
+    the subscription's position is set back (as a stale saved position would be), so the
+    resume replays two frames it already delivered: neither is yielded again."""
+    async with (
+        running_gateway(settings) as gw,
+        running_worker(settings),
+        OddstreamClient(f"{gw.ws}/ws/v2/connect", backoff=FAST) as client,
+    ):
+        sub = await client.subscribe("odds_updates", game_id="D1", snapshot=False)
+        await wait_until(lambda: workers_synced(redis_client, keys), message="worker synced")
+        sent = await publish_odds(redis_client, keys, "MLB", "D1", "D1", "D1")
+        got = await take(sub, 3)
+        assert data_ids(got) == sent  # snapshot=False: live frames only
+        assert sub.position == got[2]["positions"][sub.room]
+
+        sub._position = got[0]["positions"][sub.room]  # behind what it delivered
+        assert drop_connections(gw) == 1
+        await wait_until(lambda: client.stats.reconnects == 1, message="reconnected")
+        assert sub.recovered is True and sub.replayed == 2  # sent[1:] again
+        more = await publish_odds(redis_client, keys, "MLB", "D1")
+        (live,) = await take(sub, 1)
+        assert data_ids([live]) == more  # the replayed two were not yielded again
+        assert sub.duplicates == 2 and sub.received == 4
+        assert client.stats.duplicates == 2
+        assert sub.position == live["positions"][sub.room]
+
+
+async def test_a_new_odds_subscription_gets_the_latest_values_first(
+    settings: Settings, redis_client: Redis, keys: Keys
+) -> None:
+    async with (
+        running_gateway(settings) as gw,
+        running_worker(settings),
+        OddstreamClient(f"{gw.ws}/ws/v2/connect", backoff=FAST) as watcher,
+        OddstreamClient(f"{gw.ws}/ws/v2/connect", backoff=FAST) as client,
+    ):
+        witness = await watcher.subscribe("odds_updates", sport="NHL", snapshot=False)
+        await wait_until(lambda: workers_synced(redis_client, keys), message="worker synced")
+        base = {"kind": "odds", "sport": "NHL", "sportsbook": "FanDuel"}
+        bodies = [
+            {**base, "game_id": "H1", "market": "total", "over_price": -110},
+            {**base, "game_id": "H1", "market": "total", "over_price": -115},  # newer
+            {**base, "game_id": "H1", "market": "spread", "home_price": 100},
+            {**base, "game_id": "H2", "market": "total", "sportsbook": "BetMGM"},
+            {**base, "game_id": "H2", "market": "total", "over_price": -120},
+        ]
+        events = [parse_event(b) for b in bodies]
+        ids = [i.decode() for i in await Ingester(redis_client, keys).publish_many(events)]
+        await take(witness, 5)  # the worker has recorded them all
+        latest = {ids[1], ids[2], ids[3], ids[4]}  # one per game, book and market
+
+        # A new subscriber (another connection: the watcher's is in the room already).
+        sub = await client.subscribe("odds_updates", sport="NHL")
+        assert sub.room == witness.room and sub.recovered is None
+        more = await publish_odds(redis_client, keys, "NHL", "H1")
+        snapshot, live = await take(sub, 2)
+        assert snapshot["type"] == "snapshot" and snapshot["room"] == sub.room
+        assert snapshot["data"]["subscription_type"] == "odds_updates"
+        got = snapshot["data"]["events"]
+        assert {e["event_id"] for e in got} == latest
+        assert all(e["type"] == "odds_update" for e in got)
+        h1_total = next(
+            e for e in got if e["data"]["game_id"] == "H1" and e["data"]["market"] == "total"
+        )
+        assert h1_total["data"]["over_price"] == -115  # the newest value of that key
+        assert live["event_id"] == more[0]  # live updates come after the snapshot
+        assert sub.snapshots == 1 and sub.last_snapshot == snapshot
+        assert sub.position == live["positions"][sub.room]
+
+        # snapshot=False: live frames only.
+        async with OddstreamClient(f"{gw.ws}/ws/v2/connect", backoff=FAST) as other:
+            quiet = await other.subscribe("odds_updates", {"sport": "NHL"}, snapshot=False)
+            more = await publish_odds(redis_client, keys, "NHL", "H2")
+            assert data_ids(await take(quiet, 1)) == more and quiet.snapshots == 0
+
+
+async def test_an_unusable_position_resyncs_with_a_snapshot_and_a_malformed_one_is_refused(
+    settings: Settings, redis_client: Redis, keys: Keys
+) -> None:
+    async with (
+        running_gateway(settings) as gw,
+        running_worker(settings),
+        OddstreamClient(f"{gw.ws}/ws/v2/connect", backoff=FAST) as client,
+    ):
+        resumes: list[ResumeEvent] = []
+        client.on_resume(resumes.append)
+        nba = await client.subscribe("odds_updates", sport="NBA", snapshot=False)
+        await wait_until(lambda: workers_synced(redis_client, keys), message="worker synced")
+        await publish_odds(redis_client, keys, "NBA", "N1")
+        (frame,) = await take(nba, 1)
+        other_room = frame["positions"][nba.room]
+
+        # Well-formed, but another room's: not recovered, and a snapshot instead.
+        mlb = await client.subscribe("odds_updates", sport="MLB", position=other_room)
+        assert mlb.recovered is False and mlb.resyncs == 1
+        assert [(e.subscription, e.recovered, e.position) for e in resumes] == [
+            (mlb, False, other_room)
+        ]
+        (snapshot,) = await take(mlb, 1)
+        assert snapshot["type"] == "snapshot" and snapshot["room"] == mlb.room
+        assert mlb.position == snapshot["position"] != other_room
+        assert client.stats.resyncs == 1
+
+        with pytest.raises(SubscriptionError) as bad:
+            await client.subscribe("odds_updates", sport="NHL", position="not a position")
+        assert bad.value.code == "invalid_position" and bad.value.hint
+        assert client.stats.subscriptions == 2
+
+
+async def test_a_resume_past_the_window_resyncs_and_tells_the_application(
+    settings: Settings, redis_client: Redis, keys: Keys
+) -> None:
+    """Away for longer than the room keeps history: `recovered: false`, `on_resync`, and the
+    snapshot in the stream before the live frames."""
+    short = settings.model_copy(update={"port": free_port(), "history_seconds": 0.5})
+    async with running_worker(short):
+        first = gateway_on_port(short, short.port)
+        gw = await first.__aenter__()
+        client = OddstreamClient(f"{gw.ws}/ws/v2/connect", backoff=FAST, max_attempts=None)
+        try:
+            await client.connect()
+            sub = await client.subscribe("odds_updates", sport="NFL")
+            resyncs: list[ResumeEvent] = []
+            sub.on_resync(resyncs.append)
+            await wait_until(lambda: workers_synced(redis_client, keys), message="worker synced")
+            async with game_feed(redis_client, keys, "NFL", "F1", interval=0.02) as sent:
+                await wait_until(lambda: sub.received > 5, message="flowing")
+                await first.__aexit__(None, None, None)
+                await asyncio.sleep(2.0)  # four windows
+                async with gateway_on_port(short, short.port):
+                    await wait_until(lambda: len(resyncs) == 1, message="resync reported")
+                    mark = len(sent) + 5
+
+                    def live_again(frames: list[dict[str, Any]]) -> bool:
+                        return len(sent) > mark and sent[mark] in data_ids(frames)
+
+                    frames = await collect(sub, live_again, timeout=15)
+        finally:
+            await client.close()
+    assert resyncs[0].recovered is False and resyncs[0].subscription is sub
+    assert sub.recovered is False and sub.resyncs == 1 and sub.resumes == 0
+    kinds = [f["type"] for f in frames]
+    assert kinds.count("snapshot") == 2, kinds  # the fresh one, and the resync's
+    resync_at = kinds.index("snapshot", 1)
+    (latest,) = frames[resync_at]["data"]["events"]  # one game, book and market
+    before = data_ids(frames[:resync_at])
+    after = data_ids(frames[resync_at:])
+    assert latest["event_id"] not in before, "the snapshot holds what was missed"
+    assert sent.index(latest["event_id"]) < sent.index(after[0])
+    assert after == sent[sent.index(after[0]) : sent.index(after[0]) + len(after)]
+    assert len(before) == len(set(before)) and before == sent[: len(before)]
+
+
+async def test_offline_portfolio_updates_are_delivered_on_return_from_a_saved_position(
+    settings: Settings, redis_client: Redis, keys: Keys
+) -> None:
+    """A process that stored its position and comes back later than the live window receives
+    the portfolio updates sent meanwhile, once, in order."""
+    secure = settings.model_copy(update={"jwt_secret": SecretStr(SECRET), "history_seconds": 0.5})
+    token = issue_token(SECRET, "dora")
+
+    async def publish(n: int) -> list[str]:
+        events = [parse_event({"kind": "portfolio", "user": "dora", "n": i}) for i in range(n)]
+        return [i.decode() for i in await Ingester(redis_client, keys).publish_many(events)]
+
+    async with running_gateway(secure) as gw, running_worker(secure):
+        url = f"{gw.ws}/ws/v2/connect"
+        async with OddstreamClient(url, token=token, backoff=FAST) as client:
+            sub = await client.subscribe("portfolio")
+            await wait_until(lambda: workers_synced(redis_client, keys), message="worker synced")
+            seen = await publish(3)
+            assert data_ids(await take(sub, 3)) == seen
+            saved = sub.position
+        assert saved is not None
+        missed = await publish(4)
+        await asyncio.sleep(1.5)  # three live windows later
+        async with OddstreamClient(url, token=token, backoff=FAST) as client:
+            back = await client.subscribe("portfolio", position=saved)
+            assert back.recovered is True and back.replayed == 4
+            frames = await take(back, 4)
+            assert data_ids(frames) == missed
+            assert all(f.get("replay") and f["type"] == "portfolio_update" for f in frames)
+            assert back.position == frames[-1]["positions"][back.room]

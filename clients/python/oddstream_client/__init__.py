@@ -1,4 +1,5 @@
-"""Oddstream's Python client: asyncio, reconnects by close-code advice, typed errors."""
+"""Oddstream's Python client: asyncio, reconnects by close-code advice, resumes without gaps,
+typed errors."""
 
 from oddstream_client.backoff import Backoff
 from oddstream_client.client import OddstreamClient
@@ -10,9 +11,11 @@ from oddstream_client.errors import (
     error_for,
 )
 from oddstream_client.state import ClientStats, ConnectionState, StateEvent
-from oddstream_client.subscription import Subscription
+from oddstream_client.subscription import SNAPSHOT_FRAME, SNAPSHOT_TYPES, ResumeEvent, Subscription
 
 __all__ = [
+    "SNAPSHOT_FRAME",
+    "SNAPSHOT_TYPES",
     "AuthError",
     "Backoff",
     "ClientStats",
@@ -20,6 +23,7 @@ __all__ = [
     "ConnectionState",
     "OddstreamClient",
     "OddstreamError",
+    "ResumeEvent",
     "StateEvent",
     "Subscription",
     "SubscriptionError",

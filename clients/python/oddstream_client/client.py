@@ -13,7 +13,8 @@ each re-implementing it (and from stampeding the gateways when they restart).
 One supervisor task per client owns the connection: it connects, reads, and on a close decides
 from the close code's advice group whether to reconnect at once, back off, refresh the token
 first, or stop. `Subscription` objects outlive connections: they are re-sent after every
-reconnect and keep yielding frames.
+reconnect with their last position, so the gateway replays what was missed (or says it cannot,
+`recovered: false`, and sends a snapshot), and they keep yielding frames, each event once.
 """
 
 from __future__ import annotations
@@ -50,7 +51,12 @@ from oddstream_client.errors import (
     error_from_frame,
 )
 from oddstream_client.state import ClientStats, ConnectionState, StateEvent
-from oddstream_client.subscription import Subscription
+from oddstream_client.subscription import (
+    DEDUPE_WINDOW,
+    SNAPSHOT_FRAME,
+    ResumeCallback,
+    Subscription,
+)
 
 __all__ = ["OddstreamClient"]
 
@@ -63,6 +69,8 @@ StateCallback = Callable[["StateEvent"], None]
 
 #: Close code aiohttp reports for a connection that ended without a close frame.
 ABNORMAL_CLOSURE = 1006
+#: The error code of a subscribe whose position the gateway cannot parse.
+INVALID_POSITION = "invalid_position"
 
 
 @dataclass
@@ -92,6 +100,8 @@ class OddstreamClient:
     bounds consecutive failed reconnects (None: retry forever). `heartbeat_timeout` is how
     long silence means a dead connection (default twice the gateway's heartbeat interval).
     `ping_interval` is how often to measure latency with our own ping (None: only `ping()`).
+    `dedupe_window` is how many recent event ids each subscription remembers to drop
+    duplicates (a replay overlapping what was already delivered).
     """
 
     def __init__(
@@ -108,6 +118,7 @@ class OddstreamClient:
         request_timeout: float = 10.0,
         max_buffered: int = 10_000,
         rng: random.Random | None = None,
+        dedupe_window: int = DEDUPE_WINDOW,
     ) -> None:
         self.url = URL(url)
         self.backoff = backoff if backoff is not None else Backoff()
@@ -117,6 +128,7 @@ class OddstreamClient:
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
         self.max_buffered = max_buffered
+        self.dedupe_window = dedupe_window
         self.welcome: Frame | None = None
         self.final_error: OddstreamError | None = None
         self._token = token
@@ -124,8 +136,11 @@ class OddstreamClient:
         self._rng = rng
         self._state = ConnectionState.DISCONNECTED
         self._state_callbacks: list[StateCallback] = []
+        self._resume_callbacks: list[ResumeCallback] = []
         self._subs: list[Subscription] = []
         self._pending: dict[str, asyncio.Future[Frame]] = {}
+        # Subscribe requests in flight: request id -> (subscription, position it resumes from).
+        self._pending_subs: dict[str, tuple[Subscription, str | None]] = {}
         self._ids = itertools.count(1)
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
@@ -140,6 +155,8 @@ class OddstreamClient:
         self._reconnects = 0
         self._token_refreshes = 0
         self._latency: float | None = None
+        self._resumes = 0
+        self._resyncs = 0
 
     # --- public API ------------------------------------------------------------------------
 
@@ -156,6 +173,9 @@ class OddstreamClient:
             token_refreshes=self._token_refreshes,
             latency=self._latency,
             subscriptions=len(self._subs),
+            duplicates=sum(sub.duplicates for sub in self._subs),
+            resumes=self._resumes,
+            resyncs=self._resyncs,
         )
 
     @property
@@ -169,6 +189,19 @@ class OddstreamClient:
         def remove() -> None:
             with contextlib.suppress(ValueError):
                 self._state_callbacks.remove(callback)
+
+        return remove
+
+    def on_resume(self, callback: ResumeCallback) -> Callable[[], None]:
+        """Call `callback(event)` whenever a subscribe that carried a position is confirmed
+        (every resubscribe after a reconnect, and `subscribe(..., position=...)`):
+        `event.recovered` says whether the missed frames follow (`event.replayed` of them) or
+        were lost (rebuild from the snapshot that follows). Returns a remover."""
+        self._resume_callbacks.append(callback)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._resume_callbacks.remove(callback)
 
         return remove
 
@@ -217,15 +250,38 @@ class OddstreamClient:
         await self.close()
 
     async def subscribe(
-        self, subscription_type: str, filters: dict[str, Any] | None = None, /, **more: Any
+        self,
+        subscription_type: str,
+        filters: dict[str, Any] | None = None,
+        /,
+        *,
+        position: str | None = None,
+        snapshot: bool = True,
+        **more: Any,
     ) -> Subscription:
         """Subscribe and return once the gateway confirmed; raises `SubscriptionError`,
-        `AuthError`, ... on an `error` reply. Re-sent automatically after every reconnect."""
+        `AuthError`, ... on an `error` reply. Re-sent automatically after every reconnect,
+        from the subscription's latest `position`.
+
+        `position` (a `Subscription.position` saved earlier, e.g. by a process that stopped)
+        resumes from there: check `sub.recovered` on return (True: the missed frames come
+        first; False: they are gone and, for odds, predictions and sport types, a snapshot
+        comes first instead). A malformed position raises `SubscriptionError`
+        (`invalid_position`). `snapshot=False` asks for no snapshot on fresh subscribes.
+        """
         merged = {**(filters or {}), **more}
-        sub = Subscription(self, subscription_type, merged, self.max_buffered)
-        reply = await self._request(self._subscribe_body(sub))
-        self._confirmed(sub, reply)
-        self._subs.append(sub)
+        sub = Subscription(
+            self,
+            subscription_type,
+            merged,
+            self.max_buffered,
+            position=position,
+            snapshot=snapshot,
+            dedupe_window=self.dedupe_window,
+        )
+        await self._request(sub._subscribe_body(), sub=(sub, position))
+        if sub not in self._subs and sub.active:
+            self._subs.append(sub)
         return sub
 
     async def ping(self) -> float:
@@ -237,20 +293,42 @@ class OddstreamClient:
 
     # --- requests --------------------------------------------------------------------------
 
-    def _subscribe_body(self, sub: Subscription) -> Frame:
-        return {
-            "type": "subscribe",
-            "subscription_type": sub.subscription_type,
-            "filters": sub.filters,
-        }
+    def _confirmed(self, sub: Subscription, reply: Frame, sent: str | None) -> None:
+        """A subscription's confirmation, applied as it is read: the frames right behind it
+        (replay, snapshot) are routed with the subscription's room and position current."""
+        if not sub.active:
+            return
+        event = sub._confirmed(reply, sent)
+        if sub not in self._subs:
+            self._subs.append(sub)
+        if event is None:
+            return
+        if event.recovered:
+            self._resumes += 1
+        else:
+            self._resyncs += 1
+        log.debug(
+            "client.resume room=%s recovered=%s replayed=%d",
+            sub.room,
+            event.recovered,
+            event.replayed,
+        )
+        for callback in list(self._resume_callbacks):
+            try:
+                result = callback(event)
+            except Exception:
+                log.exception("client.resume_callback.failed")
+                continue
+            if result is not None:
+                self._track(asyncio.ensure_future(result))
 
-    @staticmethod
-    def _confirmed(sub: Subscription, reply: Frame) -> None:
-        data = reply.get("data") or {}
-        sub.room = data.get("room")
-        sub.confirmation = reply
-
-    async def _request(self, body: Frame, *, retry: bool = True) -> Frame:
+    async def _request(
+        self,
+        body: Frame,
+        *,
+        retry: bool = True,
+        sub: tuple[Subscription, str | None] | None = None,
+    ) -> Frame:
         """Send `body` with a fresh id and wait for the reply carrying it.
 
         With `retry`, a connection lost before the reply means: wait for the next connection
@@ -259,17 +337,24 @@ class OddstreamClient:
         while True:
             ws = await self._wait_connected()
             try:
-                return await self._send_request(ws, body)
+                return await self._send_request(ws, body, sub)
             except _SessionLost:
                 if not retry or self._closing:
                     raise ConnectionClosed(
                         "the connection was lost before the reply", temporary=not self._closing
                     ) from None
 
-    async def _send_request(self, ws: aiohttp.ClientWebSocketResponse, body: Frame) -> Frame:
+    async def _send_request(
+        self,
+        ws: aiohttp.ClientWebSocketResponse,
+        body: Frame,
+        sub: tuple[Subscription, str | None] | None = None,
+    ) -> Frame:
         request_id = f"c{next(self._ids)}"
         future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
+        if sub is not None:
+            self._pending_subs[request_id] = sub
         try:
             await self._send(ws, {**body, "id": request_id})
             async with asyncio.timeout(self.request_timeout):
@@ -280,6 +365,7 @@ class OddstreamClient:
             ) from None
         finally:
             self._pending.pop(request_id, None)
+            self._pending_subs.pop(request_id, None)
         if reply.get("type") == ServerMessageType.ERROR:
             raise error_from_frame(reply)
         return reply
@@ -483,8 +569,18 @@ class OddstreamClient:
             return None
 
         async def again(sub: Subscription) -> None:
+            sent = sub.position
             try:
-                self._confirmed(sub, await self._send_request(ws, self._subscribe_body(sub)))
+                try:
+                    await self._send_request(ws, sub._subscribe_body(), (sub, sent))
+                except OddstreamError as exc:
+                    if exc.code != INVALID_POSITION or sent is None:
+                        raise
+                    # A position this gateway cannot read (another version?): start afresh,
+                    # reported to the application as a resync.
+                    log.warning("client.resubscribe.invalid_position %s: %s", sub, exc)
+                    sub._forget_position()
+                    await self._send_request(ws, sub._subscribe_body(), (sub, sent))
             except _SessionLost:
                 return
             except OddstreamError as exc:
@@ -561,13 +657,18 @@ class OddstreamClient:
         request_id = frame.get("id")
         if isinstance(request_id, str) and request_id in self._pending:
             future = self._pending[request_id]
+            claim = self._pending_subs.pop(request_id, None)
             if not future.done():
+                if claim is not None and kind == ServerMessageType.SUBSCRIPTION_CONFIRMED:
+                    self._confirmed(claim[0], frame, claim[1])
                 future.set_result(frame)
             return
         if kind == ServerMessageType.PING:
             self._track(asyncio.ensure_future(self._pong(ws)))
         elif kind == ServerMessageType.TOKEN_EXPIRING:
             self._track(asyncio.ensure_future(self._refresh_token()))
+        elif kind == SNAPSHOT_FRAME:
+            self._route_snapshot(frame)
         elif kind in DATA_MESSAGE_TYPES:
             self._data_messages += 1
             self._route(frame)
@@ -585,7 +686,14 @@ class OddstreamClient:
         else:
             targets = []
         for sub in targets:
-            sub._deliver(frame)
+            sub._data(frame)  # each drops what it already delivered (by event_id)
+
+    def _route_snapshot(self, frame: Frame) -> None:
+        """A snapshot goes to the subscription(s) of its room that asked for one."""
+        room = frame.get("room")
+        in_room = [sub for sub in self._subs if sub.room is not None and sub.room == room]
+        for sub in [sub for sub in in_room if sub._wants_snapshot()] or in_room:
+            sub._snapshot(frame)
 
     async def _pong(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         with contextlib.suppress(_SessionLost):

@@ -53,3 +53,6 @@ class ClientStats:
     token_refreshes: int
     latency: float | None  # seconds, last ping -> pong round trip
     subscriptions: int
+    duplicates: int = 0  # frames dropped by the subscriptions as already delivered
+    resumes: int = 0  # resubscribes whose missed frames were replayed (`recovered: true`)
+    resyncs: int = 0  # resubscribes that could not recover (`recovered: false`)
