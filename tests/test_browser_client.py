@@ -7,15 +7,21 @@ Each test loads the module into a page of the gateway's origin and drives a
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 from playwright.async_api import Browser, Page
+from redis.asyncio import Redis
 
 from oddstream.embedded import free_port
+from oddstream.shared.ingest import Ingester, parse_event
+from oddstream.shared.keys import Keys
 from oddstream.shared.settings import Settings
 from tests.browser import LiveSystem, chromium, live_system, open_page
-from tests.harness import wait_until
+from tests.harness import wait_until, workers_synced
 
 SETUP = """async ([config, token]) => {
     const mod = await import("/static/oddstream.js");
@@ -333,3 +339,218 @@ async def test_error_for_types_gateway_errors(settings: Settings) -> None:
         ["OddstreamError", "some_future_code", "some_future_code", None, False, True],
         ["OddstreamError", "unknown", "unknown", None, False, True],
     ]
+
+
+# --- resume, dedupe, snapshots --------------------------------------------------------------------
+#
+# The page subscribes to a game only the test publishes (the simulator's ids never match), so
+# the test knows every event the room got, in ingest order (one game: one partition).
+
+RECORD = """async ([filters, options]) => {
+    window.got = [];
+    window.resumes = [];
+    window.resyncs = [];
+    window.snapshots = [];
+    window.m.on("resume", (d) => window.resumes.push(d));
+    window.m.on("resync", (d) => window.resyncs.push({position: d.position, snapshot: d.snapshot,
+        recovered: d.confirmation.data.recovered}));
+    window.m.on("snapshot", (d) => window.snapshots.push({room: d.frame.room,
+        position: d.frame.position, events: d.frame.data.events.map((e) => e.event_id),
+        got: window.got.length}));
+    const sub = await window.m.subscribe("odds_updates", filters,
+        (f) => window.got.push({id: f.event_id, replay: Boolean(f.replay),
+                                position: f.positions[sub.room]}), options);
+    window.sub = sub;
+    return sub.room;
+}"""
+
+
+@contextlib.asynccontextmanager
+async def game_feed(
+    redis: Redis, keys: Keys, game: str, interval: float = 0.01
+) -> AsyncIterator[list[str]]:
+    """Publish one odds event of `game` every `interval` s until the block ends; yields the
+    ids published so far, in ingest order."""
+    sent: list[str] = []
+    stop = asyncio.Event()
+
+    async def feed() -> None:
+        ingester = Ingester(redis, keys)
+        n = 0
+        while not stop.is_set():
+            n += 1
+            event = parse_event({"kind": "odds", "sport": "MLB", "game_id": game, "seq": n,
+                                 "sportsbook": "FanDuel", "market": "total"})  # fmt: skip
+            sent.append((await ingester.publish(event)).decode())
+            await asyncio.sleep(interval)
+
+    task = asyncio.create_task(feed())
+    try:
+        yield sent
+    finally:
+        stop.set()
+        await task
+
+
+async def snapshots_of(page: Page, n: int) -> list[dict[str, Any]]:
+    """The snapshots the page recorded, once there are `n`."""
+
+    async def arrived() -> bool:
+        return bool(await page.evaluate("window.snapshots.length") >= n)
+
+    await wait_until(arrived, message=f"{n} snapshot(s)")
+    found: list[dict[str, Any]] = await page.evaluate("window.snapshots")
+    return found
+
+
+async def got_ids(page: Page) -> list[str]:
+    ids: list[str] = await page.evaluate("window.got.map((g) => g.id)")
+    return ids
+
+
+async def got_all(page: Page, sent: list[str], timeout: float = 15.0) -> list[dict[str, Any]]:
+    """What the page received once it has every id of `sent`, plus 0.5 s for duplicates."""
+
+    async def complete() -> bool:
+        return set(sent) <= set(await got_ids(page))
+
+    await wait_until(complete, timeout=timeout, message="every published event in the page")
+    await page.wait_for_timeout(500)
+    got: list[dict[str, Any]] = await page.evaluate("window.got")
+    return got
+
+
+async def test_resumes_after_a_gateway_restart_with_no_gap_and_no_duplicate(
+    settings: Settings, redis_client: Redis, keys: Keys
+) -> None:
+    async with live_system(settings, rate=1) as system, chromium() as browser:
+        page = await manager(browser, system, {"reconnect_interval": 100, "jitter": 0})
+        assert await page.evaluate("window.connected") == "ok"
+        room = await page.evaluate(RECORD, [{"game_id": "W1"}, {}])
+        assert room.startswith("odds_updates.")
+        await wait_until(lambda: workers_synced(redis_client, keys), message="worker synced")
+        async with game_feed(redis_client, keys, "W1") as sent:
+
+            async def flowing() -> bool:
+                return bool(await page.evaluate("window.got.length") > 10)
+
+            await wait_until(flowing, message="events in the page")
+            await system.stop_gateway()  # drains: 1001
+            await until_state(page, "reconnecting")
+            down = len(sent)
+            await asyncio.sleep(0.8)
+            assert len(sent) > down + 20, "events were published while the page was away"
+            await system.start_gateway()
+            await until_state(page, "connected", timeout=15)
+            await asyncio.sleep(0.3)
+        got = await got_all(page, sent)
+
+        assert [g["id"] for g in got] == sent, "every event once, in order, across the restart"
+        assert any(g["replay"] for g in got)
+        snapshots = await page.evaluate("window.snapshots")
+        assert [(s["room"], s["events"], s["got"]) for s in snapshots] == [(room, [], 0)]
+        resumes = await page.evaluate("window.resumes")
+        replayed = sum(g["replay"] for g in got)
+        assert resumes == [{"subscriptions": 1, "recovered": 1, "resynced": 0,
+                            "replayed": replayed}]  # fmt: skip
+        assert await page.evaluate("window.resyncs") == []
+        sub = await page.evaluate(
+            "({recovered: window.sub.recovered, position: window.sub.position,"
+            " duplicates: window.sub.duplicates, resumes: window.sub.resumes,"
+            " info: window.sub.toJSON()})"
+        )
+        assert sub["recovered"] is True and sub["resumes"] == 1 and sub["duplicates"] == 0
+        assert sub["position"] == got[-1]["position"] == sub["info"]["position"]
+        stats = await page.evaluate("window.m.stats")
+        assert stats["reconnects"] == 1 and stats["resumes"] == 1 and stats["duplicates"] == 0
+
+
+async def test_a_replayed_duplicate_is_dropped_and_a_new_subscription_gets_a_snapshot(
+    settings: Settings, redis_client: Redis, keys: Keys
+) -> None:
+    async with live_system(settings, rate=1) as system, chromium() as browser:
+        ingester = Ingester(redis_client, keys)
+        odds = {"kind": "odds", "sport": "MLB", "game_id": "W2", "sportsbook": "FanDuel"}
+        early = [
+            (await ingester.publish(parse_event({**odds, "market": market, "n": n}))).decode()
+            for n, market in enumerate(["total", "total", "spread"])
+        ]
+        page = await manager(browser, system, {"reconnect_interval": 100, "jitter": 0})
+        assert await page.evaluate("window.connected") == "ok"
+
+        async def recorded() -> bool:
+            # The worker recorded all three (in order: one game, one partition); the snapshot
+            # holds the newest per game, book and market: two.
+            return bool(await redis_client.hlen(keys.latest("W2")) == 2)
+
+        await wait_until(recorded, message="latest values recorded")
+        room = await page.evaluate(RECORD, [{"game_id": "W2"}, {}])
+        snapshots = await snapshots_of(page, 1)
+        assert len(snapshots) == 1 and snapshots[0]["room"] == room
+        assert sorted(snapshots[0]["events"]) == sorted(early[1:])  # newest total, the spread
+        assert snapshots[0]["got"] == 0, "the snapshot came before any live update"
+        assert await page.evaluate("window.sub.position") == snapshots[0]["position"]
+
+        await wait_until(lambda: workers_synced(redis_client, keys), message="worker synced")
+        sent = [
+            (await ingester.publish(parse_event({**odds, "market": "total", "n": n}))).decode()
+            for n in range(5)
+        ]
+        got = await got_all(page, sent)
+        assert [g["id"] for g in got] == sent and not any(g["replay"] for g in got)
+
+        # Rewind the subscription's position to after the first of the five (as a stale saved
+        # position would be) and cut the connection: the gateway replays four frames the page
+        # already has; the subscription drops them by event id.
+        await page.evaluate("(p) => { window.sub._position = p; }", got[0]["position"])
+        assert system.gateway is not None
+        for conn in list(system.gateway.node.connections.values()):
+            conn.transport.abort()
+        await until_state(page, "reconnecting")
+        await until_state(page, "connected", timeout=15)
+        more = [(await ingester.publish(parse_event({**odds, "market": "total"}))).decode()]
+        got = await got_all(page, sent + more)
+        assert [g["id"] for g in got] == sent + more, "no duplicate reached the listener"
+        assert await page.evaluate("window.sub.duplicates") == 4
+        assert (await page.evaluate("window.m.stats"))["duplicates"] == 4
+        assert await page.evaluate("window.resumes") == [
+            {"subscriptions": 1, "recovered": 1, "resynced": 0, "replayed": 4}
+        ]
+
+
+async def test_an_unusable_position_resyncs_with_a_snapshot(
+    settings: Settings, redis_client: Redis, keys: Keys
+) -> None:
+    async with live_system(settings, rate=1) as system, chromium() as browser:
+        page = await manager(browser, system, {"reconnect_interval": 100, "jitter": 0})
+        assert await page.evaluate("window.connected") == "ok"
+        # A position of another room (well-formed, unusable here): not recovered, a snapshot.
+        await page.evaluate(
+            """async () => {
+                window.w3 = await window.m.subscribe("odds_updates", {game_id: "W3"});
+            }"""
+        )
+
+        async def w3_position() -> bool:  # adopted with the snapshot that follows
+            return bool(await page.evaluate("window.w3.position"))
+
+        await wait_until(w3_position, message="a position from the snapshot")
+        other = await page.evaluate("window.w3.position")
+        room = await page.evaluate(RECORD, [{"game_id": "W4"}, {"position": other}])
+        assert await page.evaluate("window.sub.recovered") is False
+        resyncs = await page.evaluate("window.resyncs")
+        assert resyncs == [{"position": other, "snapshot": True, "recovered": False}]
+        snapshots = await snapshots_of(page, 1)
+        assert [s["room"] for s in snapshots] == [room]
+        assert await page.evaluate("window.sub.position") == snapshots[0]["position"] != other
+        # A malformed position is refused with a typed error; the subscription is not made.
+        refused = await page.evaluate(
+            """async () => {
+                try { await window.m.subscribe("odds_updates", {game_id: "W5"}, null,
+                                               {position: "not a position"}); return null; }
+                catch (e) { return {name: e.name, code: e.code, hint: e.hint}; }
+            }"""
+        )
+        assert refused is not None and refused["name"] == "SubscriptionError"
+        assert refused["code"] == "invalid_position" and refused["hint"]
+        assert await page.evaluate("window.m.subscriptions.size") == 2

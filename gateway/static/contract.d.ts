@@ -32,7 +32,7 @@ export declare function closeAdvice(code: number): CloseAdviceValue;
 /** Why a connection closed, in words a user understands, and what they can do. */
 export declare const CLOSE_EXPLANATIONS: Readonly<Record<number, readonly [string, string]>>;
 /** The gateway's stable error codes. */
-export type ErrorCodeValue = "invalid_json" | "invalid_message" | "unknown_type" | "binary_not_supported" | "invalid_subscription_type" | "invalid_filter" | "not_subscribed" | "auth_required" | "invalid_token" | "token_expired" | "forbidden" | "too_many_connections" | "message_too_large" | "service_unavailable" | "internal_error" | "invalid_request" | "not_found" | "rate_limited" | "too_many_subscriptions" | "origin_not_allowed" | "unauthorized";
+export type ErrorCodeValue = "invalid_json" | "invalid_message" | "unknown_type" | "binary_not_supported" | "invalid_subscription_type" | "invalid_filter" | "not_subscribed" | "auth_required" | "invalid_token" | "token_expired" | "forbidden" | "too_many_connections" | "message_too_large" | "service_unavailable" | "internal_error" | "invalid_request" | "not_found" | "rate_limited" | "too_many_subscriptions" | "origin_not_allowed" | "unauthorized" | "invalid_position";
 export declare const ErrorCodes: Readonly<{
     readonly INVALID_JSON: "invalid_json";
     readonly INVALID_MESSAGE: "invalid_message";
@@ -55,6 +55,7 @@ export declare const ErrorCodes: Readonly<{
     readonly TOO_MANY_SUBSCRIPTIONS: "too_many_subscriptions";
     readonly ORIGIN_NOT_ALLOWED: "origin_not_allowed";
     readonly UNAUTHORIZED: "unauthorized";
+    readonly INVALID_POSITION: "invalid_position";
 }>;
 /** What a client should do about each error code. */
 export declare const ERROR_HINTS: Readonly<Record<string, string>>;
@@ -64,7 +65,7 @@ export declare const ERROR_CLASSES: Readonly<Record<string, ErrorClassValue>>;
 /** Codes for which the same request can succeed later. */
 export declare const TEMPORARY_ERRORS: ReadonlySet<string>;
 /** Every server frame type. */
-export type ServerMessageTypeValue = "welcome" | "subscription_confirmed" | "unsubscribed" | "status" | "ping" | "pong" | "error" | "token_expiring" | "auth_refreshed" | "odds_update" | "prediction_update" | "arbitrage_alert" | "analytics_update" | "system_alert" | "portfolio_update" | "broadcast";
+export type ServerMessageTypeValue = "welcome" | "subscription_confirmed" | "unsubscribed" | "status" | "ping" | "pong" | "error" | "token_expiring" | "auth_refreshed" | "snapshot" | "odds_update" | "prediction_update" | "arbitrage_alert" | "analytics_update" | "system_alert" | "portfolio_update" | "broadcast";
 export declare const ServerMessageTypes: Readonly<{
     readonly WELCOME: "welcome";
     readonly SUBSCRIPTION_CONFIRMED: "subscription_confirmed";
@@ -75,6 +76,7 @@ export declare const ServerMessageTypes: Readonly<{
     readonly ERROR: "error";
     readonly TOKEN_EXPIRING: "token_expiring";
     readonly AUTH_REFRESHED: "auth_refreshed";
+    readonly SNAPSHOT: "snapshot";
     readonly ODDS_UPDATE: "odds_update";
     readonly PREDICTION_UPDATE: "prediction_update";
     readonly ARBITRAGE_ALERT: "arbitrage_alert";

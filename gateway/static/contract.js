@@ -131,7 +131,8 @@ export const ErrorCodes = Object.freeze({
     "RATE_LIMITED": "rate_limited",
     "TOO_MANY_SUBSCRIPTIONS": "too_many_subscriptions",
     "ORIGIN_NOT_ALLOWED": "origin_not_allowed",
-    "UNAUTHORIZED": "unauthorized"
+    "UNAUTHORIZED": "unauthorized",
+    "INVALID_POSITION": "invalid_position"
 });
 /** What a client should do about each error code. */
 export const ERROR_HINTS = Object.freeze({
@@ -155,7 +156,8 @@ export const ERROR_HINTS = Object.freeze({
     "rate_limited": "Slow down: wait a moment before sending or connecting again.",
     "too_many_subscriptions": "Unsubscribe from rooms you no longer need first.",
     "origin_not_allowed": "Open the page from an origin the gateway allows.",
-    "unauthorized": "Send admin credentials: Authorization: Bearer <admin token>."
+    "unauthorized": "Send admin credentials: Authorization: Bearer <admin token>.",
+    "invalid_position": "Send a position exactly as the gateway gave it, or none."
 });
 export const ERROR_CLASSES = Object.freeze({
     "invalid_json": "general",
@@ -178,7 +180,8 @@ export const ERROR_CLASSES = Object.freeze({
     "rate_limited": "general",
     "too_many_subscriptions": "subscription",
     "origin_not_allowed": "general",
-    "unauthorized": "auth"
+    "unauthorized": "auth",
+    "invalid_position": "subscription"
 });
 /** Codes for which the same request can succeed later. */
 export const TEMPORARY_ERRORS = new Set([
@@ -197,6 +200,7 @@ export const ServerMessageTypes = Object.freeze({
     "ERROR": "error",
     "TOKEN_EXPIRING": "token_expiring",
     "AUTH_REFRESHED": "auth_refreshed",
+    "SNAPSHOT": "snapshot",
     "ODDS_UPDATE": "odds_update",
     "PREDICTION_UPDATE": "prediction_update",
     "ARBITRAGE_ALERT": "arbitrage_alert",

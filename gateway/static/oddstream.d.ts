@@ -13,8 +13,10 @@
  * It does what every consumer of the protocol must do and should not have to write: answer the
  * gateway's heartbeat pings, notice a dead connection, act on the close code's advice group
  * (reconnect now, back off, refresh the token, stop), back off with jitter (2, 4, 8, 16, 30 s by
- * default, 5 attempts), resubscribe after a reconnect, refresh tokens before they expire, and
- * turn every failure into a `notification` a UI can show, with a suggestion of what to do.
+ * default, 5 attempts), resubscribe after a reconnect from where each subscription left off (the
+ * gateway replays what was missed, or says it cannot and sends a snapshot), drop duplicate
+ * events, refresh tokens before they expire, and turn every failure into a `notification` a UI
+ * can show, with a suggestion of what to do.
  * The Python client (clients/python, `oddstream_client`) follows the same rules.
  *
  * The wire contract (close codes and their advice, error classes, message and subscription
@@ -82,6 +84,10 @@ export interface ServerFrame {
     rooms?: string[] | null;
     /** Data frames: the ingest entry id. */
     event_id?: string | null;
+    /** Data frames: each matched room's position after this event (opaque: echo it back). */
+    positions?: Record<string, string> | null;
+    /** Data frames replayed after a resume (`subscription_confirmed` said `recovered: true`). */
+    replay?: boolean | null;
 }
 /** Payload fields are validated for routing; feeds may add any others (kept as is). */
 export interface EventPayload {
@@ -157,6 +163,11 @@ export interface DataFrameOf<K extends DataMessageType> extends ServerFrame {
     rooms?: string[];
     /** The ingest entry id; absent on a gateway's own alerts. */
     event_id?: string;
+    /** Each matched room's position after this event (opaque); absent on a gateway's own
+     * alerts. Subscriptions keep theirs and resume from it after a reconnect. */
+    positions?: Record<string, string>;
+    /** True on the frames replayed after a resume; live frames follow them with no gap. */
+    replay?: boolean;
 }
 /**
  * A frame carrying an event. Without a type argument, a union discriminated by `type`:
@@ -179,6 +190,79 @@ export interface DataTypesOf {
 }
 /** The frames a subscription of type `T` delivers. */
 export type DataFrameFor<T extends SubscriptionType> = DataFrame<DataTypesOf[T]>;
+/** One event of a snapshot: the latest value of one key (game, sportsbook and market for odds;
+ * game, player and market for predictions), as its data frame carried it. */
+export type SnapshotEvent<K extends DataMessageType = DataMessageType> = K extends DataMessageType ? {
+    type: K;
+    event_id: string;
+    timestamp: string;
+    data: DataPayloads[K];
+} : never;
+/**
+ * The state of a room, sent right after the confirmation of a fresh subscribe (or of a resume
+ * the gateway could not recover) to odds, predictions and sport subscriptions, before any live
+ * update: the latest value for every key the filters cover. Apply it, then the live frames.
+ */
+export interface SnapshotFrame<T extends SubscriptionType = SubscriptionType> {
+    type: "snapshot";
+    status: "success";
+    /** The room this is the state of. */
+    room: string;
+    /** The room's position at the snapshot (opaque): live frames continue from here. */
+    position: string;
+    timestamp?: string;
+    data: {
+        subscription_type: T;
+        events: SnapshotEvent<DataTypesOf[T]>[];
+        /** Cut at the gateway's size limit: some keys are missing (they fill in as they update). */
+        truncated?: boolean;
+        [field: string]: unknown;
+    };
+}
+/** Subscription types the gateway sends a snapshot for. */
+export declare const SNAPSHOT_TYPES: ReadonlySet<SubscriptionType>;
+/** Event ids each subscription remembers to drop duplicates (the most recent ones). */
+export declare const DEDUPE_WINDOW = 10000;
+/** `subscribe()` options. */
+export interface SubscribeOptions {
+    /**
+     * Resume from this position (a `Subscription.position` saved earlier, e.g. before the page
+     * was closed): the gateway replays what the room got since, or, when it cannot, says so
+     * (`recovered` false, a `resync` event) and sends a snapshot. Ignored when a subscription
+     * with the same type and filters exists already (it has its own position).
+     */
+    position?: string | null;
+    /** Ask for a snapshot when subscribing afresh (default true). */
+    snapshot?: boolean;
+}
+/** `resync` events: a subscription could not resume from its position (too old, another
+ * epoch, unusable): what it missed is gone; rebuild its state from the snapshot that follows. */
+export interface ResyncDetail<T extends SubscriptionType = SubscriptionType> {
+    subscription: Subscription<T>;
+    /** The position sent, which the gateway could not resume from. */
+    position: string;
+    /** The gateway's confirmation (`data.recovered` is false). */
+    confirmation: ServerFrame;
+    /** Whether a snapshot follows (snapshot types, unless subscribed with `snapshot: false`). */
+    snapshot: boolean;
+}
+/** `snapshot` events: a subscription received the state of its room. */
+export interface SnapshotDetail<T extends SubscriptionType = SubscriptionType> {
+    subscription: Subscription<T>;
+    frame: SnapshotFrame<T>;
+}
+/** `resume` events: after a reconnect, how the subscriptions sent again with a position came
+ * back, once all are confirmed. */
+export interface ResumeDetail {
+    /** Subscriptions sent again with a position. */
+    subscriptions: number;
+    /** ... that the gateway resumed with nothing lost (`recovered: true`). */
+    recovered: number;
+    /** ... that it could not resume (`recovered: false`: state reloaded from a snapshot). */
+    resynced: number;
+    /** Missed frames the gateway replayed, in total (they follow the confirmations). */
+    replayed: number;
+}
 /** `welcome.data`: who the gateway says we are, and its heartbeat settings. */
 export interface WelcomeData {
     gateway: string;
@@ -355,6 +439,10 @@ export interface SubscriptionInfo<T extends SubscriptionType = SubscriptionType>
     confirmed: boolean;
     /** Data frames delivered so far. */
     received: number;
+    /** Where it resumes from after a reconnect (opaque), or null before any. */
+    position?: string | null;
+    /** `recovered` of the last confirmation: null for a fresh subscribe. */
+    recovered?: boolean | null;
 }
 /** One subscription. It outlives connections: it is sent again after every reconnect. */
 export declare class Subscription<T extends SubscriptionType = SubscriptionType> {
@@ -366,7 +454,19 @@ export declare class Subscription<T extends SubscriptionType = SubscriptionType>
     readonly key: string;
     /** Resolves once the gateway confirmed it; rejects if refused or unsubscribed first. */
     readonly ready: Promise<Subscription<T>>;
+    private _recovered;
+    private _replayed;
+    private _duplicates;
+    private _resumes;
+    private _resyncs;
+    private _snapshots;
+    private _lastSnapshot;
+    private readonly _seen;
+    private readonly _seenRing;
+    private _seenNext;
     private readonly _listeners;
+    private readonly _snapshotListeners;
+    private readonly _resyncListeners;
     private readonly _settle;
     /** Made by `WebSocketManager.subscribe()`; one made directly is not sent anywhere. */
     constructor(manager: WebSocketManager, type: T, filters: FiltersFor<T>);
@@ -380,10 +480,35 @@ export declare class Subscription<T extends SubscriptionType = SubscriptionType>
     get lastMessageAt(): number | null;
     /** False once unsubscribed or refused. */
     get active(): boolean;
+    /** Where this subscription is in its room's stream (opaque), sent with every resubscribe;
+     * save it to resume later with `subscribe(type, filters, null, { position })`. */
+    get position(): string | null;
+    /** `recovered` of the last confirmation: true (missed frames replayed), false (they were
+     * lost: state reloaded from a snapshot), null (a fresh subscribe, no position sent). */
+    get recovered(): boolean | null;
+    /** Frames the last confirmation announced as replayed. */
+    get replayed(): number;
+    /** Frames dropped because their event was already delivered (a replay's overlap). */
+    get duplicates(): number;
+    /** Resumes that recovered everything so far. */
+    get resumes(): number;
+    /** Resumes that could not recover (state rebuilt from a snapshot) so far. */
+    get resyncs(): number;
+    /** Snapshot frames received so far. */
+    get snapshots(): number;
+    /** The last snapshot frame, or null. */
+    get lastSnapshot(): SnapshotFrame<T> | null;
     /** Call `listener(frame)` for every data frame of this subscription; returns a remover. */
     onMessage(listener: (frame: DataFrameFor<T>) => void): () => void;
+    /** Call `listener(frame)` for every snapshot of this subscription's room (after a fresh
+     * subscribe, or a resume that could not recover), before the live frames after it. */
+    onSnapshot(listener: (frame: SnapshotFrame<T>) => void): () => void;
+    /** Call `listener(detail)` when a resume could not recover what was missed. */
+    onResync(listener: (detail: ResyncDetail<T>) => void): () => void;
     /** Leave this subscription (the room is left on the gateway too). */
     unsubscribe(): Promise<void>;
+    private _remember;
+    private _call;
     /** The subscription as a plain object. */
     toJSON(): SubscriptionInfo<T>;
 }
@@ -443,6 +568,12 @@ export interface Stats {
     url: string | null;
     subscriptions: number;
     state: ConnectionState;
+    /** Frames dropped as already delivered (a replay overlapping what arrived before). */
+    duplicates: number;
+    /** Resubscribes whose missed frames were replayed (`recovered: true`). */
+    resumes: number;
+    /** Resubscribes that could not recover (`recovered: false`; state reloaded). */
+    resyncs: number;
 }
 /** The events a WebSocketManager emits, with each one's detail. */
 export interface ManagerEvents {
@@ -458,6 +589,13 @@ export interface ManagerEvents {
     subscriptions: SubscriptionInfo[];
     /** A ping measured the latency. */
     stats: Stats;
+    /** After a reconnect: how the subscriptions resumed (once all are confirmed again). */
+    resume: ResumeDetail;
+    /** A subscription could not resume: what it missed is gone; a snapshot follows for
+     * snapshot types. */
+    resync: ResyncDetail;
+    /** A subscription received its room's state (apply it before the live frames after it). */
+    snapshot: SnapshotDetail;
 }
 export type ManagerEventListener<K extends keyof ManagerEvents> = ((event: CustomEvent<ManagerEvents[K]>) => void) | {
     handleEvent(event: CustomEvent<ManagerEvents[K]>): void;
@@ -540,8 +678,10 @@ export declare class WebSocketManager extends EventTarget {
      * SubscriptionError / AuthError (with `hint`) if it refused. While reconnecting the
      * subscription waits and is sent as soon as the connection is back. Subscribing again with
      * the same type and filters returns the existing subscription (adding `onMessage`).
+     * `options.position` resumes from a saved `Subscription.position` (see SubscribeOptions);
+     * after every reconnect a subscription resumes from its own latest position by itself.
      */
-    subscribe<T extends SubscriptionType>(type: T, filters?: FilterInput<T>, onMessage?: ((frame: DataFrameFor<T>) => void) | null): Promise<Subscription<T>>;
+    subscribe<T extends SubscriptionType>(type: T, filters?: FilterInput<T>, onMessage?: ((frame: DataFrameFor<T>) => void) | null, options?: SubscribeOptions): Promise<Subscription<T>>;
     /** Unsubscribe; resolves when the gateway agreed (at once when not connected). */
     unsubscribe(subscription: Subscription): Promise<void>;
     /** Unsubscribe by type and filters; resolves when the gateway agreed (at once when not
@@ -559,10 +699,13 @@ export declare class WebSocketManager extends EventTarget {
     status(): Promise<ConnectionStatus>;
     private _open;
     private _welcomed;
-    /** Send one subscription on `ws`; true when confirmed. Refusals end the subscription. */
+    /** Send one subscription on `ws` (from its position, if it has one); how it was
+     * confirmed, or null. Refusals end the subscription. */
     private _sendSubscribe;
     private _receive;
     private _data;
+    /** A room's state: to the subscription(s) of that room waiting for it. */
+    private _snapshot;
     private _serviceAlert;
     private _refreshToken;
     private _closed;

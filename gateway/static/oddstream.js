@@ -13,8 +13,10 @@
  * It does what every consumer of the protocol must do and should not have to write: answer the
  * gateway's heartbeat pings, notice a dead connection, act on the close code's advice group
  * (reconnect now, back off, refresh the token, stop), back off with jitter (2, 4, 8, 16, 30 s by
- * default, 5 attempts), resubscribe after a reconnect, refresh tokens before they expire, and
- * turn every failure into a `notification` a UI can show, with a suggestion of what to do.
+ * default, 5 attempts), resubscribe after a reconnect from where each subscription left off (the
+ * gateway replays what was missed, or says it cannot and sends a snapshot), drop duplicate
+ * events, refresh tokens before they expire, and turn every failure into a `notification` a UI
+ * can show, with a suggestion of what to do.
  * The Python client (clients/python, `oddstream_client`) follows the same rules.
  *
  * The wire contract (close codes and their advice, error classes, message and subscription
@@ -24,6 +26,17 @@
  */
 import { ALLOWED_FILTERS, CLOSE_EXPLANATIONS, CloseAdvice as CLOSE_ADVICE, CloseCodes, DATA_MESSAGE_TYPES, ERROR_CLASSES, LIST_FILTERS, SUBPROTOCOL, TEMPORARY_ERRORS, TOKEN_SUBPROTOCOL_PREFIX, closeAdvice, } from "./contract.js";
 export { ALLOWED_FILTERS, CLOSE_EXPLANATIONS, CloseCodes, DATA_MESSAGE_TYPES, ERROR_HINTS, ErrorCodes, LIST_FILTERS, MAX_FILTER_VALUES, ODDS_MARKETS, SUBPROTOCOL, SUBSCRIPTION_TYPES, ServerMessageTypes, TEMPORARY_ERRORS, closeAdvice, } from "./contract.js";
+/** Subscription types the gateway sends a snapshot for. */
+export const SNAPSHOT_TYPES = new Set([
+    "odds_updates",
+    "predictions",
+    "mlb",
+    "nba",
+    "nfl",
+    "nhl",
+]);
+/** Event ids each subscription remembers to drop duplicates (the most recent ones). */
+export const DEDUPE_WINDOW = 10_000;
 // --- connection states and close advice ---------------------------------------------------
 /** Connection states, in the order a connection normally goes through them. */
 export const ConnectionState = Object.freeze({
@@ -221,7 +234,25 @@ export class Subscription {
     _active = true;
     /** @internal Confirmed at least once: it stays when a connect() gives up. */
     _resolved = false;
+    /** @internal */
+    _position = null;
+    /** @internal Ask for a snapshot on fresh subscribes. */
+    _wantSnapshot = true;
+    /** @internal Confirmed afresh (or not recovered); the snapshot is next. */
+    _awaitingSnapshot = false;
+    _recovered = null;
+    _replayed = 0;
+    _duplicates = 0;
+    _resumes = 0;
+    _resyncs = 0;
+    _snapshots = 0;
+    _lastSnapshot = null;
+    _seen = new Set();
+    _seenRing = new Array(DEDUPE_WINDOW);
+    _seenNext = 0;
     _listeners = new Set();
+    _snapshotListeners = new Set();
+    _resyncListeners = new Set();
     _settle;
     /** Made by `WebSocketManager.subscribe()`; one made directly is not sent anywhere. */
     constructor(manager, type, filters) {
@@ -256,6 +287,40 @@ export class Subscription {
     get active() {
         return this._active;
     }
+    /** Where this subscription is in its room's stream (opaque), sent with every resubscribe;
+     * save it to resume later with `subscribe(type, filters, null, { position })`. */
+    get position() {
+        return this._position;
+    }
+    /** `recovered` of the last confirmation: true (missed frames replayed), false (they were
+     * lost: state reloaded from a snapshot), null (a fresh subscribe, no position sent). */
+    get recovered() {
+        return this._recovered;
+    }
+    /** Frames the last confirmation announced as replayed. */
+    get replayed() {
+        return this._replayed;
+    }
+    /** Frames dropped because their event was already delivered (a replay's overlap). */
+    get duplicates() {
+        return this._duplicates;
+    }
+    /** Resumes that recovered everything so far. */
+    get resumes() {
+        return this._resumes;
+    }
+    /** Resumes that could not recover (state rebuilt from a snapshot) so far. */
+    get resyncs() {
+        return this._resyncs;
+    }
+    /** Snapshot frames received so far. */
+    get snapshots() {
+        return this._snapshots;
+    }
+    /** The last snapshot frame, or null. */
+    get lastSnapshot() {
+        return this._lastSnapshot;
+    }
     /** Call `listener(frame)` for every data frame of this subscription; returns a remover. */
     onMessage(listener) {
         const stored = listener;
@@ -264,18 +329,141 @@ export class Subscription {
             this._listeners.delete(stored);
         };
     }
+    /** Call `listener(frame)` for every snapshot of this subscription's room (after a fresh
+     * subscribe, or a resume that could not recover), before the live frames after it. */
+    onSnapshot(listener) {
+        const stored = listener;
+        this._snapshotListeners.add(stored);
+        return () => {
+            this._snapshotListeners.delete(stored);
+        };
+    }
+    /** Call `listener(detail)` when a resume could not recover what was missed. */
+    onResync(listener) {
+        const stored = listener;
+        this._resyncListeners.add(stored);
+        return () => {
+            this._resyncListeners.delete(stored);
+        };
+    }
     /** Leave this subscription (the room is left on the gateway too). */
     unsubscribe() {
         return this.manager.unsubscribe(this);
     }
-    /** @internal */
-    _confirm(frame) {
-        const room = frame.data?.["room"];
+    /** @internal The subscribe request for the current position and options. */
+    _subscribeBody() {
+        const body = { type: "subscribe", subscription_type: this.type, filters: this.filters };
+        if (this._position !== null)
+            body["position"] = this._position;
+        if (!this._wantSnapshot)
+            body["snapshot"] = false;
+        return body;
+    }
+    /** @internal Applied as the confirmation is read, before any frame behind it. */
+    _confirm(frame, sent = null) {
+        const data = frame.data ?? {};
+        const room = data["room"];
         if (typeof room === "string" && room)
             this._room = room;
+        if (data["already_subscribed"] === true && !("recovered" in data)) {
+            // This connection is in the room already: it shares those frames; nothing is replayed.
+            this._recovered = null;
+            this._replayed = 0;
+            this._confirmed = true;
+            this._resolved = true;
+            this._settle.resolve(this);
+            return { sent: null, recovered: null, replayed: 0 };
+        }
+        const recovered = data["recovered"];
+        this._recovered = typeof recovered === "boolean" ? recovered : null;
+        if (sent !== null && this._recovered === null)
+            this._recovered = false; // position refused
+        const replayed = data["replayed"];
+        this._replayed = typeof replayed === "number" ? replayed : 0;
+        const current = typeof data["position"] === "string" && data["position"] ? data["position"] : null;
+        const snapshotFollows = this._wantSnapshot && SNAPSHOT_TYPES.has(this.type);
+        if (this._recovered === true) {
+            this._resumes += 1;
+            this._awaitingSnapshot = false;
+            // With frames to replay, keep ours: each replayed frame advances it, so a drop in the
+            // middle of the replay resumes from the last one received.
+            if (this._replayed === 0 && current !== null)
+                this._position = current;
+        }
+        else if (snapshotFollows) {
+            // Adopted with the snapshot: a drop before it arrives subscribes afresh (snapshot again).
+            this._awaitingSnapshot = true;
+        }
+        else if (current !== null) {
+            this._position = current;
+        }
         this._confirmed = true;
         this._resolved = true;
         this._settle.resolve(this);
+        if (sent !== null && this._recovered === false) {
+            this._resyncs += 1;
+            const detail = {
+                subscription: this,
+                position: sent,
+                confirmation: frame,
+                snapshot: snapshotFollows,
+            };
+            for (const listener of [...this._resyncListeners])
+                this._call(listener, detail);
+        }
+        return { sent, recovered: this._recovered, replayed: this._replayed };
+    }
+    /** @internal A data frame of this room: false when already delivered (by event id). */
+    _accept(frame) {
+        if (!this._active)
+            return false;
+        const eventId = frame.event_id;
+        if (typeof eventId === "string") {
+            if (this._seen.has(eventId)) {
+                this._duplicates += 1;
+                return false;
+            }
+            this._remember(eventId);
+        }
+        const position = this._room ? frame.positions?.[this._room] : undefined;
+        if (typeof position === "string" && position)
+            this._position = position;
+        this._deliver(frame);
+        return true;
+    }
+    /** @internal */
+    _takeSnapshot(frame) {
+        if (!this._active)
+            return;
+        this._awaitingSnapshot = false;
+        if (typeof frame.position === "string" && frame.position)
+            this._position = frame.position;
+        for (const event of frame.data?.events ?? []) {
+            if (typeof event?.event_id === "string" && !this._seen.has(event.event_id)) {
+                this._remember(event.event_id);
+            }
+        }
+        this._snapshots += 1;
+        this._lastSnapshot = frame;
+        this._lastMessageAt = Date.now();
+        for (const listener of [...this._snapshotListeners])
+            this._call(listener, frame);
+    }
+    _remember(eventId) {
+        const old = this._seenRing[this._seenNext];
+        if (old !== undefined)
+            this._seen.delete(old);
+        this._seenRing[this._seenNext] = eventId;
+        this._seenNext = (this._seenNext + 1) % this._seenRing.length;
+        this._seen.add(eventId);
+    }
+    _call(listener, arg) {
+        try {
+            listener(arg);
+        }
+        catch (error) {
+            console.error("oddstream: a subscription listener failed", error);
+        }
     }
     /** @internal */
     _deliver(frame) {
@@ -305,6 +493,8 @@ export class Subscription {
             room: this._room,
             confirmed: this._confirmed,
             received: this._received,
+            position: this._position,
+            recovered: this._recovered,
         };
     }
 }
@@ -343,6 +533,9 @@ export class WebSocketManager extends EventTarget {
     _watchdog = null;
     _connectWaiters = [];
     _stats = {
+        duplicates: 0,
+        resumes: 0,
+        resyncs: 0,
         messages_received: 0,
         data_messages: 0,
         reconnects: 0,
@@ -496,8 +689,10 @@ export class WebSocketManager extends EventTarget {
      * SubscriptionError / AuthError (with `hint`) if it refused. While reconnecting the
      * subscription waits and is sent as soon as the connection is back. Subscribing again with
      * the same type and filters returns the existing subscription (adding `onMessage`).
+     * `options.position` resumes from a saved `Subscription.position` (see SubscribeOptions);
+     * after every reconnect a subscription resumes from its own latest position by itself.
      */
-    subscribe(type, filters = {}, onMessage = null) {
+    subscribe(type, filters = {}, onMessage = null, options = {}) {
         const clean = cleanFilters(filters);
         const key = subscriptionKey(type, clean);
         let sub = this._subscriptions.get(key);
@@ -508,6 +703,8 @@ export class WebSocketManager extends EventTarget {
                 }));
             }
             sub = new Subscription(this, type, clean);
+            sub._position = options.position || null;
+            sub._wantSnapshot = options.snapshot ?? true;
             const stored = sub;
             this._subscriptions.set(key, stored);
             this._emit("subscriptions", this.subscriptionList());
@@ -662,7 +859,8 @@ export class WebSocketManager extends EventTarget {
         const results = await Promise.allSettled(subs.map((sub) => this._sendSubscribe(sub, ws)));
         if (this._ws !== ws || session.ended)
             return; // lost while resubscribing: handled by close
-        const back = results.filter((r) => r.status === "fulfilled" && r.value).length;
+        const outcomes = results.flatMap((r) => (r.status === "fulfilled" && r.value ? [r.value] : []));
+        const back = outcomes.length;
         this._attempt = 0;
         this._everConnected = true;
         this._stats.connected_since = Date.now();
@@ -682,22 +880,64 @@ export class WebSocketManager extends EventTarget {
         if (wasReconnect && subs.length) {
             this._notify("info", "Resubscribed", `Restored ${back} of ${subs.length} subscription${subs.length === 1 ? "" : "s"}.`);
         }
+        const resumed = outcomes.filter((o) => o.sent !== null);
+        if (resumed.length) {
+            this._emit("resume", {
+                subscriptions: resumed.length,
+                recovered: resumed.filter((o) => o.recovered === true).length,
+                resynced: resumed.filter((o) => o.recovered !== true).length,
+                replayed: resumed.reduce((sum, o) => sum + (o.recovered === true ? o.replayed : 0), 0),
+            });
+        }
         this._startPinger(ws);
         this._settleWaiters(null);
     }
-    /** Send one subscription on `ws`; true when confirmed. Refusals end the subscription. */
+    /** Send one subscription on `ws` (from its position, if it has one); how it was
+     * confirmed, or null. Refusals end the subscription. */
     async _sendSubscribe(sub, ws) {
-        try {
-            const frame = await this._request({ type: "subscribe", subscription_type: sub.type, filters: sub.filters }, ws);
+        const sent = sub.position;
+        let outcome = null;
+        const confirm = (frame) => {
             if (this._subscriptions.get(sub.key) !== sub)
-                return false; // unsubscribed meanwhile
-            sub._confirm(frame);
+                return; // unsubscribed meanwhile
+            outcome = sub._confirm(frame, sent);
+            if (outcome.sent !== null) {
+                if (outcome.recovered === true)
+                    this._stats.resumes += 1;
+                else
+                    this._stats.resyncs += 1;
+            }
+            if (outcome.sent !== null && outcome.recovered !== true) {
+                this._emit("resync", {
+                    subscription: sub,
+                    position: outcome.sent,
+                    confirmation: frame,
+                    snapshot: sub._awaitingSnapshot,
+                });
+            }
+        };
+        try {
+            try {
+                await this._request(sub._subscribeBody(), ws, confirm);
+            }
+            catch (caught) {
+                const refused = caught instanceof OddstreamError && caught.code === "invalid_position";
+                // A position given to subscribe() is the caller's to fix: the refusal rejects it.
+                if (!refused || !sent || !sub._resolved)
+                    throw caught;
+                // One the gateway gave, but this gateway cannot read (another version?): subscribe
+                // afresh, reported as a resync.
+                sub._position = null;
+                await this._request(sub._subscribeBody(), ws, confirm);
+            }
+            if (outcome === null)
+                return null; // unsubscribed meanwhile
             this._emit("subscriptions", this.subscriptionList());
-            return true;
+            return outcome;
         }
         catch (caught) {
             if (caught instanceof SessionLost)
-                return false; // sent again after the reconnect
+                return null; // sent again after the reconnect
             const error = caught;
             if (error.temporary) {
                 // Rate-limited, overloaded or timed out: try again on this connection shortly.
@@ -710,14 +950,14 @@ export class WebSocketManager extends EventTarget {
                     if (live && !sub.confirmed)
                         void this._sendSubscribe(sub, ws);
                 }, backoffDelay(this._config, 1));
-                return false;
+                return null;
             }
             if (this._subscriptions.get(sub.key) === sub)
                 this._subscriptions.delete(sub.key);
             sub._end(error);
             this._emit("subscriptions", this.subscriptionList());
             this._notifyError(error, "Subscription refused");
-            return false;
+            return null;
         }
     }
     // --- receiving --------------------------------------------------------------------------
@@ -751,10 +991,17 @@ export class WebSocketManager extends EventTarget {
         if (pending) {
             this._pending.delete(frame.id);
             clearTimeout(pending.timer);
-            if (frame.type === "error")
+            if (frame.type === "error") {
                 pending.reject(errorFor(frame));
-            else
+            }
+            else {
+                pending.onReply?.(frame);
                 pending.resolve(frame);
+            }
+            return;
+        }
+        if (frame.type === "snapshot") {
+            this._snapshot(frame);
             return;
         }
         switch (frame.type) {
@@ -777,11 +1024,29 @@ export class WebSocketManager extends EventTarget {
         if (frame.type === "system_alert" && !frame.rooms)
             this._serviceAlert(frame.data || {});
         const rooms = frame.rooms || [];
+        let targets = 0;
+        let fresh = 0;
         for (const sub of this._subscriptions.values()) {
-            if (sub.room && rooms.includes(sub.room))
-                sub._deliver(frame);
+            if (!sub.room || !rooms.includes(sub.room))
+                continue;
+            targets += 1;
+            if (sub._accept(frame))
+                fresh += 1; // each drops what it already delivered
+        }
+        if (targets > 0 && fresh === 0) {
+            this._stats.duplicates += 1;
+            return;
         }
         this._emit("message", frame);
+    }
+    /** A room's state: to the subscription(s) of that room waiting for it. */
+    _snapshot(frame) {
+        const inRoom = [...this._subscriptions.values()].filter((sub) => sub.room !== null && sub.room === frame.room);
+        const waiting = inRoom.filter((sub) => sub._awaitingSnapshot);
+        for (const sub of waiting.length ? waiting : inRoom) {
+            sub._takeSnapshot(frame);
+            this._emit("snapshot", { subscription: sub, frame });
+        }
     }
     _serviceAlert(data) {
         const message = data.message;
@@ -1110,7 +1375,7 @@ export class WebSocketManager extends EventTarget {
         ws.send(JSON.stringify(body));
         return true;
     }
-    _request(body, ws = this._ws) {
+    _request(body, ws = this._ws, onReply) {
         return new Promise((resolve, reject) => {
             if (!ws || ws.readyState !== WebSocket.OPEN || this._sessions.get(ws)?.ended) {
                 reject(new SessionLost("not connected"));
@@ -1125,7 +1390,7 @@ export class WebSocketManager extends EventTarget {
                     temporary: true,
                 }));
             }, this._config.request_timeout);
-            this._pending.set(id, { resolve, reject, timer });
+            this._pending.set(id, { onReply, resolve, reject, timer });
             this._send(ws, { ...body, id });
         });
     }

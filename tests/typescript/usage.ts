@@ -14,6 +14,8 @@ import {
   DEFAULT_CONFIG,
   ODDS_MARKETS,
   OddstreamError,
+  DEDUPE_WINDOW,
+  SNAPSHOT_TYPES,
   SUBSCRIPTION_TYPES,
   Subscription,
   SubscriptionError,
@@ -31,7 +33,12 @@ import type {
   ManagerEvents,
   Notification,
   OddsMarket,
+  ResumeDetail,
+  ResyncDetail,
   ServerFrame,
+  SnapshotDetail,
+  SnapshotEvent,
+  SnapshotFrame,
   StateDetail,
   Stats,
   SubscriptionInfo,
@@ -97,6 +104,19 @@ export async function main(): Promise<void> {
         render(`${frame.type} ${frame.event_id ?? ""} ${frame.rooms?.join(",") ?? ""}`);
     }
   });
+  // Resume after a reconnect: how it went, what could not be recovered, and snapshots.
+  manager.on("resume", (detail: ResumeDetail) => {
+    if (detail.resynced) showToast("warning", "Resynced", "live state reloaded");
+    else showToast("info", "Resumed", `${detail.replayed} missed updates delivered`);
+  });
+  manager.on("resync", (detail: ResyncDetail) => {
+    render(`${detail.subscription.type} lost its place at ${detail.position}`);
+    if (!detail.snapshot) render("no snapshot for this type: clear its state");
+  });
+  manager.on("snapshot", ({ subscription, frame }: SnapshotDetail) => {
+    render(`${subscription.key}: ${frame.data.events.length} keys at ${frame.position}`);
+    if (frame.data.truncated) render("snapshot cut short");
+  });
   // The DOM way works too, with typed details.
   manager.addEventListener("state", (event) => render(event.detail.state));
 
@@ -124,8 +144,30 @@ export async function main(): Promise<void> {
       if (frame.type === "odds_update") render(`${frame.data.game_id} ${frame.data.market}`);
     },
   );
-  const stopOdds = odds.onMessage((frame) => render(frame.type));
+  const stopOdds = odds.onMessage((frame) => {
+    const position: string | undefined = odds.room ? frame.positions?.[odds.room] : undefined;
+    render(`${frame.type} ${frame.replay ? "replayed" : "live"} ${position ?? ""}`);
+  });
   console.log(odds.key === subscriptionKey("odds_updates", odds.filters), odds.room);
+  // Snapshots of odds hold odds events; fill the board from them before live updates.
+  odds.onSnapshot((frame: SnapshotFrame<"odds_updates">) => {
+    for (const event of frame.data.events) {
+      if (event.type === "odds_update") render(`${event.data.game_id} ${event.data.market}`);
+    }
+  });
+  odds.onResync((detail) => render(`${detail.subscription.type} resynced`));
+  const saved: string | null = odds.position; // store it to resume after a page reload
+  const recovered: boolean | null = odds.recovered;
+  console.log(saved, recovered, odds.replayed, odds.duplicates, odds.resyncs, odds.snapshots);
+  console.log(odds.lastSnapshot?.data.events.length, odds.toJSON().position);
+  // Offline delivery: resume a subscription from a position kept since the last visit.
+  if (saved !== null) {
+    const portfolio = await manager.subscribe("portfolio", {}, null, { position: saved });
+    if (portfolio.recovered === false) render("some portfolio updates are gone");
+  }
+  const quiet = await manager.subscribe("predictions", { sport: "NBA" }, null, { snapshot: false });
+  const event: SnapshotEvent<"prediction_update"> | undefined = undefined;
+  console.log(quiet.position, event, SNAPSHOT_TYPES.has("predictions"), DEDUPE_WINDOW);
 
   let arbitrage: Subscription<"arbitrage"> | null = null;
   try {
@@ -143,6 +185,8 @@ export async function main(): Promise<void> {
   const latency: number = await manager.ping();
   const status = await manager.status();
   console.log(latency, status.subscriptions.map((room) => room.room), manager.stats.reconnects);
+  const { duplicates, resumes, resyncs } = manager.stats;
+  console.log(duplicates, resumes, resyncs);
   for (const [key, sub] of manager.subscriptions) console.log(key, sub.toJSON(), sub.received);
   console.log(manager.subscriptionList().length, manager.connected, manager.lastError?.code);
 
@@ -204,6 +248,13 @@ export async function misuse(manager: WebSocketManager): Promise<void> {
   // @ts-expect-error: not an odds market
   const parlay: OddsMarket = "parlay";
   console.log(parlay);
+  // @ts-expect-error: a position is an opaque string
+  await manager.subscribe("odds_updates", {}, null, { position: 42 });
+  // @ts-expect-error: no such subscribe option
+  await manager.subscribe("odds_updates", {}, null, { replay: true });
+  const odds = await manager.subscribe("odds_updates");
+  // @ts-expect-error: an odds snapshot holds no arbitrage events
+  odds.onSnapshot((frame) => frame.data.events.map((e): number => e.data.profit_pct));
   // @ts-expect-error: ping resolves with a number
   const text: string = await manager.ping();
   console.log(text);

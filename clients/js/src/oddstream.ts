@@ -13,8 +13,10 @@
  * It does what every consumer of the protocol must do and should not have to write: answer the
  * gateway's heartbeat pings, notice a dead connection, act on the close code's advice group
  * (reconnect now, back off, refresh the token, stop), back off with jitter (2, 4, 8, 16, 30 s by
- * default, 5 attempts), resubscribe after a reconnect, refresh tokens before they expire, and
- * turn every failure into a `notification` a UI can show, with a suggestion of what to do.
+ * default, 5 attempts), resubscribe after a reconnect from where each subscription left off (the
+ * gateway replays what was missed, or says it cannot and sends a snapshot), drop duplicate
+ * events, refresh tokens before they expire, and turn every failure into a `notification` a UI
+ * can show, with a suggestion of what to do.
  * The Python client (clients/python, `oddstream_client`) follows the same rules.
  *
  * The wire contract (close codes and their advice, error classes, message and subscription
@@ -142,6 +144,10 @@ export interface ServerFrame {
   rooms?: string[] | null;
   /** Data frames: the ingest entry id. */
   event_id?: string | null;
+  /** Data frames: each matched room's position after this event (opaque: echo it back). */
+  positions?: Record<string, string> | null;
+  /** Data frames replayed after a resume (`subscription_confirmed` said `recovered: true`). */
+  replay?: boolean | null;
 }
 
 /** Payload fields are validated for routing; feeds may add any others (kept as is). */
@@ -228,6 +234,11 @@ export interface DataFrameOf<K extends DataMessageType> extends ServerFrame {
   rooms?: string[];
   /** The ingest entry id; absent on a gateway's own alerts. */
   event_id?: string;
+  /** Each matched room's position after this event (opaque); absent on a gateway's own
+   * alerts. Subscriptions keep theirs and resume from it after a reconnect. */
+  positions?: Record<string, string>;
+  /** True on the frames replayed after a resume; live frames follow them with no gap. */
+  replay?: boolean;
 }
 
 /**
@@ -262,6 +273,91 @@ export interface DataTypesOf {
 
 /** The frames a subscription of type `T` delivers. */
 export type DataFrameFor<T extends SubscriptionType> = DataFrame<DataTypesOf[T]>;
+
+/** One event of a snapshot: the latest value of one key (game, sportsbook and market for odds;
+ * game, player and market for predictions), as its data frame carried it. */
+export type SnapshotEvent<K extends DataMessageType = DataMessageType> = K extends DataMessageType
+  ? { type: K; event_id: string; timestamp: string; data: DataPayloads[K] }
+  : never;
+
+/**
+ * The state of a room, sent right after the confirmation of a fresh subscribe (or of a resume
+ * the gateway could not recover) to odds, predictions and sport subscriptions, before any live
+ * update: the latest value for every key the filters cover. Apply it, then the live frames.
+ */
+export interface SnapshotFrame<T extends SubscriptionType = SubscriptionType> {
+  type: "snapshot";
+  status: "success";
+  /** The room this is the state of. */
+  room: string;
+  /** The room's position at the snapshot (opaque): live frames continue from here. */
+  position: string;
+  timestamp?: string;
+  data: {
+    subscription_type: T;
+    events: SnapshotEvent<DataTypesOf[T]>[];
+    /** Cut at the gateway's size limit: some keys are missing (they fill in as they update). */
+    truncated?: boolean;
+    [field: string]: unknown;
+  };
+}
+
+/** Subscription types the gateway sends a snapshot for. */
+export const SNAPSHOT_TYPES: ReadonlySet<SubscriptionType> = new Set<SubscriptionType>([
+  "odds_updates",
+  "predictions",
+  "mlb",
+  "nba",
+  "nfl",
+  "nhl",
+]);
+
+/** Event ids each subscription remembers to drop duplicates (the most recent ones). */
+export const DEDUPE_WINDOW = 10_000;
+
+/** `subscribe()` options. */
+export interface SubscribeOptions {
+  /**
+   * Resume from this position (a `Subscription.position` saved earlier, e.g. before the page
+   * was closed): the gateway replays what the room got since, or, when it cannot, says so
+   * (`recovered` false, a `resync` event) and sends a snapshot. Ignored when a subscription
+   * with the same type and filters exists already (it has its own position).
+   */
+  position?: string | null;
+  /** Ask for a snapshot when subscribing afresh (default true). */
+  snapshot?: boolean;
+}
+
+/** `resync` events: a subscription could not resume from its position (too old, another
+ * epoch, unusable): what it missed is gone; rebuild its state from the snapshot that follows. */
+export interface ResyncDetail<T extends SubscriptionType = SubscriptionType> {
+  subscription: Subscription<T>;
+  /** The position sent, which the gateway could not resume from. */
+  position: string;
+  /** The gateway's confirmation (`data.recovered` is false). */
+  confirmation: ServerFrame;
+  /** Whether a snapshot follows (snapshot types, unless subscribed with `snapshot: false`). */
+  snapshot: boolean;
+}
+
+/** `snapshot` events: a subscription received the state of its room. */
+export interface SnapshotDetail<T extends SubscriptionType = SubscriptionType> {
+  subscription: Subscription<T>;
+  frame: SnapshotFrame<T>;
+}
+
+/** `resume` events: after a reconnect, how the subscriptions sent again with a position came
+ * back, once all are confirmed. */
+export interface ResumeDetail {
+  /** Subscriptions sent again with a position. */
+  subscriptions: number;
+  /** ... that the gateway resumed with nothing lost (`recovered: true`). */
+  recovered: number;
+  /** ... that it could not resume (`recovered: false`: state reloaded from a snapshot). */
+  resynced: number;
+  /** Missed frames the gateway replayed, in total (they follow the confirmations). */
+  replayed: number;
+}
 
 /** `welcome.data`: who the gateway says we are, and its heartbeat settings. */
 export interface WelcomeData {
@@ -590,9 +686,23 @@ export interface SubscriptionInfo<T extends SubscriptionType = SubscriptionType>
   confirmed: boolean;
   /** Data frames delivered so far. */
   received: number;
+  /** Where it resumes from after a reconnect (opaque), or null before any. */
+  position?: string | null;
+  /** `recovered` of the last confirmation: null for a fresh subscribe. */
+  recovered?: boolean | null;
 }
 
 type Listener = (frame: DataFrame) => void;
+type SnapshotListener = (frame: SnapshotFrame) => void;
+type ResyncListener = (detail: ResyncDetail) => void;
+
+/** How one confirmation came back (internal to the manager). */
+interface Confirmed {
+  /** The position the subscribe resumed from, or null for a fresh one. */
+  sent: string | null;
+  recovered: boolean | null;
+  replayed: number;
+}
 
 /** One subscription. It outlives connections: it is sent again after every reconnect. */
 export class Subscription<T extends SubscriptionType = SubscriptionType> {
@@ -616,7 +726,25 @@ export class Subscription<T extends SubscriptionType = SubscriptionType> {
   _active = true;
   /** @internal Confirmed at least once: it stays when a connect() gives up. */
   _resolved = false;
+  /** @internal */
+  _position: string | null = null;
+  /** @internal Ask for a snapshot on fresh subscribes. */
+  _wantSnapshot = true;
+  /** @internal Confirmed afresh (or not recovered); the snapshot is next. */
+  _awaitingSnapshot = false;
+  private _recovered: boolean | null = null;
+  private _replayed = 0;
+  private _duplicates = 0;
+  private _resumes = 0;
+  private _resyncs = 0;
+  private _snapshots = 0;
+  private _lastSnapshot: SnapshotFrame<T> | null = null;
+  private readonly _seen = new Set<string>();
+  private readonly _seenRing: (string | undefined)[] = new Array<string | undefined>(DEDUPE_WINDOW);
+  private _seenNext = 0;
   private readonly _listeners = new Set<Listener>();
+  private readonly _snapshotListeners = new Set<SnapshotListener>();
+  private readonly _resyncListeners = new Set<ResyncListener>();
   private readonly _settle: {
     resolve: (sub: Subscription<T>) => void;
     reject: (error: Error) => void;
@@ -661,6 +789,48 @@ export class Subscription<T extends SubscriptionType = SubscriptionType> {
     return this._active;
   }
 
+  /** Where this subscription is in its room's stream (opaque), sent with every resubscribe;
+   * save it to resume later with `subscribe(type, filters, null, { position })`. */
+  get position(): string | null {
+    return this._position;
+  }
+
+  /** `recovered` of the last confirmation: true (missed frames replayed), false (they were
+   * lost: state reloaded from a snapshot), null (a fresh subscribe, no position sent). */
+  get recovered(): boolean | null {
+    return this._recovered;
+  }
+
+  /** Frames the last confirmation announced as replayed. */
+  get replayed(): number {
+    return this._replayed;
+  }
+
+  /** Frames dropped because their event was already delivered (a replay's overlap). */
+  get duplicates(): number {
+    return this._duplicates;
+  }
+
+  /** Resumes that recovered everything so far. */
+  get resumes(): number {
+    return this._resumes;
+  }
+
+  /** Resumes that could not recover (state rebuilt from a snapshot) so far. */
+  get resyncs(): number {
+    return this._resyncs;
+  }
+
+  /** Snapshot frames received so far. */
+  get snapshots(): number {
+    return this._snapshots;
+  }
+
+  /** The last snapshot frame, or null. */
+  get lastSnapshot(): SnapshotFrame<T> | null {
+    return this._lastSnapshot;
+  }
+
   /** Call `listener(frame)` for every data frame of this subscription; returns a remover. */
   onMessage(listener: (frame: DataFrameFor<T>) => void): () => void {
     const stored = listener as Listener;
@@ -670,18 +840,134 @@ export class Subscription<T extends SubscriptionType = SubscriptionType> {
     };
   }
 
+  /** Call `listener(frame)` for every snapshot of this subscription's room (after a fresh
+   * subscribe, or a resume that could not recover), before the live frames after it. */
+  onSnapshot(listener: (frame: SnapshotFrame<T>) => void): () => void {
+    const stored = listener as unknown as SnapshotListener;
+    this._snapshotListeners.add(stored);
+    return () => {
+      this._snapshotListeners.delete(stored);
+    };
+  }
+
+  /** Call `listener(detail)` when a resume could not recover what was missed. */
+  onResync(listener: (detail: ResyncDetail<T>) => void): () => void {
+    const stored = listener as unknown as ResyncListener;
+    this._resyncListeners.add(stored);
+    return () => {
+      this._resyncListeners.delete(stored);
+    };
+  }
+
   /** Leave this subscription (the room is left on the gateway too). */
   unsubscribe(): Promise<void> {
     return this.manager.unsubscribe(this as unknown as Subscription);
   }
 
-  /** @internal */
-  _confirm(frame: ServerFrame): void {
-    const room = frame.data?.["room"];
+  /** @internal The subscribe request for the current position and options. */
+  _subscribeBody(): Request {
+    const body: Request = { type: "subscribe", subscription_type: this.type, filters: this.filters };
+    if (this._position !== null) body["position"] = this._position;
+    if (!this._wantSnapshot) body["snapshot"] = false;
+    return body;
+  }
+
+  /** @internal Applied as the confirmation is read, before any frame behind it. */
+  _confirm(frame: ServerFrame, sent: string | null = null): Confirmed {
+    const data = frame.data ?? {};
+    const room = data["room"];
     if (typeof room === "string" && room) this._room = room;
+    if (data["already_subscribed"] === true && !("recovered" in data)) {
+      // This connection is in the room already: it shares those frames; nothing is replayed.
+      this._recovered = null;
+      this._replayed = 0;
+      this._confirmed = true;
+      this._resolved = true;
+      this._settle.resolve(this);
+      return { sent: null, recovered: null, replayed: 0 };
+    }
+    const recovered = data["recovered"];
+    this._recovered = typeof recovered === "boolean" ? recovered : null;
+    if (sent !== null && this._recovered === null) this._recovered = false; // position refused
+    const replayed = data["replayed"];
+    this._replayed = typeof replayed === "number" ? replayed : 0;
+    const current = typeof data["position"] === "string" && data["position"] ? data["position"] : null;
+    const snapshotFollows = this._wantSnapshot && SNAPSHOT_TYPES.has(this.type);
+    if (this._recovered === true) {
+      this._resumes += 1;
+      this._awaitingSnapshot = false;
+      // With frames to replay, keep ours: each replayed frame advances it, so a drop in the
+      // middle of the replay resumes from the last one received.
+      if (this._replayed === 0 && current !== null) this._position = current;
+    } else if (snapshotFollows) {
+      // Adopted with the snapshot: a drop before it arrives subscribes afresh (snapshot again).
+      this._awaitingSnapshot = true;
+    } else if (current !== null) {
+      this._position = current;
+    }
     this._confirmed = true;
     this._resolved = true;
     this._settle.resolve(this);
+    if (sent !== null && this._recovered === false) {
+      this._resyncs += 1;
+      const detail: ResyncDetail = {
+        subscription: this as unknown as Subscription,
+        position: sent,
+        confirmation: frame,
+        snapshot: snapshotFollows,
+      };
+      for (const listener of [...this._resyncListeners]) this._call(listener, detail);
+    }
+    return { sent, recovered: this._recovered, replayed: this._replayed };
+  }
+
+  /** @internal A data frame of this room: false when already delivered (by event id). */
+  _accept(frame: DataFrame): boolean {
+    if (!this._active) return false;
+    const eventId = frame.event_id;
+    if (typeof eventId === "string") {
+      if (this._seen.has(eventId)) {
+        this._duplicates += 1;
+        return false;
+      }
+      this._remember(eventId);
+    }
+    const position = this._room ? frame.positions?.[this._room] : undefined;
+    if (typeof position === "string" && position) this._position = position;
+    this._deliver(frame);
+    return true;
+  }
+
+  /** @internal */
+  _takeSnapshot(frame: SnapshotFrame): void {
+    if (!this._active) return;
+    this._awaitingSnapshot = false;
+    if (typeof frame.position === "string" && frame.position) this._position = frame.position;
+    for (const event of frame.data?.events ?? []) {
+      if (typeof event?.event_id === "string" && !this._seen.has(event.event_id)) {
+        this._remember(event.event_id);
+      }
+    }
+    this._snapshots += 1;
+    this._lastSnapshot = frame as unknown as SnapshotFrame<T>;
+    this._lastMessageAt = Date.now();
+    for (const listener of [...this._snapshotListeners]) this._call(listener, frame);
+  }
+
+  private _remember(eventId: string): void {
+    const old = this._seenRing[this._seenNext];
+    if (old !== undefined) this._seen.delete(old);
+    this._seenRing[this._seenNext] = eventId;
+    this._seenNext = (this._seenNext + 1) % this._seenRing.length;
+    this._seen.add(eventId);
+  }
+
+  private _call<A>(listener: (arg: A) => void, arg: A): void {
+    try {
+      listener(arg);
+    } catch (error) {
+      console.error("oddstream: a subscription listener failed", error);
+    }
   }
 
   /** @internal */
@@ -712,6 +998,8 @@ export class Subscription<T extends SubscriptionType = SubscriptionType> {
       room: this._room,
       confirmed: this._confirmed,
       received: this._received,
+      position: this._position,
+      recovered: this._recovered,
     };
   }
 }
@@ -776,6 +1064,12 @@ export interface Stats {
   url: string | null;
   subscriptions: number;
   state: ConnectionState;
+  /** Frames dropped as already delivered (a replay overlapping what arrived before). */
+  duplicates: number;
+  /** Resubscribes whose missed frames were replayed (`recovered: true`). */
+  resumes: number;
+  /** Resubscribes that could not recover (`recovered: false`; state reloaded). */
+  resyncs: number;
 }
 
 /** The events a WebSocketManager emits, with each one's detail. */
@@ -792,6 +1086,13 @@ export interface ManagerEvents {
   subscriptions: SubscriptionInfo[];
   /** A ping measured the latency. */
   stats: Stats;
+  /** After a reconnect: how the subscriptions resumed (once all are confirmed again). */
+  resume: ResumeDetail;
+  /** A subscription could not resume: what it missed is gone; a snapshot follows for
+   * snapshot types. */
+  resync: ResyncDetail;
+  /** A subscription received its room's state (apply it before the live frames after it). */
+  snapshot: SnapshotDetail;
 }
 
 export type ManagerEventListener<K extends keyof ManagerEvents> =
@@ -821,6 +1122,8 @@ interface Ended {
 }
 
 interface Pending {
+  /** Called as the (non-error) reply is read, before any later frame is handled. */
+  onReply?: ((frame: ServerFrame) => void) | undefined;
   resolve: (frame: ServerFrame) => void;
   reject: (error: OddstreamError) => void;
   timer: ReturnType<typeof setTimeout>;
@@ -870,6 +1173,9 @@ export class WebSocketManager extends EventTarget {
   private _watchdog: Timer | null = null;
   private _connectWaiters: Waiter[] = [];
   private readonly _stats: Omit<Stats, "subscriptions" | "state"> = {
+    duplicates: 0,
+    resumes: 0,
+    resyncs: 0,
     messages_received: 0,
     data_messages: 0,
     reconnects: 0,
@@ -1082,11 +1388,14 @@ export class WebSocketManager extends EventTarget {
    * SubscriptionError / AuthError (with `hint`) if it refused. While reconnecting the
    * subscription waits and is sent as soon as the connection is back. Subscribing again with
    * the same type and filters returns the existing subscription (adding `onMessage`).
+   * `options.position` resumes from a saved `Subscription.position` (see SubscribeOptions);
+   * after every reconnect a subscription resumes from its own latest position by itself.
    */
   subscribe<T extends SubscriptionType>(
     type: T,
     filters: FilterInput<T> = {},
     onMessage: ((frame: DataFrameFor<T>) => void) | null = null,
+    options: SubscribeOptions = {},
   ): Promise<Subscription<T>> {
     const clean = cleanFilters(filters as FilterInput);
     const key = subscriptionKey(type, clean as FilterInput<T>);
@@ -1100,6 +1409,8 @@ export class WebSocketManager extends EventTarget {
         );
       }
       sub = new Subscription(this, type, clean as FiltersFor<T>);
+      sub._position = options.position || null;
+      sub._wantSnapshot = options.snapshot ?? true;
       const stored = sub as unknown as Subscription;
       this._subscriptions.set(key, stored);
       this._emit("subscriptions", this.subscriptionList());
@@ -1257,7 +1568,8 @@ export class WebSocketManager extends EventTarget {
     const subs = [...this._subscriptions.values()];
     const results = await Promise.allSettled(subs.map((sub) => this._sendSubscribe(sub, ws)));
     if (this._ws !== ws || session.ended) return; // lost while resubscribing: handled by close
-    const back = results.filter((r) => r.status === "fulfilled" && r.value).length;
+    const outcomes = results.flatMap((r) => (r.status === "fulfilled" && r.value ? [r.value] : []));
+    const back = outcomes.length;
     this._attempt = 0;
     this._everConnected = true;
     this._stats.connected_since = Date.now();
@@ -1279,23 +1591,57 @@ export class WebSocketManager extends EventTarget {
         `Restored ${back} of ${subs.length} subscription${subs.length === 1 ? "" : "s"}.`,
       );
     }
+    const resumed = outcomes.filter((o) => o.sent !== null);
+    if (resumed.length) {
+      this._emit("resume", {
+        subscriptions: resumed.length,
+        recovered: resumed.filter((o) => o.recovered === true).length,
+        resynced: resumed.filter((o) => o.recovered !== true).length,
+        replayed: resumed.reduce((sum, o) => sum + (o.recovered === true ? o.replayed : 0), 0),
+      });
+    }
     this._startPinger(ws);
     this._settleWaiters(null);
   }
 
-  /** Send one subscription on `ws`; true when confirmed. Refusals end the subscription. */
-  private async _sendSubscribe(sub: Subscription, ws: WebSocket): Promise<boolean> {
+  /** Send one subscription on `ws` (from its position, if it has one); how it was
+   * confirmed, or null. Refusals end the subscription. */
+  private async _sendSubscribe(sub: Subscription, ws: WebSocket): Promise<Confirmed | null> {
+    const sent = sub.position;
+    let outcome: Confirmed | null = null;
+    const confirm = (frame: ServerFrame): void => {
+      if (this._subscriptions.get(sub.key) !== sub) return; // unsubscribed meanwhile
+      outcome = sub._confirm(frame, sent);
+      if (outcome.sent !== null) {
+        if (outcome.recovered === true) this._stats.resumes += 1;
+        else this._stats.resyncs += 1;
+      }
+      if (outcome.sent !== null && outcome.recovered !== true) {
+        this._emit("resync", {
+          subscription: sub,
+          position: outcome.sent,
+          confirmation: frame,
+          snapshot: sub._awaitingSnapshot,
+        });
+      }
+    };
     try {
-      const frame = await this._request(
-        { type: "subscribe", subscription_type: sub.type, filters: sub.filters },
-        ws,
-      );
-      if (this._subscriptions.get(sub.key) !== sub) return false; // unsubscribed meanwhile
-      sub._confirm(frame);
+      try {
+        await this._request(sub._subscribeBody(), ws, confirm);
+      } catch (caught) {
+        const refused = caught instanceof OddstreamError && caught.code === "invalid_position";
+        // A position given to subscribe() is the caller's to fix: the refusal rejects it.
+        if (!refused || !sent || !sub._resolved) throw caught;
+        // One the gateway gave, but this gateway cannot read (another version?): subscribe
+        // afresh, reported as a resync.
+        sub._position = null;
+        await this._request(sub._subscribeBody(), ws, confirm);
+      }
+      if (outcome === null) return null; // unsubscribed meanwhile
       this._emit("subscriptions", this.subscriptionList());
-      return true;
+      return outcome;
     } catch (caught) {
-      if (caught instanceof SessionLost) return false; // sent again after the reconnect
+      if (caught instanceof SessionLost) return null; // sent again after the reconnect
       const error = caught as OddstreamError;
       if (error.temporary) {
         // Rate-limited, overloaded or timed out: try again on this connection shortly.
@@ -1307,13 +1653,13 @@ export class WebSocketManager extends EventTarget {
           const live = this._subscriptions.get(sub.key) === sub && this._ws === ws;
           if (live && !sub.confirmed) void this._sendSubscribe(sub, ws);
         }, backoffDelay(this._config, 1));
-        return false;
+        return null;
       }
       if (this._subscriptions.get(sub.key) === sub) this._subscriptions.delete(sub.key);
       sub._end(error);
       this._emit("subscriptions", this.subscriptionList());
       this._notifyError(error, "Subscription refused");
-      return false;
+      return null;
     }
   }
 
@@ -1344,8 +1690,16 @@ export class WebSocketManager extends EventTarget {
     if (pending) {
       this._pending.delete(frame.id as string);
       clearTimeout(pending.timer);
-      if (frame.type === "error") pending.reject(errorFor(frame));
-      else pending.resolve(frame);
+      if (frame.type === "error") {
+        pending.reject(errorFor(frame));
+      } else {
+        pending.onReply?.(frame);
+        pending.resolve(frame);
+      }
+      return;
+    }
+    if ((frame.type as string) === "snapshot") {
+      this._snapshot(frame as unknown as SnapshotFrame);
       return;
     }
     switch (frame.type) {
@@ -1367,10 +1721,30 @@ export class WebSocketManager extends EventTarget {
     this._stats.data_messages += 1;
     if (frame.type === "system_alert" && !frame.rooms) this._serviceAlert(frame.data || {});
     const rooms = frame.rooms || [];
+    let targets = 0;
+    let fresh = 0;
     for (const sub of this._subscriptions.values()) {
-      if (sub.room && rooms.includes(sub.room)) sub._deliver(frame);
+      if (!sub.room || !rooms.includes(sub.room)) continue;
+      targets += 1;
+      if (sub._accept(frame)) fresh += 1; // each drops what it already delivered
+    }
+    if (targets > 0 && fresh === 0) {
+      this._stats.duplicates += 1;
+      return;
     }
     this._emit("message", frame);
+  }
+
+  /** A room's state: to the subscription(s) of that room waiting for it. */
+  private _snapshot(frame: SnapshotFrame): void {
+    const inRoom = [...this._subscriptions.values()].filter(
+      (sub) => sub.room !== null && sub.room === frame.room,
+    );
+    const waiting = inRoom.filter((sub) => sub._awaitingSnapshot);
+    for (const sub of waiting.length ? waiting : inRoom) {
+      sub._takeSnapshot(frame);
+      this._emit("snapshot", { subscription: sub, frame });
+    }
   }
 
   private _serviceAlert(data: Partial<GatewayAlertPayload> | Partial<AlertPayload>): void {
@@ -1703,7 +2077,11 @@ export class WebSocketManager extends EventTarget {
     return true;
   }
 
-  private _request(body: Request, ws: WebSocket | null = this._ws): Promise<ServerFrame> {
+  private _request(
+    body: Request,
+    ws: WebSocket | null = this._ws,
+    onReply?: (frame: ServerFrame) => void,
+  ): Promise<ServerFrame> {
     return new Promise<ServerFrame>((resolve, reject) => {
       if (!ws || ws.readyState !== WebSocket.OPEN || this._sessions.get(ws)?.ended) {
         reject(new SessionLost("not connected"));
@@ -1720,7 +2098,7 @@ export class WebSocketManager extends EventTarget {
           }),
         );
       }, this._config.request_timeout);
-      this._pending.set(id, { resolve, reject, timer });
+      this._pending.set(id, { onReply, resolve, reject, timer });
       this._send(ws, { ...body, id });
     });
   }
