@@ -296,3 +296,115 @@ async def test_a_redis_outage_is_shown_and_live_data_resumes(
         )
         assert (await page.evaluate("window.oddstream.manager.stats"))["reconnects"] == 0
         no_page_errors(log)
+
+
+# --- resume and snapshots ------------------------------------------------------------------------
+
+
+async def test_a_gateway_restart_shows_that_the_missed_updates_were_delivered(
+    settings: Settings,
+) -> None:
+    async with live_system(settings, rate=80) as system, chromium() as browser:
+        page, log = await open_page(browser)
+        await start_with(page, f"{system.http}/", [{"type": "odds_updates", "filters": {}}])
+        status = page.locator("#status")
+        await expect(status).to_have_attribute("data-state", "connected")
+        await expect(page.locator(".game").first).to_be_visible(timeout=10 * SECONDS)
+
+        await system.stop_gateway()  # drains: the page reconnects with its positions
+        await expect(status).to_have_attribute("data-state", "reconnecting", timeout=5 * SECONDS)
+        await page.wait_for_timeout(1000)  # odds keep coming meanwhile
+        await system.start_gateway()
+        await expect(status).to_have_attribute("data-state", "connected", timeout=20 * SECONDS)
+        resumed = page.locator(".toast[data-code=resumed] .toast-title")
+        await expect(resumed).to_have_text(
+            re.compile(r"^Resumed: [1-9][\d,]* missed updates? delivered$"), timeout=5 * SECONDS
+        )
+        await expect(page.locator(".toast[data-code=resumed]")).to_contain_text("Nothing was lost")
+        assert await page.locator(".toast[data-code=resynced]").count() == 0
+        shown = int(re.sub(r"\D", "", await resumed.inner_text()))
+        stats = await page.evaluate("window.oddstream.manager.stats")
+        assert stats["resumes"] == 1 and stats["resyncs"] == 0 and stats["reconnects"] == 1
+        sub = await page.evaluate("window.oddstream.manager.subscriptionList()[0]")
+        assert sub["recovered"] is True and sub["position"]
+        assert shown > 0
+        no_page_errors(log)
+
+
+async def test_a_resume_past_the_window_shows_resynced_and_reloads_the_board(
+    settings: Settings,
+) -> None:
+    short = settings.model_copy(update={"history_seconds": 0.5})  # rooms forget fast
+    async with live_system(short, rate=80) as system, chromium() as browser:
+        page, log = await open_page(browser)
+        await start_with(page, f"{system.http}/", [{"type": "odds_updates", "filters": {}}])
+        status = page.locator("#status")
+        await expect(status).to_have_attribute("data-state", "connected")
+        await expect(page.locator(".game").first).to_be_visible(timeout=10 * SECONDS)
+        await page.evaluate(
+            """() => window.oddstream.manager.on("snapshot", ({frame}) => {
+                window.__resync = {events: frame.data.events.length,
+                                   cards: document.querySelectorAll(".game").length};
+            })"""
+        )
+
+        await system.stop_gateway()
+        await expect(status).to_have_attribute("data-state", "reconnecting", timeout=5 * SECONDS)
+        await page.wait_for_timeout(2000)  # four resume windows
+        await system.start_gateway()
+        await expect(status).to_have_attribute("data-state", "connected", timeout=20 * SECONDS)
+        resynced = page.locator(".toast[data-code=resynced]")
+        await expect(resynced.locator(".toast-title")).to_have_text(
+            "Resynced: live state reloaded", timeout=5 * SECONDS
+        )
+        await expect(resynced).to_contain_text("showing the latest values instead")
+        assert await page.locator(".toast[data-code=resumed]").count() == 0
+        # The board was reloaded from the snapshot that followed.
+        after = await page.evaluate("window.__resync")
+        assert after["events"] > 0 and after["cards"] > 0
+        stats = await page.evaluate("window.oddstream.manager.stats")
+        assert stats["resyncs"] == 1 and stats["resumes"] == 0
+        no_page_errors(log)
+
+
+async def test_a_new_odds_subscription_fills_the_board_from_its_snapshot_first(
+    settings: Settings,
+) -> None:
+    async with live_system(settings, rate=80) as system, chromium() as browser:
+        page, log = await open_page(browser)
+        await start_with(page, f"{system.http}/", [])
+        await expect(page.locator("#status")).to_have_attribute("data-state", "connected")
+        await page.wait_for_timeout(1500)  # the feed runs: the workers keep the latest values
+        await page.evaluate(
+            """() => {
+                window.__seen = [];
+                const m = window.oddstream.manager;
+                m.on("snapshot", ({frame}) => window.__seen.push({kind: "snapshot",
+                    events: frame.data.events.length,
+                    cards: document.querySelectorAll(".game").length,
+                    priced: document.querySelectorAll(".price .value").length}));
+                m.on("message", (f) => {
+                    if (f.type === "odds_update") window.__seen.push({kind: "live"});
+                });
+            }"""
+        )
+        await page.select_option("#sub-type", "odds_updates")
+        await page.select_option("#sub-sport", "NBA")
+        await page.click("#subscribe-button")
+        await expect(page.locator(".game").first).to_be_visible(timeout=10 * SECONDS)
+
+        async def some_live() -> bool:
+            seen = await page.evaluate("window.__seen")
+            return any(s["kind"] == "live" for s in seen)
+
+        await wait_until(some_live, timeout=10, message="live odds after the snapshot")
+        seen = await page.evaluate("window.__seen")
+        first = seen[0]
+        assert first["kind"] == "snapshot", seen[:3]  # before any live update
+        assert first["events"] > 0 and first["cards"] > 0 and first["priced"] > 0
+        assert await page.locator("#odds-board").get_attribute("data-snapshot") == str(
+            first["events"]
+        )
+        sports = await page.locator(".game").evaluate_all("cs => cs.map(c => c.dataset.sport)")
+        assert set(sports) == {"NBA"}, sports
+        no_page_errors(log)

@@ -290,17 +290,36 @@ class SubscriptionPanel {
 /** One card per game, markets by sportsbooks; prices update in place and flash on movement.
  * The markets are the contract's; the sportsbooks are the ones the data quotes, as columns in
  * the order they were first seen (the same on every card). A game remembers which rooms
- * delivered it, so unsubscribing clears what only it brought. */
+ * delivered it, so unsubscribing clears what only it brought. A snapshot (sent when a
+ * subscription starts, or could not resume) fills the cards with the latest prices before the
+ * live updates behind it. */
 class OddsBoard {
   constructor(manager) {
     this.root = $("odds-board");
     this.games = new Map(); // game_id -> {card, head, rows: Map, cells: Map, rooms: Set, sport}
     this.books = []; // sportsbooks in the order first seen
     this.updates = 0;
+    this.snapshots = 0;
     manager.on("message", (frame) => {
       if (frame.type === "odds_update") this.update(frame);
     });
+    manager.on("snapshot", ({ frame }) => this.snapshot(frame));
     manager.on("subscriptions", () => this.prune(manager));
+  }
+
+  /** The latest value of every game, book and market the room covers, as updates. */
+  snapshot(frame) {
+    const events = frame.data?.events ?? [];
+    let applied = 0;
+    for (const event of events) {
+      if (event.type !== "odds_update" || !event.data) continue;
+      this.update({ ...event, rooms: [frame.room], snapshot: true });
+      applied += 1;
+    }
+    if (applied) {
+      this.snapshots += 1;
+      this.root.dataset.snapshot = String(applied);
+    }
   }
 
   update(frame) {
@@ -393,6 +412,25 @@ class OddsBoard {
       ? `${this.games.size} games · ${this.updates.toLocaleString()} updates`
       : "";
   }
+}
+
+/** The toast for a `resume` event: every missed update delivered, or state reloaded. */
+function resumeNotice({ recovered, resynced, replayed }) {
+  const updates = `${replayed.toLocaleString()} missed update${replayed === 1 ? "" : "s"}`;
+  if (resynced) {
+    return {
+      level: "warning",
+      title: "Resynced: live state reloaded",
+      message: `${resynced} subscription${resynced === 1 ? "" : "s"} could not replay what was missed; showing the latest values instead.${recovered ? ` The others resumed (${updates} delivered).` : ""}`,
+      code: "resynced",
+    };
+  }
+  return {
+    level: "success",
+    title: `Resumed: ${updates} delivered`,
+    message: "Nothing was lost while disconnected.",
+    code: "resumed",
+  };
 }
 
 function signed(value) {
@@ -507,6 +545,8 @@ class DebugPanel {
       "data messages": stats.data_messages,
       "reconnects": stats.reconnects,
       "token refreshes": stats.token_refreshes,
+      "resumed / resynced": `${stats.resumes} / ${stats.resyncs}`,
+      "duplicates dropped": stats.duplicates,
       "latency": stats.latency_ms === null ? "\u2014" : `${stats.latency_ms} ms`,
       "connected for": uptime,
       "last message": stats.last_message_at ? time(stats.last_message_at) : "\u2014",
@@ -553,15 +593,25 @@ function main() {
   const arbitrage = new Feed("arbitrage-list", "arbitrage-empty", 20, "arb-count");
   const predictions = new Feed("prediction-list", "prediction-empty", 30, "pred-count");
   const activity = new Feed("activity-list", "activity-empty", 30);
+  const addPrediction = (frame) => {
+    const item = predictionItem(frame);
+    const bar = item.querySelector(".confidence span");
+    bar.style.width = `${bar.dataset.width}%`;
+    predictions.add(item);
+  };
   manager.on("message", (frame) => {
     if (frame.type === "arbitrage_alert") arbitrage.add(arbitrageItem(frame));
-    else if (frame.type === "prediction_update") {
-      const item = predictionItem(frame);
-      const bar = item.querySelector(".confidence span");
-      bar.style.width = `${bar.dataset.width}%`;
-      predictions.add(item);
-    } else if (frame.type !== "odds_update") activity.add(activityItem(frame));
+    else if (frame.type === "prediction_update") addPrediction(frame);
+    else if (frame.type !== "odds_update") activity.add(activityItem(frame));
   });
+  // A snapshot's predictions (the latest per game, player and market), oldest first.
+  manager.on("snapshot", ({ frame }) => {
+    const latest = (frame.data?.events ?? []).filter((e) => e.type === "prediction_update" && e.data);
+    latest.sort((a, b) => String(a.timestamp).localeCompare(String(b.timestamp)));
+    for (const event of latest.slice(-predictions.limit)) addPrediction(event);
+  });
+  // After a reconnect: say whether the gap was filled (resumed) or the state reloaded.
+  manager.on("resume", (detail) => toasts.show(resumeNotice(detail)));
   new DebugPanel(manager, toasts);
 
   const identity = $("identity");
