@@ -13,7 +13,7 @@ import {
   defaultWebSocketStore,
   useWebSocketStore,
 } from "../src/index.js";
-import { eventually, gateway, newStore, room, signToken, uniqueGame } from "./helpers.js";
+import { eventually, gateway, newStore, signToken, subscribers, uniqueGame } from "./helpers.js";
 
 function oddsFrame(game: string, book: string, price: number, id: number): DataFrame {
   return {
@@ -91,16 +91,16 @@ describe("the store", () => {
     expect(store.getState().subscriptions.size).toBe(1);
     const [entry] = store.getState().subscriptions.values();
     expect(entry).toMatchObject({ refCount: 2, status: "active", room: a.room });
-    expect((await room(a.room))?.subscribers).toBe(1);
+    expect((await subscribers(a.room))).toBe(1);
 
     await store.getState().unsubscribe("odds_updates", { sport: "MLB", game_id: game });
     expect([...store.getState().subscriptions.values()][0]?.refCount).toBe(1);
     await new Promise((r) => setTimeout(r, 300));
-    expect((await room(a.room))?.subscribers).toBe(1);
+    expect((await subscribers(a.room))).toBe(1);
 
     await store.getState().unsubscribe("odds_updates", { sport: "MLB", game_id: game });
     expect(store.getState().subscriptions.size).toBe(0);
-    expect(await room(a.room)).toBeUndefined();
+    expect(await subscribers(a.room)).toBe(0);
   });
 
   it("a release followed by a new reference before release_delay sends nothing", async () => {
@@ -117,7 +117,7 @@ describe("the store", () => {
     await new Promise((r) => setTimeout(r, 400));
     expect(sent).not.toContain("unsubscribed");
     expect(sent).not.toContain("subscription_confirmed");
-    expect((await room(sub.room))?.subscribers).toBe(1);
+    expect((await subscribers(sub.room))).toBe(1);
   });
 
   it("sends subscriptions asked for before connect() once connected", async () => {
@@ -128,7 +128,7 @@ describe("the store", () => {
     await store.getState().connect();
     const sub = await confirmed;
     expect(sub.confirmed).toBe(true);
-    expect((await room(sub.room))?.subscribers).toBe(1);
+    expect((await subscribers(sub.room))).toBe(1);
   });
 
   it("a refusal is the entry's error with the gateway's hint, and a notification", async () => {
@@ -158,13 +158,13 @@ describe("the store", () => {
     const id = sub.room;
     store.getState().disconnect();
     expect(store.getState().connectionState).toBe("closed");
-    await eventually(async () => (await room(id)) === undefined, { what: "room released" });
+    await eventually(async () => (await subscribers(id)) === 0, { what: "room released" });
     expect([...store.getState().subscriptions.values()][0]?.status).toBe("waiting");
     await store.getState().connect();
     await eventually(() => [...store.getState().subscriptions.values()][0]?.status === "active", {
       what: "resubscribed",
     });
-    expect((await room(id))?.subscribers).toBe(1);
+    expect((await subscribers(id))).toBe(1);
   });
 
   it("a new token reconnects as its user and keeps the subscriptions", async () => {
@@ -178,7 +178,7 @@ describe("the store", () => {
     expect(store.getState().identity?.user).toBe("bob");
     expect(store.getState().identity?.client_id).not.toBe(first);
     await eventually(() => [...store.getState().subscriptions.values()][0]?.status === "active");
-    expect((await room(sub.room))?.subscribers).toBe(1);
+    expect((await subscribers(sub.room))).toBe(1);
   });
 
   it("reconnect() drops the connection and comes back with a new one", async () => {

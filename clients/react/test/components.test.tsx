@@ -15,7 +15,7 @@ import {
   useWebSocketConnection,
   type WebSocketStoreApi,
 } from "../src/index.js";
-import { eventually, gateway, newStore, room, uniqueGame } from "./helpers.js";
+import { eventually, gateway, newStore, subscribers, uniqueGame } from "./helpers.js";
 
 function Connect({ token }: { token: string | null }) {
   useWebSocketConnection(token, true);
@@ -119,10 +119,10 @@ describe("WebSocketSubscriptionManager", () => {
     const row = await within(manager).findByTestId("chosen-subscription");
     await waitFor(() => expect(row.textContent).toContain("active"), { timeout: 10_000 });
     const id = await eventually(() => [...store.getState().subscriptions.values()][0]?.room ?? null);
-    expect((await room(id))?.subscribers).toBe(1);
+    expect((await subscribers(id))).toBe(1);
     expect(within(manager).getAllByTestId("shared-subscription")).toHaveLength(1);
     fireEvent.click(within(row).getByRole("button", { name: "Remove" }));
-    await eventually(async () => (await room(id)) === undefined, { what: "room released" });
+    await eventually(async () => (await subscribers(id)) === 0, { what: "room released" });
     expect(within(manager).queryAllByTestId("shared-subscription")).toHaveLength(0);
   });
 

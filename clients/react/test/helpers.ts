@@ -33,6 +33,12 @@ export async function room(id: string | null | undefined): Promise<RoomRow | und
   return (await rooms()).find((r) => r.room === id);
 }
 
+/** Subscribers the cluster counts in this room: 0 when released (whether the registry drops
+ * the room or keeps it listed with no subscriber). */
+export async function subscribers(id: string | null | undefined): Promise<number> {
+  return (await room(id))?.subscribers ?? 0;
+}
+
 /** A unique game id, so a test's room is its own. */
 export function uniqueGame(label = "t"): string {
   return `${label}-${randomBytes(5).toString("hex")}`;
