@@ -304,7 +304,23 @@ class OddsBoard {
       if (frame.type === "odds_update") this.update(frame);
     });
     manager.on("snapshot", ({ frame }) => this.snapshot(frame));
+    // A subscription that could not resume: what it showed may be stale; its snapshot follows.
+    manager.on("resync", ({ subscription, snapshot }) => {
+      if (snapshot && subscription.room) this.forget(subscription.room);
+    });
     manager.on("subscriptions", () => this.prune(manager));
+  }
+
+  /** Drop what only `room` brought (cards of games no other room delivered). */
+  forget(room) {
+    for (const [id, game] of this.games) {
+      game.rooms.delete(room);
+      if (game.rooms.size === 0) {
+        game.card.remove();
+        this.games.delete(id);
+      }
+    }
+    $("odds-empty").hidden = this.games.size > 0;
   }
 
   /** The latest value of every game, book and market the room covers, as updates. */
@@ -427,7 +443,7 @@ function resumeNotice({ recovered, resynced, replayed }) {
   }
   return {
     level: "success",
-    title: `Resumed: ${updates} delivered`,
+    title: replayed ? `Resumed: ${updates} delivered` : "Resumed: no updates missed",
     message: "Nothing was lost while disconnected.",
     code: "resumed",
   };

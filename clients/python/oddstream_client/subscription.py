@@ -221,6 +221,8 @@ class Subscription:
             return None
         recovered = data.get("recovered")
         self.recovered = recovered if isinstance(recovered, bool) else None
+        if sent is not None and self.recovered is None:
+            self.recovered = False  # resent without its (refused) position: nothing replayed
         replayed = data.get("replayed")
         self.replayed = replayed if isinstance(replayed, int) else 0
         current = data.get("position")
