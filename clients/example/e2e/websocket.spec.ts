@@ -117,6 +117,10 @@ test("a gateway restart shows reconnecting and a toast, then recovers without a 
   dev = await startDev({ port, rate: 150, secret, admin });
   await expect(status).toHaveAttribute("data-state", "connected", { timeout: 45_000 });
   await expect(page.getByTestId("toast").filter({ hasText: "Reconnected" }).first()).toBeVisible();
+  // The new system's Redis started empty: the positions the page held are unknown there, so
+  // its subscriptions resync (the state reloaded from snapshots) and a toast says so.
+  await expect(page.getByTestId("toast").filter({ hasText: "Resynced: live state reloaded" }).first()).toBeVisible();
+  await expect(page.getByTestId("resumes")).toHaveText(/^\d+ \/ [1-9]\d*$/);
   // Same page (no reload), its subscriptions back on the new system, data flowing again.
   expect(await page.evaluate(() => (window as unknown as { marker?: number }).marker)).toBe(42);
   await expect.poll(async () => (await live()).map((r) => r.subscription_type).sort()).toEqual([

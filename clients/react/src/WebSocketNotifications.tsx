@@ -97,6 +97,10 @@ export function WebSocketConnectionStatus({
           <dd data-testid="messages-received">{stats.messages_received}</dd>
           <dt>Reconnects</dt>
           <dd>{stats.reconnects}</dd>
+          <dt>Resumed / resynced</dt>
+          <dd data-testid="resumes">
+            {stats.resumes ?? 0} / {stats.resyncs ?? 0}
+          </dd>
           <dt>Subscriptions</dt>
           <dd>{stats.subscriptions}</dd>
           <dt>Endpoint</dt>

@@ -1,6 +1,11 @@
 /**
  * What one subscription has received, as React reads it.
  *
+ * A snapshot (the latest value of every key of the room, which the gateway sends before the
+ * live frames of a new subscription, or after a resume that could not recover what was missed)
+ * replaces what the feed holds: `latest` then shows the room's state at once, live frames
+ * update it from there.
+ *
  * Frames are pushed as they arrive and published in batches: the store publishes every feed
  * with news once per animation frame (or at once, with `batch_updates: false`). Between two
  * publications a newer frame replaces an older one with the same conflation key, so a page
@@ -13,7 +18,7 @@
  * skip their render).
  */
 
-import type { DataFrame } from "@oddstream/client";
+import type { DataFrame, SnapshotFrame } from "@oddstream/client";
 
 /** The state of one subscription's data at one publication. Never mutated. */
 export interface FeedSnapshot {
@@ -27,6 +32,9 @@ export interface FeedSnapshot {
   readonly conflated: number;
   /** The newest frame, or null. */
   readonly lastMessage: DataFrame | null;
+  /** Snapshots applied (the room's state, sent when the subscription starts or after a
+   * resume that could not recover). */
+  readonly snapshots: number;
   /** Publications so far (0: nothing received yet). */
   readonly version: number;
 }
@@ -38,6 +46,7 @@ export const EMPTY_SNAPSHOT: FeedSnapshot = Object.freeze({
   received: 0,
   conflated: 0,
   lastMessage: null,
+  snapshots: 0,
   version: 0,
 });
 
@@ -86,6 +95,8 @@ export class SubscriptionFeed {
   private _received = 0;
   private _conflated = 0;
   private _last: DataFrame | null = null;
+  private _snapshots = 0;
+  private _snapshotDirty = false;
   private _snapshot: FeedSnapshot = EMPTY_SNAPSHOT;
   private readonly _listeners = new Set<SnapshotListener>();
   private readonly _frameListeners = new Set<FrameListener>();
@@ -120,21 +131,39 @@ export class SubscriptionFeed {
     }
   }
 
-  /** True when frames arrived since the last publication. */
+  /** Replace what the feed holds with a room's snapshot; shows in the next publication. */
+  applySnapshot(frame: SnapshotFrame): void {
+    this._latest.clear();
+    this._changed.clear();
+    for (const event of frame.data.events) {
+      const asFrame = {
+        ...event,
+        status: "success",
+        rooms: [frame.room],
+      } as unknown as DataFrame;
+      this._latest.set(conflationKey(asFrame), asFrame);
+    }
+    this._snapshots += 1;
+    this._snapshotDirty = true;
+  }
+
+  /** True when frames or a snapshot arrived since the last publication. */
   get dirty(): boolean {
-    return this._changed.size > 0;
+    return this._changed.size > 0 || this._snapshotDirty;
   }
 
   /** Make a new snapshot of what arrived and tell the listeners; nothing if nothing did. */
   publish(): boolean {
-    if (this._changed.size === 0) return false;
+    if (!this.dirty) return false;
     this._changed.clear();
+    this._snapshotDirty = false;
     this._snapshot = Object.freeze({
       latest: new Map(this._latest),
       recent: Object.freeze(this._recent.slice()),
       received: this._received,
       conflated: this._conflated,
       lastMessage: this._last,
+      snapshots: this._snapshots,
       version: this._snapshot.version + 1,
     });
     for (const listener of [...this._listeners]) listener();

@@ -10,6 +10,7 @@
 export {
   createWebSocketStore,
   DEFAULT_REACT_CONFIG,
+  resumeNotice,
   type CreateStoreOptions,
   type EffectiveConfig,
   type ReactConfig,

@@ -39,6 +39,8 @@ import type {
   Identity,
   Notification,
   ResolvedConfig,
+  ResumeDetail,
+  SnapshotFrame,
   StateDetail,
   Stats,
   Subscription,
@@ -107,6 +109,12 @@ export interface SubscriptionEntry<T extends SubscriptionType = SubscriptionType
   readonly error: OddstreamError | null;
   /** Data frames received, as of the last publication. */
   readonly received: number;
+  /** Reconnects after which the gateway replayed everything missed (nothing lost). */
+  readonly resumes: number;
+  /** Reconnects after which it could not, and the state was reloaded from a snapshot. */
+  readonly resyncs: number;
+  /** Where the subscription is in its room's stream (opaque; the client resumes from it). */
+  readonly position: string | null;
   /** Its data (see SubscriptionFeed). */
   readonly feed: SubscriptionFeed;
 }
@@ -129,6 +137,9 @@ export interface WebSocketState {
   readonly stats: Stats;
   /** Things to show the user, oldest first (each with a `suggestion` where there is one). */
   readonly notifications: readonly Notification[];
+  /** How the subscriptions came back after the last reconnect (missed updates replayed, or
+   * state reloaded), or null before any. */
+  readonly lastResume: ResumeDetail | null;
   /** The shared subscriptions by key, in the order they were first asked for. */
   readonly subscriptions: ReadonlyMap<string, SubscriptionEntry>;
 
@@ -189,6 +200,7 @@ interface Held {
   /** Confirmed at least once (a later disappearance means a refusal on a reconnect). */
   confirmedOnce: boolean;
   feed: SubscriptionFeed;
+  /** Stops the data and snapshot listeners on `sub`. */
   stopListening: (() => void) | null;
   waiters: Waiter[];
   releaseTimer: ReturnType<typeof setTimeout> | null;
@@ -216,6 +228,28 @@ function requestFrame(callback: () => void): FrameHandle {
   // No animation frames (a worker, Node): about one per 60 Hz frame.
   const id = setTimeout(callback, 16);
   return { cancel: () => clearTimeout(id) };
+}
+
+/** The toast for a `resume` event: every missed update delivered, or the state reloaded. */
+export function resumeNotice({ recovered, resynced, replayed }: ResumeDetail): Omit<Notification, "id" | "at"> {
+  const updates = `${replayed} missed update${replayed === 1 ? "" : "s"}`;
+  if (resynced) {
+    const others = recovered ? ` The others resumed (${updates} delivered).` : "";
+    return {
+      level: "warning",
+      title: "Resynced: live state reloaded",
+      message: `${resynced} subscription${resynced === 1 ? "" : "s"} could not replay what was missed; showing the latest values instead.${others}`,
+      suggestion: null,
+      code: "resynced",
+    };
+  }
+  return {
+    level: "success",
+    title: replayed ? `Resumed: ${updates} delivered` : "Resumed: no updates missed",
+    message: "Nothing was lost while disconnected.",
+    suggestion: null,
+    code: "resumed",
+  };
 }
 
 // --- the store --------------------------------------------------------------------------
@@ -246,6 +280,9 @@ export function createWebSocketStore(options: CreateStoreOptions = {}): WebSocke
       room: h.sub?.room ?? null,
       error: h.error,
       received: h.feed.received,
+      resumes: h.sub?.resumes ?? 0,
+      resyncs: h.sub?.resyncs ?? 0,
+      position: h.sub?.position ?? null,
       feed: h.feed,
     });
 
@@ -283,14 +320,28 @@ export function createWebSocketStore(options: CreateStoreOptions = {}): WebSocke
       const sub = manager.subscriptions.get(h.key) ?? null;
       if (h.stopListening) h.stopListening();
       h.sub = sub;
-      h.stopListening = sub
-        ? sub.onMessage((frame: DataFrame) => {
-            if (h.sub !== sub) return;
-            h.feed.push(frame);
-            dirtyFeeds.add(h);
-            schedule();
-          })
-        : null;
+      if (sub) {
+        const stopData = sub.onMessage((frame: DataFrame) => {
+          if (h.sub !== sub) return;
+          h.feed.push(frame);
+          dirtyFeeds.add(h);
+          schedule();
+        });
+        // The room's state: before the live frames of a fresh subscription, or after a resume
+        // that could not recover (a resync). It replaces what the feed held.
+        const stopSnapshots = sub.onSnapshot((frame: SnapshotFrame) => {
+          if (h.sub !== sub) return;
+          h.feed.applySnapshot(frame);
+          dirtyFeeds.add(h);
+          schedule();
+        });
+        h.stopListening = () => {
+          stopData();
+          stopSnapshots();
+        };
+      } else {
+        h.stopListening = null;
+      }
       h.status = sub?.confirmed ? "active" : "pending";
       h.error = null;
       promise.then(
@@ -326,7 +377,9 @@ export function createWebSocketStore(options: CreateStoreOptions = {}): WebSocke
     const refresh = (): void => {
       const changed: Held[] = [];
       for (const h of held.values()) {
-        const before = `${h.status}|${h.sub?.room ?? ""}|${h.sub?.confirmed ?? ""}`;
+        const mark = (): string =>
+          `${h.status}|${h.sub?.room ?? ""}|${h.sub?.confirmed ?? ""}|${h.sub?.resumes}|${h.sub?.resyncs}`;
+        const before = mark();
         const inClient = h.sub !== null && manager.subscriptions.get(h.key) === h.sub;
         if (inClient && h.sub) {
           h.status = h.sub.confirmed ? "active" : wanted() ? "pending" : "waiting";
@@ -339,7 +392,7 @@ export function createWebSocketStore(options: CreateStoreOptions = {}): WebSocke
         } else if (!h.sub && h.status !== "error") {
           ensureSent(h);
         }
-        if (`${h.status}|${h.sub?.room ?? ""}|${h.sub?.confirmed ?? ""}` !== before) {
+        if (mark() !== before) {
           changed.push(h);
         }
       }
@@ -403,6 +456,11 @@ export function createWebSocketStore(options: CreateStoreOptions = {}): WebSocke
       manager.on("notification", (note) => {
         const { id: _id, at: _at, ...rest } = note;
         notify(rest);
+      }),
+      manager.on("resume", (detail) => {
+        set({ lastResume: detail });
+        notify(resumeNotice(detail));
+        refresh();
       }),
       manager.on("stats", () => {
         statsDirty = true;
@@ -483,6 +541,7 @@ export function createWebSocketStore(options: CreateStoreOptions = {}): WebSocke
       identity: manager.identity,
       stats: manager.stats,
       notifications: [],
+      lastResume: null,
       subscriptions: new Map(),
 
       connect,

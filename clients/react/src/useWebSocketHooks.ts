@@ -123,6 +123,12 @@ export interface SubscriptionView {
   received: number;
   /** Date.now() of the last published frame's arrival batch, or null. */
   lastUpdate: number | null;
+  /** Reconnects after which the gateway replayed everything missed (nothing lost). */
+  resumes: number;
+  /** Reconnects after which it could not and the state was reloaded from a snapshot. */
+  resyncs: number;
+  /** Snapshots of the room applied (the state before live updates, and after a resync). */
+  snapshots: number;
 }
 
 /** What `useWebSocketSubscription` returns. */
@@ -193,6 +199,9 @@ function viewOf({ entry, snapshot }: Shared, lastUpdate: number | null): Subscri
     room: entry?.room ?? null,
     received: snapshot.received,
     lastUpdate,
+    resumes: entry?.resumes ?? 0,
+    resyncs: entry?.resyncs ?? 0,
+    snapshots: snapshot.snapshots,
   };
 }
 
@@ -312,6 +321,10 @@ export interface SubscriptionInfoRow {
   room: string | null;
   refCount: number;
   received: number;
+  resumes: number;
+  resyncs: number;
+  /** Its position in the room's stream (opaque), or null. */
+  position: string | null;
   error: string | null;
 }
 
@@ -364,6 +377,9 @@ export function useWebSocketAnalytics(): WebSocketAnalytics {
         room: e.room,
         refCount: e.refCount,
         received: e.received,
+        resumes: e.resumes,
+        resyncs: e.resyncs,
+        position: e.position,
         error: e.error ? e.error.message : null,
       })),
     [subscriptions],

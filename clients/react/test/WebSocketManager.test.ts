@@ -181,6 +181,42 @@ describe("the store", () => {
     expect((await subscribers(sub.room))).toBe(1);
   });
 
+  it("a new subscription's snapshot fills its data before any live frame", async () => {
+    const store = newStore({ batch_updates: false });
+    await store.getState().connect();
+    const firsts: { received: number; keys: number; snapshots: number }[] = [];
+    const unwatch = store.subscribe((s) => {
+      const entry = [...s.subscriptions.values()][0];
+      if (!entry || firsts.length) return;
+      entry.feed.subscribe(() => {
+        const snap = entry.feed.getSnapshot();
+        if (firsts.length < 1) firsts.push({ received: snap.received, keys: snap.latest.size, snapshots: snap.snapshots });
+      });
+    });
+    await store.getState().subscribe("odds_updates", { sport: "MLB" });
+    await eventually(() => firsts.length > 0, { what: "a publication" });
+    unwatch();
+    // The demo feed has run since the suite started: MLB prices exist for the snapshot.
+    expect(firsts[0]).toMatchObject({ received: 0, snapshots: 1 });
+    expect(firsts[0]!.keys).toBeGreaterThan(3);
+  });
+
+  it("after a reconnect every subscription resumes from its position: nothing missed, and a toast says so", async () => {
+    const store = newStore();
+    await store.getState().connect();
+    await store.getState().subscribe("odds_updates", { sport: "NBA" });
+    const entry = () => [...store.getState().subscriptions.values()][0]!;
+    await eventually(() => entry().received > 0 && entry().position, { what: "a position" });
+    await store.getState().reconnect();
+    const resume = await eventually(() => store.getState().lastResume, { what: "resume" });
+    expect(resume).toMatchObject({ subscriptions: 1, recovered: 1, resynced: 0 });
+    await eventually(() => entry().resumes === 1, { what: "entry.resumes" });
+    expect(entry().resyncs).toBe(0);
+    const note = store.getState().notifications.at(-1);
+    expect(note?.title).toMatch(/^Resumed: /);
+    expect(note?.code).toBe("resumed");
+  });
+
   it("reconnect() drops the connection and comes back with a new one", async () => {
     const store = newStore();
     await store.getState().connect();

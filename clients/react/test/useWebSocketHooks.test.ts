@@ -142,7 +142,21 @@ describe("subscription hooks", () => {
     // one entry per game x book x market: conflated, never a list of every update
     const keys = result.current.odds.map((o) => `${o.game_id}|${o.sportsbook}|${o.market}`);
     expect(new Set(keys).size).toBe(keys.length);
-    expect(result.current.received).toBeGreaterThanOrEqual(keys.length);
+    expect(result.current.snapshots).toBe(1); // the room's state came first
+    expect(result.current.resumes).toBe(0);
+  });
+
+  it("exposes resumes: after a reconnect the hook's subscription resumed with nothing lost", async () => {
+    const store = newStore();
+    const { result } = renderHook(
+      () => ({ connection: useWebSocketConnection(null, true), odds: useWebSocketOdds({ sport: "NFL" }) }),
+      { wrapper: wrapperFor(store) },
+    );
+    await waitFor(() => expect(result.current.odds.received).toBeGreaterThan(0), { timeout: 15_000 });
+    await act(() => result.current.connection.reconnect());
+    await waitFor(() => expect(result.current.odds.resumes).toBe(1), { timeout: 10_000 });
+    expect(result.current.odds.resyncs).toBe(0);
+    expect(result.current.odds.isSubscribed).toBe(true);
   });
 
   it("useWebSocketArbitrage and useWebSocketPredictions: { arbitrage | predictions, isSubscribed, error }", async () => {
@@ -268,7 +282,7 @@ describe("subscription hooks", () => {
       view.unmount();
       await eventually(async () => (await subscribers(id)) === 0, { what: "released" });
       await eventually(() => store.getState().connectionState === "closed", { what: "disconnected" });
-      expect(store.getState().subscriptions.size).toBe(0);
+      await eventually(() => store.getState().subscriptions.size === 0, { what: "entry released", timeout: 2000 });
     } finally {
       sockets.restore();
     }
