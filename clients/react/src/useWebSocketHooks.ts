@@ -271,8 +271,10 @@ export function useWebSocketArbitrage(filters?: FilterInput<"arbitrage">): Arbit
   const lastUpdate = useLastUpdate(shared.snapshot);
   const { snapshot } = shared;
   const arbitrage = useMemo(() => {
+    // Newest first by the event's own time (the frame's may be its delivery time).
+    const at = (f: DataFrame): string => String(f.data["timestamp"] ?? f.timestamp);
     const frames = [...snapshot.latest.values()].filter((f) => f.type === "arbitrage_alert");
-    frames.sort((a, b) => (a.timestamp < b.timestamp ? 1 : a.timestamp > b.timestamp ? -1 : 0));
+    frames.sort((a, b) => (at(a) < at(b) ? 1 : at(a) > at(b) ? -1 : 0));
     return frames.map((f) => f.data as ArbitragePayload);
   }, [snapshot]);
   return { ...viewOf(shared, lastUpdate), arbitrage };
