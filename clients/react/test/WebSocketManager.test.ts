@@ -40,6 +40,7 @@ describe("the store", () => {
 
   it("takes the seed's settings and its own; a misspelt one throws", () => {
     const store = newStore();
+    expect(store.getState().config).toMatchObject({ batch_updates: true, release_delay: 0, auto_reconnect: true });
     store.getState().setConfig({
       auto_reconnect: false,
       max_reconnect_attempts: 3,

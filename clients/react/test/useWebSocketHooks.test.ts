@@ -22,11 +22,18 @@ import {
 import { countSockets, eventually, gateway, newStore, rooms, signToken, subscribers, uniqueGame } from "./helpers.js";
 
 const wrapperFor =
-  (store: WebSocketStoreApi, strict = false) =>
-  ({ children }: { children: ReactNode }) => {
-    const tree = createElement(WebSocketProvider, { store }, children);
-    return strict ? createElement(StrictMode, null, tree) : tree;
-  };
+  (store: WebSocketStoreApi) =>
+  ({ children }: { children: ReactNode }) =>
+    createElement(WebSocketProvider, { store }, children);
+
+/** `node` under StrictMode at the root, as an app's main.tsx puts it. */
+const strict = (store: WebSocketStoreApi, node: ReactNode) =>
+  createElement(StrictMode, null, createElement(WebSocketProvider, { store }, node));
+
+function Holder() {
+  useWebSocketConnection(null, true);
+  return null;
+}
 
 /** A component that connects and holds one odds subscription, counting its renders. */
 function OddsProbe(props: { filters: FilterInput<"odds_updates">; token?: string | null; onRender?: () => void }) {
@@ -268,11 +275,20 @@ describe("subscription hooks", () => {
     store.getState().manager.on("frame", (f) => frames.push(f.type));
     const game = uniqueGame();
     try {
-      const view = render(createElement(OddsProbe, { filters: { game_id: game } }), {
-        wrapper: wrapperFor(store, true),
-      });
-      const id = await roomOf(store);
+      // Once while connecting (subscriptions not sent yet), once on an open connection, where
+      // a release that is not deferred would reach the gateway.
+      // StrictMode at the root: (as a Testing Library `wrapper` it would not double-invoke).
+      const holder = render(strict(store, createElement(Holder)));
       await eventually(() => store.getState().connected, { what: "connected" });
+      const refCounts: number[] = [];
+      const unwatch = store.subscribe((s) => {
+        const count = s.subscriptions.get([...s.subscriptions.keys()][0] ?? "")?.refCount;
+        if (count !== undefined && count !== refCounts.at(-1)) refCounts.push(count);
+      });
+      const view = render(strict(store, createElement(OddsProbe, { filters: { game_id: game } })));
+      const id = await roomOf(store);
+      unwatch();
+      expect(refCounts).toEqual([1, 0, 1]); // StrictMode did mount, unmount and mount again
       await new Promise((r) => setTimeout(r, 300));
       expect(sockets.opened).toBe(1);
       expect(frames.filter((t) => t === "subscription_confirmed")).toHaveLength(1);
@@ -281,6 +297,8 @@ describe("subscription hooks", () => {
       expect([...store.getState().subscriptions.values()][0]?.refCount).toBe(1);
       view.unmount();
       await eventually(async () => (await subscribers(id)) === 0, { what: "released" });
+      expect(store.getState().connected).toBe(true); // the holder still holds the connection
+      holder.unmount();
       await eventually(() => store.getState().connectionState === "closed", { what: "disconnected" });
       await eventually(() => store.getState().subscriptions.size === 0, { what: "entry released", timeout: 2000 });
     } finally {
@@ -299,7 +317,7 @@ describe("subscription hooks", () => {
 
 describe("batched updates", () => {
   async function rendersPerMessage(batch: boolean) {
-    const store = newStore({ batch_updates: batch });
+    const store = batch ? newStore() : newStore({ batch_updates: false }); // batching: the default
     let renders = 0;
     render(createElement(OddsProbe, { filters: {}, onRender: () => (renders += 1) }), {
       wrapper: wrapperFor(store),
