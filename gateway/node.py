@@ -57,6 +57,9 @@ VERSION = version("oddstream")
 #: Seconds between attempts to write conflated frames to backed-up clients.
 FLUSH_INTERVAL = 0.05
 
+#: Most seconds a catch-up waits for the workers to route a just-joined room here.
+ROUTING_TIMEOUT = 1.0
+
 #: Seconds between batches of closes while draining.
 DRAIN_BATCH_INTERVAL = 0.1
 
@@ -115,6 +118,9 @@ class GatewayNode:
         self._closed_since_beat: list[str] = []
         self._healthy_since: float | None = None  # monotonic; None while Redis is down
         self._canary_partitions = itertools.count(random.randrange(self.keys.partitions))
+        #: Rooms just joined: the feed entry workers must apply before history is read, so
+        #: that every event is either in what a catch-up reads or routed here live.
+        self._routing: dict[str, bytes] = {}
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -317,9 +323,11 @@ class GatewayNode:
         await self.leave(conn, list(conn.rooms))
 
     async def join(self, conn: Connection, spec: RoomSpec) -> bool:
-        joined = await self.rooms.join(conn, spec)
+        feed_id = await self.rooms.join(conn, spec)
         self.metrics.rooms.set(len(self.rooms))
-        return joined
+        if feed_id:
+            self._routing[spec.room_id] = feed_id
+        return feed_id is not None
 
     async def leave(self, conn: Connection, room_ids: list[str]) -> None:
         await self.rooms.leave(conn, room_ids)
@@ -335,6 +343,9 @@ class GatewayNode:
         self, spec: RoomSpec, position: str | None, snapshot: bool
     ) -> tuple[Replay, Snapshot | None]:
         try:
+            feed_id = self._routing.pop(spec.room_id, b"")
+            if feed_id and not await self.registry.wait_applied(feed_id, ROUTING_TIMEOUT):
+                log.warning("gateway.catch_up.routing_slow room=%s", spec.room_id)
             replay = await self.history.replay(spec, position)
             snap = None
             if snapshot and replay.recovered is not True:

@@ -51,18 +51,23 @@ class LocalRooms(Generic[M]):
     def spec(self, room_id: str) -> RoomSpec | None:
         return self._specs.get(room_id)
 
-    async def join(self, member: M, spec: RoomSpec) -> bool:
-        """Add `member` to the room; False if it was already in. Raises `ProtocolError`
-        (`service_unavailable`) when the room cannot be registered."""
+    async def join(self, member: M, spec: RoomSpec) -> bytes | None:
+        """Add `member` to the room; None if it was already in, else the room feed entry the
+        workers must apply before events are routed here (b"" if this gateway held the room
+        already). Raises `ProtocolError` (`service_unavailable`) when the room cannot be
+        registered."""
         room_id = spec.room_id
         async with self._lock:
             members = self._members.get(room_id)
             if members is not None and member in members:
-                return False
+                return None
+            feed_id = b""
             try:
                 if members is None:
-                    if not await self._registry.join_room(self._gateway_id, spec, 1):
+                    joined = await self._registry.join_room(self._gateway_id, spec, 1)
+                    if joined is None:
                         raise RedisError("gateway not registered")
+                    feed_id = joined
                     members = self._members[room_id] = set()
                     self._specs[room_id] = spec
                 else:
@@ -74,7 +79,7 @@ class LocalRooms(Generic[M]):
                     "The subscription could not be registered (Redis unavailable).",
                 ) from None
             members.add(member)
-            return True
+            return feed_id
 
     async def leave(self, member: M, room_ids: list[str]) -> None:
         """Remove `member` from rooms; a room left empty leaves the registry. A Redis failure

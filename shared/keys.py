@@ -115,6 +115,11 @@ class Keys:
         return f"{self._tag}:holders:"
 
     @property
+    def feed_acks(self) -> str:
+        """Hash: worker id -> the last room feed entry it applied to its room index."""
+        return f"{self._tag}:feedacks"
+
+    @property
     def lingering(self) -> str:
         """Sorted set: rooms no gateway holds, kept (recorded) until their score (ms)."""
         return f"{self._tag}:lingering"

@@ -14,6 +14,7 @@ healthy gateway.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,11 @@ __all__ = ["FeedEntry", "Registry", "RoomHolding"]
 FEED_RETENTION_MS = 300_000
 
 _SCRIPTS = Path(__file__).with_name("lua")
+
+
+def _feed_order(entry_id: bytes) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition(b"-")
+    return int(ms), int(seq or 0)
 
 
 def _lua(name: str) -> str:
@@ -129,8 +135,10 @@ class Registry:
             await pipe.execute()
         return True
 
-    async def join_room(self, gateway_id: str, spec: RoomSpec, count: int) -> bool:
-        """Record that this gateway holds `spec`; False if the gateway is not registered."""
+    async def join_room(self, gateway_id: str, spec: RoomSpec, count: int) -> bytes | None:
+        """Record that this gateway holds `spec`. Returns the feed entry id workers must apply
+        before they route the room here (b"" when the gateway held it already), None when
+        the gateway is not registered."""
         result = await self._join(
             keys=[
                 self.keys.rooms,
@@ -148,7 +156,32 @@ class Registry:
                 FEED_RETENTION_MS,
             ],
         )
-        return int(result) >= 0
+        if isinstance(result, int):
+            return None  # -1: not registered
+        return bytes(result)
+
+    async def ack_feed(self, worker_id: str, position: bytes) -> None:
+        """A worker applied the room feed up to `position` (see `wait_applied`)."""
+        await self.redis.hset(self.keys.feed_acks, worker_id, position)
+
+    async def wait_applied(self, feed_id: bytes, within: float) -> bool:
+        """Wait until every live worker applied the feed up to `feed_id`, so every event
+        committed from then on is routed by an index that has the change; False on timeout
+        (a worker stalled; the partition's next owner applies the feed before it reads)."""
+        wanted = _feed_order(feed_id)
+        deadline = asyncio.get_running_loop().time() + within
+        while True:
+            seconds, micros = await self.redis.time()
+            now_ms = seconds * 1000 + micros // 1000
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zrangebyscore(self.keys.workers, now_ms - self.worker_ttl_ms, "+inf")
+                pipe.hgetall(self.keys.feed_acks)
+                alive, acks = await pipe.execute()
+            if all(_feed_order(acks.get(w, b"0-0")) >= wanted for w in alive):
+                return True
+            if asyncio.get_running_loop().time() >= deadline:
+                return False
+            await asyncio.sleep(0.002)
 
     async def set_room_count(self, gateway_id: str, room_id: str, count: int) -> None:
         await self.redis.hset(self.keys.gateway_rooms(gateway_id), room_id, count)
@@ -275,7 +308,8 @@ class Registry:
 
     async def deregister_worker(self, worker_id: str) -> None:
         await self._reap_worker(
-            keys=[self.keys.workers, self.keys.worker_info(worker_id)], args=[worker_id, "force"]
+            keys=[self.keys.workers, self.keys.worker_info(worker_id), self.keys.feed_acks],
+            args=[worker_id, "force"],
         )
 
     # --- room index for workers ----------------------------------------------------------

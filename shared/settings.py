@@ -167,7 +167,7 @@ class Settings(BaseSettings):
         "processed in ingest order. Every process of a deployment must use the same number.",
     )
     partition_lease_ms: int = Field(
-        default=1500,
+        default=1200,
         ge=100,
         le=60_000,
         description="How long a worker's claim on a partition lasts without renewal (renewed "

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import signal
 import subprocess
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from typing import Any
@@ -95,7 +96,12 @@ async def subscribe(c: Client, type_: str, position: str | None = None, **filter
 
 def assert_once_in_order(frames: list[dict[str, Any]], sent: list[str]) -> None:
     ids = [f["event_id"] for f in frames]
-    assert len(ids) == len(set(ids)), "an event arrived twice"
+    twice = [
+        (n, f["event_id"], f.get("replay"), f.get("positions"))
+        for n, f in enumerate(frames)
+        if ids.count(f["event_id"]) > 1
+    ]
+    assert not twice, f"arrived twice (index, id, replay, positions): {twice}"
     assert set(ids) == set(sent), f"{len(set(sent) - set(ids))} events missing"
     per_game: dict[str, list[int]] = defaultdict(list)
     for frame in frames:
@@ -381,3 +387,26 @@ async def test_bad_positions_get_an_error_or_a_resync_never_another_rooms_data(
         assert reply["data"]["recovered"] is False and reply["data"]["replayed"] == 0
         await fresh.next_of("snapshot")
         await fresh.close()
+
+
+async def test_catch_up_waits_until_every_live_worker_routes_the_joined_room(
+    settings: Settings, redis_client: Redis, keys: Keys
+) -> None:
+    """Found in review: a worker learns of a join from the room feed a moment later, so an
+    event committed after a catch-up read the history but before the worker's index had the
+    join was neither replayed nor delivered. The gateway now waits for every live worker's
+    acknowledgement of the join before it reads (`Registry.wait_applied`)."""
+    async with running_gateway(settings) as gw, running_worker(settings, "w-live") as worker:
+        registry = gw.node.registry
+        c = await Client.connect(f"{gw.ws}/ws/v2/connect")
+        await subscribe(c, "odds_updates", sport="NFL")
+        acked = await redis_client.hget(keys.feed_acks, "w-live")
+        assert acked is not None and acked == worker.feed_position  # the join was applied
+        # A live worker (beating) that has not applied the feed holds a catch-up back...
+        await redis_client.zadd(keys.workers, {"w-behind": int(time.time() * 1000)})
+        await redis_client.hset(keys.feed_acks, "w-behind", b"0-1")
+        assert not await registry.wait_applied(acked, within=0.2)
+        # ...until it acknowledges.
+        await redis_client.hset(keys.feed_acks, "w-behind", acked)
+        assert await registry.wait_applied(acked, within=0.2)
+        await c.close()

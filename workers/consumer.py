@@ -141,6 +141,7 @@ class Worker:
             alive_window_ms=int(2000 * settings.worker_heartbeat) + settings.partition_lease_ms,
         )
         self._commit = redis.register_script(lua("commit"))
+        self._index_lock = asyncio.Lock()
         #: Owned partitions being read, and the last entry id committed for each.
         self._cursors: dict[int, bytes] = {}
 
@@ -197,17 +198,26 @@ class Worker:
     async def _follow_feed(self) -> None:
         backoff = Backoff()
         needs_resync = False
+        acked = b""
         while not self._stopping.is_set():
             try:
                 if needs_resync:
-                    await self._resync()
+                    async with self._index_lock:
+                        await self._resync()
                     needs_resync = False
                 entries = await self.registry.read_feed(
                     self.feed_position, self.settings.worker_block_ms
                 )
-                for entry in entries:
-                    self.index.apply(entry)
-                    self.feed_position = entry.id
+                # Under the lock no batch is between its matching and its commit, so once the
+                # ack is written every later commit routes by the changed index. Gateways wait
+                # for the ack before they read a just-joined room's history.
+                async with self._index_lock:
+                    for entry in entries:
+                        self.index.apply(entry)
+                        self.feed_position = entry.id
+                    if acked != self.feed_position:
+                        await self.registry.ack_feed(self.worker_id, self.feed_position)
+                        acked = self.feed_position
                 backoff.reset()
                 raise_if_cancelling()
             except asyncio.CancelledError:
@@ -276,7 +286,12 @@ class Worker:
 
     async def _process(self, partition: int, entries: list[Entry]) -> None:
         """Match a batch of one partition and commit it in one fenced script: histories,
-        latest values, one inbox entry per gateway (in ingest order), dead letters, cursor."""
+        latest values, one inbox entry per gateway (in ingest order), dead letters, cursor.
+        The room index does not change between the matching and the commit."""
+        async with self._index_lock:
+            await self._match_and_commit(partition, entries)
+
+    async def _match_and_commit(self, partition: int, entries: list[Entry]) -> None:
         stream = self.keys.ingest(partition).encode()
         batch = _Batch()
         dead: list[dict[bytes, bytes]] = []

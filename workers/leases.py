@@ -7,12 +7,12 @@ A worker holds a partition through a lease, a Redis key with the worker's id and
   holder (Lua), and every batch is committed by a script that first checks the lease
   (`workers/lua/commit.lua`), so a worker that stalled past its lease and wakes up writes
   nothing for a partition another worker has taken over;
-- fast failover: a dead worker's leases lapse after `partition_lease_ms`, and any worker takes
-  a free partition at its next round (a third of the lease);
+- fast failover: a dead worker's leases lapse after `partition_lease_ms`, and a worker takes a
+  free partition within two rounds (a round is a third of the lease);
 - balance: a worker takes free partitions up to its fair share (partitions / live workers;
-  the shares of all live workers add up to the partitions),
-  takes any partition that stays free longer than a lease (so a stale count of live workers
-  never strands one), and hands back what it holds beyond its share, between batches.
+  the shares of all live workers add up to the partitions), takes any partition that stays
+  free for a whole round (a dead worker still counts as live until its beats lapse),
+  and hands back what it holds beyond its share, between batches.
 """
 
 from __future__ import annotations
@@ -79,7 +79,9 @@ class PartitionLeases:
                 self._free_since.pop(partition, None)
                 continue
             since = self._free_since.setdefault(partition, now)
-            stranded = now - since >= self._lease_ms / 1000
+            # Free for a whole round: its owner is gone, even if the count of live workers
+            # (from beats, which lag) does not show it yet.
+            stranded = now - since >= self.interval * 0.9
             if (len(self.owned) < share or stranded) and await self._take(partition):
                 self._free_since.pop(partition, None)
         extra = len(self.owned) - len(self.surplus) - share
