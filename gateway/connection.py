@@ -32,7 +32,7 @@ from oddstream.gateway.auth import AuthError, Identity, authorize_room
 from oddstream.gateway.frames import text_frame
 from oddstream.gateway.limits import TokenBucket
 from oddstream.gateway.metrics import GatewayMetrics
-from oddstream.gateway.resume import Replay, Snapshot, after_seam, parse_position
+from oddstream.gateway.resume import Replay, Seam, Snapshot, parse_position, seam_of, through_seams
 from oddstream.shared.protocol import (
     CLIENT_MESSAGE_TYPES,
     AuthMessage,
@@ -129,6 +129,7 @@ class Connection:
         "recorded_sent",
         "remote",
         "rooms",
+        "seams",
         "send_limit",
         "strikes",
         "transport",
@@ -165,6 +166,8 @@ class Connection:
         self.pending: dict[bytes, bytes] | None = None  # held frames by conflation key
         #: Live frames kept back while a subscription catches up (replay, snapshot).
         self.held: list[tuple[bytes, bytes]] | None = None
+        #: Rooms whose catch-up just ended: live frames it already covered are dropped.
+        self.seams: dict[str, Seam] = {}
         self.bucket = TokenBucket(host.settings.messages_per_second, host.settings.message_burst)
         self.strikes = 0  # messages refused for rate in a row
         self.expiry_notified = False
@@ -176,6 +179,10 @@ class Connection:
         if self.held is not None:
             self.held.extend(items)  # released in order once the subscription caught up
             return len(items)
+        if self.seams:
+            items = through_seams(items, self.seams, time.monotonic())
+            if not items:
+                return 0
         transport = self.transport
         if self.closing or transport.is_closing():
             return 0
@@ -417,8 +424,9 @@ class Connection:
             # Bounded by `max_replay_bytes`: written even past the send buffer's limit.
             self.transport.write(b"".join(text_frame(f) for f in frames))
             self.messages_sent += len(frames)
+        self.seams[spec.room_id] = seam_of(spec, replay, snap, time.monotonic())
         if held:
-            self.deliver(after_seam(held, replay, snap))
+            self.deliver(held)
 
     def _confirm(self, spec: RoomSpec, request_id: Any, extra: dict[str, Any]) -> None:
         self.send(

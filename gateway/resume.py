@@ -17,9 +17,13 @@ Snapshots (`snapshot`). A new or resynced odds, predictions or sport subscriptio
 latest value of every conflation key its filters cover, kept by the workers per game
 (`{p}:latest:<game>`), in one frame, before any live update.
 
-Seam. The room is joined before history and snapshot are read, and live frames for the
-connection are held meanwhile (`Connection`), then released minus what the replay or the
-snapshot already gave: no gap, no duplicate, and never an older value after a newer one.
+Seam. The room is joined, and the gateway waits until every live worker routes it here
+(`Registry.wait_applied`), before history and snapshot are read: every event is then either
+in what the catch-up read or on its way to this gateway's inbox. Live frames for the
+connection are held during the catch-up (`Connection.held`); afterwards, until the room's
+live frames pass the position the catch-up read to (`Seam`), frames that the replay or the
+snapshot already covered are dropped: no gap, no duplicate, never an older value after a
+newer one.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ from oddstream.shared.rooms import RoomSpec
 from oddstream.shared.settings import Settings
 from oddstream.shared.streams import event_order, event_time
 
-__all__ = ["History", "Replay", "Snapshot", "after_seam", "parse_position"]
+__all__ = ["History", "Replay", "Seam", "Snapshot", "parse_position", "seam_of", "through_seams"]
 
 _POSITION = re.compile(r"^([0-9a-f]{1,32}):([0-9a-f]{8}):(\d{1,20})-(\d{1,20})$")
 
@@ -85,21 +89,25 @@ def parse_position(text: str) -> tuple[str, str, EntryId]:
 
 @dataclass(slots=True)
 class Replay:
-    """What a resume gives: the position to confirm, whether it recovered, the frames."""
+    """What a resume gives: the position to confirm, whether it recovered, the frames, and
+    `tail`: the history id up to which this catch-up read (the seam, see `Seam`)."""
 
     position: str
     recovered: bool | None
     frames: list[bytes] = field(default_factory=list)
     event_ids: set[bytes] = field(default_factory=set)
+    tail: EntryId = (0, 0)
 
 
 @dataclass(slots=True)
 class Snapshot:
-    """One `snapshot` frame, and per conflation key the event id it holds (for the seam)."""
+    """One `snapshot` frame, per conflation key the event id it holds, and the history id
+    read after it: frames up to there may be older than the snapshot (see `Seam`)."""
 
     frame: bytes
     latest: dict[bytes, bytes]
     events: int
+    tail: EntryId = (0, 0)
 
 
 class History:
@@ -129,7 +137,7 @@ class History:
         if position is None or not self._enabled:
             top: Any = await self._redis.xrevrange(history, count=1) if self._enabled else []
             tail = _entry_id(top[0][0]) if top else (0, 0)
-            return Replay(self.position(epoch, room, tail), None)
+            return Replay(self.position(epoch, room, tail), None, tail=tail)
         their_epoch, tag, after = parse_position(position)
         if their_epoch != epoch or tag != room_tag(room):
             return await self._not_recovered(epoch, room)
@@ -138,7 +146,7 @@ class History:
         if not entries:
             top = await self._redis.xrevrange(history, count=1)
             if top and _entry_id(top[0][0]) == after:
-                return Replay(position, True)  # nothing missed
+                return Replay(position, True, tail=after)  # nothing missed
             return await self._not_recovered(epoch, room)
         first_prev = _entry_id(entries[0][1].get(b"p", b"0-0"))
         if first_prev != after or len(entries) > self._max_replay:
@@ -155,12 +163,13 @@ class History:
             replay.frames.append(frame)
             replay.event_ids.add(fields[b"e"])
             replay.position = pos
+            replay.tail = entry
         return replay
 
     async def _not_recovered(self, epoch: str, room: str) -> Replay:
         top: Any = await self._redis.xrevrange(self._keys.history(room), count=1)
         tail = _entry_id(top[0][0]) if top else (0, 0)
-        return Replay(self.position(epoch, room, tail), False)
+        return Replay(self.position(epoch, room, tail), False, tail=tail)
 
     @staticmethod
     def _frame(room: str, position: str, fields: dict[bytes, bytes]) -> bytes:
@@ -206,7 +215,9 @@ class History:
             + spec.type.value.encode() + b'","truncated":' + (b"true" if truncated else b"false")
             + b',"events":[' + b",".join(events) + b"]}}"
         )  # fmt: skip
-        return Snapshot(frame, latest, len(events))
+        top: Any = await self._redis.xrevrange(self._keys.history(spec.room_id), count=1)
+        tail = _entry_id(top[0][0]) if top else (0, 0)
+        return Snapshot(frame, latest, len(events), tail)
 
     async def _games(self, spec: RoomSpec) -> list[str]:
         wanted = spec.get("game_id")
@@ -240,27 +251,72 @@ def _covered(spec: RoomSpec, kinds: frozenset[EventKind], value: bytes) -> bytes
     return event_id.encode() if isinstance(event_id, str) else None
 
 
-def after_seam(
-    held: list[tuple[bytes, bytes]], replay: Replay, snapshot: Snapshot | None
+#: Seconds a seam keeps filtering a connection's frames at most: by then every inbox entry
+#: written before the catch-up read has been fanned out.
+SEAM_SECONDS = 5.0
+
+
+@dataclass(slots=True)
+class Seam:
+    """Where a subscription's catch-up ended, for the live frames that follow it.
+
+    Frames of the room at or before `tail` (a history id) were written before the catch-up
+    read, so the replay carried them (`replayed`), or the snapshot holds their key's value or
+    a newer one (`latest`); such frames are dropped. The first frame past `tail` ends the
+    seam: positions only grow, so nothing after it can repeat what the catch-up gave."""
+
+    room: str
+    tail: EntryId
+    replayed: set[bytes]
+    latest: dict[bytes, bytes]
+    until: float
+
+    def covers(self, key: bytes, event_id: bytes) -> bool:
+        """Whether the catch-up already gave this event, or a newer value of its key."""
+        if event_id in self.replayed:
+            return True
+        newest = self.latest.get(key) if key else None
+        return newest is not None and event_order(event_id) <= event_order(newest)
+
+
+def through_seams(
+    items: list[tuple[bytes, bytes]], seams: dict[str, Seam], now: float
 ) -> list[tuple[bytes, bytes]]:
-    """The live frames held while a subscription caught up, minus what it already got: an
-    event the replay or snapshot carried, or a value older than the snapshot's for its key
-    (events of one conflation key share a partition, so their ids compare in ingest order)."""
-    if not held or (not replay.event_ids and snapshot is None):
-        return held
-    latest = snapshot.latest if snapshot is not None else {}
+    """The frames a connection with open seams still needs; closes the seams they pass.
+    Parses each frame (only while a seam is open: the moments after a subscribe)."""
+    for room in [r for r, seam in seams.items() if now > seam.until]:
+        del seams[room]
     kept = []
-    for key, frame in held:
-        try:
-            event_id = orjson.loads(payload_of(frame)).get("event_id")
-        except orjson.JSONDecodeError:  # pragma: no cover - frames are ours
-            event_id = None
-        if isinstance(event_id, str):
-            eid = event_id.encode()
-            if eid in replay.event_ids:
+    for key, frame in items:
+        if not seams:
+            kept.append((key, frame))
+            continue
+        body = orjson.loads(payload_of(frame))
+        event_id = body.get("event_id")
+        positions = body.get("positions") or {}
+        drop = False
+        for room, position in positions.items():
+            seam = seams.get(room)
+            if seam is None:
                 continue
-            newest = latest.get(key) if key else None
-            if newest is not None and event_order(eid) <= event_order(newest):
+            try:
+                at = parse_position(position)[2]
+            except ProtocolError:  # pragma: no cover - positions are ours
                 continue
-        kept.append((key, frame))
+            if at > seam.tail:
+                del seams[room]  # the live stream has passed the catch-up
+            elif isinstance(event_id, str) and seam.covers(key, event_id.encode()):
+                drop = True
+        if not drop:
+            kept.append((key, frame))
     return kept
+
+
+def seam_of(spec: RoomSpec, replay: Replay, snapshot: Snapshot | None, now: float) -> Seam:
+    return Seam(
+        spec.room_id,
+        max(replay.tail, snapshot.tail) if snapshot is not None else replay.tail,
+        replay.event_ids,
+        snapshot.latest if snapshot is not None else {},
+        now + SEAM_SECONDS,
+    )
