@@ -267,7 +267,9 @@ class OddstreamClient:
         resumes from there: check `sub.recovered` on return (True: the missed frames come
         first; False: they are gone and, for odds, predictions and sport types, a snapshot
         comes first instead). A malformed position raises `SubscriptionError`
-        (`invalid_position`). `snapshot=False` asks for no snapshot on fresh subscribes.
+        (`invalid_position`). If this client already holds the room (another subscription
+        with the same filters), the gateway resumes nothing for it: it shares that room's
+        frames from now (`recovered` None). `snapshot=False` asks for no snapshot.
         """
         merged = {**(filters or {}), **more}
         sub = Subscription(

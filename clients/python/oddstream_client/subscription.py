@@ -109,8 +109,8 @@ class Subscription:
         #: Snapshot frames received, and the last one.
         self.snapshots = 0
         self.last_snapshot: Frame | None = None
-        #: Ask for a snapshot on fresh subscribes (the gateway's default).
-        self.snapshot = snapshot
+        #: Whether subscribes ask for a snapshot (when fresh or not recovered; the default).
+        self.snapshot_requested = snapshot
         self._position = position
         self._awaiting_snapshot = False
         self._seen: set[str] = set()
@@ -194,7 +194,7 @@ class Subscription:
         }
         if self._position is not None:
             body["position"] = self._position
-        if not self.snapshot:
+        if not self.snapshot_requested:
             body["snapshot"] = False
         return body
 
@@ -234,7 +234,7 @@ class Subscription:
             # a drop in the middle of the replay resumes from the last one received.
             if self.replayed == 0 and current is not None:
                 self._position = current
-        elif self.snapshot and self.subscription_type in SNAPSHOT_TYPES:
+        elif self.snapshot_requested and self.subscription_type in SNAPSHOT_TYPES:
             # The snapshot comes next; its position is adopted with it, so a drop before it
             # arrives subscribes afresh (and gets a snapshot) instead of skipping it.
             self._awaiting_snapshot = True
