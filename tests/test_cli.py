@@ -346,6 +346,19 @@ def test_bad_port_flag_stops_gateway_with_one_line(workdir: Path) -> None:
     assert "--port" in lines[0]  # names the flag the user typed, not the variable
 
 
+@pytest.mark.parametrize("command", ["dev", "simulate"])
+@pytest.mark.parametrize("rate", ["0", "-5", "nan", "fast"])
+def test_a_rate_that_is_no_feed_is_refused_before_anything_starts(
+    command: str, rate: str, workdir: Path
+) -> None:
+    """`oddstream dev --rate 0` used to start the gateway and worker, fail inside the
+    simulator and drain again without a banner or a clear error."""
+    result = run_cli_sync(command, "--rate", rate, env=cli_env(None), cwd=workdir)
+    assert result.returncode == 2
+    assert "--rate" in result.stderr and rate in result.stderr
+    assert "Traceback" not in result.stderr and "gateway." not in result.stderr
+
+
 def test_ingest_missing_file_is_one_clear_line(workdir: Path) -> None:
     result = run_cli_sync("ingest", "no-such-file.jsonl", env=cli_env(None), cwd=workdir)
     assert result.returncode == 2

@@ -53,6 +53,17 @@ async def _worker_main(settings: Settings, worker_id: str | None) -> int:
     return 0
 
 
+def _positive(text: str) -> float:
+    """An argparse type: a number above zero (a rate of 0 would be no feed at all)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number above 0")
+    return value
+
+
 def _print_rejected(number: int, reason: str) -> None:
     print(f"line {number}: skipped: {reason}", file=sys.stderr)
 
@@ -196,7 +207,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Publish simulated MLB/NBA/NFL/NHL odds, predictions, analytics, "
         "arbitrage, alerts and portfolio events through the ingest path.",
     )  # fmt: skip
-    simulate.add_argument("--rate", type=float, default=40.0, help="events per second (40)")
+    simulate.add_argument("--rate", type=_positive, default=40.0, help="events per second (40)")
     simulate.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
     simulate.add_argument("--seed", type=int, help="random seed, for a repeatable feed")
 
@@ -207,10 +218,12 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     dev.add_argument("--host", help="gateway bind address (default 127.0.0.1)")
     dev.add_argument("--port", type=int, help="gateway port (default 8000)")
-    dev.add_argument("--rate", type=float, default=40.0, help="simulated events per second (40)")
+    dev.add_argument(
+        "--rate", type=_positive, default=40.0, help="simulated events per second (40)"
+    )
     listen = sub.add_parser(
         "listen", help="print live messages of one subscription",
-        description="Connect with the reconnecting client (shared.client), subscribe and print "
+        description="Connect with the reconnecting client (oddstream_client), subscribe and print "
         "every data message as one JSON line; connection state changes go to stderr.",
     )  # fmt: skip
     listen.add_argument("subscription_type", help="odds_updates, arbitrage, mlb, ...")
