@@ -389,8 +389,13 @@ class Registry:
         return int(total) - int(lingering)
 
     async def rooms_detail(self) -> list[dict[str, Any]]:
-        """Every room with its spec and subscriber count per gateway."""
+        """Every room with its spec and subscriber count per gateway; a room no gateway holds
+        says until when it lingers (still recorded for clients coming back)."""
         specs: dict[bytes, bytes] = await self.redis.hgetall(self.keys.rooms)  # type: ignore[assignment]
+        lingering: list[tuple[bytes, float]] = await self.redis.zrange(  # type: ignore[assignment]
+            self.keys.lingering, 0, -1, withscores=True
+        )
+        until = {room.decode(): int(score) for room, score in lingering}
         gateway_ids = await self._member_ids(self.keys.gateways)
         async with self.redis.pipeline(transaction=False) as pipe:
             for gateway_id in gateway_ids:
@@ -412,6 +417,7 @@ class Registry:
                     "filters": spec["filters"],
                     "subscribers": sum(per.values()),
                     "gateways": per,
+                    "lingering_until_ms": until.get(rid),
                 }
             )
         return detail

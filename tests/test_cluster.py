@@ -175,6 +175,7 @@ async def test_management_views_match_known_scenario(
             assert by_id[room_mlb]["filters"] == {"sport": ["MLB"]}
             assert by_id[room_arb]["gateways"] == {gw_b.node.gateway_id: 1}
             assert by_id[room_arb]["filters"] == {"min_profit": 2.0}
+            assert by_id[room_mlb]["lingering_until_ms"] is None  # held, not lingering
 
             async def connections_settled() -> bool:
                 page = await view("/ws/v2/connections")
@@ -386,6 +387,13 @@ async def test_killed_gateway_leaves_registry_and_is_not_sent_to(
             await wait_until(reaped, timeout=5, message="dead gateway reaped")
             assert lone_room not in await held_rooms(redis_client, keys)
             assert await lingers(redis_client, keys, lone_room)  # recorded for resume a while
+            async with (
+                aiohttp.ClientSession(headers=ADMIN) as s,
+                s.get(f"{survivor.http}/ws/v2/rooms") as resp,
+            ):
+                listed = {r["room"]: r for r in (await resp.json())["rooms"]}
+            assert listed[lone_room]["subscribers"] == 0
+            assert listed[lone_room]["lingering_until_ms"] is not None
             holders = await redis_client.smembers(keys.room_holders(shared_room))
             assert holders == {survivor.node.gateway_id.encode()}
             await wait_until(lambda: lone_room not in worker.index.rooms, message="index drop")
