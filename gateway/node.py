@@ -57,8 +57,6 @@ VERSION = version("oddstream")
 #: Seconds between attempts to write conflated frames to backed-up clients.
 FLUSH_INTERVAL = 0.05
 
-#: Most seconds a catch-up waits for the workers to route a just-joined room here.
-ROUTING_TIMEOUT = 1.0
 
 #: Seconds between batches of closes while draining.
 DRAIN_BATCH_INTERVAL = 0.1
@@ -344,8 +342,12 @@ class GatewayNode:
     ) -> tuple[Replay, Snapshot | None]:
         try:
             feed_id = self._routing.pop(spec.room_id, b"")
-            if feed_id and not await self.registry.wait_applied(feed_id, ROUTING_TIMEOUT):
+            # Long enough for a stalled worker's leases to lapse (it then cannot commit).
+            within = 2 * self.settings.partition_lease_ms / 1000 + 1.0
+            if feed_id and not await self.registry.wait_applied(feed_id, within):
+                # No proof that every later event reaches this gateway: no resume claim.
                 log.warning("gateway.catch_up.routing_slow room=%s", spec.room_id)
+                return await self._resync(spec, position, snapshot)
             replay = await self.history.replay(spec, position)
             snap = None
             if snapshot and replay.recovered is not True:
@@ -354,6 +356,17 @@ class GatewayNode:
             # Redis went away between the join and here: say so; the client resyncs later.
             log.warning("gateway.catch_up.redis_failed room=%s error=%s", spec.room_id, exc)
             return Replay(position or "", False if position else None), None
+        return self._counted(replay, snap)
+
+    async def _resync(
+        self, spec: RoomSpec, position: str | None, snapshot: bool
+    ) -> tuple[Replay, Snapshot | None]:
+        replay = await self.history.replay(spec, None)
+        replay.recovered = False if position is not None else None
+        snap = await self.history.snapshot(spec, replay.position) if snapshot else None
+        return self._counted(replay, snap)
+
+    def _counted(self, replay: Replay, snap: Snapshot | None) -> tuple[Replay, Snapshot | None]:
         if replay.recovered is not None:
             self.metrics.resumes.labels("recovered" if replay.recovered else "resynced").inc()
         if snap is not None:

@@ -165,19 +165,21 @@ class Registry:
         await self.redis.hset(self.keys.feed_acks, worker_id, position)
 
     async def wait_applied(self, feed_id: bytes, within: float) -> bool:
-        """Wait until every live worker applied the feed up to `feed_id`, so every event
-        committed from then on is routed by an index that has the change; False on timeout
-        (a worker stalled; the partition's next owner applies the feed before it reads)."""
+        """Wait until every worker that can commit (it holds a partition lease) applied the
+        feed up to `feed_id`, so every event committed from then on is routed by an index
+        that has the change. A stalled worker stops counting once its leases lapse (it can
+        no longer commit; the next owner follows the feed before it reads). False on
+        timeout, which a caller treats as "no gap-free guarantee"."""
         wanted = _feed_order(feed_id)
         deadline = asyncio.get_running_loop().time() + within
+        leases = [self.keys.lease(p) for p in range(self.keys.partitions)]
         while True:
-            seconds, micros = await self.redis.time()
-            now_ms = seconds * 1000 + micros // 1000
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.zrangebyscore(self.keys.workers, now_ms - self.worker_ttl_ms, "+inf")
+                pipe.mget(leases)
                 pipe.hgetall(self.keys.feed_acks)
-                alive, acks = await pipe.execute()
-            if all(_feed_order(acks.get(w, b"0-0")) >= wanted for w in alive):
+                holders, acks = await pipe.execute()
+            owners = {h for h in holders if h is not None}
+            if all(_feed_order(acks.get(w, b"0-0")) >= wanted for w in owners):
                 return True
             if asyncio.get_running_loop().time() >= deadline:
                 return False

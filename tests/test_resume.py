@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import signal
 import subprocess
-import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from typing import Any
@@ -402,11 +401,15 @@ async def test_catch_up_waits_until_every_live_worker_routes_the_joined_room(
         await subscribe(c, "odds_updates", sport="NFL")
         acked = await redis_client.hget(keys.feed_acks, "w-live")
         assert acked is not None and acked == worker.feed_position  # the join was applied
-        # A live worker (beating) that has not applied the feed holds a catch-up back...
-        await redis_client.zadd(keys.workers, {"w-behind": int(time.time() * 1000)})
+        # A worker that can commit (it holds a lease) and has not applied the feed holds a
+        # catch-up back...
+        await redis_client.set(keys.lease(0), "w-behind", px=60_000)
         await redis_client.hset(keys.feed_acks, "w-behind", b"0-1")
         assert not await registry.wait_applied(acked, within=0.2)
-        # ...until it acknowledges.
+        # ...until it acknowledges, or (stalled) its lease lapses and it can commit no more.
         await redis_client.hset(keys.feed_acks, "w-behind", acked)
+        assert await registry.wait_applied(acked, within=0.2)
+        await redis_client.hset(keys.feed_acks, "w-behind", b"0-1")
+        await redis_client.delete(keys.lease(0))
         assert await registry.wait_applied(acked, within=0.2)
         await c.close()
