@@ -26,7 +26,7 @@ GAMES = 40
 
 
 def american(price: float) -> int:
-    value = int(round(price))
+    value = round(price)
     return value if abs(value) >= 100 else (100 if value >= 0 else -100)
 
 
