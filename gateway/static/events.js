@@ -1,0 +1,3 @@
+// The events a WebSocketManager emits (`ManagerEvents`) and their details: state changes,
+// notifications for a UI, stats, and how subscriptions resumed after a reconnect.
+export {};
