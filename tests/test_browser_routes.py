@@ -30,6 +30,10 @@ async def test_dashboard_and_client_files_are_served_with_a_strict_policy(
             ("contract.js", "text/javascript"),
             ("contract.d.ts", "application/typescript"),
             ("dashboard.js", "text/javascript"),
+            # the modules both import (by relative path) are served the same way
+            ("manager.js", "text/javascript"),
+            ("errors.d.ts", "application/typescript"),
+            ("dashboard-board.js", "text/javascript"),
             ("dashboard.css", "text/css"),
         ]:
             async with http.get(f"{gw.http}/static/{name}") as file:
