@@ -52,6 +52,13 @@ local function add(index, item)
 end
 
 local last = {}  -- room -> its history's last id in this script
+local touched = {}  -- keys whose TTL this script already set: once per key, not per event
+local function expire(key, ttl)
+  if not touched[key] then
+    touched[key] = true
+    redis.call('PEXPIRE', key, ttl)
+  end
+end
 for _ = 1, tonumber(take()) do
   local kind = take()
   if kind == 'c' then
@@ -73,17 +80,19 @@ for _ = 1, tonumber(take()) do
       if offline == '1' then maxlen, ttl = ARGV[8], ARGV[9] end
       local id = redis.call('XADD', hkey, 'MAXLEN', '~', maxlen, '*',
                             'e', event_id, 't', type_, 'd', data, 'p', prev)
-      redis.call('PEXPIRE', hkey, ttl)
+      expire(hkey, ttl)
       last[room] = id
       positions[room] = epoch .. ':' .. string.sub(room, -8) .. ':' .. id
     end
     if game ~= '' then
       local lkey = ARGV[10] .. game
       redis.call('HSET', lkey, key, snapshot_head .. ',"data":' .. data .. '}')
-      redis.call('PEXPIRE', lkey, ARGV[12])
-      redis.call('SADD', ARGV[11] .. sport, game)
-      redis.call('PEXPIRE', ARGV[11] .. sport, ARGV[12])
-      redis.call('SADD', KEYS[5], sport)
+      if not touched[lkey] then  -- a game's first event in this batch: index it once
+        redis.call('SADD', ARGV[11] .. sport, game)
+        redis.call('SADD', KEYS[5], sport)
+        expire(ARGV[11] .. sport, ARGV[12])
+      end
+      expire(lkey, ARGV[12])
     end
     local tail = ',"data":' .. data .. '}'
     for _ = 1, tonumber(take()) do
