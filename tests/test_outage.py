@@ -8,12 +8,14 @@ import subprocess
 
 import aiohttp
 import pytest
+from redis.exceptions import RedisError
 
 from oddstream.embedded import EmbeddedRedis
 from oddstream.shared.ingest import Ingester, parse_event
 from oddstream.shared.keys import Keys
 from oddstream.shared.redis import create_redis
 from oddstream.shared.settings import Settings
+from oddstream.workers.consumer import Worker
 from tests.harness import (
     Client,
     process_env,
@@ -141,3 +143,28 @@ async def test_events_redis_kept_through_an_outage_are_delivered_after_it(
                 await redis.aclose()
     finally:
         server.close()
+
+
+async def test_a_partition_taken_during_an_outage_is_read_once_redis_is_back(
+    private_redis: EmbeddedRedis, settings: Settings, keys: Keys
+) -> None:
+    """Found by the soak: a worker that had just taken a partition when Redis went away
+    forgot it when reading its cursor failed; its lease survived the restart (append-only
+    file), so no worker ever read the partition again and the feed piled up unread."""
+    own = settings.model_copy(update={"redis_url": private_redis.url})
+    redis = create_redis(private_redis.url)
+    worker = Worker(own, redis, worker_id="w-outage")
+    try:
+        await redis.set(keys.cursor(2), b"5-0")
+        worker.leases.owned.add(2)
+        worker.leases.acquired.add(2)  # just taken: its cursor is read before reading it
+        private_redis.kill()
+        with pytest.raises(RedisError):
+            await worker._apply_lease_changes()
+        assert 2 in worker.leases.acquired, "the partition was forgotten"
+        private_redis.start()
+        await worker._apply_lease_changes()
+        assert worker._cursors == {2: b"0-0"}  # Redis kept nothing: from the start again
+        assert not worker.leases.acquired
+    finally:
+        await redis.aclose()

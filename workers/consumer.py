@@ -243,10 +243,11 @@ class Worker:
                 except asyncio.CancelledError:
                     raise
                 except Exception:
-                    # Nothing past the committed cursors was delivered: read it again.
+                    # Nothing past the committed cursors was delivered: read every owned
+                    # partition again from its cursor.
                     self._count_error()
                     log.exception("worker.consume.failed")
-                    self.leases.acquired |= set(self._cursors)
+                    self.leases.acquired |= self.leases.owned
                     self._cursors.clear()
                     await backoff.sleep()
         finally:
@@ -261,13 +262,14 @@ class Worker:
         for partition in [p for p in self._cursors if p not in self.leases.owned]:
             del self._cursors[partition]
         acquired = sorted(self.leases.acquired & self.leases.owned)
-        self.leases.acquired.clear()
         if acquired:
             committed: list[Any] = await self.redis.mget([self.keys.cursor(p) for p in acquired])
             for partition, cursor in zip(acquired, committed, strict=True):
                 # No cursor yet: from the start, so events ingested before any worker count.
                 self._cursors[partition] = cursor or b"0-0"
                 log.info("worker.partition.reading partition=%d after=%s", partition, cursor)
+        # Only now: a Redis error above leaves them to be taken up again next time.
+        self.leases.acquired.clear()
 
     async def _consume_once(self) -> None:
         if not self._cursors:
