@@ -79,6 +79,7 @@ class Registry:
         self.gateway_ttl_ms = int(gateway_ttl * 1000)
         self.worker_ttl_ms = int(worker_ttl * 1000)
         self.linger_ms = int(linger * 1000)
+        self._floor_poll: asyncio.Future[tuple[int, int]] | None = None
         self._beat = redis.register_script(_lua("beat"))
         self._join = redis.register_script(_lua("join_room"))
         self._leave = redis.register_script(_lua("leave_room"))
@@ -169,21 +170,33 @@ class Registry:
         feed up to `feed_id`, so every event committed from then on is routed by an index
         that has the change. A stalled worker stops counting once its leases lapse (it can
         no longer commit; the next owner follows the feed before it reads). False on
-        timeout, which a caller treats as "no gap-free guarantee"."""
+        timeout, which a caller treats as "no gap-free guarantee". Concurrent waiters (a
+        reconnect storm) share one poll of Redis at a time."""
         wanted = _feed_order(feed_id)
         deadline = asyncio.get_running_loop().time() + within
-        leases = [self.keys.lease(p) for p in range(self.keys.partitions)]
         while True:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.mget(leases)
-                pipe.hgetall(self.keys.feed_acks)
-                holders, acks = await pipe.execute()
-            owners = {h for h in holders if h is not None}
-            if all(_feed_order(acks.get(w, b"0-0")) >= wanted for w in owners):
+            if await self._applied_floor() >= wanted:
                 return True
             if asyncio.get_running_loop().time() >= deadline:
                 return False
             await asyncio.sleep(0.002)
+
+    async def _applied_floor(self) -> tuple[int, int]:
+        """The feed position every lease holder has applied (one poll shared by callers)."""
+        if self._floor_poll is None or self._floor_poll.done():
+            self._floor_poll = asyncio.ensure_future(self._poll_applied_floor())
+        return await asyncio.shield(self._floor_poll)
+
+    async def _poll_applied_floor(self) -> tuple[int, int]:
+        leases = [self.keys.lease(p) for p in range(self.keys.partitions)]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.mget(leases)
+            pipe.hgetall(self.keys.feed_acks)
+            holders, acks = await pipe.execute()
+        owners = {h for h in holders if h is not None}
+        if not owners:
+            return (2**63, 0)  # no worker can commit: nothing is routed without the change
+        return min(_feed_order(acks.get(w, b"0-0")) for w in owners)
 
     async def set_room_count(self, gateway_id: str, room_id: str, count: int) -> None:
         await self.redis.hset(self.keys.gateway_rooms(gateway_id), room_id, count)
