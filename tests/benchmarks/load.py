@@ -2,6 +2,7 @@
 
     python -m tests.benchmarks.load --clients 1000 --rooms 100 --rate 5000 --duration 10
     python -m tests.benchmarks.load --sweep    # 1000, 3000, 5000, 8000, 10000 events/s
+    python -m tests.benchmarks.load --rates 5000,15000,20000    # any rates, in turn
 
 All local, 127.0.0.1 only: an embedded Redis; gateway and worker as `python -m oddstream.cli`
 processes (with a per-run admin token, for `/ws/v2/rooms`, and the per-IP connect limit lifted:
@@ -416,10 +417,25 @@ def ms(values: Sequence[float], q: float) -> float | None:  # `values` sorted, i
 
 async def backlog(redis: Redis) -> dict[str, int | None]:
     """Ingest entries no worker has read yet, and entries in the gateway's inbox."""
-    groups = await redis.xinfo_groups(KEYS.ingest(EventKind.ODDS))
     gateways = await redis.zrange(KEYS.gateways, 0, -1)
     inbox = await redis.xlen(KEYS.inbox(gateways[0].decode())) if gateways else None
-    return {"worker_unread": groups[0].get("lag") if groups else None, "gateway_inbox": inbox}
+    return {"worker_unread": await worker_unread(redis), "gateway_inbox": inbox}
+
+
+async def worker_unread(redis: Redis) -> int | None:
+    """Ingest entries past what workers read, for the code this run imports: partitions read
+    from a cursor (`Keys.cursor`), or, before partitions (`tests.benchmarks.compare` runs this
+    against older code), one stream per kind read by a consumer group."""
+    keys: Any = KEYS
+    if hasattr(keys, "cursor"):
+        unread = 0
+        for partition in range(keys.partitions):
+            cursor: Any = await redis.get(keys.cursor(partition))
+            start = b"(" + cursor if cursor else b"-"
+            unread += len(await redis.xrange(keys.ingest(partition), start, "+", count=100_000))
+        return unread
+    groups = await redis.xinfo_groups(keys.ingest(EventKind.ODDS))
+    return groups[0].get("lag") if groups else None
 
 
 class Bench:
@@ -476,9 +492,10 @@ class Bench:
             async def up() -> bool:
                 return bool(await get("/readyz")) and bool(await redis.zcard(KEYS.workers))
 
-            async def rooms_ready() -> bool:
+            async def rooms_ready() -> bool:  # rooms with subscribers (left ones may linger)
                 body = await get("/ws/v2/rooms")
-                return body is not None and body["count"] == a.rooms
+                held = body and sum(1 for r in body["rooms"] if r["subscribers"])
+                return bool(held == a.rooms)
 
             await until("gateway and worker", 30, up)
             # the throw-away connection (see the docstring)
@@ -515,7 +532,7 @@ class Bench:
                   f"gateway RSS {rss_before} -> {rss_after} KiB = {per_conn} KiB per idle "
                   "connection", flush=True)  # fmt: skip
             runs = []
-            for rate in SWEEP_RATES if a.sweep else (a.rate,):
+            for rate in a.rate_list:
                 runs.append(await self.window(Ingester(redis, KEYS), redis, rate))
                 self.alive()
                 print_run(runs[-1])
@@ -622,6 +639,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--payload", type=int, default=200, help="bytes of event JSON (200)")
     p.add_argument("--client-procs", type=int, default=1, help="client processes (1)")
     p.add_argument("--sweep", action="store_true", help=f"run {SWEEP_RATES} events/s in turn")
+    p.add_argument("--rates", help="comma-separated events/s to run in turn (instead of --rate)")
     a = p.parse_args(argv)
     if min(a.clients, a.rooms, a.client_procs, a.duration, a.rate) <= 0:
         p.error("--clients, --rooms, --client-procs, --duration and --rate must be positive")
@@ -637,14 +655,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
-    budget = 240 + (len(SWEEP_RATES) if a.sweep else 1) * (a.warmup + a.duration + a.drain + 45)
+    a.rate_list = SWEEP_RATES if a.sweep else (a.rate,)
+    if a.rates:
+        a.rate_list = tuple(float(r) for r in a.rates.split(","))
+    budget = 240 + len(a.rate_list) * (a.warmup + a.duration + a.drain + 45)
     with contextlib.ExitStack() as stack:  # stops clients, gateway, worker, Redis in any case
         try:
             report = run(asyncio.wait_for(Bench(a, stack).main(), budget))
         except KeyboardInterrupt:
             print("interrupted: stopping everything", file=sys.stderr)
             return 130
-    if a.sweep:
+    if len(a.rate_list) > 1:
         print_table(report["runs"])
     best = max(report["runs"], key=lambda r: r["delivered_per_s"])
     kib = report["memory"]["kib_per_connection"]

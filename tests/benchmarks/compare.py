@@ -1,0 +1,199 @@
+"""The live path's speed, side by side: this code against an older commit, in one run.
+
+    python -m tests.benchmarks.compare --baseline 4839950            # candidate: HEAD
+    python -m tests.benchmarks.compare --baseline 4839950 --rounds 5 --rates 5000,12000,16000
+
+Both versions are checked out with `git worktree add --detach` into a temporary directory, so
+uncommitted edits in this checkout are not measured, and removed at the end. Each round runs
+`tests.benchmarks.load` (this checkout's script: the same clients, feeder loop and
+measurement for both sides) once per side, alternating which side goes first (ABBA...), with
+`PYTHONPATH=<worktree>/deploy:<worktree>/clients/python`: the gateway and worker it starts and
+its feeder's `Ingester` import that side's code, so each side's feeder writes what its workers
+read (per-kind streams before partitions, partitions after). The figures per side and round:
+
+- **p99 at 50k deliveries/s**: the p99 latency of the first rate (default 5000 events/s to
+  1,000 clients in 100 rooms, 10 per room = 50,000 deliveries/s);
+- **saturation**: the most deliveries/s received over the rates run (default 5000, 10000,
+  15000 and 20000 events/s): the rate the whole pipeline sustains on this machine. A run is
+  marked "feeder-bound" when the pipeline never fell behind what the feeder offered (received
+  >= 97% of the offered deliveries per second at every rate): its ceiling is then above the
+  figure, which is the feeder's (it shares the 2 cores too).
+
+It prints each run, then the median of the rounds per side and the ratio candidate/baseline,
+and whether the candidate stays within `--tolerance` (10%): p99 at most 1.1x, saturation at
+least 0.9x. The machine is shared (2 cores) and its speed drifts, so alternating and taking
+medians matters more than any single run. The last line is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from tests.benchmarks.load import machine
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True,
+                          text=True).stdout.strip()  # fmt: skip
+
+
+@contextlib.contextmanager
+def worktree(rev: str, where: Path) -> Iterator[Path]:
+    git("worktree", "add", "--detach", str(where), rev)
+    try:
+        yield where
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(where)], cwd=ROOT,
+                       check=False, capture_output=True)  # fmt: skip
+
+
+def side_env(tree: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = f"{tree / 'deploy'}{os.pathsep}{tree / 'clients' / 'python'}"
+    return env
+
+
+def check_imports(tree: Path) -> str:
+    """The code a side's processes import must come from its worktree, not this checkout."""
+    probe = (
+        "import oddstream.shared.ingest as m, oddstream.workers.consumer as w; print(m.__file__)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], env=side_env(tree), cwd=ROOT, text=True,
+                         capture_output=True, check=True).stdout.strip()  # fmt: skip
+    if not Path(out).resolve().is_relative_to(tree.resolve()):
+        raise RuntimeError(f"{tree}: imported {out} instead of the worktree's code")
+    return out
+
+
+def run_load(tree: Path, a: argparse.Namespace, label: str) -> dict[str, Any]:
+    command = [sys.executable, "-m", "tests.benchmarks.load", "--clients", str(a.clients),
+               "--rooms", str(a.rooms), "--rates", a.rates,
+               "--duration", str(a.duration)]  # fmt: skip
+    print(f"\n[{label}] {' '.join(command[1:])}", flush=True)
+    proc = subprocess.Popen(command, cwd=ROOT, env=side_env(tree), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    assert proc.stdout is not None
+    last = ""
+    for line in proc.stdout:
+        if line.startswith("{"):
+            last = line
+        else:
+            print(f"  [{label}] {line}", end="", flush=True)
+    if proc.wait() != 0 or not last:
+        raise RuntimeError(f"[{label}] the load benchmark failed (exit {proc.returncode})")
+    report: dict[str, Any] = json.loads(last)
+    return report
+
+
+def figures(report: dict[str, Any]) -> dict[str, Any]:
+    runs = report["runs"]
+    best = max(runs, key=lambda r: r["delivered_per_s"])
+    return {
+        "p99_ms_at_first_rate": runs[0]["latency_ms"]["p99"],
+        "p50_ms_at_first_rate": runs[0]["latency_ms"]["p50"],
+        "delivered_per_s_at_first_rate": runs[0]["delivered_per_s"],
+        "completeness_at_first_rate": runs[0]["completeness"],
+        "saturation_deliveries_per_s": best["delivered_per_s"],
+        "saturation_at_rate": best["rate"],
+        "saturation_completeness": best["completeness"],
+        # Did the pipeline fall behind what the feeder offered at some rate? If not, the most
+        # delivered is the feeder's ceiling on this machine, and the pipeline's is higher.
+        "saturated": any(
+            r["delivered_per_s"] < 0.97 * r["expected_deliveries_per_s"] for r in runs
+        ),
+        "most_offered_deliveries_per_s": max(r["expected_deliveries_per_s"] for r in runs),
+        "per_rate": [
+            {
+                "rate": r["rate"],
+                "offered": r["offered_events_per_s"],
+                "delivered_per_s": r["delivered_per_s"],
+                "completeness": r["completeness"],
+                "p99_ms": r["latency_ms"]["p99"],
+                "cpu_pct": r["cpu_pct"],
+                "backlog_at_end": r["backlog_at_end"],
+            }
+            for r in runs
+        ],
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tests.benchmarks.compare", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--baseline", required=True, help="commit before the change (e.g. 4839950)")
+    p.add_argument("--candidate", default="HEAD", help="commit to compare (HEAD)")
+    p.add_argument("--rounds", type=int, default=3, help="runs per side, alternating (3)")
+    p.add_argument(
+        "--rates",
+        default="5000,10000,15000,20000",
+        help="events/s per run; the first is the p99 point (5000,10000,15000,20000)",
+    )
+    p.add_argument("--clients", type=int, default=1000)
+    p.add_argument("--rooms", type=int, default=100)
+    p.add_argument("--duration", type=float, default=10, help="measured seconds per rate (10)")
+    p.add_argument("--tolerance", type=float, default=0.10, help="allowed slowdown (0.10)")
+    a = p.parse_args(argv)
+    revs = {"baseline": git("rev-parse", "--short", a.baseline),
+            "candidate": git("rev-parse", "--short", a.candidate)}  # fmt: skip
+    info = machine()
+    print(f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}; baseline "
+          f"{revs['baseline']} ({git('log', '-1', '--format=%s', a.baseline)[:70]}), candidate "
+          f"{revs['candidate']} ({git('log', '-1', '--format=%s', a.candidate)[:70]})",
+          flush=True)  # fmt: skip
+    results: dict[str, list[dict[str, Any]]] = {"baseline": [], "candidate": []}
+    tmp = tempfile.TemporaryDirectory(prefix="oddstream-compare-")
+    with tmp, contextlib.ExitStack() as stack:
+        trees = {side: stack.enter_context(worktree(rev, Path(tmp.name) / side))
+                 for side, rev in revs.items()}  # fmt: skip
+        for side, tree in trees.items():
+            print(f"{side}: {tree} imports {check_imports(tree)}", flush=True)
+        started = time.monotonic()
+        for n in range(a.rounds):
+            order = ("baseline", "candidate") if n % 2 == 0 else ("candidate", "baseline")
+            for side in order:
+                label = f"round {n + 1} {side} {revs[side]}"
+                results[side].append(figures(run_load(trees[side], a, label)))
+        elapsed = round(time.monotonic() - started)
+
+    def med(side: str, key: str) -> float:
+        return float(statistics.median(r[key] for r in results[side]))
+
+    print(f"\n{a.rounds} rounds per side in {elapsed}s; per run: p99 ms at "
+          f"{a.rates.split(',')[0]} events/s, saturation deliveries/s (at rate)")  # fmt: skip
+    for side in ("baseline", "candidate"):
+        runs = ", ".join(f"{r['p99_ms_at_first_rate']} ms / {r['saturation_deliveries_per_s']}"
+                         f" ({r['saturation_at_rate']:.0f}"
+                         f"{'' if r['saturated'] else ', never behind: feeder-bound'})"
+                         for r in results[side])  # fmt: skip
+        print(f"  {side:<9} {revs[side]}: {runs}")
+    summary: dict[str, Any] = {}
+    for key, better in (("p99_ms_at_first_rate", "lower"),
+                        ("saturation_deliveries_per_s", "higher")):  # fmt: skip
+        base, cand = med("baseline", key), med("candidate", key)
+        ratio = cand / base if base else float("nan")
+        ok = ratio <= 1 + a.tolerance if better == "lower" else ratio >= 1 - a.tolerance
+        summary[key] = {"baseline_median": base, "candidate_median": cand,
+                        "ratio": round(ratio, 3), "within_tolerance": ok}  # fmt: skip
+        print(f"{key}: baseline median {base:g}, candidate median {cand:g}, ratio "
+              f"{ratio:.3f} ({better} is better): {'within' if ok else 'NOT within'} "
+              f"{a.tolerance:.0%}")  # fmt: skip
+    print(json.dumps({"machine": info, "config": vars(a), "revisions": revs,
+                      "summary": summary, "runs": results}))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
