@@ -268,8 +268,9 @@ class Worker:
                 # No cursor yet: from the start, so events ingested before any worker count.
                 self._cursors[partition] = cursor or b"0-0"
                 log.info("worker.partition.reading partition=%d after=%s", partition, cursor)
-        # Only now: a Redis error above leaves them to be taken up again next time.
-        self.leases.acquired.clear()
+        # Only now, and only these: a Redis error above leaves them to be taken up again, and
+        # a partition the lease loop took during the await above stays for the next round.
+        self.leases.acquired -= set(acquired)
 
     async def _consume_once(self) -> None:
         if not self._cursors:
