@@ -142,9 +142,13 @@ class History:
         if their_epoch != epoch or tag != room_tag(room):
             return await self._not_recovered(epoch, room)
         start = f"({after[0]}-{after[1]}"
-        entries: Any = await self._redis.xrange(history, start, "+", count=self._max_replay + 1)
+        # One MULTI: the entries after the position and the last entry from the same moment,
+        # or an event committed between two reads would look like a gap.
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xrange(history, start, "+", count=self._max_replay + 1)
+            pipe.xrevrange(history, count=1)
+            entries, top = await pipe.execute()
         if not entries:
-            top = await self._redis.xrevrange(history, count=1)
             if top and _entry_id(top[0][0]) == after:
                 return Replay(position, True, tail=after)  # nothing missed
             return await self._not_recovered(epoch, room)
