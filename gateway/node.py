@@ -83,13 +83,7 @@ class GatewayNode:
         self.verifier = verifier or TokenVerifier(settings)
         self.keys = Keys.of(settings)
         self.ingester = Ingester(redis, self.keys)
-        self.registry = Registry(
-            redis,
-            self.keys,
-            gateway_ttl=settings.gateway_ttl,
-            worker_ttl=settings.worker_ttl,
-            linger=settings.history_seconds,
-        )
+        self.registry = Registry.of(redis, self.keys, settings)
         self.gateway_id = f"gw-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.started_at = time.time()
         self.url: str | None = settings.public_url

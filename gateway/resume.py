@@ -50,7 +50,7 @@ from oddstream.shared.protocol import (
 )
 from oddstream.shared.rooms import RoomSpec
 from oddstream.shared.settings import Settings
-from oddstream.shared.streams import event_order, event_time
+from oddstream.shared.streams import entry_order, event_order, event_time
 
 __all__ = ["History", "Replay", "Seam", "Snapshot", "parse_position", "seam_of", "through_seams"]
 
@@ -65,12 +65,6 @@ SNAPSHOT_KINDS: dict[SubscriptionType, frozenset[EventKind]] = {
 }
 
 EntryId = tuple[int, int]
-
-
-def _entry_id(raw: bytes | str) -> EntryId:
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)
 
 
 def room_tag(room_id: str) -> str:
@@ -136,7 +130,7 @@ class History:
         history = self._keys.history(room)
         if position is None or not self._enabled:
             top: Any = await self._redis.xrevrange(history, count=1) if self._enabled else []
-            tail = _entry_id(top[0][0]) if top else (0, 0)
+            tail = entry_order(top[0][0]) if top else (0, 0)
             return Replay(self.position(epoch, room, tail), None, tail=tail)
         their_epoch, tag, after = parse_position(position)
         if their_epoch != epoch or tag != room_tag(room):
@@ -149,16 +143,16 @@ class History:
             pipe.xrevrange(history, count=1)
             entries, top = await pipe.execute()
         if not entries:
-            if top and _entry_id(top[0][0]) == after:
+            if top and entry_order(top[0][0]) == after:
                 return Replay(position, True, tail=after)  # nothing missed
             return await self._not_recovered(epoch, room)
-        first_prev = _entry_id(entries[0][1].get(b"p", b"0-0"))
+        first_prev = entry_order(entries[0][1].get(b"p", b"0-0"))
         if first_prev != after or len(entries) > self._max_replay:
             return await self._not_recovered(epoch, room)
         replay = Replay(position, True)
         size = 0
         for entry_id, fields in entries:
-            entry = _entry_id(entry_id)
+            entry = entry_order(entry_id)
             pos = self.position(epoch, room, entry)
             frame = self._frame(room, pos, fields)
             size += len(frame)
@@ -172,7 +166,7 @@ class History:
 
     async def _not_recovered(self, epoch: str, room: str) -> Replay:
         top: Any = await self._redis.xrevrange(self._keys.history(room), count=1)
-        tail = _entry_id(top[0][0]) if top else (0, 0)
+        tail = entry_order(top[0][0]) if top else (0, 0)
         return Replay(self.position(epoch, room, tail), False, tail=tail)
 
     @staticmethod
@@ -220,7 +214,7 @@ class History:
             + b',"events":[' + b",".join(events) + b"]}}"
         )  # fmt: skip
         top: Any = await self._redis.xrevrange(self._keys.history(spec.room_id), count=1)
-        tail = _entry_id(top[0][0]) if top else (0, 0)
+        tail = entry_order(top[0][0]) if top else (0, 0)
         return Snapshot(frame, latest, len(events), tail)
 
     async def _games(self, spec: RoomSpec) -> list[str]:

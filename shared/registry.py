@@ -25,7 +25,8 @@ from redis.asyncio import Redis
 
 from oddstream.shared.keys import Keys
 from oddstream.shared.rooms import RoomSpec, keeps_offline_history
-from oddstream.shared.streams import Revocation, encode_inbox_entry
+from oddstream.shared.settings import Settings
+from oddstream.shared.streams import Revocation, encode_inbox_entry, entry_order
 
 __all__ = ["FeedEntry", "Registry", "RoomHolding"]
 
@@ -33,11 +34,6 @@ __all__ = ["FeedEntry", "Registry", "RoomHolding"]
 FEED_RETENTION_MS = 300_000
 
 _SCRIPTS = Path(__file__).with_name("lua")
-
-
-def _feed_order(entry_id: bytes) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition(b"-")
-    return int(ms), int(seq or 0)
 
 
 def _lua(name: str) -> str:
@@ -95,6 +91,17 @@ class Registry:
     def inbox_ttl_ms(self) -> int:
         # An inbox outlives its gateway by a few TTLs at most, even if no reaper deletes it.
         return self.gateway_ttl_ms * 6
+
+    @classmethod
+    def of(cls, redis: Redis, keys: Keys, settings: Settings) -> Registry:
+        """The registry as a deployment's settings configure it (TTLs, linger)."""
+        return cls(
+            redis,
+            keys,
+            gateway_ttl=settings.gateway_ttl,
+            worker_ttl=settings.worker_ttl,
+            linger=settings.history_seconds,
+        )
 
     async def register_gateway(self, gateway_id: str, info: Mapping[str, Any]) -> bytes:
         """Mark the gateway alive and create its (empty) inbox; returns the id to read after."""
@@ -172,7 +179,7 @@ class Registry:
         no longer commit; the next owner follows the feed before it reads). False on
         timeout, which a caller treats as "no gap-free guarantee". Concurrent waiters (a
         reconnect storm) share one poll of Redis at a time."""
-        wanted = _feed_order(feed_id)
+        wanted = entry_order(feed_id)
         deadline = asyncio.get_running_loop().time() + within
         while True:
             if await self._applied_floor() >= wanted:
@@ -196,7 +203,7 @@ class Registry:
         owners = {h for h in holders if h is not None}
         if not owners:
             return (2**63, 0)  # no worker can commit: nothing is routed without the change
-        return min(_feed_order(acks.get(w, b"0-0")) for w in owners)
+        return min(entry_order(acks.get(w, b"0-0")) for w in owners)
 
     async def set_room_count(self, gateway_id: str, room_id: str, count: int) -> None:
         await self.redis.hset(self.keys.gateway_rooms(gateway_id), room_id, count)

@@ -30,6 +30,7 @@ __all__ = [
     "Revocation",
     "decode_inbox_entry",
     "encode_inbox_entry",
+    "entry_order",
     "event_id",
     "event_order",
     "event_time",
@@ -42,6 +43,13 @@ EVENT_FIELD = b"e"
 def event_id(partition: int, entry_id: bytes) -> bytes:
     """An event's id, unique across partitions: `<partition>:<stream entry id>`."""
     return b"%d:%s" % (partition, entry_id)
+
+
+def entry_order(entry_id: bytes | str) -> tuple[int, int]:
+    """(ms, seq) of a stream entry id, which compare in the stream's order."""
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def event_order(event_id: bytes) -> tuple[int, int, int]:

@@ -49,7 +49,7 @@ from oddstream.shared.protocol import describe_validation_error
 from oddstream.shared.registry import Registry
 from oddstream.shared.rooms import keeps_offline_history, offline_rooms
 from oddstream.shared.settings import Settings
-from oddstream.shared.streams import EVENT_FIELD, event_id
+from oddstream.shared.streams import EVENT_FIELD, entry_order, event_id
 from oddstream.workers.delivery import frame_heads, snapshot_head
 from oddstream.workers.leases import PartitionLeases, lua
 from oddstream.workers.matcher import RoomIndex
@@ -105,11 +105,6 @@ class _Batch:
         return index
 
 
-def _entry_id_floor(entry_id: bytes) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition(b"-")
-    return int(ms), int(seq or 0)
-
-
 class Worker:
     """One matching worker process (or task); any number share the partitions."""
 
@@ -118,13 +113,7 @@ class Worker:
         self.redis = redis
         self.keys = Keys.of(settings)
         self.worker_id = worker_id or default_worker_id()
-        self.registry = Registry(
-            redis,
-            self.keys,
-            gateway_ttl=settings.gateway_ttl,
-            worker_ttl=settings.worker_ttl,
-            linger=settings.history_seconds,
-        )
+        self.registry = Registry.of(redis, self.keys, settings)
         self.index = RoomIndex(linger=settings.history_seconds > 0)
         self.stats = WorkerStats()
         self.feed_position = b"0-0"
@@ -407,7 +396,7 @@ class Worker:
             cursor: Any = await self.redis.get(self.keys.cursor(partition))
             if not isinstance(cursor, bytes):
                 continue
-            minid = min(_entry_id_floor(cursor), cutoff)
+            minid = min(entry_order(cursor), cutoff)
             await self.redis.xtrim(
                 self.keys.ingest(partition), minid=f"{minid[0]}-{minid[1]}", approximate=True
             )
