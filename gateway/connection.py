@@ -186,11 +186,16 @@ class Connection:
         transport = self.transport
         if self.closing or transport.is_closing():
             return 0
-        if self.pending is None and transport.get_write_buffer_size() <= self.conflate_limit:
-            # Fast path: the client keeps up.
-            transport.write(items[0][1] if len(items) == 1 else b"".join(f for _, f in items))
-            self.messages_sent += len(items)
-            return len(items)
+        written = 0
+        if self.pending is None:
+            if len(items) == 1 and transport.get_write_buffer_size() <= self.conflate_limit:
+                transport.write(items[0][1])  # fast path: the client keeps up
+                self.messages_sent += 1
+                return 1
+            written = self._write_while_draining(items)
+            if written == len(items):
+                return written
+            items = items[written:]
         direct: list[bytes] = []
         pending = self.pending if self.pending is not None else {}
         for key, frame in items:
@@ -203,12 +208,31 @@ class Connection:
         self.pending = pending or None
         if len(pending) > self.host.settings.max_conflated_keys:
             self.close_slow("too many distinct updates held for a slow client")
-            return 0
+            return written
         if pending:
             self.host.hold_backlog(self)
         if direct and self.write(b"".join(direct), len(direct)):
-            return len(direct)
-        return 0
+            return written + len(direct)
+        return written
+
+    def _write_while_draining(self, items: list[tuple[bytes, bytes]]) -> int:
+        """Write frames in chunks while the socket takes them: each chunk fills what is left
+        below the conflation limit (at least one frame), so a stalled client's buffer passes
+        the limit by one chunk at most, however large the batch. Returns frames written."""
+        transport = self.transport
+        written, total = 0, len(items)
+        while written < total:
+            room = self.conflate_limit - transport.get_write_buffer_size()
+            if room < 0:
+                break
+            start, size = written, 0
+            while written < total and (size <= room or written == start):
+                size += len(items[written][1])
+                written += 1
+            chunk = items[start:written]
+            transport.write(chunk[0][1] if len(chunk) == 1 else b"".join(f for _, f in chunk))
+        self.messages_sent += written
+        return written
 
     def flush_pending(self) -> bool:
         """Write held frames once the socket has drained; True when nothing is held any more."""

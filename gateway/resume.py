@@ -135,20 +135,25 @@ class History:
         their_epoch, tag, after = parse_position(position)
         if their_epoch != epoch or tag != room_tag(room):
             return await self._not_recovered(epoch, room)
-        start = f"({after[0]}-{after[1]}"
-        # One MULTI: the entries after the position and the last entry from the same moment,
-        # or an event committed between two reads would look like a gap.
+        at = f"{after[0]}-{after[1]}"
+        # One MULTI: the entry at the position, the entries after it and the last entry, from
+        # the same moment, or an event committed between two reads would look like a gap.
+        # A history is only ever trimmed from its oldest end, so when the position's own entry
+        # is still there nothing after it is missing; when it is not, it was trimmed, expired
+        # with its room, lost with Redis's data, or never existed (forged).
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xrange(history, start, "+", count=self._max_replay + 1)
+            pipe.xrange(history, at, at, count=1)
+            pipe.xrange(history, "(" + at, "+", count=self._max_replay + 1)
             pipe.xrevrange(history, count=1)
-            entries, top = await pipe.execute()
+            own, entries, top = await pipe.execute()
+        if after == (0, 0):
+            # Joined while the room's history was empty: recovered when nothing was written
+            # since, or when the history's first entry is still there (marked by the commit).
+            own = (not entries and not top) or (bool(entries) and b"f" in entries[0][1])
+        if not own or len(entries) > self._max_replay:
+            return await self._not_recovered(epoch, room)
         if not entries:
-            if top and entry_order(top[0][0]) == after:
-                return Replay(position, True, tail=after)  # nothing missed
-            return await self._not_recovered(epoch, room)
-        first_prev = entry_order(entries[0][1].get(b"p", b"0-0"))
-        if first_prev != after or len(entries) > self._max_replay:
-            return await self._not_recovered(epoch, room)
+            return Replay(position, True, tail=after)  # nothing missed
         replay = Replay(position, True)
         size = 0
         for entry_id, fields in entries:

@@ -89,20 +89,51 @@ def _parse(fields: dict[bytes, bytes]) -> IngestEvent | str:
 
 
 class _Batch:
-    """The commit script's item arguments for one batch, and the inboxes they go to."""
+    """The commit script's per-partition arguments for one read, the inboxes they go to, and
+    the keys whose TTL it sets."""
 
-    __slots__ = ("args", "count", "gateways")
+    __slots__ = ("args", "count", "gateways", "refreshed")
 
     def __init__(self) -> None:
-        self.args: list[Any] = []
+        self.args: list[Any] = []  # the current partition's items
         self.count = 0
         self.gateways: dict[str, int] = {}  # gateway -> its inbox index in the script
+        self.refreshed: set[str] = set()  # history rooms and games given a TTL by this commit
 
     def inbox(self, gateway: str) -> int:
         index = self.gateways.get(gateway)
         if index is None:
             index = self.gateways[gateway] = len(self.gateways) + 1
         return index
+
+    def take_items(self) -> list[Any]:
+        """The current partition's item count and items; starts the next partition's."""
+        items = [self.count, *self.args]
+        self.args, self.count = [], 0
+        return items
+
+
+class _Refreshes:
+    """Which keys this worker gave a TTL recently: the commit sets a key's TTL on its first
+    event of a period, not on every event (one `PEXPIRE` per key per period instead of one per
+    event). Forgetting them all each period keeps memory bounded and every key in use
+    refreshed at least once per period, well within its TTL."""
+
+    def __init__(self, period: float) -> None:
+        self._period = period
+        self._since = time.monotonic()
+        self._done: set[str] = set()
+
+    def due(self, key: str) -> bool:
+        now = time.monotonic()
+        if now - self._since >= self._period:
+            self._done.clear()
+            self._since = now
+        return key not in self._done
+
+    def done(self, keys: set[str]) -> None:
+        """After a commit that wrote them: only then, so a failed commit refreshes again."""
+        self._done |= keys
 
 
 class Worker:
@@ -131,6 +162,9 @@ class Worker:
         )
         self._commit = redis.register_script(lua("commit"))
         self._index_lock = asyncio.Lock()
+        self._refreshes = _Refreshes(
+            max(0.05, min(settings.history_seconds or 60, settings.snapshot_ttl) / 4)
+        )
         #: Owned partitions being read, and the last entry id committed for each.
         self._cursors: dict[int, bytes] = {}
 
@@ -271,21 +305,65 @@ class Worker:
             # Short enough to act on a new lease within a lease round.
             block=min(self.settings.worker_block_ms, int(self.leases.interval * 1000)),
         )
+        reads: list[tuple[int, list[Entry]]] = []
         for stream, entries in reply or []:
             partition = int(stream.rsplit(b":", 1)[1])
             if partition in self._cursors and entries:
-                await self._process(partition, entries)
+                reads.append((partition, entries))
+        if reads:
+            await self._process(reads)
 
-    async def _process(self, partition: int, entries: list[Entry]) -> None:
-        """Match a batch of one partition and commit it in one fenced script: histories,
-        latest values, one inbox entry per gateway (in ingest order), dead letters, cursor.
-        The room index does not change between the matching and the commit."""
+    async def _process(self, reads: list[tuple[int, list[Entry]]]) -> None:
+        """Match one read's batches (one per partition) and commit them in one fenced script:
+        histories, latest values, one inbox entry per gateway (in ingest order), dead
+        letters, cursors. The room index does not change between the matching and the
+        commit."""
         async with self._index_lock:
-            await self._match_and_commit(partition, entries)
+            await self._match_and_commit(reads)
 
-    async def _match_and_commit(self, partition: int, entries: list[Entry]) -> None:
-        stream = self.keys.ingest(partition).encode()
+    async def _match_and_commit(self, reads: list[tuple[int, list[Entry]]]) -> None:
+        s, k = self.settings, self.keys
         batch = _Batch()
+        args: list[Any] = [
+            self.worker_id, os.urandom(6).hex(), s.deadletter_maxlen,
+            k.history_prefix, s.history_size, int(s.history_seconds * 1000),
+            s.offline_history_size, int(s.offline_history_seconds * 1000),
+            k.latest_prefix, k.games_prefix, int(s.snapshot_ttl * 1000),
+            len(reads),
+        ]  # fmt: skip
+        for partition, entries in reads:
+            dead = self._match(partition, entries, batch)
+            args += [entries[-1][0], len(dead)]
+            for body in dead:
+                args += [len(body), *(x for pair in body.items() for x in pair)]
+            args += batch.take_items()
+        partition_keys = [(k.lease(p), k.cursor(p)) for p, _ in reads]
+        skipped: list[int] = await self._commit(
+            keys=[
+                k.deadletter,
+                k.epoch,
+                k.sports,
+                *(key for pair in partition_keys for key in pair),
+                *(k.inbox(g) for g in batch.gateways),
+            ],
+            args=args,
+        )
+        lost = {reads[int(n) - 1][0] for n in skipped}
+        for partition, entries in reads:
+            if partition in lost:
+                # Another worker owns the partition now and delivers these entries itself.
+                self._cursors.pop(partition, None)
+                self.leases.lost(partition)
+            else:
+                self._cursors[partition] = entries[-1][0]
+        if not lost:
+            self._refreshes.done(batch.refreshed)
+
+    def _match(
+        self, partition: int, entries: list[Entry], batch: _Batch
+    ) -> list[dict[bytes, bytes]]:
+        """Add one partition's events to the batch; returns its dead letters."""
+        stream = self.keys.ingest(partition).encode()
         dead: list[dict[bytes, bytes]] = []
         for entry_id, fields in entries:
             parsed = _parse(fields)
@@ -299,36 +377,7 @@ class Worker:
                 log.exception("worker.entry.failed stream=%s id=%s", stream, entry_id)
                 reason = f"the worker failed on this entry: {type(exc).__name__}: {exc}"
                 dead.append(self._deadletter(stream, entry_id, fields, reason))
-        s, k = self.settings, self.keys
-        last_id = entries[-1][0]
-        args: list[Any] = [
-            self.worker_id, last_id, s.deadletter_maxlen, uuid.uuid4().hex[:12],
-            k.history_prefix, s.history_size, int(s.history_seconds * 1000),
-            s.offline_history_size, int(s.offline_history_seconds * 1000),
-            k.latest_prefix, k.games_prefix, int(s.snapshot_ttl * 1000),
-            len(dead),
-        ]  # fmt: skip
-        for body in dead:
-            args += [len(body), *(x for pair in body.items() for x in pair)]
-        args.append(batch.count)
-        args += batch.args
-        committed = await self._commit(
-            keys=[
-                k.lease(partition),
-                k.cursor(partition),
-                k.deadletter,
-                k.epoch,
-                k.sports,
-                *(k.inbox(g) for g in batch.gateways),
-            ],
-            args=args,
-        )
-        if int(committed):
-            self._cursors[partition] = last_id
-        else:
-            # Another worker owns the partition now and delivers these entries itself.
-            self._cursors.pop(partition, None)
-            self.leases.lost(partition)
+        return dead
 
     def _route(self, event_id: bytes, event: IngestEvent, batch: _Batch) -> None:
         """Add an event (or a gateway's canary) to the batch's script arguments."""
@@ -352,16 +401,27 @@ class Worker:
         args += [
             b"d", event_id, message_type.value, key,
             orjson.dumps(event.model_dump(mode="json")),
-            game, routing.sport or "", snapshot_head(message_type, event_id) if game else b"",
+            game, snapshot_head(message_type, event_id) if game else b"",
             len(history),
         ]  # fmt: skip
+        refreshes = self._refreshes
         for room_id, offline in history.items():
-            args += [room_id, b"1" if offline else b"0"]
+            mode = b"o" if offline else b"l"
+            if room_id not in batch.refreshed and refreshes.due(room_id):
+                batch.refreshed.add(room_id)
+                mode = mode.upper()
+            args += [room_id, mode]
         args.append(len(rooms_by_gateway))
         for gateway, rooms, head in frame_heads(message_type, event_id, rooms_by_gateway):
             args += [batch.inbox(gateway), head, len(rooms), *rooms]
             self.stats.deliveries += 1
         batch.count += 1
+        if game:
+            marker = "game:" + game
+            if marker not in batch.refreshed and refreshes.due(marker):
+                batch.refreshed.add(marker)
+                args += [b"g", game, routing.sport or ""]
+                batch.count += 1
 
     def _history_rooms(self, routing: Routing, matched: list[str]) -> dict[str, bool]:
         """Rooms whose history records the event: every matching room (held or lingering),

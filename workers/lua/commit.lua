@@ -1,28 +1,36 @@
--- Commit one processed batch of an ingest partition, fenced by the partition's lease. Writes,
--- all or nothing: each event to the history of every room it matched (the history entry id is
--- the room's position), the latest value per conflation key (snapshots), one inbox entry per
--- gateway (frames carry each room's position), the dead letters and the partition's cursor.
--- Returns 0, writing nothing, when another worker owns the partition now; else 1.
+-- Commit what one read of the ingest partitions gave, every partition fenced by its lease.
+-- Writes, all or nothing per partition: each event to the history of every room it matched
+-- (the history entry id is the room's position), the latest value per conflation key
+-- (snapshots), the dead letters and the partition's cursor; then one inbox entry per gateway
+-- (frames carry each room's position) for all the owned partitions together. A partition
+-- another worker owns now is skipped whole: nothing of it is written.
+-- Returns the (1-based) numbers, in the argument order, of the partitions skipped.
 --
--- KEYS[1] lease, KEYS[2] cursor, KEYS[3] dead-letter stream, KEYS[4] epoch, KEYS[5] sports,
--- KEYS[6..] inboxes (referred to by their index: 1 is KEYS[6])
--- ARGV[1] worker id, [2] new cursor, [3] dead-letter maxlen, [4] epoch if none exists yet,
--- [5] history key prefix, [6] history maxlen, [7] history ttl ms, [8] offline maxlen,
--- [9] offline ttl ms, [10] latest key prefix, [11] games key prefix, [12] snapshot ttl ms,
--- then: dead-letter count, and per dead letter: pair count k, k field/value pairs,
--- then: item count, and per item (in ingest order) either
+-- KEYS[1] dead-letter stream, KEYS[2] epoch, KEYS[3] sports,
+-- KEYS[4..3+2P] per partition: its lease, its cursor; KEYS[4+2P..] inboxes (referred to by
+-- their index: 1 is KEYS[4+2P])
+-- ARGV[1] worker id, [2] epoch if none exists yet, [3] dead-letter maxlen,
+-- [4] history key prefix, [5] history maxlen, [6] history ttl ms, [7] offline maxlen,
+-- [8] offline ttl ms, [9] latest key prefix, [10] games key prefix, [11] snapshot ttl ms,
+-- [12] partition count P, then per partition:
+--   new cursor, dead-letter count, per dead letter: pair count k, k field/value pairs,
+--   item count, and per item (in ingest order) either
 --   'c', inbox index, sent_at                                   (a gateway's canary), or
---   'd', event id, type, conflation key, data JSON, game ('' if none), sport, snapshot head,
---        history room count h, h pairs (room id, '1' if offline-delivery else '0'),
+--   'g', game, sport                 (index the game, after its first event: SADD, PEXPIRE), or
+--   'd', event id, type, conflation key, data JSON, game ('' if none), snapshot head,
+--        history room count h, h pairs (room id, mode), mode 'l' live window or 'o' offline
+--        window, upper case ('L', 'O') to also set the history's TTL (and mark the first
+--        entry of a new history),
 --        delivery count g, g times: inbox index, frame head, room count r, r room ids.
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return 0
-end
-local epoch = redis.call('GET', KEYS[4])
+-- The worker sets TTLs once per key per refresh period, not per event: a key it wrote
+-- recently still has most of its TTL, and a key it did not is refreshed on its next event.
+local epoch = redis.call('GET', KEYS[2])
 if not epoch then
-  epoch = ARGV[4]
-  redis.call('SET', KEYS[4], epoch)
+  epoch = ARGV[2]
+  redis.call('SET', KEYS[2], epoch)
 end
+local partitions = tonumber(ARGV[12])
+local first_inbox = 4 + 2 * partitions
 local i = 13
 local function take()
   local value = ARGV[i]
@@ -30,18 +38,14 @@ local function take()
   return value
 end
 
-for _ = 1, tonumber(take()) do
-  local fields = {}
-  for n = 1, 2 * tonumber(take()) do fields[n] = take() end
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(fields))
-end
-
 local inboxes = {}  -- inbox index -> {fields, count}
+local order = {}    -- inbox indexes in first-use order
 local function add(index, item)
   local entry = inboxes[index]
   if not entry then
     entry = {fields = {}, count = 0}
     inboxes[index] = entry
+    order[#order + 1] = index
   end
   local n = tostring(entry.count)
   for k = 1, #item, 2 do
@@ -51,60 +55,54 @@ local function add(index, item)
   entry.count = entry.count + 1
 end
 
-local last = {}  -- room -> its history's last id in this script
-local touched = {}  -- keys whose TTL this script already set: once per key, not per event
-local function expire(key, ttl)
-  if not touched[key] then
-    touched[key] = true
-    redis.call('PEXPIRE', key, ttl)
-  end
-end
-for _ = 1, tonumber(take()) do
-  local kind = take()
-  if kind == 'c' then
-    local index = tonumber(take())
-    add(index, {'t', 'canary', 's', take()})
-  else
-    local event_id, type_, key, data = take(), take(), take(), take()
-    local game, sport, snapshot_head = take(), take(), take()
-    local positions = {}
-    for _ = 1, tonumber(take()) do
-      local room, offline = take(), take()
-      local hkey = ARGV[5] .. room
-      local prev = last[room]
-      if not prev then
-        local top = redis.call('XREVRANGE', hkey, '+', '-', 'COUNT', 1)
-        prev = top[1] and top[1][1] or '0-0'
+local history_prefix, latest_prefix, games_prefix = ARGV[4], ARGV[9], ARGV[10]
+local live_maxlen, live_ttl, offline_maxlen, offline_ttl = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local snapshot_ttl = ARGV[11]
+
+local function commit_event(owned)
+  local event_id, type_, key, data = take(), take(), take(), take()
+  local game, snapshot_head = take(), take()
+  local positions = {}
+  for _ = 1, tonumber(take()) do
+    local room, mode = take(), take()
+    if owned then
+      local hkey = history_prefix .. room
+      local maxlen, ttl = live_maxlen, live_ttl
+      if mode == 'o' or mode == 'O' then maxlen, ttl = offline_maxlen, offline_ttl end
+      local id
+      if mode == 'L' or mode == 'O' then
+        -- Checked once per refresh period: the first entry of a history says so ('f'), for
+        -- a subscriber that joined while it was empty (its position is 0-0).
+        if redis.call('EXISTS', hkey) == 0 then
+          id = redis.call('XADD', hkey, 'MAXLEN', '~', maxlen, '*',
+                          'e', event_id, 't', type_, 'd', data, 'f', '1')
+        else
+          id = redis.call('XADD', hkey, 'MAXLEN', '~', maxlen, '*',
+                          'e', event_id, 't', type_, 'd', data)
+        end
+        redis.call('PEXPIRE', hkey, ttl)
+      else
+        id = redis.call('XADD', hkey, 'MAXLEN', '~', maxlen, '*',
+                        'e', event_id, 't', type_, 'd', data)
       end
-      local maxlen, ttl = ARGV[6], ARGV[7]
-      if offline == '1' then maxlen, ttl = ARGV[8], ARGV[9] end
-      local id = redis.call('XADD', hkey, 'MAXLEN', '~', maxlen, '*',
-                            'e', event_id, 't', type_, 'd', data, 'p', prev)
-      expire(hkey, ttl)
-      last[room] = id
       positions[room] = epoch .. ':' .. string.sub(room, -8) .. ':' .. id
     end
-    if game ~= '' then
-      local lkey = ARGV[10] .. game
-      redis.call('HSET', lkey, key, snapshot_head .. ',"data":' .. data .. '}')
-      if not touched[lkey] then  -- a game's first event in this batch: index it once
-        redis.call('SADD', ARGV[11] .. sport, game)
-        redis.call('SADD', KEYS[5], sport)
-        expire(ARGV[11] .. sport, ARGV[12])
+  end
+  local tail = ',"data":' .. data .. '}'
+  if owned and game ~= '' then
+    redis.call('HSET', latest_prefix .. game, key, snapshot_head .. tail)
+  end
+  for _ = 1, tonumber(take()) do
+    local index, head = tonumber(take()), take()
+    local rooms, parts = {}, {}
+    for r = 1, tonumber(take()) do
+      local room = take()
+      rooms[r] = room
+      if positions[room] then
+        parts[#parts + 1] = '"' .. room .. '":"' .. positions[room] .. '"'
       end
-      expire(lkey, ARGV[12])
     end
-    local tail = ',"data":' .. data .. '}'
-    for _ = 1, tonumber(take()) do
-      local index, head = tonumber(take()), take()
-      local rooms, parts = {}, {}
-      for r = 1, tonumber(take()) do
-        local room = take()
-        rooms[r] = room
-        if positions[room] then
-          parts[#parts + 1] = '"' .. room .. '":"' .. positions[room] .. '"'
-        end
-      end
+    if owned then
       local frame
       if #parts > 0 then
         frame = head .. ',"positions":{' .. table.concat(parts, ',') .. '}' .. tail
@@ -121,10 +119,45 @@ for _ = 1, tonumber(take()) do
   end
 end
 
-for index, entry in pairs(inboxes) do
-  -- NOMKSTREAM: a gateway reaped a moment ago gets nothing, not a new key.
-  redis.call('XADD', KEYS[5 + index], 'NOMKSTREAM', '*', 'n', tostring(entry.count),
-             unpack(entry.fields))
+local skipped = {}
+for p = 1, partitions do
+  local owned = redis.call('GET', KEYS[2 + 2 * p]) == ARGV[1]
+  local cursor = take()
+  for _ = 1, tonumber(take()) do
+    local fields = {}
+    for n = 1, 2 * tonumber(take()) do fields[n] = take() end
+    if owned then
+      redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', unpack(fields))
+    end
+  end
+  for _ = 1, tonumber(take()) do
+    local kind = take()
+    if kind == 'c' then
+      local index, sent_at = tonumber(take()), take()
+      if owned then add(index, {'t', 'canary', 's', sent_at}) end
+    elseif kind == 'g' then
+      local game, sport = take(), take()
+      if owned then
+        redis.call('SADD', games_prefix .. sport, game)
+        redis.call('SADD', KEYS[3], sport)
+        redis.call('PEXPIRE', games_prefix .. sport, snapshot_ttl)
+        redis.call('PEXPIRE', latest_prefix .. game, snapshot_ttl)
+      end
+    else
+      commit_event(owned)
+    end
+  end
+  if owned then
+    redis.call('SET', KEYS[3 + 2 * p], cursor)
+  else
+    skipped[#skipped + 1] = p
+  end
 end
-redis.call('SET', KEYS[2], ARGV[2])
-return 1
+
+for _, index in ipairs(order) do
+  local entry = inboxes[index]
+  -- NOMKSTREAM: a gateway reaped a moment ago gets nothing, not a new key.
+  redis.call('XADD', KEYS[first_inbox - 1 + index], 'NOMKSTREAM', '*',
+             'n', tostring(entry.count), unpack(entry.fields))
+end
+return skipped
