@@ -440,7 +440,7 @@ class Connection:
         finally:
             held, self.held = self.held, None
         self._confirm(spec, request_id, {
-            "already_subscribed": False, "position": replay.position,
+            "already_subscribed": False, "position": replay.position or None,
             "recovered": replay.recovered, "replayed": len(replay.frames),
         })  # fmt: skip
         frames = [*replay.frames, snap.frame] if snap is not None else replay.frames

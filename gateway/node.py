@@ -347,9 +347,10 @@ class GatewayNode:
             if snapshot and replay.recovered is not True:
                 snap = await self.history.snapshot(spec, replay.position)
         except RedisError as exc:
-            # Redis went away between the join and here: say so; the client resyncs later.
+            # Redis went away between the join and here: no position to give (null), and a
+            # resume is not recovered; the client takes the positions of the frames that follow.
             log.warning("gateway.catch_up.redis_failed room=%s error=%s", spec.room_id, exc)
-            return Replay(position or "", False if position else None), None
+            return Replay("", False if position else None), None
         return self._counted(replay, snap)
 
     async def _resync(

@@ -84,7 +84,8 @@ def parse_position(text: str) -> tuple[str, str, EntryId]:
 @dataclass(slots=True)
 class Replay:
     """What a resume gives: the position to confirm, whether it recovered, the frames, and
-    `tail`: the history id up to which this catch-up read (the seam, see `Seam`)."""
+    `tail`: the history id up to which this catch-up read (the seam, see `Seam`). `position`
+    is "" when it is not known (Redis failed during the catch-up): confirmed as null."""
 
     position: str
     recovered: bool | None

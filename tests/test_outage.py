@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import subprocess
 
@@ -168,3 +169,48 @@ async def test_a_partition_taken_during_an_outage_is_read_once_redis_is_back(
         assert not worker.leases.acquired
     finally:
         await redis.aclose()
+
+
+async def test_redis_failing_during_a_resume_confirms_without_a_position(
+    private_redis: EmbeddedRedis, settings: Settings, keys: Keys
+) -> None:
+    """Redis dies after the subscribe joined its room but before the catch-up read the room's
+    history: the confirmation says so plainly (`position: null`, `recovered: false`), the
+    client is not handed an empty string it would echo back, and the gateway keeps serving."""
+    own = settings.model_copy(update={"redis_url": private_redis.url})
+    redis = create_redis(private_redis.url)
+    async with running_gateway(own) as gw:
+        c = await Client.connect(f"{gw.ws}/ws/v2/connect")
+        try:
+            first = await c.subscribe("odds_updates", sport="NFL")
+            position = first["data"]["position"]
+            assert isinstance(position, str) and position, first
+            await c.request(
+                {"type": "unsubscribe", "subscription_type": "odds_updates",
+                 "filters": {"sport": "NFL"}},
+                "unsubscribed",
+            )  # fmt: skip
+            # A worker holds a partition but has not applied the room's join (it stalled): the
+            # catch-up waits for it, and Redis dies during that wait.
+            await redis.set(keys.lease(0), "stalled-worker", px=30_000)
+            pending = asyncio.create_task(
+                c.request(
+                    {"type": "subscribe", "subscription_type": "odds_updates",
+                     "filters": {"sport": "NFL"}, "position": position},
+                    "subscription_confirmed",
+                    timeout=10,
+                )
+            )  # fmt: skip
+            await asyncio.sleep(0.5)
+            assert not pending.done(), "the catch-up should still be waiting for the worker"
+            private_redis.kill()
+            reply = await pending
+            assert reply["type"] == "subscription_confirmed", reply
+            assert reply["data"]["position"] is None
+            assert reply["data"]["recovered"] is False
+            pong = await c.request({"type": "ping"}, "pong")
+            assert pong["type"] == "pong"
+        finally:
+            await c.close()
+            with contextlib.suppress(RedisError):
+                await redis.aclose()
