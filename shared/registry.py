@@ -336,10 +336,14 @@ class Registry:
 
     # --- room index for workers ----------------------------------------------------------
 
+    async def feed_tail(self) -> bytes:
+        """The id of the room feed's last entry (b"0-0" when it has none)."""
+        last: Any = await self.redis.xrevrange(self.keys.room_feed, count=1)
+        return last[0][0] if last else b"0-0"
+
     async def snapshot(self) -> tuple[bytes, dict[str, RoomHolding]]:
         """The feed position and the room table consistent with it (or older: replay fixes)."""
-        last: Any = await self.redis.xrevrange(self.keys.room_feed, count=1)
-        position: bytes = last[0][0] if last else b"0-0"
+        position = await self.feed_tail()
         specs: dict[bytes, bytes] = await self.redis.hgetall(self.keys.rooms)  # type: ignore[assignment]
         rooms = {
             rid.decode(): RoomHolding(RoomSpec.from_dict(orjson.loads(raw)))

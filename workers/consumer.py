@@ -285,6 +285,8 @@ class Worker:
         for partition in [p for p in self._cursors if p not in self.leases.owned]:
             del self._cursors[partition]
         acquired = sorted(self.leases.acquired & self.leases.owned)
+        if acquired and not await self._index_caught_up():
+            return  # they stay acquired: tried again next time
         if acquired:
             committed: list[Any] = await self.redis.mget([self.keys.cursor(p) for p in acquired])
             for partition, cursor in zip(acquired, committed, strict=True):
@@ -294,6 +296,21 @@ class Worker:
         # Only now, and only these: a Redis error above leaves them to be taken up again, and
         # a partition the lease loop took during the await above stays for the next round.
         self.leases.acquired -= set(acquired)
+
+    async def _index_caught_up(self) -> bool:
+        """Wait (a lease round at most) until the room index has every feed change made so
+        far. Before reading a partition it just took: a gateway that joined a room waited only
+        for the partitions' previous holders to apply the join (`Registry.wait_applied`), so
+        this worker must not commit for them with an index older than that join, or the
+        room's new holder would miss those events."""
+        tail = entry_order(await self.registry.feed_tail())
+        deadline = time.monotonic() + self.leases.interval
+        while entry_order(self.feed_position) < tail:
+            if time.monotonic() >= deadline:
+                log.warning("worker.partition.index_behind feed=%s", self.feed_position)
+                return False
+            await asyncio.sleep(0.002)
+        return True
 
     async def _consume_once(self) -> None:
         if not self._cursors:

@@ -38,14 +38,22 @@ local function take()
   return value
 end
 
-local inboxes = {}  -- inbox index -> {fields, count}
+-- Per gateway, its inbox entries being built: one per ENTRY_ITEMS items, each a list of
+-- fields, so that no XADD unpacks more values than Lua's stack takes (about 8000).
+local ENTRY_ITEMS = 256
+local inboxes = {}  -- inbox index -> list of {fields, count}
 local order = {}    -- inbox indexes in first-use order
 local function add(index, item)
-  local entry = inboxes[index]
-  if not entry then
-    entry = {fields = {}, count = 0}
-    inboxes[index] = entry
+  local entries = inboxes[index]
+  if not entries then
+    entries = {}
+    inboxes[index] = entries
     order[#order + 1] = index
+  end
+  local entry = entries[#entries]
+  if not entry or entry.count == ENTRY_ITEMS then
+    entry = {fields = {}, count = 0}
+    entries[#entries + 1] = entry
   end
   local n = tostring(entry.count)
   for k = 1, #item, 2 do
@@ -155,9 +163,10 @@ for p = 1, partitions do
 end
 
 for _, index in ipairs(order) do
-  local entry = inboxes[index]
-  -- NOMKSTREAM: a gateway reaped a moment ago gets nothing, not a new key.
-  redis.call('XADD', KEYS[first_inbox - 1 + index], 'NOMKSTREAM', '*',
-             'n', tostring(entry.count), unpack(entry.fields))
+  for _, entry in ipairs(inboxes[index]) do
+    -- NOMKSTREAM: a gateway reaped a moment ago gets nothing, not a new key.
+    redis.call('XADD', KEYS[first_inbox - 1 + index], 'NOMKSTREAM', '*',
+               'n', tostring(entry.count), unpack(entry.fields))
+  end
 end
 return skipped
