@@ -177,13 +177,16 @@ class Settings(BaseSettings):
     history_seconds: float = Field(
         default=120.0,
         ge=0,
-        description="Resume window: each room keeps its recent events at least this long (and "
-        "at most `history_size`), and a room nobody holds any more keeps being recorded this "
-        "long, so a client that drops and comes back within it misses nothing. 0 turns "
-        "history, resume and lingering rooms off.",
+        description="Resume window: each room keeps its recent events at least this long "
+        "(unless it reaches `history_size` first) and older ones are trimmed, and a room nobody "
+        "holds any more keeps being recorded this long, so a client that drops and comes back "
+        "within it misses nothing. 0 turns history, resume and lingering rooms off.",
     )
     history_size: int = Field(
-        default=1000, ge=1, description="Events kept per room for resume (approximate)."
+        default=50_000,
+        ge=1,
+        description="Most events one room keeps (approximate), a memory cap: a room busier "
+        "than history_size / history_seconds events a second keeps less than the window.",
     )
     offline_history_seconds: float = Field(
         default=86_400.0,

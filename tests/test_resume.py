@@ -194,6 +194,45 @@ async def test_resume_on_another_gateway_when_its_gateway_dies_or_drains(
         await second.close()
 
 
+async def test_a_position_older_than_the_window_is_not_recovered(
+    settings: Settings, redis_client: Redis, keys: Keys
+) -> None:
+    """The window is an age: a client away for longer than `history_seconds` is told
+    `recovered: false` (and gets a snapshot) even though few events passed, while one that
+    comes back within it recovers them."""
+    short = settings.model_copy(update={"history_seconds": 1.0})
+    async with running_gateway(short) as gw, running_worker(short):
+        c = await Client.connect(f"{gw.ws}/ws/v2/connect")
+        room = (await subscribe(c, "odds_updates", sport="NFL"))["data"]["room"]
+        await wait_until(lambda: workers_synced(redis_client, keys), message="index")
+        ingester = Ingester(redis_client, keys)
+        await ingester.publish_many([_odds("A1", 1)])
+        await c.next_of("odds_update")
+        position = last_position(c, room)
+        await c.close()
+        await ingester.publish_many([_odds("A1", 2)])
+        quick = await Client.connect(f"{gw.ws}/ws/v2/connect")
+        reply = await subscribe(quick, "odds_updates", position=position, sport="NFL")
+        assert reply["data"]["recovered"] is True, reply
+        await wait_until(lambda: len(data_frames(quick)) == 1, message="the missed event")
+        assert data_frames(quick)[0]["data"]["seq"] == 2
+        await quick.close()
+        # The room lingers (and is recorded) for the window, then every entry is too old.
+        await asyncio.sleep(1.6)
+        await ingester.publish_many([_odds("A1", 3)])
+
+        async def trimmed() -> bool:
+            return await redis_client.xlen(keys.history(room)) <= 1
+
+        await wait_until(trimmed, message="history trimmed by age")
+        late = await Client.connect(f"{gw.ws}/ws/v2/connect")
+        reply = await subscribe(late, "odds_updates", position=position, sport="NFL")
+        assert reply["data"]["recovered"] is False, reply
+        snapshot = await late.next_of("snapshot")
+        assert [e["data"]["seq"] for e in snapshot["data"]["events"]] == [3]
+        await late.close()
+
+
 async def test_out_of_the_window_or_after_data_loss_is_not_recovered_and_gets_a_snapshot(
     settings: Settings, redis_client: Redis, keys: Keys
 ) -> None:

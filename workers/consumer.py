@@ -14,6 +14,12 @@ Guarantees:
 - an entry that does not parse, or that the worker fails on, goes to the dead-letter stream
   with the reason; it never stops a partition;
 - ingest streams are trimmed only behind the partition's cursor.
+
+Pipelining: one read's commit runs in Redis while the worker reads and matches the next; the
+next is sent only once the previous landed (so a partition's commits stay in order, and after
+a failed or fenced-off commit the matched read is dropped and read again from the committed
+cursors), and the feed follower acknowledges a room change only once the commit matched
+before it landed.
 """
 
 from __future__ import annotations
@@ -165,8 +171,11 @@ class Worker:
         self._refreshes = _Refreshes(
             max(0.05, min(settings.history_seconds or 60, settings.snapshot_ttl) / 4)
         )
-        #: Owned partitions being read, and the last entry id committed for each.
+        #: Owned partitions being read, and the last entry id read from each (committed, or
+        #: in the commit on its way, `_in_flight`).
         self._cursors: dict[int, bytes] = {}
+        #: The commit of the previous read, running in Redis while the next read is matched.
+        self._in_flight: asyncio.Future[set[int]] | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -231,14 +240,16 @@ class Worker:
                 entries = await self.registry.read_feed(
                     self.feed_position, self.settings.worker_block_ms
                 )
-                # Under the lock no batch is between its matching and its commit, so once the
-                # ack is written every later commit routes by the changed index. Gateways wait
-                # for the ack before they read a just-joined room's history.
+                # Under the lock no batch is being matched, and the one matched before the
+                # change is committed before the ack: once the ack is written every later
+                # commit routes by the changed index. Gateways wait for the ack before they
+                # read a just-joined room's history.
                 async with self._index_lock:
                     for entry in entries:
                         self.index.apply(entry)
                         self.feed_position = entry.id
                     if acked != self.feed_position:
+                        await self._commit_landed()
                         await self.registry.ack_feed(self.worker_id, self.feed_position)
                         acked = self.feed_position
                 backoff.reset()
@@ -267,18 +278,33 @@ class Worker:
                     raise
                 except Exception:
                     # Nothing past the committed cursors was delivered: read every owned
-                    # partition again from its cursor.
+                    # partition again from its cursor, once no commit is on its way.
                     self._count_error()
                     log.exception("worker.consume.failed")
-                    self.leases.acquired |= self.leases.owned
-                    self._cursors.clear()
+                    with contextlib.suppress(Exception):
+                        await self._settle()
+                    self._reread()
                     await backoff.sleep()
         finally:
+            with contextlib.suppress(Exception):
+                await self._settle()
             self._consume_done.set()
+
+    def _reread(self) -> None:
+        """Forget where reading got to: every owned partition is read again from its committed
+        cursor (after an error, or when a commit found a partition lost while the next read
+        was already matched)."""
+        self.leases.acquired |= self.leases.owned
+        self._cursors.clear()
 
     async def _apply_lease_changes(self) -> None:
         """Between batches: hand back surplus partitions, start reading newly acquired ones
-        from their committed cursors."""
+        from their committed cursors (once the commit on its way has landed)."""
+        leases = self.leases
+        if not (leases.surplus or leases.acquired or self._cursors.keys() - leases.owned):
+            return
+        if await self._settle():
+            self._reread()
         for partition in sorted(self.leases.surplus):
             self._cursors.pop(partition, None)
             await self.leases.release(partition)
@@ -327,18 +353,40 @@ class Worker:
             partition = int(stream.rsplit(b":", 1)[1])
             if partition in self._cursors and entries:
                 reads.append((partition, entries))
-        if reads:
-            await self._process(reads)
-
-    async def _process(self, reads: list[tuple[int, list[Entry]]]) -> None:
-        """Match one read's batches (one per partition) and commit them in one fenced script:
-        histories, latest values, one inbox entry per gateway (in ingest order), dead
-        letters, cursors. The room index does not change between the matching and the
-        commit."""
+                self._cursors[partition] = entries[-1][0]  # read up to here
+        if not reads:
+            if await self._settle():
+                self._reread()
+            return
         async with self._index_lock:
-            await self._match_and_commit(reads)
+            keys, args, batch = self._match_read(reads)
+            # The previous read's commit ran in Redis while this one was matched; it must
+            # land before this one goes (commits of a partition stay in order, and a failed
+            # one must not be followed by a later cursor).
+            if await self._settle():
+                self._reread()  # this read's partitions may include a lost one: drop it
+                return
+            self._in_flight = asyncio.ensure_future(self._send(reads, keys, args, batch))
 
-    async def _match_and_commit(self, reads: list[tuple[int, list[Entry]]]) -> None:
+    async def _settle(self) -> set[int]:
+        """Wait for the commit on its way, if any; returns the partitions it found lost.
+        Raises what the commit raised (nothing of it was written then)."""
+        task, self._in_flight = self._in_flight, None
+        return await task if task is not None else set()
+
+    async def _commit_landed(self) -> None:
+        """Wait until the commit on its way (if any) has finished, leaving its outcome to the
+        consumer."""
+        task = self._in_flight
+        if task is not None:
+            await asyncio.wait([task])
+
+    def _match_read(
+        self, reads: list[tuple[int, list[Entry]]]
+    ) -> tuple[list[str], list[Any], _Batch]:
+        """Match one read's batches (one per partition): the commit script's keys and
+        arguments (histories, latest values, one inbox entry per gateway in ingest order,
+        dead letters, cursors)."""
         s, k = self.settings, self.keys
         batch = _Batch()
         args: list[Any] = [
@@ -354,27 +402,25 @@ class Worker:
             for body in dead:
                 args += [len(body), *(x for pair in body.items() for x in pair)]
             args += batch.take_items()
-        partition_keys = [(k.lease(p), k.cursor(p)) for p, _ in reads]
-        skipped: list[int] = await self._commit(
-            keys=[
-                k.deadletter,
-                k.epoch,
-                k.sports,
-                *(key for pair in partition_keys for key in pair),
-                *(k.inbox(g) for g in batch.gateways),
-            ],
-            args=args,
-        )
+        keys = [k.deadletter, k.epoch, k.sports]
+        for partition, _ in reads:
+            keys += [k.lease(partition), k.cursor(partition)]
+        keys += [k.inbox(g) for g in batch.gateways]
+        return keys, args, batch
+
+    async def _send(
+        self, reads: list[tuple[int, list[Entry]]], keys: list[str], args: list[Any], batch: _Batch
+    ) -> set[int]:
+        """Run the fenced commit of one read; returns the partitions another worker owns now
+        (nothing of them was written: their new owner delivers those entries itself)."""
+        skipped: list[int] = await self._commit(keys=keys, args=args)
         lost = {reads[int(n) - 1][0] for n in skipped}
-        for partition, entries in reads:
-            if partition in lost:
-                # Another worker owns the partition now and delivers these entries itself.
-                self._cursors.pop(partition, None)
-                self.leases.lost(partition)
-            else:
-                self._cursors[partition] = entries[-1][0]
+        for partition in lost:
+            self._cursors.pop(partition, None)
+            self.leases.lost(partition)
         if not lost:
             self._refreshes.done(batch.refreshed)
+        return lost
 
     def _match(
         self, partition: int, entries: list[Entry], batch: _Batch

@@ -10,7 +10,8 @@
 -- KEYS[4..3+2P] per partition: its lease, its cursor; KEYS[4+2P..] inboxes (referred to by
 -- their index: 1 is KEYS[4+2P])
 -- ARGV[1] worker id, [2] epoch if none exists yet, [3] dead-letter maxlen,
--- [4] history key prefix, [5] history maxlen, [6] history ttl ms, [7] offline maxlen,
+-- [4] history key prefix, [5] history count cap, [6] history window (and ttl) ms,
+-- [7] offline maxlen,
 -- [8] offline ttl ms, [9] latest key prefix, [10] games key prefix, [11] snapshot ttl ms,
 -- [12] partition count P, then per partition:
 --   new cursor, dead-letter count, per dead letter: pair count k, k field/value pairs,
@@ -18,8 +19,8 @@
 --   'c', inbox index, sent_at                                   (a gateway's canary), or
 --   'g', game, sport                 (index the game, after its first event: SADD, PEXPIRE), or
 --   'd', event id, type, conflation key, data JSON, game ('' if none), snapshot head,
---        history room count h, h pairs (room id, mode), mode 'l' live window or 'o' offline
---        window, upper case ('L', 'O') to also set the history's TTL (and mark the first
+--        history room count h, h pairs (room id, mode), mode 'l' live window (capped by count,
+--        trimmed by age once per period) or 'o' offline window (capped by count), upper case ('L', 'O') to also set the history's TTL (and mark the first
 --        entry of a new history),
 --        delivery count g, g times: inbox index, frame head, room count r, r room ids.
 -- The worker sets TTLs once per key per refresh period, not per event: a key it wrote
@@ -66,6 +67,15 @@ end
 local history_prefix, latest_prefix, games_prefix = ARGV[4], ARGV[9], ARGV[10]
 local live_maxlen, live_ttl, offline_maxlen, offline_ttl = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local snapshot_ttl = ARGV[11]
+local cutoff = nil
+local function live_cutoff()  -- the oldest history id a live room keeps: now - its window
+  if not cutoff then
+    local now = redis.call('TIME')
+    local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+    cutoff = string.format('%.0f', ms - tonumber(live_ttl)) .. '-0'
+  end
+  return cutoff
+end
 
 local function commit_event(owned)
   local event_id, type_, key, data = take(), take(), take(), take()
@@ -89,6 +99,10 @@ local function commit_event(owned)
                           'e', event_id, 't', type_, 'd', data)
         end
         redis.call('PEXPIRE', hkey, ttl)
+        if mode == 'L' then
+          -- A live room's window is also an age: what is older goes, once per period.
+          redis.call('XTRIM', hkey, 'MINID', '~', live_cutoff())
+        end
       else
         id = redis.call('XADD', hkey, 'MAXLEN', '~', maxlen, '*',
                         'e', event_id, 't', type_, 'd', data)
