@@ -4,14 +4,17 @@ Positions. Workers record every event of a room in its history stream (`{p}:hist
 and stamp frames with the room's position: `<epoch>:<room tag>:<history entry id>`. The epoch
 is made once per data set (`{p}:epoch`), so a position from before Redis lost its data is
 recognised; the room tag (the room id's last 8 characters) stops a position of one room
-from being used in another. Each history entry also names its predecessor (`p`), so a
-replay can prove it is continuous: nothing trimmed, expired or unrecorded in between.
+from being used in another. A history is only trimmed from its oldest end and is deleted
+when its room stops being recorded, so a replay is continuous exactly when the position's
+own entry is still there (for a position taken while the room was empty, `0-0`, when the
+history's first entry, marked `f` by the commit, is).
 
 Resume (`replay`). A subscribe that carries a position gets, after the confirmation, the
 room's events after it, in order, marked `replay`, or `recovered: false` when that cannot
 be done in full: a position of another epoch or room, in the future, older than the
 history, or further behind than `max_replay` frames or `max_replay_bytes`. Recovery is never
-partial. Cost: one XRANGE of the events missed (plus one XREVRANGE when there are none).
+partial. Cost: one MULTI of an XRANGE of the events missed, an XRANGE of the position's
+entry and an XREVRANGE COUNT 1 (constant work besides what was missed).
 
 Snapshots (`snapshot`). A new or resynced odds, predictions or sport subscription gets the
 latest value of every conflation key its filters cover, kept by the workers per game
