@@ -56,7 +56,7 @@ from oddstream.shared.registry import Registry
 from oddstream.shared.rooms import keeps_offline_history, offline_rooms
 from oddstream.shared.settings import Settings
 from oddstream.shared.streams import EVENT_FIELD, entry_order, event_id
-from oddstream.workers.delivery import frame_heads, snapshot_head
+from oddstream.workers.delivery import event_head, frame_heads
 from oddstream.workers.leases import PartitionLeases, lua
 from oddstream.workers.matcher import RoomIndex
 
@@ -94,15 +94,19 @@ def _parse(fields: dict[bytes, bytes]) -> IngestEvent | str:
         return str(exc)
 
 
+#: The commit script's argument (1-based, in Lua) that holds the first event's data JSON.
+_FIRST_DATA_ARG = 13
+
+
 class _Batch:
     """The commit script's per-partition arguments for one read, the inboxes they go to, and
     the keys whose TTL it sets."""
 
-    __slots__ = ("args", "count", "gateways", "refreshed")
+    __slots__ = ("data", "gateways", "items", "refreshed")
 
     def __init__(self) -> None:
-        self.args: list[Any] = []  # the current partition's items
-        self.count = 0
+        self.items: list[list[Any]] = []  # the current partition's items
+        self.data: list[bytes] = []  # each event's JSON: script arguments of their own
         self.gateways: dict[str, int] = {}  # gateway -> its inbox index in the script
         self.refreshed: set[str] = set()  # history rooms and games given a TTL by this commit
 
@@ -112,10 +116,9 @@ class _Batch:
             index = self.gateways[gateway] = len(self.gateways) + 1
         return index
 
-    def take_items(self) -> list[Any]:
-        """The current partition's item count and items; starts the next partition's."""
-        items = [self.count, *self.args]
-        self.args, self.count = [], 0
+    def take_items(self) -> list[list[Any]]:
+        """The current partition's items; starts the next partition's."""
+        items, self.items = self.items, []
         return items
 
 
@@ -394,14 +397,13 @@ class Worker:
             k.history_prefix, s.history_size, int(s.history_seconds * 1000),
             s.offline_history_size, int(s.offline_history_seconds * 1000),
             k.latest_prefix, k.games_prefix, int(s.snapshot_ttl * 1000),
-            len(reads),
         ]  # fmt: skip
+        read: list[Any] = []
         for partition, entries in reads:
             dead = self._match(partition, entries, batch)
-            args += [entries[-1][0], len(dead)]
-            for body in dead:
-                args += [len(body), *(x for pair in body.items() for x in pair)]
-            args += batch.take_items()
+            read.append([entries[-1][0].decode(), dead, batch.take_items()])
+        args.append(orjson.dumps(read))
+        args += batch.data
         keys = [k.deadletter, k.epoch, k.sports]
         for partition, _ in reads:
             keys += [k.lease(partition), k.cursor(partition)]
@@ -422,12 +424,10 @@ class Worker:
             self._refreshes.done(batch.refreshed)
         return lost
 
-    def _match(
-        self, partition: int, entries: list[Entry], batch: _Batch
-    ) -> list[dict[bytes, bytes]]:
+    def _match(self, partition: int, entries: list[Entry], batch: _Batch) -> list[list[str]]:
         """Add one partition's events to the batch; returns its dead letters."""
         stream = self.keys.ingest(partition).encode()
-        dead: list[dict[bytes, bytes]] = []
+        dead: list[list[str]] = []
         for entry_id, fields in entries:
             parsed = _parse(fields)
             if isinstance(parsed, str):
@@ -446,8 +446,7 @@ class Worker:
         """Add an event (or a gateway's canary) to the batch's script arguments."""
         if isinstance(event, CanaryEvent):
             self.stats.canaries += 1
-            batch.args += [b"c", batch.inbox(event.gateway), repr(event.sent_at)]
-            batch.count += 1
+            batch.items.append(["c", batch.inbox(event.gateway), repr(event.sent_at)])
             return
         self.stats.processed += 1
         routing = routing_of(event)
@@ -460,31 +459,29 @@ class Worker:
         if rooms_by_gateway:
             self.stats.matched += 1
         message_type = routing.message_type
-        args = batch.args
-        args += [
-            b"d", event_id, message_type.value, key,
-            orjson.dumps(event.model_dump(mode="json")),
-            game, snapshot_head(message_type, event_id) if game else b"",
-            len(history),
-        ]  # fmt: skip
+        head = event_head(message_type, event_id)
         refreshes = self._refreshes
+        recorded: list[list[str]] = []
         for room_id, offline in history.items():
-            mode = b"o" if offline else b"l"
+            mode = "o" if offline else "l"
             if room_id not in batch.refreshed and refreshes.due(room_id):
                 batch.refreshed.add(room_id)
                 mode = mode.upper()
-            args += [room_id, mode]
-        args.append(len(rooms_by_gateway))
-        for gateway, rooms, head in frame_heads(message_type, event_id, rooms_by_gateway):
-            args += [batch.inbox(gateway), head, len(rooms), *rooms]
+            recorded.append([room_id, mode])
+        deliveries: list[list[Any]] = []
+        for gateway, rooms, frame_head in frame_heads(head, rooms_by_gateway):
+            deliveries.append([batch.inbox(gateway), frame_head, rooms])
             self.stats.deliveries += 1
-        batch.count += 1
+        batch.data.append(orjson.dumps(event.model_dump(mode="json")))
+        batch.items.append([
+            "d", event_id.decode(), message_type.value, key.decode(),
+            _FIRST_DATA_ARG + len(batch.data) - 1, game, head, recorded, deliveries,
+        ])  # fmt: skip
         if game:
             marker = "game:" + game
             if marker not in batch.refreshed and refreshes.due(marker):
                 batch.refreshed.add(marker)
-                args += [b"g", game, routing.sport or ""]
-                batch.count += 1
+                batch.items.append(["g", game, routing.sport or ""])
 
     def _history_rooms(self, routing: Routing, matched: list[str]) -> dict[str, bool]:
         """Rooms whose history records the event: every matching room (held or lingering),
@@ -498,17 +495,16 @@ class Worker:
 
     def _deadletter(
         self, stream: bytes, entry_id: bytes, fields: dict[bytes, bytes], reason: str
-    ) -> dict[bytes, bytes]:
+    ) -> list[str]:
+        """A dead letter's field/value pairs, flat, for the commit script."""
         self.stats.deadlettered += 1
         log.warning("worker.deadletter stream=%s id=%s reason=%s", stream, entry_id, reason)
-        return {
-            b"stream": stream,
-            b"id": entry_id,
-            b"reason": reason.encode(),
-            b"worker": self.worker_id.encode(),
-            b"fields": orjson.dumps({k.decode(errors="replace"): v.decode(errors="replace")
-                                     for k, v in fields.items()}),
-        }  # fmt: skip
+        original = {k.decode(errors="replace"): v.decode(errors="replace")
+                    for k, v in fields.items()}  # fmt: skip
+        return [
+            "stream", stream.decode(), "id", entry_id.decode(), "reason", reason,
+            "worker", self.worker_id, "fields", orjson.dumps(original).decode(),
+        ]  # fmt: skip
 
     async def _trim(self) -> None:
         """Trim delivered entries older than the retention; never one past the cursor."""

@@ -5,7 +5,8 @@ id, timestamp and the receiving gateway's matched rooms) is built here once per 
 gateway; the commit script (`workers/lua/commit.lua`) adds each room's position, which Redis
 assigns as it records the event in the room's history, and the event's JSON, serialized once.
 The gateway writes the finished frame to every member socket as it is (see
-`gateway.fanout`), so nothing is re-encoded per client.
+`gateway.fanout`), so nothing is re-encoded per client. Text (`str`): the commit script gets
+them inside one JSON argument.
 """
 
 from __future__ import annotations
@@ -17,25 +18,23 @@ import orjson
 from oddstream.shared.protocol import ServerMessageType
 from oddstream.shared.streams import event_time
 
-__all__ = ["frame_heads", "snapshot_head"]
+__all__ = ["event_head", "frame_heads"]
 
 
-def _prefix(message_type: ServerMessageType, event_id: bytes) -> bytes:
+def event_head(message_type: ServerMessageType, event_id: bytes) -> str:
+    """The frame's opening up to its rooms; as it is, how a snapshot lists the event (before
+    its `,"data":...}`)."""
     return (
-        b'{"type":"' + message_type.value.encode() + b'","status":"success","event_id":"'
-        + event_id + b'","timestamp":"' + event_time(event_id) + b'"'
+        '{"type":"' + message_type.value + '","status":"success","event_id":"'
+        + event_id.decode() + '","timestamp":"' + event_time(event_id).decode() + '"'
     )  # fmt: skip
 
 
 def frame_heads(
-    message_type: ServerMessageType, event_id: bytes, rooms_by_gateway: dict[str, list[str]]
-) -> Iterator[tuple[str, list[str], bytes]]:
-    """(gateway, its matched rooms, the frame's head) for each gateway holding a match."""
-    prefix = _prefix(message_type, event_id) + b',"rooms":'
+    head: str, rooms_by_gateway: dict[str, list[str]]
+) -> Iterator[tuple[str, list[str], str]]:
+    """(gateway, its matched rooms, the frame's head) for each gateway holding a match, from
+    the event's `event_head`."""
+    prefix = head + ',"rooms":'
     for gateway, rooms in rooms_by_gateway.items():
-        yield gateway, rooms, prefix + orjson.dumps(rooms)
-
-
-def snapshot_head(message_type: ServerMessageType, event_id: bytes) -> bytes:
-    """How a snapshot lists the event, before its `,"data":...}`."""
-    return _prefix(message_type, event_id)
+        yield gateway, rooms, prefix + orjson.dumps(rooms).decode()

@@ -1,9 +1,9 @@
 -- Commit what one read of the ingest partitions gave, every partition fenced by its lease.
 -- Writes, all or nothing per partition: each event to the history of every room it matched
 -- (the history entry id is the room's position), the latest value per conflation key
--- (snapshots), the dead letters and the partition's cursor; then one inbox entry per gateway
--- (frames carry each room's position) for all the owned partitions together. A partition
--- another worker owns now is skipped whole: nothing of it is written.
+-- (snapshots), the dead letters and the partition's cursor; then the inbox entries of each
+-- gateway (frames carry each room's position) for all the owned partitions together. A
+-- partition another worker owns now is skipped whole: nothing of it is written.
 -- Returns the (1-based) numbers, in the argument order, of the partitions skipped.
 --
 -- KEYS[1] dead-letter stream, KEYS[2] epoch, KEYS[3] sports,
@@ -11,18 +11,20 @@
 -- their index: 1 is KEYS[4+2P])
 -- ARGV[1] worker id, [2] epoch if none exists yet, [3] dead-letter maxlen,
 -- [4] history key prefix, [5] history count cap, [6] history window (and ttl) ms,
--- [7] offline maxlen,
--- [8] offline ttl ms, [9] latest key prefix, [10] games key prefix, [11] snapshot ttl ms,
--- [12] partition count P, then per partition:
---   new cursor, dead-letter count, per dead letter: pair count k, k field/value pairs,
---   item count, and per item (in ingest order) either
---   'c', inbox index, sent_at                                   (a gateway's canary), or
---   'g', game, sport                 (index the game, after its first event: SADD, PEXPIRE), or
---   'd', event id, type, conflation key, data JSON, game ('' if none), snapshot head,
---        history room count h, h pairs (room id, mode), mode 'l' live window (capped by count,
---        trimmed by age once per period) or 'o' offline window (capped by count), upper case ('L', 'O') to also set the history's TTL (and mark the first
---        entry of a new history),
---        delivery count g, g times: inbox index, frame head, room count r, r room ids.
+-- [7] offline maxlen, [8] offline ttl ms, [9] latest key prefix, [10] games key prefix,
+-- [11] snapshot ttl ms, [12] the read as JSON (one value: decoding it in C is far cheaper
+-- than one script argument per field), a list with per partition, in KEYS order:
+--   [new cursor, dead letters (each a flat list of field/value pairs), items (in ingest
+--   order)], an item being one of
+--   ["c", inbox index, sent_at]                                  (a gateway's canary)
+--   ["g", game, sport]              (index the game, after its first event: SADD, PEXPIRE)
+--   ["d", event id, type, conflation key, n, game ("" if none), snapshot head,
+--         history rooms [[room id, mode], ...], deliveries [[inbox index, frame head,
+--         [room id, ...]], ...]]
+--   where ARGV[n] is the event's data JSON (its own argument: inside the JSON it would be
+--   escaped and unescaped), mode "l": a live room (capped by count, trimmed by age once per period), "o": an
+--   offline-delivery room (capped by count); upper case ("L", "O") also sets the history's
+--   TTL (and marks the first entry of a new history).
 -- The worker sets TTLs once per key per refresh period, not per event: a key it wrote
 -- recently still has most of its TTL, and a key it did not is refreshed on its next event.
 local epoch = redis.call('GET', KEYS[2])
@@ -30,21 +32,15 @@ if not epoch then
   epoch = ARGV[2]
   redis.call('SET', KEYS[2], epoch)
 end
-local partitions = tonumber(ARGV[12])
-local first_inbox = 4 + 2 * partitions
-local i = 13
-local function take()
-  local value = ARGV[i]
-  i = i + 1
-  return value
-end
+local reads = cjson.decode(ARGV[12])
+local first_inbox = 4 + 2 * #reads
 
 -- Per gateway, its inbox entries being built: one per ENTRY_ITEMS items, each a list of
 -- fields, so that no XADD unpacks more values than Lua's stack takes (about 8000).
 local ENTRY_ITEMS = 256
 local inboxes = {}  -- inbox index -> list of {fields, count}
 local order = {}    -- inbox indexes in first-use order
-local function add(index, item)
+local function add(index, type_, rooms, frame, key)
   local entries = inboxes[index]
   if not entries then
     entries = {}
@@ -57,9 +53,17 @@ local function add(index, item)
     entries[#entries + 1] = entry
   end
   local n = tostring(entry.count)
-  for k = 1, #item, 2 do
-    entry.fields[#entry.fields + 1] = item[k] .. n
-    entry.fields[#entry.fields + 1] = item[k + 1]
+  local fields = entry.fields
+  local f = #fields
+  fields[f + 1], fields[f + 2] = 't' .. n, type_
+  if rooms then
+    fields[f + 3], fields[f + 4] = 'r' .. n, rooms
+    fields[f + 5], fields[f + 6] = 'f' .. n, frame
+    if key ~= '' then
+      fields[f + 7], fields[f + 8] = 'k' .. n, key
+    end
+  else
+    fields[f + 3], fields[f + 4] = 's' .. n, frame  -- a canary: its sent_at
   end
   entry.count = entry.count + 1
 end
@@ -77,100 +81,85 @@ local function live_cutoff()  -- the oldest history id a live room keeps: now - 
   return cutoff
 end
 
-local function commit_event(owned)
-  local event_id, type_, key, data = take(), take(), take(), take()
-  local game, snapshot_head = take(), take()
+local function record(room, mode, event_id, type_, data)
+  -- Appends to a room's history; returns the new entry's id (the room's position).
+  local hkey = history_prefix .. room
+  local maxlen, ttl = live_maxlen, live_ttl
+  if mode == 'o' or mode == 'O' then maxlen, ttl = offline_maxlen, offline_ttl end
+  if mode == 'l' or mode == 'o' then
+    return redis.call('XADD', hkey, 'MAXLEN', '~', maxlen, '*',
+                      'e', event_id, 't', type_, 'd', data)
+  end
+  -- Checked once per refresh period: the first entry of a history says so ('f'), for a
+  -- subscriber that joined while it was empty (its position is 0-0).
+  local id
+  if redis.call('EXISTS', hkey) == 0 then
+    id = redis.call('XADD', hkey, 'MAXLEN', '~', maxlen, '*',
+                    'e', event_id, 't', type_, 'd', data, 'f', '1')
+  else
+    id = redis.call('XADD', hkey, 'MAXLEN', '~', maxlen, '*',
+                    'e', event_id, 't', type_, 'd', data)
+  end
+  redis.call('PEXPIRE', hkey, ttl)
+  if mode == 'L' then
+    -- A live room's window is also an age: what is older goes, once per period.
+    redis.call('XTRIM', hkey, 'MINID', '~', live_cutoff())
+  end
+  return id
+end
+
+local function commit_event(item)
+  local event_id, type_, key, data, game = item[2], item[3], item[4], ARGV[item[5]], item[6]
   local positions = {}
-  for _ = 1, tonumber(take()) do
-    local room, mode = take(), take()
-    if owned then
-      local hkey = history_prefix .. room
-      local maxlen, ttl = live_maxlen, live_ttl
-      if mode == 'o' or mode == 'O' then maxlen, ttl = offline_maxlen, offline_ttl end
-      local id
-      if mode == 'L' or mode == 'O' then
-        -- Checked once per refresh period: the first entry of a history says so ('f'), for
-        -- a subscriber that joined while it was empty (its position is 0-0).
-        if redis.call('EXISTS', hkey) == 0 then
-          id = redis.call('XADD', hkey, 'MAXLEN', '~', maxlen, '*',
-                          'e', event_id, 't', type_, 'd', data, 'f', '1')
-        else
-          id = redis.call('XADD', hkey, 'MAXLEN', '~', maxlen, '*',
-                          'e', event_id, 't', type_, 'd', data)
-        end
-        redis.call('PEXPIRE', hkey, ttl)
-        if mode == 'L' then
-          -- A live room's window is also an age: what is older goes, once per period.
-          redis.call('XTRIM', hkey, 'MINID', '~', live_cutoff())
-        end
-      else
-        id = redis.call('XADD', hkey, 'MAXLEN', '~', maxlen, '*',
-                        'e', event_id, 't', type_, 'd', data)
-      end
-      positions[room] = epoch .. ':' .. string.sub(room, -8) .. ':' .. id
-    end
+  for _, pair in ipairs(item[8]) do
+    local room = pair[1]
+    local id = record(room, pair[2], event_id, type_, data)
+    positions[room] = epoch .. ':' .. string.sub(room, -8) .. ':' .. id
   end
   local tail = ',"data":' .. data .. '}'
-  if owned and game ~= '' then
-    redis.call('HSET', latest_prefix .. game, key, snapshot_head .. tail)
+  if game ~= '' then
+    redis.call('HSET', latest_prefix .. game, key, item[7] .. tail)
   end
-  for _ = 1, tonumber(take()) do
-    local index, head = tonumber(take()), take()
-    local rooms, parts = {}, {}
-    for r = 1, tonumber(take()) do
-      local room = take()
-      rooms[r] = room
-      if positions[room] then
-        parts[#parts + 1] = '"' .. room .. '":"' .. positions[room] .. '"'
+  for _, delivery in ipairs(item[9]) do
+    local rooms = delivery[3]
+    local parts = {}
+    for _, room in ipairs(rooms) do
+      local position = positions[room]
+      if position then
+        parts[#parts + 1] = '"' .. room .. '":"' .. position .. '"'
       end
     end
-    if owned then
-      local frame
-      if #parts > 0 then
-        frame = head .. ',"positions":{' .. table.concat(parts, ',') .. '}' .. tail
-      else
-        frame = head .. tail
-      end
-      local item = {'t', type_, 'r', table.concat(rooms, ','), 'f', frame}
-      if key ~= '' then
-        item[#item + 1] = 'k'
-        item[#item + 1] = key
-      end
-      add(index, item)
+    local frame
+    if #parts > 0 then
+      frame = delivery[2] .. ',"positions":{' .. table.concat(parts, ',') .. '}' .. tail
+    else
+      frame = delivery[2] .. tail
     end
+    add(delivery[1], type_, table.concat(rooms, ','), frame, key)
   end
 end
 
 local skipped = {}
-for p = 1, partitions do
-  local owned = redis.call('GET', KEYS[2 + 2 * p]) == ARGV[1]
-  local cursor = take()
-  for _ = 1, tonumber(take()) do
-    local fields = {}
-    for n = 1, 2 * tonumber(take()) do fields[n] = take() end
-    if owned then
+for p, read in ipairs(reads) do
+  if redis.call('GET', KEYS[2 + 2 * p]) == ARGV[1] then
+    for _, fields in ipairs(read[2]) do
       redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', unpack(fields))
     end
-  end
-  for _ = 1, tonumber(take()) do
-    local kind = take()
-    if kind == 'c' then
-      local index, sent_at = tonumber(take()), take()
-      if owned then add(index, {'t', 'canary', 's', sent_at}) end
-    elseif kind == 'g' then
-      local game, sport = take(), take()
-      if owned then
+    for _, item in ipairs(read[3]) do
+      local kind = item[1]
+      if kind == 'd' then
+        commit_event(item)
+      elseif kind == 'c' then
+        add(item[2], 'canary', nil, item[3], '')
+      else  -- 'g'
+        local game, sport = item[2], item[3]
         redis.call('SADD', games_prefix .. sport, game)
         redis.call('SADD', KEYS[3], sport)
         redis.call('PEXPIRE', games_prefix .. sport, snapshot_ttl)
         redis.call('PEXPIRE', latest_prefix .. game, snapshot_ttl)
       end
-    else
-      commit_event(owned)
     end
-  end
-  if owned then
-    redis.call('SET', KEYS[3 + 2 * p], cursor)
+    redis.call('SET', KEYS[3 + 2 * p], read[1])
   else
     skipped[#skipped + 1] = p
   end
