@@ -2,7 +2,8 @@
 
 Each kind has a pydantic model that validates the fields used for routing (sport, game,
 player, sportsbooks, profit, user) and keeps every other field as payload (`extra="allow"`),
-so feeds can carry richer data without a schema change here.
+so feeds can carry richer data without a schema change here. Odds prices are the exception:
+they are validated and converted to every format once, here (`OddsEvent`, `shared.odds`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from types import MappingProxyType
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     BaseModel,
@@ -20,11 +22,15 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     field_validator,
+    model_validator,
 )
+from pydantic_core import PydanticCustomError
 
+from oddstream.shared.odds import OddsError, from_american, price_of
 from oddstream.shared.protocol import ServerMessageType, SubscriptionType
 
 __all__ = [
+    "MARKET_SIDES",
     "AlertEvent",
     "AnalyticsEvent",
     "ArbitrageEvent",
@@ -33,14 +39,18 @@ __all__ = [
     "EventKind",
     "IngestEvent",
     "OddsEvent",
+    "OddsStatus",
     "PortfolioEvent",
     "PredictionEvent",
     "Routing",
+    "SidePrice",
     "conflation_key",
     "ingest_event_adapter",
+    "is_conflatable",
     "partition_key",
     "partition_of",
     "routing_of",
+    "snapshot_key",
 ]
 
 
@@ -80,6 +90,10 @@ def _upper(value: Any) -> Any:
     return value.strip().upper() if isinstance(value, str) else value
 
 
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
 # Stripped like filter values are, so " Aaron Judge" in a feed matches a "Aaron Judge" room.
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Sport = Annotated[str, BeforeValidator(_upper), Field(min_length=1, max_length=20)]
@@ -90,12 +104,110 @@ class _Event(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
 
+#: Each market's two sides. `<side>_price` (e.g. `home_price`) is that side's American price.
+MARKET_SIDES: Final = MappingProxyType(
+    {"moneyline": ("home", "away"), "spread": ("home", "away"), "total": ("over", "under")}
+)
+_ALL_SIDES: Final = ("home", "away", "over", "under")
+OddsStatus = Literal["open", "suspended"]
+
+
+class SidePrice(BaseModel):
+    """One side's price in every format (`shared.odds`): all three always agree."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    american: int
+    decimal: float
+    fractional: str
+
+
+def _is_none(value: Any) -> bool:
+    return value is None
+
+
+def _invalid_price(reason: str) -> PydanticCustomError:
+    return PydanticCustomError("invalid_price", "{reason}", {"reason": reason})
+
+
+def _american_field(name: str, value: Any) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # some feeds write -110.0
+    try:
+        from_american(value)
+    except OddsError as exc:
+        raise _invalid_price(f"{name}: {exc}") from None
+    return int(value)
+
+
+def _convert_prices(data: dict[str, Any]) -> dict[str, Any]:
+    """Fill `prices` (every format) and `<side>_price` (American) from whichever was given.
+
+    A side's price may come as `<side>_price` (American, today's field) or as `prices.<side>`
+    with one format (`{"decimal": 1.909}`), or several that agree (a stored event has all
+    three). Given both, they must be the same price. `<side>_price` is kept as given."""
+    market = data.get("market")
+    given = data.get("prices")
+    legacy = [side for side in _ALL_SIDES if data.get(f"{side}_price") is not None]
+    if (not legacy and not given) or not isinstance(market, str) or market not in MARKET_SIDES:
+        return data  # no prices, or a bad market the field validation reports
+    sides = MARKET_SIDES[market]
+    of_market = f"its sides are {sides[0]} and {sides[1]}"
+    if given is not None and not isinstance(given, dict):
+        raise _invalid_price('prices: an object of sides, e.g. {"home": {"decimal": 1.909}}')
+    out = dict(data)
+    prices: dict[str, dict[str, Any]] = {}
+    for side, value in (given or {}).items():
+        if side not in sides:
+            raise _invalid_price(f"prices: {side!r} is not a side of a {market} ({of_market})")
+        if not isinstance(value, dict):
+            raise _invalid_price(f'prices.{side}: an object like {{"american": -110}}')
+        try:
+            prices[side] = price_of(value).as_dict()
+        except OddsError as exc:
+            raise _invalid_price(f"prices.{side}: {exc}") from None
+    for side in legacy:
+        name = f"{side}_price"
+        if side not in sides:
+            raise _invalid_price(f"{name}: not a side of a {market} ({of_market})")
+        american = _american_field(name, data[name])
+        out[name] = american
+        if side not in prices:
+            prices[side] = from_american(american).as_dict()
+        elif from_american(american).american != prices[side]["american"]:
+            raise _invalid_price(
+                f"{name} {american} and prices.{side} ({prices[side]['american']}) disagree"
+            )
+    for side, price in prices.items():
+        out.setdefault(f"{side}_price", price["american"])
+    out["prices"] = prices or None
+    return out
+
+
 class OddsEvent(_Event):
+    """One book's market of one game. `status` is set on a change of status only:
+    `suspended` (the book took the market down; prices, if any, are the last ones) or `open`
+    (it is back; the resume). Absent, the event is a price update of an open market. Status
+    changes are must-deliver (`is_conflatable`); the latest value of the market, what
+    snapshots show, is whichever came last. Prices come in any one format and are converted
+    to all three once, here (`_convert_prices`)."""
+
     kind: Literal["odds"]
     sport: Sport
     game_id: GameId
     sportsbook: Name
     market: Literal["moneyline", "spread", "total"]
+    status: Annotated[OddsStatus | None, BeforeValidator(_lower)] = Field(
+        default=None, exclude_if=_is_none
+    )
+    prices: dict[Literal["home", "away", "over", "under"], SidePrice] | None = Field(
+        default=None, exclude_if=_is_none
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _prices(cls, data: Any) -> Any:
+        return _convert_prices(data) if isinstance(data, dict) else data
 
 
 class PredictionEvent(_Event):
@@ -213,15 +325,30 @@ class Routing:
         return ServerMessageType.BROADCAST if self.broadcast_to else self.kind.message_type
 
 
-def conflation_key(event: IngestEvent) -> bytes:
-    """Events that only matter as the latest value share a key: odds per game, book and
-    market; predictions per game, player and market. Others must all be delivered (b"")."""
+def snapshot_key(event: IngestEvent) -> bytes:
+    """The latest value an event updates, one per key in snapshots: odds per game, book and
+    market; predictions per game, player and market; b"" for kinds that are not values."""
     if isinstance(event, OddsEvent):
         return f"odds|{event.game_id}|{event.sportsbook}|{event.market}".encode()
     if isinstance(event, PredictionEvent):
         market = (event.model_extra or {}).get("market", "")
         return f"pred|{event.game_id}|{event.player or ''}|{market}".encode()
     return b""
+
+
+def is_conflatable(event: IngestEvent) -> bool:
+    """Whether a slow client may get only the newest event of its snapshot key instead of
+    this one: price updates and predictions. A status change (a suspension, the resume after
+    it) must reach every subscriber, like alerts do."""
+    if isinstance(event, OddsEvent):
+        return event.status is None
+    return isinstance(event, PredictionEvent)
+
+
+def conflation_key(event: IngestEvent) -> bytes:
+    """The key under which a slow client's held frames replace each other: the snapshot key
+    of a conflatable event, else b"" (must be delivered)."""
+    return snapshot_key(event) if is_conflatable(event) else b""
 
 
 def routing_of(event: IngestEvent) -> Routing:

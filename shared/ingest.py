@@ -15,20 +15,31 @@ import orjson
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from oddstream.shared.events import IngestEvent, ingest_event_adapter, partition_of
+from oddstream.shared.events import MARKET_SIDES, IngestEvent, ingest_event_adapter, partition_of
 from oddstream.shared.keys import Keys
 from oddstream.shared.protocol import describe_validation_error
 from oddstream.shared.streams import EVENT_FIELD, event_id
 
-__all__ = ["EventError", "IngestReport", "Ingester", "encode_event", "parse_event"]
+__all__ = [
+    "ALL_MARKETS",
+    "EventError",
+    "IngestReport",
+    "Ingester",
+    "encode_event",
+    "parse_event",
+    "parse_events",
+]
 
 
 class EventError(ValueError):
     """An event that cannot be ingested; the message says which field and why."""
 
 
-def parse_event(raw: str | bytes | dict[str, Any]) -> IngestEvent:
-    """Validate one event from a JSON text or an already-decoded object."""
+#: `"market": "all"` on an odds status change: every market of that book of that game.
+ALL_MARKETS = "all"
+
+
+def _decode(raw: str | bytes | dict[str, Any]) -> dict[str, Any]:
     try:
         body = orjson.loads(raw) if isinstance(raw, str | bytes) else raw
     except orjson.JSONDecodeError as exc:
@@ -39,10 +50,46 @@ def parse_event(raw: str | bytes | dict[str, Any]) -> IngestEvent:
         raise EventError(
             "missing 'kind' (odds, predictions, arbitrage, analytics, alerts, portfolio)"
         )
+    return body
+
+
+def _validate(body: dict[str, Any]) -> IngestEvent:
     try:
         return ingest_event_adapter.validate_python(body)
     except ValidationError as exc:
         raise EventError(describe_validation_error(exc)) from None
+
+
+def _is_whole_book(body: dict[str, Any]) -> bool:
+    return body.get("kind") == "odds" and body.get("market") == ALL_MARKETS
+
+
+def parse_event(raw: str | bytes | dict[str, Any]) -> IngestEvent:
+    """Validate one event from a JSON text or an already-decoded object."""
+    body = _decode(raw)
+    if _is_whole_book(body):
+        raise EventError(
+            "market 'all' stands for several events (one per market): use parse_events"
+        )
+    return _validate(body)
+
+
+def parse_events(raw: str | bytes | dict[str, Any]) -> list[IngestEvent]:
+    """Validate one line of input: one event, or for a status change of a whole book
+    (`"market": "all"`, e.g. a book suspending every market of a game) one event per market,
+    so each market's latest value shows it and every consumer sees ordinary odds events."""
+    body = _decode(raw)
+    if not _is_whole_book(body):
+        return [_validate(body)]
+    if body.get("status") is None:
+        raise EventError(
+            "market 'all' (every market of a book) is for a status change only: "
+            "add status 'suspended' or 'open'"
+        )
+    priced = [k for k in body if k == "prices" or (k.endswith("_price") and body[k] is not None)]
+    if priced:
+        raise EventError(f"market 'all' carries no prices ({priced[0]}): send them per market")
+    return [_validate({**body, "market": market}) for market in MARKET_SIDES]
 
 
 def encode_event(event: IngestEvent) -> bytes:
@@ -51,7 +98,8 @@ def encode_event(event: IngestEvent) -> bytes:
 
 @dataclass
 class IngestReport:
-    """What an ingest run did: events accepted, and (line number, reason) per skipped line."""
+    """What an ingest run did: events accepted (a whole-book status line counts one per
+    market), and (line number, reason) per skipped line."""
 
     accepted: int = 0
     rejected: list[tuple[int, str]] = field(default_factory=list)
@@ -94,7 +142,8 @@ class Ingester:
         batch_size: int = 500,
         on_rejected: Callable[[int, str], None] | None = None,
     ) -> IngestReport:
-        """Ingest JSON lines; bad lines are reported by number and skipped, good ones all land.
+        """Ingest JSON lines; bad lines are reported by number and skipped, good ones all land
+        (a whole-book status line as one event per market, `parse_events`).
 
         `on_rejected(line_number, reason)` hears of each bad line as it is met (the CLI prints
         it); the returned report lists them all."""
@@ -119,7 +168,7 @@ class Ingester:
             if not line.strip():
                 continue
             try:
-                batch.append(parse_event(line))
+                batch.extend(parse_events(line))
             except EventError as exc:
                 report.rejected.append((number, str(exc)))
                 if on_rejected is not None:

@@ -45,9 +45,10 @@ from oddstream.shared.events import (
     OddsEvent,
     PredictionEvent,
     Routing,
-    conflation_key,
     ingest_event_adapter,
+    is_conflatable,
     routing_of,
+    snapshot_key,
 )
 from oddstream.shared.keys import Keys
 from oddstream.shared.loops import Backoff, periodic, raise_if_cancelling, stop_tasks
@@ -452,8 +453,11 @@ class Worker:
         routing = routing_of(event)
         rooms_by_gateway, matched = self.index.match_all(routing)
         history = self._history_rooms(routing, matched)
-        key = conflation_key(event)
+        key = snapshot_key(event)
         game = event.game_id if key and isinstance(event, OddsEvent | PredictionEvent) else ""
+        # "d": the key is also the frame's conflation key; "m": the latest value's key only,
+        # the frame must be delivered (an odds suspension or resume, `is_conflatable`).
+        kind = "m" if key and not is_conflatable(event) else "d"
         if not rooms_by_gateway and not history and not game:
             return
         if rooms_by_gateway:
@@ -474,7 +478,7 @@ class Worker:
             self.stats.deliveries += 1
         batch.data.append(orjson.dumps(event.model_dump(mode="json")))
         batch.items.append([
-            "d", event_id.decode(), message_type.value, key.decode(),
+            kind, event_id.decode(), message_type.value, key.decode(),
             _FIRST_DATA_ARG + len(batch.data) - 1, game, head, recorded, deliveries,
         ])  # fmt: skip
         if game:

@@ -2,14 +2,18 @@
 
 import { ODDS_MARKETS } from "./contract.js";
 import { $, el } from "./dashboard-dom.js";
-import { american, signed } from "./dashboard-format.js";
+import { american, isNewerEvent, priceTitle, signed } from "./dashboard-format.js";
 
 /** One card per game, markets by sportsbooks; prices update in place and flash on movement.
  * The markets are the contract's; the sportsbooks are the ones the data quotes, as columns in
  * the order they were first seen (the same on every card). A game remembers which rooms
  * delivered it, so unsubscribing clears what only it brought. A snapshot (sent when a
  * subscription starts, or could not resume) fills the cards with the latest prices before the
- * live updates behind it. */
+ * live updates behind it. A market its book suspended shows its last prices greyed with a
+ * SUSP badge until the book opens it again (`status` "open", or any price update after it).
+ * Within a game, event ids order its events: a conflated price update that a slow link
+ * delivers after a later suspension (which is never conflated) must not undo it, so a cell
+ * never takes an event older than the one it shows. */
 export class OddsBoard {
   constructor(manager) {
     this.root = $("odds-board");
@@ -63,17 +67,35 @@ export class OddsBoard {
     game.card.dataset.updated = String(Date.now());
     const cell = game.cells.get(`${odds.market}|${odds.sportsbook}`);
     if (!cell) return;
+    if (frame.event_id && !isNewerEvent(frame.event_id, cell.dataset.eventId)) return;
+    if (frame.event_id) cell.dataset.eventId = frame.event_id;
     const sides = odds.market === "total" ? ["over_price", "under_price"] : ["home_price", "away_price"];
     const lines = odds.line === undefined || odds.line === null
       ? ["", ""]
       : odds.market === "total" ? [`o${odds.line}`, `u${odds.line}`] : [signed(odds.line), signed(-odds.line)];
-    cell.replaceChildren(...sides.map((side, i) => {
-      const move = odds.movement?.[side];
-      return el("div", { class: "price" },
-        lines[i] ? el("span", { class: "line" }, lines[i]) : null,
-        el("span", { class: `value ${move === "up" || move === "down" ? move : ""}`, dataset: { side } }, american(odds[side])),
-      );
-    }));
+    const priced = sides.some((side) => odds[side] !== undefined && odds[side] !== null);
+    // A status change without prices (a book pulling a market) keeps the last prices shown.
+    if (priced) {
+      cell.replaceChildren(...sides.map((side, i) => {
+        const move = odds.movement?.[side];
+        const name = side.replace("_price", "");
+        return el("div", { class: "price" },
+          lines[i] ? el("span", { class: "line" }, lines[i]) : null,
+          el("span", {
+            class: `value ${move === "up" || move === "down" ? move : ""}`,
+            dataset: { side },
+            title: priceTitle(odds.prices?.[name]),
+          }, american(odds[side])),
+        );
+      }));
+    }
+    const suspended = odds.status === "suspended";
+    cell.classList.toggle("suspended", suspended);
+    cell.dataset.status = suspended ? "suspended" : "open";
+    cell.querySelector(".susp-badge")?.remove();
+    if (suspended) {
+      cell.prepend(el("span", { class: "susp-badge", title: `Suspended by ${odds.sportsbook}` }, "SUSP"));
+    }
     cell.dataset.updated = String(Date.now());
     this.updates += 1;
     this.summary();

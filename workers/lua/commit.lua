@@ -1,8 +1,8 @@
 -- Commit what one read of the ingest partitions gave, every partition fenced by its lease.
 -- Writes, all or nothing per partition: each event to the history of every room it matched
--- (the history entry id is the room's position), the latest value per conflation key
--- (snapshots), the dead letters and the partition's cursor; then the inbox entries of each
--- gateway (frames carry each room's position) for all the owned partitions together. A
+-- (the history entry id is the room's position), the latest value per key (snapshots),
+-- the dead letters and the partition's cursor; then the inbox entries of each gateway
+-- (frames carry each room's position) for all the owned partitions together. A
 -- partition another worker owns now is skipped whole: nothing of it is written.
 -- Returns the (1-based) numbers, in the argument order, of the partitions skipped.
 --
@@ -21,6 +21,9 @@
 --   ["d", event id, type, conflation key, n, game ("" if none), snapshot head,
 --         history rooms [[room id, mode], ...], deliveries [[inbox index, frame head,
 --         [room id, ...]], ...]]
+--   ["m", the same fields as "d"] for a must-deliver event that is also a latest value (an
+--         odds suspension or resume): its key is the latest value's key only, and its inbox
+--         items carry no 'k', so a gateway never conflates the frame away
 --   where ARGV[n] is the event's data JSON (its own argument: inside the JSON it would be
 --   escaped and unescaped), mode "l": a live room (capped by count, trimmed by age once per period), "o": an
 --   offline-delivery room (capped by count); upper case ("L", "O") also sets the history's
@@ -108,7 +111,7 @@ local function record(room, mode, event_id, type_, data)
   return id
 end
 
-local function commit_event(item)
+local function commit_event(item, conflatable)
   local event_id, type_, key, data, game = item[2], item[3], item[4], ARGV[item[5]], item[6]
   local positions = {}
   for _, pair in ipairs(item[8]) do
@@ -135,7 +138,7 @@ local function commit_event(item)
     else
       frame = delivery[2] .. tail
     end
-    add(delivery[1], type_, table.concat(rooms, ','), frame, key)
+    add(delivery[1], type_, table.concat(rooms, ','), frame, conflatable and key or '')
   end
 end
 
@@ -147,8 +150,8 @@ for p, read in ipairs(reads) do
     end
     for _, item in ipairs(read[3]) do
       local kind = item[1]
-      if kind == 'd' then
-        commit_event(item)
+      if kind == 'd' or kind == 'm' then
+        commit_event(item, kind == 'd')
       elseif kind == 'c' then
         add(item[2], 'canary', nil, item[3], '')
       else  -- 'g'
