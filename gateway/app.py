@@ -199,9 +199,10 @@ def websocket_endpoint(
 
 async def _serve(request: web.Request, conn: Connection, initial: RoomSpec | None) -> None:
     node, settings, metrics = request.app[NODE], request.app[SETTINGS], request.app[METRICS]
-    node.add(conn)
+    reconnect = bool(request.query.get("reconnect"))
+    node.add(conn, reconnect)
     metrics.connections_opened.labels(conn.endpoint).inc()
-    if request.query.get("reconnect"):
+    if reconnect:
         metrics.reconnections.inc()
     try:
         conn.send(

@@ -25,9 +25,10 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import ValidationError
 
+from oddstream.gateway.analytics import UsageAnalytics
 from oddstream.gateway.auth import AuthError, Identity, authorize_room
 from oddstream.gateway.frames import text_frame
 from oddstream.gateway.limits import TokenBucket
@@ -77,6 +78,11 @@ class ConnectionHost(Protocol):
     @property
     def metrics(self) -> GatewayMetrics: ...
 
+    @property
+    def analytics(self) -> UsageAnalytics:
+        """Per-minute usage counts; recording is synchronous and O(1)."""
+        ...
+
     async def join(self, conn: Connection, spec: RoomSpec) -> bool:
         """Add `conn` to the room; False if it was in already. The room is registered in
         Redis before this returns (a confirmation means events are routed here); raises
@@ -113,6 +119,7 @@ class Connection:
     __slots__ = (
         "bucket",
         "client_id",
+        "closed_with",
         "closing",
         "conflate_limit",
         "connected_at",
@@ -158,6 +165,7 @@ class Connection:
         self.messages_received = 0
         self.last_seen = time.monotonic()
         self.closing = False
+        self.closed_with: int | None = None  # the close code the gateway sent, if it closed
         # `dirty` marks changes other than messages sent; those are compared at each beat.
         self.dirty = True
         self.recorded_sent = -1
@@ -198,14 +206,21 @@ class Connection:
             items = items[written:]
         direct: list[bytes] = []
         pending = self.pending if self.pending is not None else {}
+        conflated = 0
         for key, frame in items:
             if key:
                 if key in pending:
-                    self.host.metrics.conflated.inc()
+                    conflated += 1
                 pending[key] = frame
             else:
                 direct.append(frame)
         self.pending = pending or None
+        analytics = self.host.analytics
+        if len(direct) < len(items):
+            analytics.count("slow|held", len(items) - len(direct))
+        if conflated:
+            self.host.metrics.conflated.inc(conflated)
+            analytics.count("slow|conflated", conflated)
         if len(pending) > self.host.settings.max_conflated_keys:
             self.close_slow("too many distinct updates held for a slow client")
             return written
@@ -265,6 +280,7 @@ class Connection:
         sent = self.write(text_frame(payload))
         if sent:
             self.host.metrics.messages_out.labels(message_type.value).inc()
+            self.host.analytics.count("out|" + message_type.value)
         return sent
 
     def send_error(self, code: ErrorCode, message: str, request_id: Any = None) -> None:
@@ -277,6 +293,8 @@ class Connection:
     def close_slow(self, reason: str) -> None:
         """Close a client that cannot keep up: 4008, and abort if it does not even read that."""
         self.pending = None
+        if not self.closing:
+            self.host.analytics.count("slow|closed")
         self.close_soon(CloseCode.SLOW_CONSUMER, reason, abort_after=SLOW_CLOSE_SECONDS)
 
     def close_soon(
@@ -287,6 +305,7 @@ class Connection:
         if self.closing:
             return None
         self.closing = True
+        self.closed_with = int(code)
         self.host.metrics.closes.labels(str(int(code))).inc()
         return self.host.spawn(self._close(code, reason, abort_after))
 
@@ -300,6 +319,11 @@ class Connection:
         except TimeoutError:
             # The close frame sits behind a full buffer the client never reads: drop it.
             self.transport.abort()
+
+    def close_code(self) -> int:
+        """How the connection ended: the code the gateway sent, else the one aiohttp saw
+        (the client's), else 1006 (abnormal closure)."""
+        return int(self.closed_with or self.ws.close_code or WSCloseCode.ABNORMAL_CLOSURE)
 
     # --- receiving -----------------------------------------------------------------------
 
@@ -316,19 +340,24 @@ class Connection:
                 self.strikes = 0
                 await self.handle_text(msg.data)
             elif msg.type is WSMsgType.BINARY:
-                self.host.metrics.messages_in.labels("binary").inc()
+                self._received("binary")
                 self.send_error(ErrorCode.BINARY_NOT_SUPPORTED, "Binary frames are not accepted.")
             elif msg.type is WSMsgType.ERROR:
                 # aiohttp hands the reason over as the message, with the close code it sent.
                 if getattr(msg.data, "code", None) == CloseCode.MESSAGE_TOO_BIG:
+                    self.closed_with = int(CloseCode.MESSAGE_TOO_BIG)
                     self.host.metrics.errors.labels(ErrorCode.MESSAGE_TOO_LARGE.value).inc()
                     self.host.metrics.closes.labels(str(int(CloseCode.MESSAGE_TOO_BIG))).inc()
                 break
 
+    def _received(self, message_type: str) -> None:
+        self.host.metrics.messages_in.labels(message_type).inc()
+        self.host.analytics.count("in|" + message_type)
+
     def refuse_for_rate(self) -> None:
         """A message over the rate: an `error`, and a 1008 close when it goes on."""
         self.strikes += 1
-        self.host.metrics.messages_in.labels("rate_limited").inc()
+        self._received("rate_limited")
         if self.strikes >= self.host.settings.rate_limit_strikes:
             self.close_soon(CloseCode.POLICY_VIOLATION, "message rate limit exceeded")
         elif self.strikes == 1:  # one error per burst, not one per dropped message
@@ -344,23 +373,23 @@ class Connection:
             try:
                 body = orjson.loads(data)
             except orjson.JSONDecodeError:
-                self.host.metrics.messages_in.labels("invalid").inc()
+                self._received("invalid")
                 raise ProtocolError(
                     ErrorCode.INVALID_JSON, "The message is not valid JSON."
                 ) from None
             if not isinstance(body, dict):
-                self.host.metrics.messages_in.labels("invalid").inc()
+                self._received("invalid")
                 raise ProtocolError(ErrorCode.INVALID_MESSAGE, "A message must be a JSON object.")
             raw_id = body.get("id")
             if isinstance(raw_id, str | int) and not isinstance(raw_id, bool):
                 request_id = raw_id
             message_type = body.get("type")
             if not isinstance(message_type, str) or message_type not in CLIENT_MESSAGE_TYPES:
-                self.host.metrics.messages_in.labels("unknown").inc()
+                self._received("unknown")
                 raise ProtocolError(
                     ErrorCode.UNKNOWN_TYPE, f"Unknown message type {message_type!r}."
                 )
-            self.host.metrics.messages_in.labels(message_type).inc()
+            self._received(message_type)
             try:
                 message = client_message_adapter.validate_python(body)
             except ValidationError as exc:
@@ -448,6 +477,10 @@ class Connection:
             # Bounded by `max_replay_bytes`: written even past the send buffer's limit.
             self.transport.write(b"".join(text_frame(f) for f in frames))
             self.messages_sent += len(frames)
+            if replay.frames:
+                self.host.analytics.count("out|replay", len(replay.frames))
+            if snap is not None:
+                self.host.analytics.count("out|snapshot")
         self.seams[spec.room_id] = seam_of(spec, replay, snap, time.monotonic())
         if held:
             self.deliver(held)

@@ -6,7 +6,8 @@ of its rooms' local members, so a client in two matching rooms gets the event on
 connection's frames from one read go out in one write, so a gateway that falls behind
 catches up with fewer system calls, not more. Order per connection is the inbox order, and
 no control frame can interleave (`fan_out` never awaits). Control items (canaries,
-revocations) are handed to the node.
+revocations) are handed to the node. Usage analytics are counted per read and per inbox item
+(frames by type, each written event's ingest-to-write latency), never per member.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from oddstream.gateway.analytics import UsageAnalytics, ingest_millis
 from oddstream.gateway.connection import Connection
 from oddstream.gateway.frames import text_frame
 from oddstream.gateway.metrics import GatewayMetrics
@@ -54,6 +56,7 @@ class InboxFanout:
         on_canary: Callable[[Canary], None],
         on_revocation: Callable[[Revocation], None],
         on_redis: Callable[[bool], None],
+        analytics: UsageAnalytics,
     ) -> None:
         self._redis = redis
         self._inbox = inbox
@@ -63,6 +66,7 @@ class InboxFanout:
         self._on_canary = on_canary
         self._on_revocation = on_revocation
         self._on_redis = on_redis
+        self._analytics = analytics
         self._out_children: dict[bytes, Any] = {}
         #: The inbox id read up to; set after (re-)registration, which empties the inbox.
         self.position = b"0-0"
@@ -105,6 +109,8 @@ class InboxFanout:
         outgoing: dict[Connection, list[tuple[bytes, bytes]]] = {}
         per_type: dict[bytes, int] = {}
         items = 0
+        analytics = self._analytics
+        ingested: list[int] | None = [] if analytics.enabled else None
         for entry_id, fields in entries:
             try:
                 batch = list(decode_inbox_entry(fields))
@@ -117,6 +123,10 @@ class InboxFanout:
                     reached = self._route(item, outgoing)
                     if reached:
                         per_type[item.type] = per_type.get(item.type, 0) + reached
+                        if ingested is not None:
+                            millis = ingest_millis(item.frame)
+                            if millis is not None:
+                                ingested.append(millis)
                 elif isinstance(item, Canary):
                     self._on_canary(item)
                 else:
@@ -127,6 +137,9 @@ class InboxFanout:
         self._metrics.inbox_deliveries.inc(items)
         for type_, count in per_type.items():
             self._messages_out_child(type_).inc(count)
+            analytics.count("out|" + type_.decode(), count)
+        if ingested:
+            analytics.delivered(ingested, time.time() * 1000)
         return sent
 
     def _route(

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from oddstream.gateway.analytics import read_rollups
 from oddstream.gateway.state import METRICS, NODE, VERIFIER
 from oddstream.shared.events import BroadcastEvent
 from oddstream.shared.keys import Keys
@@ -182,16 +183,16 @@ async def rooms(request: web.Request) -> web.Response:
     return json_response({"count": len(detail), "rooms": detail})
 
 
-def _page_param(request: web.Request, name: str, default: int, high: int) -> int:
+def _page_param(request: web.Request, name: str, default: int, high: int, low: int = 0) -> int:
     raw = request.query.get(name)
     if raw is None:
         return default
     try:
         value = int(raw)
     except ValueError:
-        value = -1
-    if not 0 <= value <= high:
-        raise ValueError(f"'{name}' must be a whole number from 0 to {high}")
+        value = low - 1
+    if not low <= value <= high:
+        raise ValueError(f"'{name}' must be a whole number from {low} to {high}, not {raw!r}")
     return value
 
 
@@ -216,6 +217,45 @@ async def connections(request: web.Request) -> web.Response:
             "connections": page,
         }
     )
+
+
+#: Query parameters of /ws/v2/analytics.
+ANALYTICS_PARAMS = ("minutes", "top")
+
+
+@routes.get("/ws/v2/analytics")
+@admin_only
+async def analytics(request: web.Request) -> web.Response:
+    """Usage analytics of the whole cluster, per minute (see `gateway.analytics`)."""
+    settings = request.app[NODE].settings
+    if not settings.analytics_enabled:
+        return json_error(
+            404, ErrorCode.NOT_FOUND,
+            "Usage analytics are turned off (ODDSTREAM_ANALYTICS_ENABLED=false).",
+        )  # fmt: skip
+    unknown = sorted(set(request.query) - set(ANALYTICS_PARAMS))
+    if unknown:
+        return json_error(
+            400, ErrorCode.INVALID_REQUEST,
+            f"Unknown parameter {unknown[0]!r}; this endpoint takes 'minutes' and 'top'.",
+        )  # fmt: skip
+    kept = settings.analytics_retention_seconds // 60
+    try:
+        minutes = _page_param(request, "minutes", min(60, kept), kept, low=1)
+        top = _page_param(request, "top", 10, 100, low=1)
+    except ValueError as exc:
+        return json_error(400, ErrorCode.INVALID_REQUEST, str(exc) + ".")
+    node = request.app[NODE]
+    try:
+        body = await read_rollups(node.redis, node.keys, minutes=minutes, top=top)
+    except RedisError:
+        return json_error(
+            503, ErrorCode.SERVICE_UNAVAILABLE, "Analytics cannot be read right now (Redis).",
+            headers={"Retry-After": "2"},
+        )  # fmt: skip
+    body["flush_interval"] = settings.analytics_flush_interval
+    body["retention_seconds"] = settings.analytics_retention_seconds
+    return json_response(body)
 
 
 @routes.post("/ws/v2/broadcast/test")

@@ -7,7 +7,8 @@ It owns the parts named for what they do:
 
 - `LocalRooms` (`gateway.rooms`): room id -> local members, mirrored into the registry;
 - `InboxFanout` (`gateway.fanout`): the inbox reader and the writer of held frames;
-- `ClientHeartbeat` (`gateway.heartbeat`): pings, and closes for silence or token expiry.
+- `ClientHeartbeat` (`gateway.heartbeat`): pings, and closes for silence or token expiry;
+- `UsageAnalytics` (`gateway.analytics`): per-minute usage counts, flushed to Redis.
 
 Connections talk to it through `ConnectionHost` (`gateway.connection`), never the whole node.
 """
@@ -30,6 +31,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from oddstream.gateway.analytics import UsageAnalytics
 from oddstream.gateway.auth import Identity, TokenVerifier
 from oddstream.gateway.connection import Connection
 from oddstream.gateway.fanout import InboxFanout
@@ -89,6 +91,11 @@ class GatewayNode:
         self.url: str | None = settings.public_url
         self.connections: dict[str, Connection] = {}
         self.rooms: LocalRooms[Connection] = LocalRooms(self.registry, self.gateway_id)
+        self.analytics = UsageAnalytics(
+            redis, self.keys, settings, self.gateway_id, self.rooms, self.connections
+        )
+        if self.analytics.enabled:
+            metrics.registry.register(self.analytics)
         self.fanout = InboxFanout(
             redis,
             self.keys.inbox(self.gateway_id),
@@ -98,6 +105,7 @@ class GatewayNode:
             on_canary=self._canary_back,
             on_revocation=self._revoke,
             on_redis=self._set_redis_ok,
+            analytics=self.analytics,
         )
         self.history = History(redis, self.keys, settings)
         self.heartbeat = ClientHeartbeat(self.connections, metrics, settings.connection_timeout)
@@ -130,6 +138,8 @@ class GatewayNode:
                 "gateway.sweep", min(1.0, s.connection_timeout / 4), self.heartbeat.sweep, log
             ),
         ]
+        if self.analytics.enabled:
+            self._tasks.append(asyncio.create_task(self.analytics.run(), name="gateway.analytics"))
         log.info("gateway.started id=%s", self.gateway_id)
 
     async def stop(self) -> None:
@@ -150,6 +160,10 @@ class GatewayNode:
         with contextlib.suppress(RedisError):
             await self.registry.deregister_gateway(self.gateway_id)
         self.registered = False
+        if self.analytics.enabled:
+            # The last counts (the drain's closes among them) are kept, not lost with us.
+            with contextlib.suppress(RedisError):
+                await self.analytics.flush()
         await stop_tasks(self._tasks, grace=max(0.5, grace - (time.monotonic() - started)))
         for task in list(self._background):
             task.cancel()
@@ -206,6 +220,8 @@ class GatewayNode:
         frame = text_frame(server_frame(ServerMessageType.SYSTEM_ALERT, data))
         sent = sum(conn.write(frame) for conn in list(self.connections.values()))
         self.metrics.messages_out.labels(ServerMessageType.SYSTEM_ALERT.value).inc(sent)
+        if sent:
+            self.analytics.count("out|" + ServerMessageType.SYSTEM_ALERT.value, sent)
 
     @property
     def pipeline_ok(self) -> bool:
@@ -299,9 +315,11 @@ class GatewayNode:
 
     # --- connections (the `ConnectionHost` side) -----------------------------------------
 
-    def add(self, conn: Connection) -> None:
+    def add(self, conn: Connection, reconnect: bool = False) -> None:
+        """Count a new connection in; `reconnect`: it said so (`?reconnect=N`)."""
         self.connections[conn.client_id] = conn
         self.metrics.connections.set(len(self.connections))
+        self.analytics.opened(len(self.connections), reconnect)
 
     async def remove(self, conn: Connection) -> None:
         """Forget a closed connection and release its rooms."""
@@ -312,6 +330,7 @@ class GatewayNode:
             return
         self._closed_since_beat.append(conn.client_id)
         self.metrics.connections.set(len(self.connections))
+        self.analytics.closed(conn.close_code())
         await self.leave(conn, list(conn.rooms))
 
     async def join(self, conn: Connection, spec: RoomSpec) -> bool:
@@ -319,6 +338,8 @@ class GatewayNode:
         self.metrics.rooms.set(len(self.rooms))
         if feed_id:
             self._routing[spec.room_id] = feed_id
+        if feed_id is not None:
+            self.analytics.subscribed(spec)
         return feed_id is not None
 
     async def leave(self, conn: Connection, room_ids: list[str]) -> None:
@@ -364,6 +385,7 @@ class GatewayNode:
     def _counted(self, replay: Replay, snap: Snapshot | None) -> tuple[Replay, Snapshot | None]:
         if replay.recovered is not None:
             self.metrics.resumes.labels("recovered" if replay.recovered else "resynced").inc()
+            self.analytics.resumed(replay.recovered)
         if snap is not None:
             self.metrics.snapshots.inc()
         return replay, snap

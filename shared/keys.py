@@ -148,3 +148,8 @@ class Keys:
 
     def worker_info(self, worker_id: str) -> str:
         return f"{self._tag}:wk:{worker_id}"
+
+    def analytics(self, minute: int) -> str:
+        """Hash: one minute's usage rollup (minute = Unix seconds // 60), written by every
+        gateway (counters by HINCRBY, each gateway's sampled gauges under its own field)."""
+        return f"{self._tag}:analytics:{minute}"

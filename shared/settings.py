@@ -257,6 +257,33 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(
         default=10.0, ge=0, description="Seconds a process has to drain on SIGTERM/SIGINT."
     )
+    analytics_enabled: bool = Field(
+        default=True,
+        description="Count usage analytics in each gateway and flush per-minute rollups to "
+        "Redis (`GET /ws/v2/analytics`). False: nothing is counted or written, and the "
+        "endpoint answers 404.",
+    )
+    analytics_retention_seconds: int = Field(
+        default=86_400,
+        ge=60,
+        le=31 * 86_400,
+        description="How long each per-minute rollup is kept (its key's TTL, counted from the "
+        "start of its minute); also the most minutes `/ws/v2/analytics` serves.",
+    )
+    analytics_flush_interval: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="Seconds between a gateway's flushes of its counts to Redis (and at every "
+        "minute boundary).",
+    )
+    analytics_top_games: int = Field(
+        default=20,
+        ge=1,
+        le=1000,
+        description="Most-watched games each gateway records per minute (its top N by "
+        "subscribers with a game_id filter).",
+    )
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
 
     @field_validator("jwt_algorithms", "allowed_origins", "trusted_proxies", mode="before")
