@@ -159,34 +159,32 @@ class History:
         if not entries:
             return Replay(position, True, tail=after)  # nothing missed
         replay = Replay(position, True)
+        # What every frame of this replay shares, built once: per entry only its type, event
+        # id, time, history id and data differ.
+        rooms = b'","rooms":' + orjson.dumps([room]) + b',"positions":{' + orjson.dumps(room)
+        at_prefix = self.position(epoch, room, (0, 0))[:-3].encode()  # "<epoch>:<tag>:"
         size = 0
         for entry_id, fields in entries:
-            entry = entry_order(entry_id)
-            pos = self.position(epoch, room, entry)
-            frame = self._frame(room, pos, fields)
+            event_id = fields[b"e"]
+            frame = (
+                b'{"type":"' + fields[b"t"] + b'","status":"success","event_id":"' + event_id
+                + b'","timestamp":"' + event_time(event_id) + rooms + b':"' + at_prefix
+                + entry_id + b'"},"replay":true,"data":' + fields[b"d"] + b"}"
+            )  # fmt: skip
             size += len(frame)
             if size > self._max_bytes:
                 return await self._not_recovered(epoch, room)
             replay.frames.append(frame)
-            replay.event_ids.add(fields[b"e"])
-            replay.position = pos
-            replay.tail = entry
+            replay.event_ids.add(event_id)
+        last = entries[-1][0]
+        replay.position = (at_prefix + last).decode()
+        replay.tail = entry_order(last)
         return replay
 
     async def _not_recovered(self, epoch: str, room: str) -> Replay:
         top: Any = await self._redis.xrevrange(self._keys.history(room), count=1)
         tail = entry_order(top[0][0]) if top else (0, 0)
         return Replay(self.position(epoch, room, tail), False, tail=tail)
-
-    @staticmethod
-    def _frame(room: str, position: str, fields: dict[bytes, bytes]) -> bytes:
-        event_id = fields[b"e"]
-        return (
-            b'{"type":"' + fields[b"t"] + b'","status":"success","event_id":"' + event_id
-            + b'","timestamp":"' + event_time(event_id) + b'","rooms":' + orjson.dumps([room])
-            + b',"positions":' + orjson.dumps({room: position}) + b',"replay":true,"data":'
-            + fields[b"d"] + b"}"
-        )  # fmt: skip
 
     async def snapshot(self, spec: RoomSpec, position: str) -> Snapshot | None:
         """The latest value of every conflation key the room's filters cover, or None for a
