@@ -13,7 +13,9 @@ Guarantees:
   previous owner read but did not commit come first, before anything newer;
 - an entry that does not parse, or that the worker fails on, goes to the dead-letter stream
   with the reason; it never stops a partition;
-- ingest streams are trimmed only behind the partition's cursor.
+- ingest streams are trimmed only behind the partition's cursor;
+- once a read's commit has landed, its odds events go to the arbitrage stage
+  (`workers.arbitrage`), which publishes what they change through ingest, at-least-once.
 
 Pipelining: one read's commit runs in Redis while the worker reads and matches the next; the
 next is sent only once the previous landed (so a partition's commits stay in order, and after
@@ -57,6 +59,7 @@ from oddstream.shared.registry import Registry
 from oddstream.shared.rooms import keeps_offline_history, offline_rooms
 from oddstream.shared.settings import Settings
 from oddstream.shared.streams import EVENT_FIELD, entry_order, event_id
+from oddstream.workers.arbitrage import ArbitrageStage
 from oddstream.workers.delivery import event_head, frame_heads
 from oddstream.workers.leases import PartitionLeases, lua
 from oddstream.workers.matcher import RoomIndex
@@ -76,6 +79,7 @@ class WorkerStats:
     deadlettered: int = 0
     canaries: int = 0
     errors: int = 0
+    arbitrage: int = 0  # arbitrage events published (workers.arbitrage)
 
 
 def default_worker_id() -> str:
@@ -103,13 +107,14 @@ class _Batch:
     """The commit script's per-partition arguments for one read, the inboxes they go to, and
     the keys whose TTL it sets."""
 
-    __slots__ = ("data", "gateways", "items", "refreshed")
+    __slots__ = ("data", "gateways", "items", "odds", "refreshed")
 
     def __init__(self) -> None:
         self.items: list[list[Any]] = []  # the current partition's items
         self.data: list[bytes] = []  # each event's JSON: script arguments of their own
         self.gateways: dict[str, int] = {}  # gateway -> its inbox index in the script
         self.refreshed: set[str] = set()  # history rooms and games given a TTL by this commit
+        self.odds: list[tuple[int, bytes, OddsEvent]] = []  # for the arbitrage stage
 
     def inbox(self, gateway: str) -> int:
         index = self.gateways.get(gateway)
@@ -180,6 +185,8 @@ class Worker:
         self._cursors: dict[int, bytes] = {}
         #: The commit of the previous read, running in Redis while the next read is matched.
         self._in_flight: asyncio.Future[set[int]] | None = None
+        #: Sees each committed odds event of the owned partitions; publishes arbitrage.
+        self.arbitrage = ArbitrageStage(redis, self.keys, idle=settings.snapshot_ttl)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -314,11 +321,14 @@ class Worker:
             await self.leases.release(partition)
         for partition in [p for p in self._cursors if p not in self.leases.owned]:
             del self._cursors[partition]
+        self.arbitrage.keep_only(self.leases.owned)
         acquired = sorted(self.leases.acquired & self.leases.owned)
         if acquired and not await self._index_caught_up():
             return  # they stay acquired: tried again next time
         if acquired:
             committed: list[Any] = await self.redis.mget([self.keys.cursor(p) for p in acquired])
+            # Before the first read: the arbitrage state as of the committed cursors.
+            self.stats.arbitrage += await self.arbitrage.take_over(acquired)
             for partition, cursor in zip(acquired, committed, strict=True):
                 # No cursor yet: from the start, so events ingested before any worker count.
                 self._cursors[partition] = cursor or b"0-0"
@@ -423,6 +433,8 @@ class Worker:
             self.leases.lost(partition)
         if not lost:
             self._refreshes.done(batch.refreshed)
+        committed = [odds for odds in batch.odds if odds[0] not in lost]
+        self.stats.arbitrage += await self.arbitrage.committed(committed)
         return lost
 
     def _match(self, partition: int, entries: list[Entry], batch: _Batch) -> list[list[str]]:
@@ -436,6 +448,8 @@ class Worker:
                 continue
             try:
                 self._route(event_id(partition, entry_id), parsed, batch)
+                if isinstance(parsed, OddsEvent):
+                    batch.odds.append((partition, entry_id, parsed))
             except Exception as exc:
                 # A poison entry must not stop its partition: set it aside with the reason.
                 log.exception("worker.entry.failed stream=%s id=%s", stream, entry_id)

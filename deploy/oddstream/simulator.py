@@ -3,8 +3,10 @@
 Prices come from a small market model rather than noise, so what users see behaves like a
 real feed: each game has a fair expected margin and total that drift; each sportsbook tracks
 them with its own bias, vig and lag, so American prices move a few cents at a time, books
-disagree a little, and arbitrage alerts come from real disagreements whenever there is one.
-Events go through `Ingester.publish_many`, the same write path as `oddstream ingest`.
+disagree a little, and now and then two books disagree enough for an arbitrage. The simulator
+publishes no arbitrage events itself: the workers' detector (`workers.arbitrage`) finds them in
+these prices, as it would in a real feed. Events go through `Ingester.publish_many`, the same
+write path as `oddstream ingest`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from itertools import permutations
 from types import MappingProxyType
 from typing import Any, NamedTuple, TypeVar
 
@@ -28,7 +29,6 @@ from redis.exceptions import RedisError
 from oddstream.shared.events import (
     AlertEvent,
     AnalyticsEvent,
-    ArbitrageEvent,
     IngestEvent,
     OddsEvent,
     PortfolioEvent,
@@ -47,9 +47,9 @@ MARKETS = ("moneyline", "spread", "total")
 BOOKS: Mapping[str, float] = MappingProxyType(
     {"DraftKings": 0.045, "FanDuel": 0.042, "BetMGM": 0.05, "Caesars": 0.048, "PointsBet": 0.04}
 )
-#: Cumulative cut-offs of the mix: 70% odds, 15% predictions, 8% analytics, 2% arbitrage;
-#: the remaining 5% are alerts (2%) and portfolio updates (3%).
-_MIX = ((0.70, "odds"), (0.85, "predictions"), (0.93, "analytics"), (0.95, "arbitrage"))
+#: Cumulative cut-offs of the mix: 70% odds, 15% predictions, 10% analytics; the remaining 5%
+#: are alerts (2%) and portfolio updates (3%). No arbitrage: the workers detect it in the odds.
+_MIX = ((0.70, "odds"), (0.85, "predictions"), (0.95, "analytics"))
 _ALERT_CUT = 0.97
 _MAX_STEP = 0.012  # most a book's probability moves per update: a few cents of American price
 _MODELS = ("gbm-props-v4", "bayes-hier-v2", "ensemble-v5")
@@ -164,9 +164,6 @@ class _Quote:
     line: float
     offset: float  # the book's own opinion relative to the fair value; drifts slowly
     open_line: float
-
-
-_Arb = tuple[float, float, tuple[str, int], tuple[str, int]]  # profit %, line, two legs
 
 
 @dataclass
@@ -337,59 +334,6 @@ class Simulator:
             pace_unit=unit, elapsed_minutes=round(elapsed / 60, 1), line_movement=movement,
         )  # fmt: skip
 
-    def _best_arbitrage(self, game: _Game, market: str) -> _Arb | None:
-        """The most profitable home/over + away/under pair across two books on the same line."""
-        offers = []  # (book, line, home/over price, its cost, away/under price, its cost)
-        for book in BOOKS:
-            quote = self._quotes[(game.game_id, book, market)]
-            home, away = self._prices(book, quote.prob)
-            offers.append((book, quote.line, home, implied_probability(home), away,
-                           implied_probability(away)))  # fmt: skip
-        best: _Arb | None = None
-        for (a, line, home, cost_a, *_), (b, line_b, *_, away, cost_b) in permutations(offers, 2):
-            profit = 100 * (1 / (cost_a + cost_b) - 1)
-            if line == line_b and 0.3 <= profit <= 6.0 and (best is None or profit > best[0]):
-                best = (profit, line, (a, home), (b, away))
-        return best
-
-    def _arbitrage(self) -> ArbitrageEvent:
-        """A real two-book disagreement in the simulated prices if one exists, else a
-        plausible one built on one book's actual price (`source` says which)."""
-        rng = self._rng
-        found = [
-            (arb, g, m) for g in self._games for m in MARKETS if (arb := self._best_arbitrage(g, m))
-        ]
-        if found:
-            (profit, line, leg_a, leg_b), game, market = rng.choice(found)
-            source = "live_prices"
-        else:
-            game, market = rng.choice(self._games), rng.choice(MARKETS)
-            book_a, book_b = rng.sample(list(BOOKS), 2)
-            quote = self._quotes[(game.game_id, book_a, market)]
-            home = self._prices(book_a, quote.prob)[0]
-            cost = 1 / (1 + rng.uniform(0.5, 2.5) / 100)
-            away = american(_clamp(cost - implied_probability(home), 0.05, 0.95))
-            profit = 100 * (1 / (implied_probability(home) + implied_probability(away)) - 1)
-            line, leg_a, leg_b, source = quote.line, (book_a, home), (book_b, away), "model"
-        sides = ("over", "under") if market == "total" else ("home", "away")
-        if market == "total":
-            names = (f"Over {line:g}", f"Under {line:g}")
-        elif market == "spread":
-            names = (f"{game.home} {line:+g}", f"{game.away} {-line:+g}")
-        else:
-            names = (game.home, game.away)
-        cost = implied_probability(leg_a[1]) + implied_probability(leg_b[1])
-        legs = [
-            {"sportsbook": book, "side": side, "selection": name, "price": price,
-             "stake_pct": round(100 * implied_probability(price) / cost, 2)}
-            for side, name, (book, price) in zip(sides, names, (leg_a, leg_b), strict=True)
-        ]  # fmt: skip
-        return self._event(
-            ArbitrageEvent, game, kind="arbitrage", market=market, legs=legs, source=source,
-            line=None if market == "moneyline" else line, sportsbooks=[leg_a[0], leg_b[0]],
-            profit_pct=round(_clamp(profit, 0.3, 6.0), 2), expires_in_s=rng.randint(5, 90),
-        )  # fmt: skip
-
     def _alert(self) -> AlertEvent:
         rng = self._rng
         game = rng.choice(self._games)
@@ -447,8 +391,6 @@ class Simulator:
                 events.append(self._prediction())
             elif kind == "analytics":
                 events.append(self._analytics())
-            elif kind == "arbitrage":
-                events.append(self._arbitrage())
             else:
                 events.append(self._alert() if roll < _ALERT_CUT else self._portfolio())
         return events
