@@ -88,6 +88,12 @@ class Settings(BaseSettings):
         description="Static admin credential for management endpoints (`Authorization: "
         "Bearer ...`). Tokens with claim `admin: true` are admins too.",
     )
+    odds_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ODDS_API_KEY", "odds_api_key"),
+        description="The Odds API key for `oddstream feed the-odds-api` (never a flag, never "
+        "logged). Unset: only `--from-file` works.",
+    )
     allowed_origins: CommaList = Field(
         default=["*"],
         description="Origins allowed to open WebSockets and to call the HTTP endpoints (CORS). "

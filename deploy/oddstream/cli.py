@@ -1,4 +1,4 @@
-"""The `oddstream` command: gateway, worker, ingest, simulate and dev."""
+"""The `oddstream` command: gateway, worker, ingest, simulate, feed, dev and listen."""
 
 from __future__ import annotations
 
@@ -116,6 +116,78 @@ async def _simulate_main(
     return 0
 
 
+def _non_negative(text: str) -> float:
+    """An argparse type: a number of 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number of 0 or more")
+    return value
+
+
+def _comma_list(allowed: Sequence[str] | None = None) -> Callable[[str], list[str]]:
+    """An argparse type: `a,b,c`, each item one of `allowed` when given."""
+
+    def parse(text: str) -> list[str]:
+        items = [item.strip() for item in text.split(",") if item.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError("give at least one value")
+        for item in items:
+            if allowed is not None and item not in allowed:
+                raise argparse.ArgumentTypeError(
+                    f"{item!r} is not ingested; use {', '.join(allowed)}"
+                )
+            if not item.replace("_", "").isalnum():
+                raise argparse.ArgumentTypeError(f"{item!r} is not a provider key")
+        return items
+
+    return parse
+
+
+async def _feed_main(settings: Settings, args: argparse.Namespace) -> int:
+    """`oddstream feed the-odds-api`: poll the provider (or read a saved answer) and ingest
+    what changed; the API key comes from the environment only."""
+    from oddstream.feeds.the_odds_api import KEY_VARIABLE, FeedOptions, run_feed
+    from oddstream.shared.ingest import Ingester
+    from oddstream.shared.keys import Keys
+    from oddstream.shared.redis import create_redis
+
+    key = settings.odds_api_key.get_secret_value() if settings.odds_api_key else None
+    if args.from_file is None and not key:
+        print(
+            f"oddstream feed: set {KEY_VARIABLE} to your The Odds API key (it is never taken "
+            "as a flag), or read a saved answer with --from-file FILE",
+            file=sys.stderr,
+        )
+        return 2
+    if args.from_file is None and not args.sport:
+        print("oddstream feed: --sport is required (e.g. basketball_nba)", file=sys.stderr)
+        return 2
+    interval = args.interval
+    if interval is None and args.from_file is None:
+        interval = 60.0
+    options = FeedOptions(
+        sport=args.sport or "",
+        markets=tuple(args.markets),
+        regions=tuple(args.regions),
+        interval=interval,
+        odds_format=args.odds_format or ("auto" if args.from_file else "american"),
+        base_url=args.base_url,
+        from_file=args.from_file,
+        polls=args.polls,
+        quota_reserve=args.quota_reserve,
+    )
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    redis = create_redis(settings.effective_redis_url)
+    try:
+        return await run_feed(options, Ingester(redis, Keys.of(settings)), stop, key=key)
+    finally:
+        await redis.aclose()
+
+
 async def _listen_main(args: argparse.Namespace) -> int:
     """Print a subscription's live frames, one JSON line each; state changes go to stderr."""
     import orjson
@@ -211,6 +283,40 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
     simulate.add_argument("--seed", type=int, help="random seed, for a repeatable feed")
 
+    feed = sub.add_parser(
+        "feed", help="ingest an odds provider's feed, only what changed",
+        description="Poll an odds provider and ingest only what changed since the last poll "
+        "(prices and points that moved, books that appeared, markets pulled: a suspension, "
+        "and back: the resume). The Odds API v4: its key comes from ODDS_API_KEY (never a "
+        "flag); --from-file reads a saved answer instead. Exit status: 0 ingested, 1 the "
+        "last poll failed or skipped malformed events, 2 usage, 3 stopped by the provider "
+        "(a refused key, a rejected request, the quota reserve reached).",
+    )  # fmt: skip
+    feed.add_argument("provider", choices=["the-odds-api"], help="the provider")
+    feed.add_argument("--sport", help="the provider's sport key, e.g. basketball_nba")
+    feed.add_argument(
+        "--markets", type=_comma_list(("h2h", "spreads", "totals")),
+        default=["h2h", "spreads", "totals"], help="comma-separated (h2h,spreads,totals)",
+    )  # fmt: skip
+    feed.add_argument("--regions", type=_comma_list(), default=["us"], help="comma-separated (us)")
+    feed.add_argument(
+        "--interval", type=_positive,
+        help="seconds between polls (60; with --from-file: read the file once, unless given)",
+    )  # fmt: skip
+    feed.add_argument(
+        "--odds-format", choices=["american", "decimal"],
+        help="the provider's oddsFormat (american; a file's is guessed from its prices)",
+    )  # fmt: skip
+    feed.add_argument(
+        "--base-url", default="https://api.the-odds-api.com", help="the provider's URL"
+    )
+    feed.add_argument("--from-file", type=Path, help="a saved answer (JSON) instead of the API")
+    feed.add_argument("--polls", type=int, help="stop after N polls (default: until Ctrl-C)")
+    feed.add_argument(
+        "--quota-reserve", type=int, default=20,
+        help="stop when fewer requests are left (20); below 4x that, poll 4x less often",
+    )  # fmt: skip
+
     dev = sub.add_parser(
         "dev", help="run everything locally: Redis, gateway, worker, simulator",
         description="One command for a newcomer: an embedded Redis (when REDIS_URL is unset), "
@@ -221,6 +327,15 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument(
         "--rate", type=_positive, default=40.0, help="simulated events per second (40)"
     )
+    dev.add_argument(
+        "--feed-file", type=Path,
+        help="a saved The Odds API answer to show instead of the simulator",
+    )  # fmt: skip
+    dev.add_argument(
+        "--feed-moves", type=_non_negative, default=2.0,
+        help="with --feed-file: random price moves per second, some of them suspensions (2; "
+        "0: none)",
+    )  # fmt: skip
     listen = sub.add_parser(
         "listen", help="print live messages of one subscription",
         description="Connect with the reconnecting client (oddstream_client), subscribe and print "
@@ -264,10 +379,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _run(lambda: _simulate_main(settings, args.rate, args.duration, args.seed))
             case "listen":
                 return _run(lambda: _listen_main(args))
+            case "feed":
+                return _run(lambda: _feed_main(settings, args))
             case "dev":
                 from oddstream.dev import dev_main
 
-                return _run(lambda: dev_main(settings, args.rate))
+                return _run(lambda: dev_main(settings, args.rate, args.feed_file, args.feed_moves))
     return 130
 
 

@@ -1,7 +1,8 @@
 """`oddstream dev`: the whole system in one process for a newcomer.
 
 Embedded Redis (unless REDIS_URL is set), one gateway, one worker and the simulator, each the
-same code the production commands run. Ctrl-C stops the simulator, then the gateway (clients
+same code the production commands run; with `--feed-file`, a saved The Odds API answer
+(`feeds.recorded`) instead of the simulator. Ctrl-C stops the feed, then the gateway (clients
 get 1001), then the worker, then Redis.
 """
 
@@ -12,6 +13,7 @@ import contextlib
 import logging
 import secrets
 import sys
+from pathlib import Path
 
 from pydantic import SecretStr
 
@@ -27,7 +29,12 @@ DEMO_USER = "demo"
 
 
 def _banner(
-    settings: Settings, port: int, token: str | None, admin: str | None, embedded: bool
+    settings: Settings,
+    port: int,
+    token: str | None,
+    admin: str | None,
+    embedded: bool,
+    feed: str | None = None,
 ) -> str:
     base_http = f"http://{settings.host}:{port}"
     base_ws = f"ws://{settings.host}:{port}"
@@ -46,6 +53,8 @@ def _banner(
         f"  Schema      {base_http}/ws/v2/schema",
         f"  Redis       {settings.effective_redis_url} ({redis_note})",
     ]
+    if feed:
+        lines.append(f"  Feed        {feed}")
     if token:
         lines.append(f"  Dev token   (user '{DEMO_USER}', for ?token= or portfolio) {token}")
     if admin:
@@ -54,13 +63,23 @@ def _banner(
     return "\n".join(lines)
 
 
-async def dev_main(settings: Settings, rate: float) -> int:
+async def dev_main(
+    settings: Settings, rate: float, feed_file: Path | None = None, feed_moves: float = 2.0
+) -> int:
+    from oddstream.feeds.recorded import RecordedFeed
     from oddstream.gateway.auth import issue_token
     from oddstream.shared.ingest import Ingester
     from oddstream.shared.keys import Keys
     from oddstream.shared.redis import create_redis
     from oddstream.simulator import Simulator
 
+    recorded: RecordedFeed | None = None
+    if feed_file is not None:
+        try:
+            recorded = RecordedFeed(feed_file, moves=feed_moves)
+        except ValueError as exc:
+            print(f"oddstream dev: --feed-file: {exc}", file=sys.stderr)
+            return 2
     stop = asyncio.Event()
     stop_on_signals(stop)
     embedded: EmbeddedRedis | None = None
@@ -97,12 +116,21 @@ async def dev_main(settings: Settings, rate: float) -> int:
             waiter.cancel()
             for task in done:
                 task.result()  # raises the start-up failure
-        simulation = Simulator(rate=rate, portfolio_users=(DEMO_USER,)).run(
-            Ingester(redis, Keys.of(settings)), stop=simulator_stop
-        )
-        tasks.append(asyncio.create_task(simulation))
+        ingester = Ingester(redis, Keys.of(settings))
+        feed: str | None = None
+        if recorded is not None:
+            tasks.append(asyncio.create_task(recorded.run(ingester, simulator_stop)))
+            feed = (
+                f"{recorded.path} (The Odds API answer, {recorded.games} games, "
+                f"{feed_moves:g} random moves/s) instead of the simulator"
+            )
+        else:
+            simulation = Simulator(rate=rate, portfolio_users=(DEMO_USER,)).run(
+                ingester, stop=simulator_stop
+            )
+            tasks.append(asyncio.create_task(simulation))
         print(
-            _banner(settings, bound_port[0], token, admin, embedded is not None),
+            _banner(settings, bound_port[0], token, admin, embedded is not None, feed),
             file=sys.stderr,
             flush=True,
         )
