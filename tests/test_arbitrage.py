@@ -18,9 +18,11 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
+from oddstream.embedded import EmbeddedRedis
 from oddstream.shared.events import ArbitrageEvent, OddsEvent
 from oddstream.shared.ingest import Ingester, parse_event
 from oddstream.shared.keys import Keys
+from oddstream.shared.redis import create_redis
 from oddstream.shared.settings import Settings
 from oddstream.simulator import Simulator
 from oddstream.workers.arbitrage import (
@@ -537,3 +539,54 @@ async def test_a_transition_lost_between_commit_and_publish_is_published_by_the_
                 )
         finally:
             await client.close()
+
+
+async def acl_user(redis: Redis, *rules: str) -> None:
+    """Change the rules of the Redis user `arb` (created by the first call)."""
+    await redis.execute_command("ACL", "SETUSER", "arb", *rules)  # type: ignore[no-untyped-call]
+
+
+async def test_a_publish_redis_refuses_is_made_once_redis_takes_it(
+    settings: Settings, keys: Keys, private_redis: EmbeddedRedis
+) -> None:
+    """The commit of the closing odds lands, then Redis refuses the publish (the worker's
+    Redis user may not HDEL, so the MULTI of the close aborts whole). The odds are delivered;
+    the worker re-takes its partitions and rebuilds, still refused; once Redis accepts again
+    the close is published, once."""
+    system = settings.model_copy(update={"redis_url": private_redis.url})
+    restricted = system.model_copy(
+        update={"redis_url": private_redis.url.replace("redis://", "redis://arb:pw@")}
+    )
+    redis = create_redis(private_redis.url)
+    await acl_user(redis, "on", ">pw", "~*", "&*", "+@all")
+    try:
+        async with running_gateway(system) as gw, running_worker(restricted) as worker:
+            arbs = await Client.connect(f"{gw.ws}/ws/v2/connect")
+            odds_room = await Client.connect(f"{gw.ws}/ws/v2/connect")
+            try:
+                await arbs.subscribe("arbitrage")
+                await odds_room.subscribe("odds_updates")
+                await wait_until(lambda: workers_synced(redis, keys), message="worker index")
+                ingester = Ingester(redis, keys)
+                await ingester.publish_many([ml("A", 110, -120), ml("B", -120, 115)])
+                await arbs.next_of("arbitrage_alert")
+                await acl_user(redis, "-hdel")
+                closing = (await ingester.publish(ml("B", -120, -130))).decode()
+                await wait_until(
+                    lambda: closing in [f.get("event_id") for f in odds_room.of("odds_update")],
+                    message="the closing odds delivered",
+                )
+                await wait_until(lambda: worker.stats.errors >= 2, message="publish refused")
+                assert statuses(arbs) == [("open", "G1|moneyline")]
+                assert await redis.hexists(keys.latest("G1"), RECORD_PREFIX + b"G1|moneyline")
+                await acl_user(redis, "+hdel")
+                await wait_until(lambda: len(arbs.of("arbitrage_alert")) == 2, timeout=10)
+                await asyncio.sleep(0.5)
+                assert statuses(arbs) == [("open", "G1|moneyline"), ("closed", "G1|moneyline")]
+                assert arbs.of("arbitrage_alert")[1]["data"]["triggered_by"] is None  # rebuilt
+                assert not await redis.hexists(keys.latest("G1"), RECORD_PREFIX + b"G1|moneyline")
+            finally:
+                await arbs.close()
+                await odds_room.close()
+    finally:
+        await redis.aclose()

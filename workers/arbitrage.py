@@ -566,7 +566,8 @@ class ArbitrageStage:
     - each read's transitions go out in one `MULTI`: every arbitrage event appended to its
       game's ingest partition (so workers deliver it like any event, histories and resume
       included) together with the record of the published version in the game's latest
-      values (`RECORD_PREFIX` + id; deleted on close). Published and recorded agree always;
+      values (`RECORD_PREFIX` + id; deleted on close). A crash, a lost connection or a
+      refused command (the `MULTI` then aborts whole) leaves both written or neither;
     - on taking a partition over, each of its games is rebuilt from the latest values, which
       hold exactly what the committed cursor covers: its prices, and the records of what was
       published. The difference is published at once, so an open opportunity is neither
