@@ -7,10 +7,12 @@
 // This module reads the page's settings and wires the parts together, each a module of its own:
 // dashboard-toasts.js, dashboard-status.js (connection status and banner),
 // dashboard-subscriptions.js (subscription form and list), dashboard-board.js (odds board),
-// dashboard-panels.js (arbitrage, predictions and activity feeds), dashboard-debug.js, and the
-// helpers in dashboard-dom.js and dashboard-format.js.
+// dashboard-panels.js (arbitrage, predictions and activity feeds), dashboard-debug.js,
+// dashboard-analytics.js (the admin's usage analytics view, charts by uPlot), and the helpers in
+// dashboard-dom.js and dashboard-format.js.
 
 import { ConnectionState, WebSocketManager } from "./oddstream.js";
+import { ADMIN_TOKEN, AnalyticsView } from "./dashboard-analytics.js";
 import { OddsBoard } from "./dashboard-board.js";
 import { DebugPanel } from "./dashboard-debug.js";
 import { $ } from "./dashboard-dom.js";
@@ -22,13 +24,37 @@ import { Toasts, resumeNotice } from "./dashboard-toasts.js";
 const SAVED_TOKEN = "oddstream.token";
 
 /** Settings from the page URL's fragment (never sent to the server, so never logged):
- * `#token=<jwt>` and `#gateway=ws://host:port`. The token moves to sessionStorage. */
+ * `#token=<jwt>`, `#gateway=ws://host:port`, `#admin=<admin token>` (for the analytics view)
+ * and `#view=analytics`. Tokens move to sessionStorage and leave the address bar. */
 function pageSettings() {
   const fragment = new URLSearchParams(location.hash.slice(1));
   const token = fragment.get("token");
   if (token !== null) sessionStorage.setItem(SAVED_TOKEN, token);
-  if (fragment.has("token")) history.replaceState(null, "", location.pathname + location.search);
-  return { token: sessionStorage.getItem(SAVED_TOKEN) || null, gateway: fragment.get("gateway") };
+  const admin = fragment.get("admin");
+  if (admin) sessionStorage.setItem(ADMIN_TOKEN, admin);
+  if (fragment.has("token") || fragment.has("admin")) {
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  return {
+    token: sessionStorage.getItem(SAVED_TOKEN) || null,
+    gateway: fragment.get("gateway"),
+    view: fragment.get("view"),
+  };
+}
+
+/** The Live and Analytics tabs: one view shown at a time; analytics refresh only while shown. */
+function wireViews(analytics, initial) {
+  const live = [$("live-view"), $("debug")];
+  const select = (name) => {
+    $("view-live").setAttribute("aria-pressed", String(name === "live"));
+    $("view-analytics").setAttribute("aria-pressed", String(name === "analytics"));
+    for (const part of live) part.hidden = name !== "live";
+    if (name === "analytics") analytics.show();
+    else analytics.hide();
+  };
+  $("view-live").addEventListener("click", () => select("live"));
+  $("view-analytics").addEventListener("click", () => select("analytics"));
+  select(initial === "analytics" ? "analytics" : "live");
 }
 
 function main() {
@@ -44,6 +70,8 @@ function main() {
   // After a reconnect: say whether the gap was filled (resumed) or the state reloaded.
   manager.on("resume", (detail) => toasts.show(resumeNotice(detail)));
   new DebugPanel(manager, toasts);
+  const analytics = new AnalyticsView(manager.config.base_url, toasts);
+  wireViews(analytics, settings.view);
 
   const identity = $("identity");
   manager.on("state", (detail) => {
@@ -85,7 +113,7 @@ function main() {
   connect(settings.token);
 
   // For people poking at it in devtools (and for the browser tests).
-  window.oddstream = { manager, board, toasts };
+  window.oddstream = { manager, board, toasts, analytics };
 }
 
 main();

@@ -1,4 +1,5 @@
-// Fails when the built client committed in gateway/static differs from a fresh build of src/.
+// Fails when the built client committed in gateway/static differs from a fresh build of src/,
+// or a vendored file there (scripts/vendor.mjs: uPlot) differs from the locked package's copy.
 //
 //   npm run check-build          (in clients/js; CI runs it after `npm ci`)
 //
@@ -13,6 +14,7 @@ import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { VENDORED, sourceOf } from "./vendor.mjs";
 
 const PACKAGE = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const COMMITTED = resolve(PACKAGE, "..", "..", "gateway", "static");
@@ -47,13 +49,24 @@ try {
   }
   const leftovers = files(COMMITTED).filter((n) => n.endsWith(".d.ts") && !emitted.includes(n));
   for (const name of leftovers) problems.push(`not built from src: gateway/static/${name}`);
+  for (const [file, name] of VENDORED) {
+    const committed = join(COMMITTED, name);
+    if (!existsSync(committed)) problems.push(`missing: gateway/static/${name} (from ${file})`);
+    else if (!readFileSync(committed).equals(readFileSync(sourceOf(file)))) {
+      problems.push(`stale:   gateway/static/${name} (differs from node_modules/${file})`);
+    }
+  }
   if (problems.length) {
     console.error(problems.join("\n"));
     console.error("check-build: gateway/static differs from a fresh build: run `npm run build`");
     console.error("in clients/js and commit gateway/static.");
     process.exit(1);
   }
-  console.log(`check-build: gateway/static matches a fresh build (${emitted.join(", ")})`);
+  const vendored = VENDORED.map(([, name]) => name);
+  console.log(
+    `check-build: gateway/static matches a fresh build (${emitted.join(", ")}) and the ` +
+      `vendored files (${vendored.join(", ")})`,
+  );
 } finally {
   rmSync(out, { recursive: true, force: true });
 }
