@@ -75,7 +75,10 @@ class Registry:
         self.gateway_ttl_ms = int(gateway_ttl * 1000)
         self.worker_ttl_ms = int(worker_ttl * 1000)
         self.linger_ms = int(linger * 1000)
-        self._floor_poll: asyncio.Future[tuple[int, int]] | None = None
+        #: Catch-ups waiting for the workers to apply a room change, and the task polling
+        #: for them (see `wait_applied`).
+        self._floor_waiters: list[tuple[tuple[int, int], asyncio.Future[bool]]] = []
+        self._floor_poller: asyncio.Task[None] | None = None
         self._beat = redis.register_script(_lua("beat"))
         self._join = redis.register_script(_lua("join_room"))
         self._leave = redis.register_script(_lua("leave_room"))
@@ -178,21 +181,40 @@ class Registry:
         that has the change. A stalled worker stops counting once its leases lapse (it can
         no longer commit; the next owner follows the feed before it reads). False on
         timeout, which a caller treats as "no gap-free guarantee". Concurrent waiters (a
-        reconnect storm) share one poll of Redis at a time."""
-        wanted = entry_order(feed_id)
-        deadline = asyncio.get_running_loop().time() + within
-        while True:
-            if await self._applied_floor() >= wanted:
-                return True
-            if asyncio.get_running_loop().time() >= deadline:
-                return False
-            await asyncio.sleep(0.002)
+        reconnect storm) share one poll of Redis at a time and are each woken once, when a
+        poll that began after they started waiting shows their change applied."""
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._floor_waiters.append((entry_order(feed_id), waiter))
+        if self._floor_poller is None or self._floor_poller.done():
+            self._floor_poller = asyncio.create_task(self._poll_floor_for_waiters())
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiter), within)
+        except TimeoutError:
+            return False
+        finally:
+            if not waiter.done():
+                waiter.cancel()
 
-    async def _applied_floor(self) -> tuple[int, int]:
-        """The feed position every lease holder has applied (one poll shared by callers)."""
-        if self._floor_poll is None or self._floor_poll.done():
-            self._floor_poll = asyncio.ensure_future(self._poll_applied_floor())
-        return await asyncio.shield(self._floor_poll)
+    async def _poll_floor_for_waiters(self) -> None:
+        """Poll the applied floor while anyone waits; resolve the waiters it satisfies."""
+        while self._floor_waiters:
+            waiting, self._floor_waiters = self._floor_waiters, []
+            try:
+                floor = await self._poll_applied_floor()
+            except Exception as exc:
+                for _, waiter in waiting:
+                    if not waiter.done():
+                        waiter.set_exception(exc)
+                continue
+            for wanted, waiter in waiting:
+                if waiter.done():
+                    continue  # timed out
+                if floor >= wanted:
+                    waiter.set_result(True)
+                else:
+                    self._floor_waiters.append((wanted, waiter))
+            if self._floor_waiters:
+                await asyncio.sleep(0.002)
 
     async def _poll_applied_floor(self) -> tuple[int, int]:
         leases = [self.keys.lease(p) for p in range(self.keys.partitions)]
