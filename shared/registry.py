@@ -281,7 +281,7 @@ class Registry:
         for raw in expired_workers:
             worker_id = raw.decode()
             if await self._reap_worker(
-                keys=[self.keys.workers, self.keys.worker_info(worker_id)],
+                keys=[self.keys.workers, self.keys.worker_info(worker_id), self.keys.feed_acks],
                 args=[worker_id, self.worker_ttl_ms],
             ):
                 reaped.append(worker_id)

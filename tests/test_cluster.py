@@ -18,6 +18,7 @@ from oddstream.embedded import free_port
 from oddstream.shared.events import routing_of
 from oddstream.shared.ingest import Ingester, parse_event
 from oddstream.shared.keys import Keys
+from oddstream.shared.registry import Registry
 from oddstream.shared.rooms import RoomSpec, parse_room
 from oddstream.shared.settings import Settings
 from oddstream.shared.streams import EVENT_FIELD
@@ -450,3 +451,23 @@ def test_room_spec_json_round_trip_keeps_id() -> None:
     spec = parse_room("arbitrage", {"sport": ["nba", "MLB"], "min_profit": 1})
     again = RoomSpec.from_dict(orjson.loads(orjson.dumps(spec.to_dict())))
     assert again == spec and again.room_id == spec.room_id
+
+
+async def test_a_dead_workers_beat_and_feed_ack_are_reaped(
+    settings: Settings, redis_client: Redis, keys: Keys
+) -> None:
+    """A worker whose beats stopped is removed with its info and its feed acknowledgement,
+    and the reaping goes on to expire lingering rooms (the script once failed half way)."""
+    registry = Registry(redis_client, keys, gateway_ttl=0.3, worker_ttl=0.3)
+    await registry.beat_worker("gone-worker", {"worker_id": "gone-worker"})
+    await registry.ack_feed("gone-worker", b"5-0")
+    await registry.beat_worker("live-worker", {"worker_id": "live-worker"})
+    await registry.ack_feed("live-worker", b"5-0")
+    assert await redis_client.hexists(keys.feed_acks, "gone-worker")
+    await asyncio.sleep(0.5)
+    await registry.beat_worker("live-worker", {"worker_id": "live-worker"})
+    assert await registry.reap_dead() == ["gone-worker"]
+    assert not await redis_client.hexists(keys.feed_acks, "gone-worker")
+    assert not await redis_client.exists(keys.worker_info("gone-worker"))
+    assert await redis_client.hexists(keys.feed_acks, "live-worker")
+    assert await redis_client.zscore(keys.workers, "live-worker") is not None
