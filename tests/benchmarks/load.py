@@ -118,6 +118,13 @@ def cpu_percent(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
     return out
 
 
+def price_fields(market: str, seq: int) -> dict[str, int]:
+    """American prices of an odds event's two sides (over/under for a total), varying with
+    `seq`: the fields ingest has always taken, so both sides of a comparison accept them."""
+    sides = ("over", "under") if market == "total" else ("home", "away")
+    return {f"{sides[0]}_price": -110 - seq % 40, f"{sides[1]}_price": 100 + seq % 35}
+
+
 def machine() -> dict[str, Any]:
     model = Path("/proc/cpuinfo").read_text().split("model name", 1)[1].split("\n")[0]
     return {"cpu": model.split(":", 1)[1].strip(), "cores": os.cpu_count(),
@@ -548,7 +555,7 @@ class Bench:
         def event(game: int, seq: int, pad: str, sent_at: float) -> OddsEvent:
             return OddsEvent(
                 kind="odds", sport="MLB", game_id=f"G{game}", sportsbook=BOOKS[seq % 4],
-                market=MARKETS[seq % 3], prices={"home": -110 - seq % 40, "away": 100 + seq % 35},
+                market=MARKETS[seq % 3], **price_fields(MARKETS[seq % 3], seq),
                 pad=pad, sent_at=sent_at,
             )  # fmt: skip
 

@@ -82,7 +82,7 @@ from oddstream_client import (
     StateEvent,
     Subscription,
 )
-from tests.benchmarks.load import machine, recv, run, stop_process
+from tests.benchmarks.load import machine, price_fields, recv, run, stop_process
 from tests.harness import ADMIN, process_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -413,10 +413,9 @@ class Soak:
                               "seq": seq[game], "sent_at": sent}  # fmt: skip
                     if rng.random() < 0.85:
                         book = rng.choice(BOOKS)
-                        events.append(OddsEvent(kind="odds", sportsbook=book,
-                                                market=rng.choice(MARKETS),
-                                                prices={"home": -110 - seq[game] % 40,
-                                                        "away": 100 + seq[game] % 35},
+                        market = rng.choice(MARKETS)
+                        events.append(OddsEvent(kind="odds", sportsbook=book, market=market,
+                                                **price_fields(market, seq[game]),
                                                 **common))  # fmt: skip
                         batch.append(FeedEvent(uid, "odds", game, seq[game], book, sent))
                     else:

@@ -71,7 +71,16 @@ from oddstream.shared.events import IngestEvent, OddsEvent
 from oddstream.shared.ingest import Ingester
 from oddstream.shared.keys import Keys
 from oddstream.shared.redis import create_redis
-from tests.benchmarks.load import WS_GUID, WS_PATH, machine, masked, recv, run, stop_process
+from tests.benchmarks.load import (
+    WS_GUID,
+    WS_PATH,
+    machine,
+    masked,
+    price_fields,
+    recv,
+    run,
+    stop_process,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = Keys("storm")
@@ -424,7 +433,7 @@ class Case:
                     n = self.seq[r]
                     events.append(OddsEvent(kind="odds", sport="MLB", game_id=f"G{r}",
                                             sportsbook=BOOKS[n % 4], market=MARKETS[n % 3],
-                                            prices={"home": -110 - n % 40, "away": 100 + n % 35},
+                                            **price_fields(MARKETS[n % 3], n),
                                             seq=n, sent_at=time.time()))  # fmt: skip
                 await ingester.publish_many(events)
                 published += due
