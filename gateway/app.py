@@ -291,6 +291,8 @@ def create_app(settings: Settings) -> web.Application:
             yield
         finally:
             await node.stop()
+            # Connections that ended while the server shut down are counted by now.
+            await node.flush_analytics()
             await redis.aclose()
 
     async def drain(app: web.Application) -> None:

@@ -160,10 +160,7 @@ class GatewayNode:
         with contextlib.suppress(RedisError):
             await self.registry.deregister_gateway(self.gateway_id)
         self.registered = False
-        if self.analytics.enabled:
-            # The last counts (the drain's closes among them) are kept, not lost with us.
-            with contextlib.suppress(RedisError):
-                await self.analytics.flush()
+        await self.flush_analytics()
         await stop_tasks(self._tasks, grace=max(0.5, grace - (time.monotonic() - started)))
         for task in list(self._background):
             task.cancel()
@@ -186,6 +183,12 @@ class GatewayNode:
             if index + size < len(conns):
                 await asyncio.sleep(DRAIN_BATCH_INTERVAL)
         return tasks
+
+    async def flush_analytics(self) -> None:
+        """Write the usage counts not flushed yet (at shutdown: the drain's closes too)."""
+        if self.analytics.enabled:
+            with contextlib.suppress(RedisError):
+                await self.analytics.flush()
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run a fire-and-forget coroutine, keeping a reference until it finishes."""

@@ -15,10 +15,17 @@ from typing import Any
 
 import aiohttp
 import pytest
+from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from oddstream.embedded import EmbeddedRedis
-from oddstream.gateway.analytics import LATENCY_BOUNDS_MS, ingest_millis, latency_summary
+from oddstream.gateway.analytics import (
+    LATENCY_BOUNDS_MS,
+    ingest_millis,
+    latency_summary,
+    read_rollups,
+)
+from oddstream.gateway.auth import issue_token
 from oddstream.shared.ingest import Ingester, parse_event
 from oddstream.shared.keys import Keys
 from oddstream.shared.settings import Settings
@@ -287,6 +294,19 @@ async def test_counts_made_while_redis_is_down_are_flushed_when_it_is_back(
         await first.close()
 
 
+async def test_a_drained_gateway_counts_its_1001_closes_before_it_exits(
+    counted: Settings, redis_client: Redis, keys: Keys
+) -> None:
+    async with running_gateway(counted) as gw:
+        clients = [await Client.connect(f"{gw.ws}/ws/v2/connect") for _ in range(3)]
+    assert [c.closed_code for c in clients] == [1001, 1001, 1001]
+    body = await read_rollups(redis_client, keys, minutes=2, top=10)
+    assert body["window"]["closes"] == {"1001": 3}
+    assert body["window"]["connections"]["opened"] == 3
+    for client in clients:
+        await client.close()
+
+
 async def test_a_connection_dropped_without_a_close_counts_as_1006(counted: Settings) -> None:
     async with running_gateway(counted) as gw:
         dropped = await StallableClient.connect("127.0.0.1", gw.port)
@@ -300,11 +320,17 @@ async def test_a_connection_dropped_without_a_close_counts_as_1006(counted: Sett
 
 
 async def test_endpoint_needs_admin_and_refuses_bad_parameters(counted: Settings) -> None:
-    async with running_gateway(counted) as gw:
+    secret = "analytics-test-secret-0123456789abcdef"
+    signed = counted.model_copy(update={"jwt_secret": SecretStr(secret)})
+    async with running_gateway(signed) as gw:
         status, body = await answer(gw, "", {})
         assert (status, body["code"]) == (401, "unauthorized")
         wrong = {"Authorization": "Bearer not-the-admin-token"}
         assert (await answer(gw, "", wrong))[0] == 401
+        user = {"Authorization": f"Bearer {issue_token(secret, 'alice')}"}
+        assert (await answer(gw, "", user))[0] == 401
+        admin = {"Authorization": f"Bearer {issue_token(secret, 'ops', admin=True)}"}
+        assert (await answer(gw, "?minutes=2", admin))[0] == 200
         for query, says in [
             ("?minutes=0", "'minutes' must be a whole number from 1 to 60"),
             ("?minutes=61", "from 1 to 60"),  # retention 3600 s keeps 60 minutes
