@@ -161,7 +161,9 @@ class UsageAnalytics:
     # --- recording (hot paths: one dict increment each) --------------------------------
 
     def count(self, field: str, n: int = 1) -> None:
-        """Add `n` to counter `<group>|<name>` of the current minute."""
+        """Add `n` to counter `<group>|<name>` of the current minute (nothing when off)."""
+        if not self.enabled:
+            return
         counts = self._counts
         counts[field] = counts.get(field, 0) + n
 

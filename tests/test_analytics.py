@@ -359,6 +359,7 @@ async def test_analytics_off_counts_and_writes_nothing(
         await client.subscribe("odds_updates")
         await client.close()
         await asyncio.sleep(0.5)
+        assert gw.node.analytics._counts == {}, "nothing is counted, even in memory"
         status, body = await answer(gw, "", ADMIN)
         assert (status, body["code"]) == (404, "not_found")
         assert "ODDSTREAM_ANALYTICS_ENABLED" in body["error"]
