@@ -14,6 +14,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Annotated, Any, Final, Literal
 
+import orjson
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -151,6 +152,9 @@ def _convert_prices(data: dict[str, Any]) -> dict[str, Any]:
     legacy = [side for side in _ALL_SIDES if data.get(f"{side}_price") is not None]
     if (not legacy and not given) or not isinstance(market, str) or market not in MARKET_SIDES:
         return data  # no prices, or a bad market the field validation reports
+    stored = _stored_form(market, given, data)
+    if stored is not None and stored in _CHECKED:
+        return data  # converted already (a worker re-validating a stored event): unchanged
     sides = MARKET_SIDES[market]
     of_market = f"its sides are {sides[0]} and {sides[1]}"
     if given is not None and not isinstance(given, dict):
@@ -181,7 +185,23 @@ def _convert_prices(data: dict[str, Any]) -> dict[str, Any]:
     for side, price in prices.items():
         out.setdefault(f"{side}_price", price["american"])
     out["prices"] = prices or None
+    checked = _stored_form(market, out["prices"], out)
+    if checked is not None and len(_CHECKED) < 100_000:  # bounded: prices repeat all day
+        _CHECKED.add(checked)
     return out
+
+
+#: Stored forms (market, every side's three formats and American field) known to be valid,
+#: so re-validating a stored event costs a set lookup instead of three conversions per side.
+_CHECKED: set[bytes] = set()
+
+
+def _stored_form(market: str, prices: Any, data: dict[str, Any]) -> bytes | None:
+    """A key for the prices of an event (JSON keeps 2 and 2.0, or 1 and true, apart)."""
+    try:
+        return orjson.dumps([market, prices, [data.get(f"{s}_price") for s in _ALL_SIDES]])
+    except TypeError:
+        return None
 
 
 class OddsEvent(_Event):

@@ -134,15 +134,17 @@ def _from_thousandths(thousandths: int) -> Price:
 
 def from_decimal(value: float | int | str) -> Price:
     """1.909 -> -110, 10/11; 2.5 -> +150, 3/2; rounded to 3 places first (1.9091 is 1.909)."""
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise OddsError(f"a decimal price is a number like 1.909, not {value!r}")
+    return _from_decimal(value)
+
+
+@lru_cache(maxsize=8192, typed=True)
+def _from_decimal(value: float | int | str) -> Price:
     try:
         # A float as it was written (repr: 1.0005, not the binary 1.000499...).
-        text = value.strip() if isinstance(value, str) else repr(value)
-        if not isinstance(value, str | int | float):
-            raise TypeError
-        exact = Fraction(text)
-    except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+        exact = Fraction(value.strip() if isinstance(value, str) else repr(value))
+    except (ValueError, ZeroDivisionError, OverflowError):
         raise OddsError(f"a decimal price is a number like 1.909, not {value!r}") from None
     if not exact < 2 * MAX_PROFIT:  # also keeps huge numbers away from the rounding below
         raise OddsError(f"decimal price {value} is above 1001")
@@ -184,6 +186,18 @@ def price_of(given: Mapping[str, Any]) -> Price:
     unknown = sorted(set(given) - set(FORMATS))
     if unknown:
         raise OddsError(f"unknown price format {unknown[0]!r}: use american, decimal or fractional")
+    values = (given.get("fractional"), given.get("american"), given.get("decimal"))
+    if all(v is None or isinstance(v, str | int | float) for v in values):
+        return _price_of(*values)  # cached: a worker checks every stored price again
+    return _price_of_uncached(given)
+
+
+@lru_cache(maxsize=8192, typed=True)
+def _price_of(fractional: Any, american: Any, decimal: Any) -> Price:
+    return _price_of_uncached({"fractional": fractional, "american": american, "decimal": decimal})
+
+
+def _price_of_uncached(given: Mapping[str, Any]) -> Price:
     formats = [f for f in _SOURCE_ORDER if given.get(f) is not None]
     if not formats:
         raise OddsError("a price needs one of american, decimal or fractional")

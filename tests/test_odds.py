@@ -182,6 +182,23 @@ def test_an_odds_event_carries_every_format_converted_once() -> None:
     assert parse_event(data) == event  # what a worker re-validates: unchanged
 
 
+def test_a_tampered_stored_price_is_still_rejected() -> None:
+    """Re-validating a stored event is a cache lookup; only forms that converted get in."""
+    data = parse_event({**ODDS, "home_price": -110, "away_price": 150}).model_dump(mode="json")
+    assert parse_event(data).model_dump(mode="json") == data  # the cached path
+    for side, fmt, value in [
+        ("home", "decimal", 1.95), ("home", "american", True), ("away", "fractional", "2/1"),
+    ]:  # fmt: skip
+        tampered = orjson.loads(orjson.dumps(data))
+        tampered["prices"][side][fmt] = value
+        with pytest.raises(EventError, match=f"prices.{side}"):
+            parse_event(tampered)
+    wrong_side = orjson.loads(orjson.dumps(data))
+    wrong_side["market"] = "total"
+    with pytest.raises(EventError, match="not a side of a total"):
+        parse_event(wrong_side)
+
+
 def test_any_one_format_fills_the_american_fields() -> None:
     event = parse_event(
         {**ODDS, "market": "total", "line": 221.5,
