@@ -484,7 +484,10 @@ async def test_ingest_file_reports_bad_lines_and_lands_good_events(
         EventKind.PORTFOLIO: 0,
     }
     odds = await stream_events(redis_client, keys, EventKind.ODDS)
-    expected = [{**GOOD_ODDS, "sport": "MLB", "game_id": "4321"}, GOOD_NBA_ODDS]  # normalised
+    # Normalised: sport upper-cased, game id a string, prices in every format (shared.odds).
+    prices = {"home": {"american": -120, "decimal": 1.833, "fractional": "5/6"},
+              "away": {"american": 105, "decimal": 2.05, "fractional": "21/20"}}  # fmt: skip
+    expected = [{**GOOD_ODDS, "sport": "MLB", "game_id": "4321", "prices": prices}, GOOD_NBA_ODDS]
     assert sorted(odds, key=orjson.dumps) == sorted(expected, key=orjson.dumps)
     assert await stream_events(redis_client, keys, EventKind.PREDICTIONS) == [GOOD_PREDICTION]
     assert await stream_events(redis_client, keys, EventKind.ALERTS) == [
