@@ -41,7 +41,10 @@ CHROMIUM_ARGS = [
 ]
 SECRET = "browser-test-secret-0123456789abcdef0123"
 ROOT = Path(__file__).resolve().parents[1]
-SCREENSHOTS = ROOT / "tests" / "screenshots"
+#: Where the browser tests save their screenshots: a git-ignored folder, so a test run leaves
+#: the checkout clean; `ODDSTREAM_SCREENSHOTS=tests/screenshots pytest ...` refreshes the
+#: README's pictures.
+SCREENSHOTS = ROOT / os.environ.get("ODDSTREAM_SCREENSHOTS", ".test-output/screenshots")
 
 
 def chromium_path() -> str:

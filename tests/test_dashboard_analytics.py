@@ -2,7 +2,8 @@
 
 Clients subscribe to games, resume and close; the view must ask for admin credentials, then
 draw its uPlot charts from `GET /ws/v2/analytics` under the page's strict CSP, with the figures
-the endpoint gives. It writes `tests/screenshots/analytics.png`, the README's picture.
+the endpoint gives. It writes `analytics.png` to `tests.browser.SCREENSHOTS` (the README's
+picture when that is `tests/screenshots`).
 """
 
 from __future__ import annotations
