@@ -9,6 +9,9 @@ from typing import Any
 from playwright.async_api import Page, expect
 
 from oddstream.embedded import EmbeddedRedis
+from oddstream.shared.ingest import Ingester, parse_event
+from oddstream.shared.keys import Keys
+from oddstream.shared.redis import create_redis
 from oddstream.shared.rooms import ALLOWED_FILTERS
 from oddstream.shared.settings import Settings
 from tests.browser import SCREENSHOTS, PageLog, chromium, live_system, open_page
@@ -407,4 +410,38 @@ async def test_a_new_odds_subscription_fills_the_board_from_its_snapshot_first(
         )
         sports = await page.locator(".game").evaluate_all("cs => cs.map(c => c.dataset.sport)")
         assert set(sports) == {"NBA"}, sports
+        no_page_errors(log)
+
+
+async def test_an_arbitrage_opportunity_is_one_entry_updated_in_place_then_closed(
+    settings: Settings,
+) -> None:
+    """Arbitrage events of one opportunity (`arbitrage_id`) replace each other in the list:
+    an update shows the new profit in place of the old entry, a close greys it out."""
+    async with live_system(settings, rate=5) as system, chromium() as browser:
+        page, log = await open_page(browser)
+        await start_with(page, f"{system.http}/", [])
+        await expect(page.locator("#status")).to_have_attribute("data-state", "connected")
+        await page.select_option("#sub-type", "arbitrage")
+        await page.fill("#sub-game", "ARB-T1")
+        await page.click("#subscribe-button")
+        await expect(page.locator("#subscription-list li").first).to_be_visible()
+        redis = create_redis(system.settings.effective_redis_url)
+        ingester = Ingester(redis, Keys.of(system.settings))
+        base = {"kind": "arbitrage", "sport": "NBA", "game_id": "ARB-T1", "market": "moneyline",
+                "arbitrage_id": "ARB-T1|moneyline", "sportsbooks": ["FanDuel", "BetMGM"],
+                "home_team": "Home", "away_team": "Away"}  # fmt: skip
+        entries = page.locator('#arbitrage-list > li[data-arbitrage="ARB-T1|moneyline"]')
+        try:
+            await ingester.publish(parse_event({**base, "status": "open", "profit_pct": 2.0}))
+            await expect(entries).to_have_count(1, timeout=10 * SECONDS)
+            await expect(entries.locator(".profit")).to_have_text("2.00%")
+            await ingester.publish(parse_event({**base, "status": "updated", "profit_pct": 2.5}))
+            await expect(entries.locator(".profit")).to_have_text("2.50%", timeout=10 * SECONDS)
+            await expect(entries).to_have_count(1)
+            await ingester.publish(parse_event({**base, "status": "closed", "profit_pct": 2.5}))
+            await expect(entries).to_have_class(re.compile(r"\bclosed\b"), timeout=10 * SECONDS)
+            await expect(entries).to_have_count(1)
+        finally:
+            await redis.aclose()
         no_page_errors(log)

@@ -28,13 +28,15 @@ class Feed {
 function arbitrageItem(frame) {
   const arb = frame.data;
   const expires = arb.expires_in_s ? ` · expires in ${arb.expires_in_s}s` : "";
-  return el("li", { dataset: { sport: arb.sport, game: arb.game_id } },
+  const status = arb.status === "closed" ? " · closed" : arb.status === "updated" ? " · updated" : "";
+  return el("li", { class: arb.status === "closed" ? "closed" : "",
+                    dataset: { sport: arb.sport, game: arb.game_id, arbitrage: arb.arbitrage_id ?? "" } },
     el("div", { class: "arb-head" },
       el("span", {}, el("span", { class: "sport", dataset: { sport: arb.sport } }, arb.sport), " ",
         `${arb.away_team ?? ""} @ ${arb.home_team ?? ""}`),
       el("span", { class: "profit" }, `${Number(arb.profit_pct).toFixed(2)}%`),
     ),
-    el("div", { class: "meta" }, `${arb.market ?? ""} · ${time(frame.timestamp)}${expires}`),
+    el("div", { class: "meta" }, `${arb.market ?? ""} · ${time(frame.timestamp)}${status}${expires}`),
     el("ul", { class: "legs" }, (arb.legs || []).map((leg) => el("li", {},
       el("b", {}, leg.sportsbook), ` ${leg.selection} `, el("b", {}, american(leg.price)), ` · stake ${leg.stake_pct}%`))),
   );
@@ -76,8 +78,22 @@ export function showFeeds(manager) {
     bar.style.width = `${bar.dataset.width}%`;
     predictions.add(item);
   };
+  // One entry per opportunity (`arbitrage_id`): an update replaces it, a close greys it out
+  // and it goes a few seconds later.
+  const opportunities = new Map();
+  const addArbitrage = (frame) => {
+    const id = frame.data?.arbitrage_id;
+    const item = arbitrageItem(frame);
+    if (id) opportunities.get(id)?.remove();
+    if (id && frame.data?.status !== "closed") opportunities.set(id, item);
+    else if (id) {
+      opportunities.delete(id);
+      setTimeout(() => item.remove(), 8000);
+    }
+    arbitrage.add(item);
+  };
   manager.on("message", (frame) => {
-    if (frame.type === "arbitrage_alert") arbitrage.add(arbitrageItem(frame));
+    if (frame.type === "arbitrage_alert") addArbitrage(frame);
     else if (frame.type === "prediction_update") addPrediction(frame);
     else if (frame.type !== "odds_update") activity.add(activityItem(frame));
   });
