@@ -420,6 +420,13 @@ def _minute_view(minute: int, parsed: _Minute, top: int) -> dict[str, Any]:
             "new_by_filter": c["filter"],
         },
         "games": _top(parsed.gauge_merge("games"), top, "watchers"),
+        **_traffic(c),
+    }
+
+
+def _traffic(c: dict[str, dict[str, int]]) -> dict[str, Any]:
+    """The figures a minute and a window show alike, from their summed counters."""
+    return {
         "messages": {"out": c["out"], "in": c["in"]},
         "resumes": {
             "recovered": c["resume"].get("recovered", 0),
@@ -457,18 +464,7 @@ def _window_view(minutes: list[_Minute], views: list[dict[str, Any]], top: int) 
         },
         "subscriptions": {"new": groups["sub"], "new_by_filter": groups["filter"]},
         "games": _top(peak_watchers, top, "peak_watchers"),
-        "messages": {"out": groups["out"], "in": groups["in"]},
-        "resumes": {
-            "recovered": groups["resume"].get("recovered", 0),
-            "resynced": groups["resume"].get("resynced", 0),
-        },
-        "closes": groups["close"],
-        "latency_ms": latency_summary(groups["lat"]),
-        "slow_consumers": {
-            "conflated": groups["slow"].get("conflated", 0),
-            "held": groups["slow"].get("held", 0),
-            "closed": groups["slow"].get("closed", 0),
-        },
+        **_traffic(groups),
     }
 
 
