@@ -118,11 +118,19 @@ def cpu_percent(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
     return out
 
 
+#: Two-way American prices with the books' margin, as real markets quote them: however the
+#: books mix, the best price of each side never adds up to a sure profit (the arbitrage stage
+#: then has nothing to publish, as on most real ticks; prices that kept opening and closing
+#: arbitrage would measure a feed no book offers).
+_QUOTES = ((-110, -110), (-115, -105), (-105, -115), (-120, 100), (-112, -108))
+
+
 def price_fields(market: str, seq: int) -> dict[str, int]:
     """American prices of an odds event's two sides (over/under for a total), varying with
     `seq`: the fields ingest has always taken, so both sides of a comparison accept them."""
     sides = ("over", "under") if market == "total" else ("home", "away")
-    return {f"{sides[0]}_price": -110 - seq % 40, f"{sides[1]}_price": 100 + seq % 35}
+    first, second = _QUOTES[seq % len(_QUOTES)]
+    return {f"{sides[0]}_price": first, f"{sides[1]}_price": second}
 
 
 def machine() -> dict[str, Any]:
