@@ -483,20 +483,28 @@ async def test_subscribers_get_the_alert_and_its_expiry_through_their_filters(
                 await client.close()
 
 
+async def _open_under_a_first_worker(
+    settings: Settings, redis_client: Redis, keys: Keys, client: Client
+) -> dict[str, Any]:
+    """Subscribe `client` to arbitrage and have a worker named "first" open one on G1
+    (moneyline, books A and B), then stop that worker; returns the open alert."""
+    await client.subscribe("arbitrage")
+    async with running_worker(settings, "first"):
+        await wait_until(lambda: workers_synced(redis_client, keys), message="index")
+        await Ingester(redis_client, keys).publish_many([ml("A", 110, -120), ml("B", -120, 115)])
+        return await client.next_of("arbitrage_alert")
+
+
 async def test_a_new_owner_neither_reopens_nor_forgets_an_open_arbitrage(
     settings: Settings, redis_client: Redis, keys: Keys
 ) -> None:
     async with running_gateway(settings) as gw:
         client = await Client.connect(f"{gw.ws}/ws/v2/connect")
         try:
-            await client.subscribe("arbitrage")
             ingester = Ingester(redis_client, keys)
-            async with running_worker(settings, "first"):
-                await wait_until(lambda: workers_synced(redis_client, keys), message="index")
-                await ingester.publish_many([ml("A", 110, -120), ml("B", -120, 115)])
-                await client.next_of("arbitrage_alert")
-                record = await redis_client.hget(keys.latest("G1"), RECORD_PREFIX + b"G1|moneyline")
-                assert orjson.loads(record)["data"]["status"] == "open"
+            await _open_under_a_first_worker(settings, redis_client, keys, client)
+            record = await redis_client.hget(keys.latest("G1"), RECORD_PREFIX + b"G1|moneyline")
+            assert orjson.loads(record)["data"]["status"] == "open"
             async with running_worker(settings, "second") as second:
                 await wait_until(lambda: workers_synced(redis_client, keys), message="index")
                 await wait_until(lambda: len(second.leases.owned) == settings.partitions)
@@ -518,12 +526,7 @@ async def test_a_transition_lost_between_commit_and_publish_is_published_by_the_
     async with running_gateway(settings) as gw:
         client = await Client.connect(f"{gw.ws}/ws/v2/connect")
         try:
-            await client.subscribe("arbitrage")
-            ingester = Ingester(redis_client, keys)
-            async with running_worker(settings, "first"):
-                await wait_until(lambda: workers_synced(redis_client, keys), message="index")
-                await ingester.publish_many([ml("A", 110, -120), ml("B", -120, 115)])
-                first = await client.next_of("arbitrage_alert")
+            first = await _open_under_a_first_worker(settings, redis_client, keys, client)
             assert await redis_client.hdel(keys.latest("G1"), RECORD_PREFIX + b"G1|moneyline")
             async with running_worker(settings, "second") as second:
                 again = await client.next_of(
