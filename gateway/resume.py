@@ -12,9 +12,10 @@ history's first entry, marked `f` by the commit, is).
 Resume (`replay`). A subscribe that carries a position gets, after the confirmation, the
 room's events after it, in order, marked `replay`, or `recovered: false` when that cannot
 be done in full: a position of another epoch or room, in the future, older than the
-history, or further behind than `max_replay` frames or `max_replay_bytes`. Recovery is never
-partial. Cost: one MULTI of an XRANGE of the events missed, an XRANGE of the position's
-entry and an XREVRANGE COUNT 1 (constant work besides what was missed).
+history, that missed an event older than a live room's window, or further behind than
+`max_replay` frames or `max_replay_bytes`. Recovery is never partial. Cost: one MULTI of an
+XRANGE of the events missed, an XRANGE of the position's entry, an XREVRANGE COUNT 1 and a
+TIME (constant work besides what was missed).
 
 Snapshots (`snapshot`). A new or resynced odds, predictions or sport subscription gets the
 latest value of every conflation key its filters cover, kept by the workers per game
@@ -51,7 +52,7 @@ from oddstream.shared.protocol import (
     SubscriptionType,
     utc_now_iso,
 )
-from oddstream.shared.rooms import RoomSpec
+from oddstream.shared.rooms import RoomSpec, keeps_offline_history
 from oddstream.shared.settings import Settings
 from oddstream.shared.streams import entry_order, event_order, event_time
 
@@ -117,6 +118,7 @@ class History:
         self._max_replay = settings.max_replay
         self._max_bytes = settings.max_replay_bytes
         self._enabled = settings.history_seconds > 0
+        self._window = int(settings.history_seconds * 1000)  # ms, as the commit trims live rooms
 
     async def epoch(self) -> str:
         """The data set's epoch (made here if no worker made it yet)."""
@@ -149,12 +151,13 @@ class History:
             pipe.xrange(history, at, at, count=1)
             pipe.xrange(history, "(" + at, "+", count=self._max_replay + 1)
             pipe.xrevrange(history, count=1)
-            own, entries, top = await pipe.execute()
+            pipe.time()
+            own, entries, top, now = await pipe.execute()
         if after == (0, 0):
             # Joined while the room's history was empty: recovered when nothing was written
             # since, or when the history's first entry is still there (marked by the commit).
             own = (not entries and not top) or (bool(entries) and b"f" in entries[0][1])
-        if not own or len(entries) > self._max_replay:
+        if not own or len(entries) > self._max_replay or self._too_old(room, entries, now):
             return await self._not_recovered(epoch, room)
         if not entries:
             return Replay(position, True, tail=after)  # nothing missed
@@ -180,6 +183,15 @@ class History:
         replay.position = (at_prefix + last).decode()
         replay.tail = entry_order(last)
         return replay
+
+    def _too_old(self, room: str, entries: list[Any], now: tuple[int, int]) -> bool:
+        """Whether the first event missed is older than a live room's window. The age trim is
+        approximate (`XTRIM MINID ~` drops whole stream nodes), so such an event may still be
+        there; the window is what the README promises, so it decides, not the trim's slack.
+        Measured on Redis's clock, as the trim is."""
+        if not entries or keeps_offline_history(room):
+            return False  # nothing missed; offline histories are kept by count and TTL only
+        return entry_order(entries[0][0])[0] < now[0] * 1000 + now[1] // 1000 - self._window
 
     async def _not_recovered(self, epoch: str, room: str) -> Replay:
         top: Any = await self._redis.xrevrange(self._keys.history(room), count=1)

@@ -554,3 +554,47 @@ async def test_an_unusable_position_resyncs_with_a_snapshot(
         assert refused is not None and refused["name"] == "SubscriptionError"
         assert refused["code"] == "invalid_position" and refused["hint"]
         assert await page.evaluate("window.m.subscriptions.size") == 2
+
+
+async def test_frames_a_room_sent_before_it_saw_the_unsubscribe_are_not_handed_on(
+    settings: Settings, redis_client: Redis, keys: Keys
+) -> None:
+    """The gateway keeps sending a room's frames until the unsubscribe reaches it; those in
+    flight must not reach the application, or what it just removed comes back (a board
+    redrawing the cards of a subscription the user closed)."""
+    async with live_system(settings, rate=1) as system, chromium() as browser:
+        page = await manager(browser, system, {"reconnect_interval": 100, "jitter": 0})
+        assert await page.evaluate("window.connected") == "ok"
+        room = await page.evaluate(RECORD, [{"game_id": "W6"}, {}])
+        await wait_until(lambda: workers_synced(redis_client, keys), message="worker synced")
+        async with game_feed(redis_client, keys, "W6", interval=0.01):
+
+            async def flowing() -> bool:
+                return bool(await page.evaluate("window.got.length") > 5)
+
+            await wait_until(flowing, message="the room's frames arrive")
+            # Hold the unsubscribe on its way out for 600 ms (a slow uplink): meanwhile the
+            # gateway still sends the room's frames.
+            await page.evaluate(
+                """(room) => {
+                    const ws = window.m._ws;
+                    const send = ws.send.bind(ws);
+                    ws.send = (text) => JSON.parse(text).type === "unsubscribe"
+                        ? setTimeout(() => send(text), 600) : send(text);
+                    window.messages = [];
+                    window.m.on("message", (f) => window.messages.push(f.event_id));
+                    window.leftAt = window.events.length;
+                    window.left = window.m.unsubscribe(window.sub);
+                }""",
+                room,
+            )
+            await page.evaluate("window.left")
+        late = await page.evaluate(
+            """(room) => window.events.slice(window.leftAt)
+                .filter((e) => e.name === "frame" && (e.detail.rooms || []).includes(room))
+                .length""",
+            room,
+        )
+        assert late > 0, "the gateway sent frames of the room after the unsubscribe call"
+        assert await page.evaluate("window.messages") == []
+        assert await page.evaluate("window.m.subscriptions.size") == 0

@@ -233,6 +233,52 @@ async def test_a_position_older_than_the_window_is_not_recovered(
         await late.close()
 
 
+@contextlib.asynccontextmanager
+async def unbounded_stream_nodes(redis: Redis) -> AsyncIterator[None]:
+    """Streams appended to meanwhile grow one node without bound (Redis's node limits set
+    to none), restored after the block."""
+    names = ("stream-node-max-entries", "stream-node-max-bytes")
+    before = {name: (await redis.config_get(name))[name] for name in names}
+    for name in names:
+        await redis.config_set(name, 0)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            await redis.config_set(name, value)
+
+
+async def test_the_window_decides_not_the_trims_slack(
+    settings: Settings, redis_client: Redis, keys: Keys
+) -> None:
+    """The age trim is approximate (`MINID ~` drops only whole stream nodes, of at most 100
+    entries or 4 kB by default), so a missed event older than the window may still be
+    stored: the window decides, and the client is told `recovered: false` with a
+    snapshot."""
+    short = settings.model_copy(update={"history_seconds": 1.0})
+    async with (
+        unbounded_stream_nodes(redis_client),  # the trim can then drop nothing: all slack
+        running_gateway(short) as gw,
+        running_worker(short),
+    ):
+        holder = await Client.connect(f"{gw.ws}/ws/v2/connect")
+        room = (await subscribe(holder, "odds_updates", sport="NFL"))["data"]["room"]
+        await wait_until(lambda: workers_synced(redis_client, keys), message="index")
+        async with feed(redis_client, keys, interval=0.05):
+            await wait_until(lambda: len(data_frames(holder)) >= 3, message="flowing")
+            away = last_position(holder, room)
+            await asyncio.sleep(1.3)  # longer than the window
+            own = away.rsplit(":", 1)[1]
+            assert await redis_client.xrange(keys.history(room), own, own), "still stored"
+            late = await Client.connect(f"{gw.ws}/ws/v2/connect")
+            reply = await subscribe(late, "odds_updates", position=away, sport="NFL")
+        assert reply["data"]["recovered"] is False, reply
+        snapshot = await late.next_of("snapshot")
+        assert {e["data"]["game_id"] for e in snapshot["data"]["events"]} == set(GAMES)
+        await late.close()
+        await holder.close()
+
+
 async def test_out_of_the_window_or_after_data_loss_is_not_recovered_and_gets_a_snapshot(
     settings: Settings, redis_client: Redis, keys: Keys
 ) -> None:

@@ -543,6 +543,10 @@ export class WebSocketManager extends EventTarget {
             if (sub._accept(frame))
                 fresh += 1; // each drops what it already delivered
         }
+        // A frame of rooms this client no longer holds: the gateway sent it before it handled
+        // our unsubscribe. Handing it on would bring back what the caller just removed.
+        if (rooms.length > 0 && targets === 0)
+            return;
         if (targets > 0 && fresh === 0) {
             this._stats.duplicates += 1;
             return;
