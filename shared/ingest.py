@@ -14,11 +14,18 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 from redis.asyncio import Redis
+from redis.typing import EncodableT, FieldT
 
-from oddstream.shared.events import MARKET_SIDES, IngestEvent, ingest_event_adapter, partition_of
+from oddstream.shared.events import (
+    MARKET_SIDES,
+    SCHEMA_STAMP,
+    IngestEvent,
+    ingest_event_adapter,
+    partition_of,
+)
 from oddstream.shared.keys import Keys
 from oddstream.shared.protocol import describe_validation_error
-from oddstream.shared.streams import EVENT_FIELD, event_id
+from oddstream.shared.streams import EVENT_FIELD, STAMP_FIELD, event_id
 
 __all__ = [
     "ALL_MARKETS",
@@ -26,6 +33,7 @@ __all__ = [
     "IngestReport",
     "Ingester",
     "encode_event",
+    "entry_fields",
     "parse_event",
     "parse_events",
 ]
@@ -96,6 +104,11 @@ def encode_event(event: IngestEvent) -> bytes:
     return orjson.dumps(event.model_dump(mode="json"))
 
 
+def entry_fields(event: IngestEvent) -> dict[FieldT, EncodableT]:
+    """An ingest entry: the validated event's JSON, stamped so that workers trust it."""
+    return {EVENT_FIELD: encode_event(event), STAMP_FIELD: SCHEMA_STAMP}
+
+
 @dataclass
 class IngestReport:
     """What an ingest run did: events accepted (a whole-book status line counts one per
@@ -121,7 +134,7 @@ class Ingester:
         if partition is None:
             partition = self.partition_of(event)
         entry_id: bytes = await self.redis.xadd(  # type: ignore[assignment]
-            self.keys.ingest(partition), {EVENT_FIELD: encode_event(event)}
+            self.keys.ingest(partition), entry_fields(event)
         )
         return event_id(partition, entry_id)
 
@@ -131,7 +144,7 @@ class Ingester:
         partitions = [self.partition_of(event) for event in events]
         async with self.redis.pipeline(transaction=False) as pipe:
             for event, partition in zip(events, partitions, strict=True):
-                pipe.xadd(self.keys.ingest(partition), {EVENT_FIELD: encode_event(event)})
+                pipe.xadd(self.keys.ingest(partition), entry_fields(event))
             ids: list[bytes] = await pipe.execute()
         return [event_id(p, i) for p, i in zip(partitions, ids, strict=True)]
 

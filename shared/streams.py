@@ -24,6 +24,7 @@ from functools import lru_cache
 
 __all__ = [
     "EVENT_FIELD",
+    "STAMP_FIELD",
     "Canary",
     "Delivery",
     "InboxItem",
@@ -38,6 +39,9 @@ __all__ = [
 
 #: The ingest stream-entry field holding the event JSON.
 EVENT_FIELD = b"e"
+#: The ingest stream-entry field with the stamp of the schema the event was validated with
+#: (`events.SCHEMA_STAMP`); absent on entries other writers add.
+STAMP_FIELD = b"v"
 
 
 def event_id(partition: int, entry_id: bytes) -> bytes:

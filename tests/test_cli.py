@@ -27,10 +27,10 @@ import pytest
 from redis.asyncio import Redis
 
 from oddstream.embedded import EmbeddedRedis, free_port
-from oddstream.shared.events import EventKind
+from oddstream.shared.events import SCHEMA_STAMP, EventKind
 from oddstream.shared.keys import Keys
 from oddstream.shared.settings import SettingsError, load_settings
-from oddstream.shared.streams import EVENT_FIELD
+from oddstream.shared.streams import EVENT_FIELD, STAMP_FIELD
 from tests.harness import TEST_PARTITIONS, Client, wait_until, workers_synced
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -212,12 +212,14 @@ def event_line(**fields: Any) -> str:
 
 async def stream_events(redis: Redis, keys: Keys, kind: EventKind) -> list[dict[str, Any]]:
     """The events of one kind in the ingest partitions, oldest first within a partition (the
-    order across partitions is not defined); each entry must hold only field `e`."""
+    order across partitions is not defined); each entry must hold only the event and the
+    Ingester's schema stamp."""
     events = []
     for stream in keys.ingest_streams:
         entries = cast("list[tuple[bytes, dict[bytes, bytes]]]", await redis.xrange(stream))
         for _entry_id, fields in entries:
-            assert set(fields) == {EVENT_FIELD}, fields
+            assert fields.keys() == {EVENT_FIELD, STAMP_FIELD}, fields
+            assert fields[STAMP_FIELD] == SCHEMA_STAMP
             event = orjson.loads(fields[EVENT_FIELD])
             if event["kind"] == kind.value:
                 events.append(event)

@@ -15,13 +15,13 @@ import pytest
 from redis.asyncio import Redis
 
 from oddstream.embedded import free_port
-from oddstream.shared.events import routing_of
+from oddstream.shared.events import SCHEMA_STAMP, routing_of
 from oddstream.shared.ingest import Ingester, parse_event
 from oddstream.shared.keys import Keys
 from oddstream.shared.registry import Registry
 from oddstream.shared.rooms import RoomSpec, parse_room
 from oddstream.shared.settings import Settings
-from oddstream.shared.streams import EVENT_FIELD
+from oddstream.shared.streams import EVENT_FIELD, STAMP_FIELD
 from oddstream.workers.consumer import Worker
 from tests.harness import (
     ADMIN,
@@ -236,12 +236,21 @@ async def test_malformed_entries_are_dead_lettered_while_good_ones_flow(
                 b'{"kind":"odds","sport":"NHL","game_id":"7",'
                 b'"sportsbook":"Caesars","market":"total"}'
             )
+            no_game = b'{"kind":"odds","sport":"NHL","sportsbook":"Caesars","market":"total"}'
+            stamp = SCHEMA_STAMP
             sent = [
                 (await redis_client.xadd(stream, {EVENT_FIELD: good}), True),
                 (await redis_client.xadd(stream, {EVENT_FIELD: b"{not json"}), False),
                 (await redis_client.xadd(stream, {EVENT_FIELD: b'{"kind":"odds"}'}), False),
                 (await redis_client.xadd(stream, {b"other": b"field"}), False),
                 (await redis_client.xadd(stream, {EVENT_FIELD: b'"a string"'}), False),
+                # Stamped as if our Ingester wrote it, yet not an event: validated after all.
+                (await redis_client.xadd(stream, {EVENT_FIELD: b"[1]", STAMP_FIELD: stamp}), False),
+                # Stamped by another schema version: validated, not trusted (no game_id).
+                (
+                    await redis_client.xadd(stream, {EVENT_FIELD: no_game, STAMP_FIELD: b"0.x"}),
+                    False,
+                ),
                 (await redis_client.xadd(stream, {EVENT_FIELD: good}), True),
             ]
             await wait_until(lambda: len(c.of("odds_update")) == 2, message="good events")
@@ -255,8 +264,9 @@ async def test_malformed_entries_are_dead_lettered_while_good_ones_flow(
             assert "JSON" in reasons[0] or "json" in reasons[0]
             assert "game_id" in reasons[1]
             assert "no 'e' field" in reasons[2]
+            assert "game_id" in reasons[5]
             assert all(f[b"stream"] == stream.encode() for _, f in letters)
-            assert worker.stats.deadlettered == 4
+            assert worker.stats.deadlettered == 6
         finally:
             await c.close()
 

@@ -21,8 +21,16 @@ from hypothesis import strategies as st
 from playwright.async_api import expect
 from redis.asyncio import Redis
 
-from oddstream.shared.events import OddsEvent, conflation_key, is_conflatable, snapshot_key
-from oddstream.shared.ingest import EventError, Ingester, parse_event, parse_events
+from oddstream.shared.events import (
+    OddsEvent,
+    conflation_key,
+    is_conflatable,
+    partition_of,
+    routing_of,
+    snapshot_key,
+    stored_event,
+)
+from oddstream.shared.ingest import EventError, Ingester, encode_event, parse_event, parse_events
 from oddstream.shared.keys import Keys
 from oddstream.shared.odds import (
     OddsError,
@@ -33,6 +41,8 @@ from oddstream.shared.odds import (
 )
 from oddstream.shared.settings import Settings
 from oddstream.shared.streams import EVENT_FIELD
+from oddstream.simulator import Simulator
+from oddstream.workers.arbitrage import quote_of
 from tests.browser import chromium, live_system, open_page
 from tests.harness import (
     Client,
@@ -437,3 +447,35 @@ async def test_the_dashboard_shows_a_suspended_market_and_its_resumption(
             await ingester.publish(event)
         await expect(card.locator('td.cell[data-book="DraftKings"].suspended')).to_have_count(3)
         assert log.errors == [], log.errors
+
+
+def test_a_stamped_entry_is_trusted_as_stored_and_means_what_validating_it_means() -> None:
+    """Workers build the events our Ingester stamped without validating them again
+    (`stored_event`): for every kind the simulator makes, plus a suspension and a
+    whole-book status line, the event they build routes, conflates, partitions and quotes
+    exactly as the validated one, and its extra fields read the same."""
+    events = Simulator(seed=3).generate(400)
+    for line in (
+        {"kind": "odds", "sport": "nba", "game_id": 12, "sportsbook": " FanDuel",
+         "market": "spread", "line": -2.5, "prices": {"home": {"decimal": 1.91},
+                                                       "away": {"fractional": "10/11"}}},
+        {"kind": "odds", "sport": "NBA", "game_id": "12", "sportsbook": "BetMGM",
+         "market": "all", "status": "Suspended"},
+    ):  # fmt: skip
+        events += parse_events(line)
+    assert {type(e).__name__ for e in events} >= {
+        "OddsEvent", "PredictionEvent", "AnalyticsEvent", "AlertEvent", "PortfolioEvent"
+    }  # fmt: skip
+    for validated in events:
+        raw = encode_event(validated)
+        trusted = stored_event(raw)
+        assert type(trusted) is type(validated)
+        assert routing_of(trusted) == routing_of(validated)
+        assert snapshot_key(trusted) == snapshot_key(validated)
+        assert is_conflatable(trusted) == is_conflatable(validated)
+        assert partition_of(trusted, 16) == partition_of(validated, 16)
+        assert trusted.model_extra == validated.model_extra
+        if isinstance(validated, OddsEvent):
+            assert quote_of(trusted) == quote_of(validated)
+    with pytest.raises((ValueError, KeyError, TypeError)):
+        stored_event(b'{"kind":"nonsense"}')

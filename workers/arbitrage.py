@@ -46,10 +46,10 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from oddstream.shared.events import ArbitrageEvent, OddsEvent, partition_of
-from oddstream.shared.ingest import Ingester, encode_event
+from oddstream.shared.ingest import Ingester, entry_fields
 from oddstream.shared.keys import Keys
 from oddstream.shared.odds import OddsError, from_american
-from oddstream.shared.streams import EVENT_FIELD, event_id
+from oddstream.shared.streams import event_id
 
 __all__ = [
     "MAX_PROFIT_PCT",
@@ -666,7 +666,7 @@ class ArbitrageStage:
             for transition in transitions:
                 event = transition.event
                 stream = self.keys.ingest(self.ingester.partition_of(event))
-                pipe.xadd(stream, {EVENT_FIELD: encode_event(event)})
+                pipe.xadd(stream, entry_fields(event))
                 latest = self.keys.latest(event.game_id)
                 if transition.record is None:
                     pipe.hdel(latest, transition.field)

@@ -42,6 +42,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from oddstream.shared.events import (
+    SCHEMA_STAMP,
     CanaryEvent,
     IngestEvent,
     OddsEvent,
@@ -51,6 +52,7 @@ from oddstream.shared.events import (
     is_conflatable,
     routing_of,
     snapshot_key,
+    stored_event,
 )
 from oddstream.shared.keys import Keys
 from oddstream.shared.loops import Backoff, periodic, raise_if_cancelling, stop_tasks
@@ -58,7 +60,7 @@ from oddstream.shared.protocol import describe_validation_error
 from oddstream.shared.registry import Registry
 from oddstream.shared.rooms import keeps_offline_history, offline_rooms
 from oddstream.shared.settings import Settings
-from oddstream.shared.streams import EVENT_FIELD, entry_order, event_id
+from oddstream.shared.streams import EVENT_FIELD, STAMP_FIELD, entry_order, event_id
 from oddstream.workers.arbitrage import ArbitrageStage
 from oddstream.workers.delivery import event_head, frame_heads
 from oddstream.workers.leases import PartitionLeases, lua
@@ -86,17 +88,24 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
-def _parse(fields: dict[bytes, bytes]) -> IngestEvent | str:
-    """The event of an ingest entry, or why it has none (it then goes to the dead letters)."""
+def _parse(fields: dict[bytes, bytes]) -> tuple[IngestEvent, bytes] | str:
+    """The event of an ingest entry and its data JSON as frames carry it, or why it has none
+    (it then goes to the dead letters). An entry our `Ingester` validated, stamped with this
+    worker's schema, is trusted as stored (the data is its JSON as is); any other is
+    validated in full (the data is its validated form)."""
     raw = fields.get(EVENT_FIELD)
     if raw is None:
         return f"entry has no '{EVENT_FIELD.decode()}' field"
+    if fields.get(STAMP_FIELD) == SCHEMA_STAMP:
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            return stored_event(raw), raw
     try:
-        return ingest_event_adapter.validate_json(raw)
+        event = ingest_event_adapter.validate_json(raw)
     except ValidationError as exc:
         return describe_validation_error(exc)
     except ValueError as exc:
         return str(exc)
+    return event, orjson.dumps(event.model_dump(mode="json"))
 
 
 #: The commit script's argument (1-based, in Lua) that holds the first event's data JSON.
@@ -446,10 +455,11 @@ class Worker:
             if isinstance(parsed, str):
                 dead.append(self._deadletter(stream, entry_id, fields, parsed))
                 continue
+            event, data = parsed
             try:
-                self._route(event_id(partition, entry_id), parsed, batch)
-                if isinstance(parsed, OddsEvent):
-                    batch.odds.append((partition, entry_id, parsed))
+                self._route(event_id(partition, entry_id), event, data, batch)
+                if isinstance(event, OddsEvent):
+                    batch.odds.append((partition, entry_id, event))
             except Exception as exc:
                 # A poison entry must not stop its partition: set it aside with the reason.
                 log.exception("worker.entry.failed stream=%s id=%s", stream, entry_id)
@@ -457,8 +467,9 @@ class Worker:
                 dead.append(self._deadletter(stream, entry_id, fields, reason))
         return dead
 
-    def _route(self, event_id: bytes, event: IngestEvent, batch: _Batch) -> None:
-        """Add an event (or a gateway's canary) to the batch's script arguments."""
+    def _route(self, event_id: bytes, event: IngestEvent, data: bytes, batch: _Batch) -> None:
+        """Add an event (or a gateway's canary) to the batch's script arguments; `data`: its
+        JSON as frames carry it."""
         if isinstance(event, CanaryEvent):
             self.stats.canaries += 1
             batch.items.append(["c", batch.inbox(event.gateway), repr(event.sent_at)])
@@ -490,7 +501,7 @@ class Worker:
         for gateway, rooms, frame_head in frame_heads(head, rooms_by_gateway):
             deliveries.append([batch.inbox(gateway), frame_head, rooms])
             self.stats.deliveries += 1
-        batch.data.append(orjson.dumps(event.model_dump(mode="json")))
+        batch.data.append(data)
         batch.items.append([
             kind, event_id.decode(), message_type.value, key.decode(),
             _FIRST_DATA_ARG + len(batch.data) - 1, game, head, recorded, deliveries,
