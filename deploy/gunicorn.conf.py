@@ -7,7 +7,23 @@ ODDSTREAM_SHUTDOWN_GRACE.
 """
 
 import os
+import sys
 
+
+def _refuse_an_insecure_production_start() -> None:
+    """Before any worker starts: a weak or missing JWT_SECRET in production (ODDSTREAM_ENV,
+    the default) stops gunicorn with one line naming the setting, exit status 2."""
+    from oddstream.gateway.auth import check_production_secrets
+    from oddstream.shared.settings import SettingsError, load_settings
+
+    try:
+        check_production_secrets(load_settings())
+    except SettingsError as exc:
+        print(f"oddstream: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+_refuse_an_insecure_production_start()
 bind = f"{os.environ.get('ODDSTREAM_HOST', '0.0.0.0')}:{os.environ.get('ODDSTREAM_PORT', '8000')}"
 workers = int(os.environ.get("ODDSTREAM_GATEWAY_PROCESSES", "2"))
 worker_class = "aiohttp.GunicornUVLoopWebWorker"

@@ -9,10 +9,12 @@ Under gunicorn use `gateway.app:gunicorn_app` with aiohttp's GunicornUVLoopWebWo
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -24,10 +26,11 @@ from oddstream.gateway.auth import (
     TokenVerifier,
     authorize_room,
     check_not_revoked,
+    check_production_secrets,
 )
 from oddstream.gateway.browser import add_browser_routes
 from oddstream.gateway.connection import Connection
-from oddstream.gateway.limits import IpRateLimiter, client_ip, parse_networks
+from oddstream.gateway.limits import IpRateLimiter, Network, client_ip, parse_networks
 from oddstream.gateway.management import json_error, routes
 from oddstream.gateway.metrics import GatewayMetrics
 from oddstream.gateway.node import GatewayNode, slot_member
@@ -109,10 +112,65 @@ def _no_room(request: web.Request, identity: Identity) -> None:
     return None
 
 
-def origin_allowed(request: web.BaseRequest, allowed: list[str]) -> bool:
-    """Browsers always send Origin; requests without one (services, bots) are not cross-site."""
+#: An origin as (scheme, host, port), comparable: `http://A:80` is `http://a`.
+OriginKey = tuple[str, str, int]
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin_key(text: str) -> OriginKey | None:
+    """`scheme://host[:port]` as (scheme, host, port), default ports filled in, lowercase;
+    None for anything else (`null`, a path, user info)."""
+    scheme, sep, authority = text.strip().partition("://")
+    authority = authority.removesuffix("/")
+    if not sep or not authority or any(ch in authority for ch in "/?#@\\ "):
+        return None
+    scheme = scheme.lower()
+    if scheme not in _DEFAULT_PORTS:
+        return None
+    try:
+        url = urlsplit(f"{scheme}://{authority}")
+        port = url.port
+    except ValueError:
+        return None
+    if not url.hostname:
+        return None
+    return scheme, url.hostname, port or _DEFAULT_PORTS[scheme]
+
+
+def _from_trusted_proxy(request: web.BaseRequest, trusted: list[Network]) -> bool:
+    try:
+        peer = ipaddress.ip_address(request.remote or "")
+    except ValueError:
+        return False
+    return any(peer in network for network in trusted)
+
+
+def _first_value(header: str | None) -> str | None:
+    """The first entry of a forwarded header: what the proxy nearest the client saw."""
+    first = (header or "").split(",")[0].strip()
+    return first or None
+
+
+def own_origin(request: web.BaseRequest, trusted: list[Network]) -> OriginKey | None:
+    """The origin this request was made to: its scheme and `Host`; behind a trusted proxy
+    (`ODDSTREAM_TRUSTED_PROXIES`) its `X-Forwarded-Proto` and `X-Forwarded-Host` instead."""
+    scheme, host = request.scheme, request.headers.get("Host")
+    if trusted and _from_trusted_proxy(request, trusted):
+        scheme = _first_value(request.headers.get("X-Forwarded-Proto")) or scheme
+        host = _first_value(request.headers.get("X-Forwarded-Host")) or host
+    return _origin_key(f"{scheme}://{host}") if host else None
+
+
+def origin_allowed(request: web.BaseRequest, allowed: list[str], trusted: list[Network]) -> bool:
+    """Browsers always send Origin; requests without one (services, bots) are not cross-site.
+    Allowed: the gateway's own origin, the listed ones, any with `*`."""
     origin = request.headers.get("Origin")
-    return origin is None or "*" in allowed or origin in allowed
+    if origin is None or "*" in allowed:
+        return True
+    key = _origin_key(origin)
+    if key is None:
+        return False
+    return key == own_origin(request, trusted) or any(key == _origin_key(a) for a in allowed)
 
 
 def _refusal(request: web.Request, status: int, code: ErrorCode, message: str,
@@ -132,7 +190,7 @@ def websocket_endpoint(
         if node.draining:
             return _refusal(request, 503, ErrorCode.SERVICE_UNAVAILABLE,
                             "This gateway is shutting down.", {"Retry-After": "1"})  # fmt: skip
-        if not origin_allowed(request, settings.allowed_origins):
+        if not origin_allowed(request, settings.allowed_origins, app[TRUSTED]):
             origin = request.headers.get("Origin")
             return _refusal(request, 403, ErrorCode.ORIGIN_NOT_ALLOWED,
                             f"Origin {origin!r} may not connect.")  # fmt: skip
@@ -234,10 +292,11 @@ async def _serve(request: web.Request, conn: Connection, initial: RoomSpec | Non
 async def cors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """CORS for the HTTP endpoints, from `ODDSTREAM_ALLOWED_ORIGINS`; preflights answered."""
+    """CORS for the HTTP endpoints: the gateway's own origin and `ODDSTREAM_ALLOWED_ORIGINS`
+    (as for WebSockets); preflights answered."""
     origin = request.headers.get("Origin")
-    allowed = request.app[SETTINGS].allowed_origins
-    permitted = origin is not None and ("*" in allowed or origin in allowed)
+    allowed, trusted = request.app[SETTINGS].allowed_origins, request.app[TRUSTED]
+    permitted = origin is not None and origin_allowed(request, allowed, trusted)
     if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
         response: web.StreamResponse = web.Response(status=204 if permitted else 403)
     else:
@@ -344,5 +403,8 @@ def make_runner(app: web.Application, settings: Settings) -> web.AppRunner:
 
 
 async def gunicorn_app() -> web.Application:
-    """Entry point for gunicorn: settings from the environment, one Hub per worker process."""
-    return create_app(load_settings())
+    """Entry point for gunicorn: settings from the environment, one Hub per worker process.
+    The production checks run here too, for a gunicorn started without deploy/gunicorn.conf.py."""
+    settings = load_settings()
+    check_production_secrets(settings)
+    return create_app(settings)

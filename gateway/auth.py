@@ -31,16 +31,19 @@ from oddstream.shared.protocol import (
 )
 from oddstream.shared.registry import Registry
 from oddstream.shared.rooms import RoomSpec, parse_room
-from oddstream.shared.settings import Settings
+from oddstream.shared.settings import Settings, SettingsError
 
 __all__ = [
     "ANONYMOUS",
+    "MIN_SECRET_BYTES",
     "AuthError",
     "Identity",
     "TokenVerifier",
     "authorize_room",
     "check_not_revoked",
+    "check_production_secrets",
     "issue_token",
+    "secret_weakness",
     "token_from_request",
 ]
 
@@ -297,3 +300,69 @@ def issue_token(secret: str, user: str, *, ttl: float = 86_400, **claims: Any) -
     now = int(time.time())
     body = {"sub": user, "iat": now, "exp": now + int(ttl), **claims}
     return jwt.encode(body, secret, algorithm="HS256")
+
+
+# --- start-up checks (production) ------------------------------------------------------------
+
+#: An HS256 key at least as long as the hash's output (RFC 7518 section 3.2).
+MIN_SECRET_BYTES = 32
+#: Example and template values, compared lowercase with everything but letters and digits
+#: removed; refused whatever their length.
+_PLACEHOLDERS = frozenset(
+    {"secret", "changeme", "changeit", "devsecret", "dev", "development", "password", "test",
+     "testing", "jwtsecret", "mysecret", "supersecret", "secretkey", "default", "example"}
+)  # fmt: skip
+#: Words that mark a template value however long it is ("CHANGE_ME_TO_A_LONG_RANDOM_STRING").
+_PLACEHOLDER_MARKS = ("changeme", "changethis", "replaceme", "placeholder", "yoursecret",
+                      "your256bitsecret", "insecure")  # fmt: skip
+#: Fewer distinct characters than this is a repeated pattern ("secretsecret...", "aaaa...").
+_MIN_DISTINCT = 8
+
+
+def secret_weakness(secret: str) -> str | None:
+    """Why an HS* secret is weak, or None; never echoes the secret."""
+    folded = "".join(ch for ch in secret.lower() if ch.isalnum())
+    if folded in _PLACEHOLDERS or any(mark in folded for mark in _PLACEHOLDER_MARKS):
+        return "is a placeholder"
+    size = len(secret.encode())
+    if size < MIN_SECRET_BYTES:
+        return (
+            f"is {size} bytes, fewer than the {MIN_SECRET_BYTES} HS256 needs (RFC 7518 section 3.2)"
+        )
+    if len(set(secret)) < _MIN_DISTINCT:
+        return "repeats a few characters"
+    return None
+
+
+def check_production_secrets(settings: Settings) -> None:
+    """Refuse a production gateway whose tokens can be forged or never verified.
+
+    In production (`ODDSTREAM_ENV`, the default outside `oddstream dev`): a JWT_SECRET in use
+    (an HS* algorithm accepted) must not be weak, whether or not anonymous connections are
+    allowed, since anyone who guesses it signs admin tokens; and when tokens are required
+    (`ODDSTREAM_ALLOW_ANONYMOUS=false`) there must be a key to verify them. SettingsError with
+    one line naming the setting otherwise.
+    """
+    if settings.env != "production":
+        return
+    hs = any(a.startswith("HS") for a in settings.jwt_algorithms)
+    asymmetric = any(not a.startswith("HS") for a in settings.jwt_algorithms)
+    # An empty JWT_SECRET is no secret: the verifier treats it as unset too.
+    secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
+    escape = "or set ODDSTREAM_ENV=development outside production"
+    if hs and secret:
+        weakness = secret_weakness(secret)
+        if weakness is not None:
+            raise SettingsError(
+                f"JWT_SECRET {weakness}: use at least {MIN_SECRET_BYTES} random bytes "
+                f"(e.g. `openssl rand -hex 32`), {escape}"
+            )
+    has_key = (hs and bool(secret)) or (
+        asymmetric and bool(settings.jwt_public_key or settings.jwt_jwks_url)
+    )
+    if not settings.allow_anonymous and not has_key:
+        raise SettingsError(
+            "JWT_SECRET is not set but tokens are required (ODDSTREAM_ALLOW_ANONYMOUS=false): "
+            f"set it to at least {MIN_SECRET_BYTES} random bytes (or ODDSTREAM_JWT_PUBLIC_KEY / "
+            f"ODDSTREAM_JWT_JWKS_URL for RS*/ES* tokens), {escape}"
+        )

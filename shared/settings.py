@@ -6,13 +6,16 @@ the `ODDSTREAM_` prefix so they never collide with a host's generic `HOST` or `P
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import re
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: A list read from one variable as commas (`a,b`) or JSON (`["a","b"]`).
 CommaList = Annotated[list[str], NoDecode]
+#: What a browser sends as `Origin`: scheme, host and optional port (a trailing `/` forgiven).
+_ORIGIN = re.compile(r"https?://[^/?#@\s\\]+/?", re.IGNORECASE)
 
 __all__ = ["Settings", "SettingsError", "load_settings"]
 
@@ -38,7 +41,9 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("JWT_SECRET", "jwt_secret"),
-        description="HS256 secret for tokens. Unset: only anonymous connections are accepted.",
+        description="HS256 secret for tokens. Unset: only anonymous connections are accepted. "
+        "In production at least 32 bytes (RFC 7518 3.2) and no placeholder, or the gateway "
+        "refuses to start.",
     )
     heartbeat_interval: float = Field(
         default=30.0,
@@ -95,9 +100,12 @@ class Settings(BaseSettings):
         "logged). Unset: only `--from-file` works.",
     )
     allowed_origins: CommaList = Field(
-        default=["*"],
-        description="Origins allowed to open WebSockets and to call the HTTP endpoints (CORS). "
-        "`*` allows any; requests without an Origin header (non-browsers) are always allowed.",
+        default=[],
+        description="Origins allowed to open WebSockets and to call the HTTP endpoints (CORS), "
+        "besides the gateway's own. Empty (the default): its own origin only, the scheme and "
+        "host the request was made to (Host; X-Forwarded-Proto and X-Forwarded-Host from "
+        "`trusted_proxies` only). `*` allows any origin (an explicit opt-in). Requests "
+        "without an Origin header (non-browsers) are always allowed.",
     )
 
     # --- abuse limits ----------------------------------------------------------------------
@@ -132,6 +140,12 @@ class Settings(BaseSettings):
     )
 
     # --- ours ---------------------------------------------------------------------------
+    env: Literal["production", "development"] = Field(
+        default="production",
+        description="`production` (the default; `oddstream gateway` and gunicorn): the gateway "
+        "refuses to start with a weak JWT_SECRET, or with none when tokens are required. "
+        "`development` skips that check; `oddstream dev` always runs as development.",
+    )
     host: str = Field(default="127.0.0.1", description="Gateway bind address.")
     port: int = Field(default=8000, ge=0, le=65535, description="Gateway port; 0 picks a free one.")
     public_url: str | None = Field(
@@ -312,6 +326,17 @@ class Settings(BaseSettings):
         bad = [a for a in value if a not in allowed]
         if bad or not value:
             raise ValueError(f"use one or more of {', '.join(sorted(allowed))} (not {bad})")
+        return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        bad = [o for o in value if o != "*" and not _ORIGIN.fullmatch(o)]
+        if bad:
+            raise ValueError(
+                "use `*` or origins like https://app.example.com:8443 (scheme, host, optional "
+                f"port, no path), not {', '.join(map(repr, bad))}"
+            )
         return value
 
     @property

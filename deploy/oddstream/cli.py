@@ -370,6 +370,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         match args.command:
             case "gateway":
+                from oddstream.gateway.auth import check_production_secrets
+
+                try:
+                    check_production_secrets(settings)
+                except SettingsError as exc:
+                    print(f"oddstream: {exc}", file=sys.stderr)
+                    return 2
                 return _run(lambda: _gateway_main(settings))
             case "worker":
                 return _run(lambda: _worker_main(settings, args.worker_id))

@@ -80,6 +80,10 @@ async def dev_main(
         except ValueError as exc:
             print(f"oddstream dev: --feed-file: {exc}", file=sys.stderr)
             return 2
+    # Development: no production start-up checks. Origins are not widened: the gateway
+    # accepts its own (the dashboard at http://127.0.0.1:PORT or http://localhost:PORT) and
+    # those ODDSTREAM_ALLOWED_ORIGINS lists, e.g. a Vite dev server's.
+    settings = settings.model_copy(update={"env": "development"})
     stop = asyncio.Event()
     stop_on_signals(stop)
     embedded: EmbeddedRedis | None = None
