@@ -4,7 +4,8 @@
   trusted proxy forwarded), more only when `ODDSTREAM_ALLOWED_ORIGINS` lists them, any with an
   explicit `*`; requests without an Origin header (non-browsers) always.
 - `oddstream dev`: its dashboard connects from http://127.0.0.1:PORT and http://localhost:PORT,
-  a page of another origin is refused (the dev runner does not widen the default).
+  a page of another origin is refused unless listed (the dev runner does not widen the
+  default).
 - `oddstream gateway` and gunicorn refuse to start in production with a weak JWT_SECRET, or
   none when tokens are required, with one line naming the setting; a strong one starts.
 """
@@ -211,8 +212,10 @@ async def test_dev_dashboard_connects_from_its_own_origin_and_no_other(
     prefix: str, workdir: Path
 ) -> None:
     port = free_port()
-    # A weak secret: `dev` is development, it starts anyway (a gateway would refuse it).
-    env = cli_env(None, prefix, JWT_SECRET="dev-secret")
+    # A weak secret: `dev` is development, it starts anyway (a gateway would refuse it). A
+    # listed origin (a Vite dev server's) is allowed besides the dashboard's own, nothing else.
+    vite = "http://localhost:5173"
+    env = cli_env(None, prefix, JWT_SECRET="dev-secret", ODDSTREAM_ALLOWED_ORIGINS=vite)
     async with (
         cli_process("dev", "--port", str(port), "--rate", "60", env=env, cwd=workdir) as dev,
         chromium() as browser,
@@ -258,9 +261,10 @@ async def test_dev_dashboard_connects_from_its_own_origin_and_no_other(
         assert cross == "blocked"
         await page.close()
 
-        status, body = await upgrade(
-            f"ws://127.0.0.1:{port}/ws/v2/connect", {"Origin": "http://127.0.0.1:5173"}
-        )
+        url = f"ws://127.0.0.1:{port}/ws/v2/connect"
+        assert (await upgrade(url, {"Origin": vite}))[0] == 101
+        assert await _cors_allows(base, vite) == vite
+        status, body = await upgrade(url, {"Origin": "http://127.0.0.1:5173"})
         assert_origin_refused(status, body, "http://127.0.0.1:5173")
         dev.signal(signal.SIGINT)
         assert await dev.exit_status(15) == 0
@@ -381,18 +385,25 @@ async def test_gateway_starts_with_a_strong_secret_or_none_needed(
 
 # --- gunicorn ------------------------------------------------------------------------------------
 
+GUNICORN = (sys.executable, "-m", "gunicorn", "oddstream.gateway.app:gunicorn_app")
+WITH_CONFIG = ("-c", str(ROOT / "deploy" / "gunicorn.conf.py"))
 
-def _gunicorn(env: dict[str, str], workdir: Path, stderr: Any) -> subprocess.Popen[str]:
-    config = str(ROOT / "deploy" / "gunicorn.conf.py")
+
+def _gunicorn(env: dict[str, str], workdir: Path, log: Any) -> subprocess.Popen[str]:
+    """gunicorn with deploy/gunicorn.conf.py, running; its stderr goes to `log`."""
     return subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "oddstream.gateway.app:gunicorn_app", "-c", config],
-        env=env,
-        cwd=workdir,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=stderr,
-        text=True,
-    )
+        [*GUNICORN, *WITH_CONFIG], env=env, cwd=workdir, stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=log, text=True,
+    )  # fmt: skip
+
+
+def _gunicorn_exit(env: dict[str, str], workdir: Path, *args: str) -> tuple[int, str]:
+    """gunicorn run to its exit (it must exit by itself): (status, stderr)."""
+    done = subprocess.run(
+        [*GUNICORN, *args], env=env, cwd=workdir, stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    return done.returncode, done.stderr
 
 
 @pytest.mark.slow
@@ -406,44 +417,51 @@ async def test_gunicorn_refuses_a_weak_secret_and_starts_with_a_strong_one(
         "ODDSTREAM_GATEWAY_PROCESSES": "1",
         "ODDSTREAM_SHUTDOWN_GRACE": "2",
     }
-    weak_env = cli_env(redis_url, prefix, JWT_SECRET="secret", **base)
-    weak = _gunicorn(weak_env, workdir, subprocess.PIPE)
-    try:
-        _, err = await asyncio.to_thread(weak.communicate, timeout=30)
-    finally:
-        if weak.poll() is None:
-            weak.kill()
-    assert weak.returncode == 2, err
+    weak = cli_env(redis_url, prefix, JWT_SECRET="secret", **base)
+    status, err = await asyncio.to_thread(_gunicorn_exit, weak, workdir, *WITH_CONFIG)
+    assert status == 2, err
     assert err.strip().splitlines() == [
         "oddstream: JWT_SECRET is a placeholder: use at least 32 random bytes "
         "(e.g. `openssl rand -hex 32`), or set ODDSTREAM_ENV=development outside production"
     ]
+    # Without deploy/gunicorn.conf.py the app factory checks too: the worker does not boot.
+    bare = (
+        "--worker-class",
+        "aiohttp.GunicornUVLoopWebWorker",
+        "-w",
+        "1",
+        "-b",
+        f"127.0.0.1:{port}",
+    )
+    status, err = await asyncio.to_thread(_gunicorn_exit, weak, workdir, *bare)
+    assert status != 0, err
+    assert "JWT_SECRET is a placeholder" in err and "Worker failed to boot" in err, err
 
-    log = (workdir / "gunicorn.log").open("w")
-    strong = _gunicorn(cli_env(redis_url, prefix, JWT_SECRET=STRONG, **base), workdir, log)
-    try:
-        async with _session() as session:
+    log_path = workdir / "gunicorn.log"
+    with log_path.open("w") as log:
+        strong = _gunicorn(cli_env(redis_url, prefix, JWT_SECRET=STRONG, **base), workdir, log)
+        try:
+            async with _session() as session:
 
-            async def healthy() -> bool:
-                try:
-                    async with session.get(f"http://127.0.0.1:{port}/healthz") as r:
-                        return r.status == 200
-                except aiohttp.ClientError:
-                    return False
+                async def healthy() -> bool:
+                    try:
+                        async with session.get(f"http://127.0.0.1:{port}/healthz") as r:
+                            return r.status == 200
+                    except aiohttp.ClientError:
+                        return False
 
-            await wait_until(healthy, timeout=20, interval=0.2, message="gunicorn gateway up")
-        token = issue_token(STRONG, "alice")
-        client = await Client.connect(f"ws://127.0.0.1:{port}/ws/v2/connect?token={token}")
-        assert client.of("welcome")[0]["data"]["user"] == "alice"
-        await client.close()
-        strong.send_signal(signal.SIGTERM)
-        await asyncio.to_thread(strong.wait, 15)
-        assert strong.returncode == 0, (workdir / "gunicorn.log").read_text()
-    finally:
-        if strong.poll() is None:
-            strong.kill()
-            strong.wait()
-        log.close()
+                await wait_until(healthy, timeout=20, interval=0.2, message="gunicorn up")
+            token = issue_token(STRONG, "alice")
+            client = await Client.connect(f"ws://127.0.0.1:{port}/ws/v2/connect?token={token}")
+            assert client.of("welcome")[0]["data"]["user"] == "alice"
+            await client.close()
+            strong.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(strong.wait, 15)
+            assert strong.returncode == 0, log_path.read_text()
+        finally:
+            if strong.poll() is None:
+                strong.kill()
+                strong.wait()
 
 
 def _session() -> aiohttp.ClientSession:

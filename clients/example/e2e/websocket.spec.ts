@@ -23,10 +23,15 @@ let site: { url: string; close(): Promise<void> };
 
 test.describe.configure({ mode: "serial" });
 
+/** The system, allowing the page's origin (the static server's, not the gateway's own). */
+function startSystem(): Promise<RunningDev> {
+  return startDev({ port, rate: 150, secret, admin, env: { ODDSTREAM_ALLOWED_ORIGINS: site.url } });
+}
+
 test.beforeAll(async () => {
   port = await freePort();
-  dev = await startDev({ port, rate: 150, secret, admin });
   site = await serveStatic(DIST);
+  dev = await startSystem();
 });
 
 test.afterAll(async () => {
@@ -114,7 +119,7 @@ test("a gateway restart shows reconnecting and a toast, then recovers without a 
   await expect(status).toContainText(/Reconnecting/);
   await expect(page.getByTestId("toast").filter({ hasText: "Disconnected" }).first()).toBeVisible();
 
-  dev = await startDev({ port, rate: 150, secret, admin });
+  dev = await startSystem();
   await expect(status).toHaveAttribute("data-state", "connected", { timeout: 45_000 });
   await expect(page.getByTestId("toast").filter({ hasText: "Reconnected" }).first()).toBeVisible();
   // The new system's Redis started empty: the positions the page held are unknown there, so

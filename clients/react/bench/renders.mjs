@@ -81,8 +81,9 @@ await build({
   plugins: [react()],
   build: { outDir: out, emptyOutDir: true },
 });
-const dev = await startDev({ rate: 1 });
 const site = /** @type {{server: import("node:http").Server, url: string}} */ (await serve(out));
+// The page is served from another origin than the gateway's: allow it (nothing else is).
+const dev = await startDev({ rate: 1, env: { ODDSTREAM_ALLOWED_ORIGINS: site.url } });
 const [py = "python3", ...pyArgs] = python();
 const feeder = spawn(py, [...pyArgs, join(HERE, "feed.py"), "--rate", String(RATE), "--duration", "600"], {
   env: { ...process.env, REDIS_URL: dev.redis },
