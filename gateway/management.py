@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from oddstream.gateway.analytics import read_rollups
+from oddstream.gateway.openapi import OPENAPI_PATH, openapi_json
 from oddstream.gateway.state import METRICS, NODE, VERIFIER
 from oddstream.shared.events import BroadcastEvent
 from oddstream.shared.keys import Keys
@@ -290,6 +291,13 @@ async def broadcast_test(request: web.Request) -> web.Response:
 @routes.get("/ws/v2/schema")
 async def schema(request: web.Request) -> web.Response:
     return json_response(json_schema())
+
+
+@routes.get(OPENAPI_PATH)
+async def openapi(request: web.Request) -> web.Response:
+    """This gateway's HTTP endpoints, OpenAPI 3.1 (`gateway.openapi`)."""
+    kept = request.app[NODE].settings.analytics_retention_seconds // 60
+    return web.Response(body=openapi_json(kept), content_type="application/json")
 
 
 @routes.get("/metrics")
