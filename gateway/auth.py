@@ -313,8 +313,8 @@ _PLACEHOLDERS = frozenset(
      "testing", "jwtsecret", "mysecret", "supersecret", "secretkey", "default", "example"}
 )  # fmt: skip
 #: Words that mark a template value however long it is ("CHANGE_ME_TO_A_LONG_RANDOM_STRING").
-_PLACEHOLDER_MARKS = ("changeme", "changethis", "replaceme", "placeholder", "yoursecret",
-                      "your256bitsecret", "insecure")  # fmt: skip
+_PLACEHOLDER_MARKS = ("changeme", "changethis", "replaceme", "replacethis", "replacewith",
+                      "placeholder", "yoursecret", "your256bitsecret", "insecure")  # fmt: skip
 #: Fewer distinct characters than this is a repeated pattern ("secretsecret...", "aaaa...").
 _MIN_DISTINCT = 8
 

@@ -312,6 +312,7 @@ def test_secret_weakness() -> None:
         ("Dev_Secret", "is a placeholder"),
         ("CHANGE_ME_TO_A_LONG_RANDOM_STRING_IN_PRODUCTION", "is a placeholder"),
         ("your-256-bit-secret", "is a placeholder"),
+        ("replace-with-a-long-random-secret", "is a placeholder"),
         ("0123456789abcdef0123456789abcde", "is 31 bytes, fewer than the 32"),
         ("a" * 64, "repeats a few characters"),
         ("secret" * 8, "repeats a few characters"),
