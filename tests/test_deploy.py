@@ -630,6 +630,8 @@ def test_nginx_proxies_websockets_round_robin_to_the_compose_gateways() -> None:
     assert headers["x-forwarded-host"] == "$http_host"
     assert headers["host"] == "$http_host"
     assert location.one("proxy_buffering").args == ["off"]
+    # A draining gateway answers new handshakes 503: nginx tries the other one instead.
+    assert "http_503" in location.one("proxy_next_upstream").args
 
     settings = [settings_from(compose_environment(s), n) for n, s in gateways.items()]
     for timeout in ("proxy_read_timeout", "proxy_send_timeout"):
