@@ -112,7 +112,7 @@ _FLOAT_SLACK = 1e-9
 def _price(value: Any) -> int | None:
     """An American price from an odds payload, or None when absent or not a price."""
     try:
-        implied_probability(value)
+        _implied_float(value)  # validates, memoized: prices repeat all day
     except (OddsError, TypeError):  # TypeError: unhashable junk in a feed's payload
         return None
     return int(value)
@@ -142,15 +142,16 @@ class Quote:
 def quote_of(event: OddsEvent) -> Quote | None:
     """What an odds event offers, or None when it offers nothing: its status is "suspended",
     it has no valid price on either side, or (spread, total) no numeric line."""
-    if getattr(event, "status", None) == "suspended":
+    if event.status == "suspended":
         return None
     first, second = SIDES[event.market]
-    prices = (_price(getattr(event, first[1], None)), _price(getattr(event, second[1], None)))
+    payload = event.model_extra or {}  # a dict lookup: getattr on a model's extras is slow
+    prices = (_price(payload.get(first[1])), _price(payload.get(second[1])))
     if prices == (None, None):
         return None
     line = None
     if event.market != "moneyline":
-        line = _line(getattr(event, "line", None))
+        line = _line(payload.get("line"))
         if line is None:
             return None
     return Quote(line, prices)
@@ -343,8 +344,9 @@ class Detector:
         so a book that moves its line leaves the old line's group and joins the new one."""
         game = self._game(event.game_id, event.sport)
         if game.home is None or game.away is None:
-            game.home = _team(getattr(event, "home_team", None)) or game.home
-            game.away = _team(getattr(event, "away_team", None)) or game.away
+            payload = event.model_extra or {}
+            game.home = _team(payload.get("home_team")) or game.home
+            game.away = _team(payload.get("away_team")) or game.away
         game.seen = self._clock()
         quotes = game.markets.setdefault(event.market, {})
         before = quotes.get(event.sportsbook)
