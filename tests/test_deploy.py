@@ -78,9 +78,9 @@ COMPOSE_SCHEMA = ROOT / "tests" / "data" / "compose-spec.json"
 K8S_VERSIONS = ("1.29.0", kubernetes_validate.utils.latest_version())
 #: In deploy/k8s but applied on their own (kustomization.yaml says why).
 APPLIED_ALONE = {"secret.example.yaml", "servicemonitor.yaml"}
-#: Variables set in the image that are Python's, not ours.
-PYTHON_VARIABLES = {"PATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PIP_NO_CACHE_DIR",
-                    "PIP_DISABLE_PIP_VERSION_CHECK"}  # fmt: skip
+#: Variables set in the image that are the system's or Python's, not ours.
+RUNTIME_VARIABLES = {"PATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PIP_NO_CACHE_DIR",
+                     "PIP_DISABLE_PIP_VERSION_CHECK", "XDG_RUNTIME_DIR"}  # fmt: skip
 GATEWAY_APP = "oddstream.gateway.app:gunicorn_app"
 #: The JWT_SECRET the tests deploy with, as an operator would (`openssl rand -hex 32`).
 STRONG_SECRET = secrets.token_hex(32)
@@ -140,7 +140,7 @@ def environment(env: Mapping[str, str]) -> Iterator[None]:
 
 def settings_from(env: Mapping[str, str], where: str) -> Settings:
     """The Settings a process started with `env` gets; the test fails on an invalid value."""
-    unknown = sorted(set(env) - KNOWN_VARIABLES - PYTHON_VARIABLES)
+    unknown = sorted(set(env) - KNOWN_VARIABLES - RUNTIME_VARIABLES)
     assert not unknown, f"{where}: not a setting: {unknown}"
     with environment(env):
         try:
@@ -936,6 +936,13 @@ def test_k8s_gateway_probes_port_and_shutdown_budget_match_the_gateway() -> None
     settings = settings_from(env, "oddstream-gateway")
     gunicorn = gunicorn_settings(env)
     assert gunicorn["workers"] == 1, "one gateway process per pod: /metrics is the whole pod"
+    # A read-only root filesystem, but gunicorn writes its heartbeat files and control socket
+    # to the image's XDG_RUNTIME_DIR (/tmp): a writable volume there.
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    runtime_dir = env_of(dockerfile_stages()[-1])["XDG_RUNTIME_DIR"]
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == runtime_dir)
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert "emptyDir" in volume and not mount.get("readOnly")
 
     (port,) = container["ports"]
     assert gunicorn["bind"] == f"0.0.0.0:{port['containerPort']}"
