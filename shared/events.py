@@ -339,18 +339,15 @@ class _Stored:
             raise TypeError(f"{model.__name__}: stored forms do not carry aliases")
 
     def build(self, data: dict[str, Any]) -> _Event:
+        """The model of `data` (taken: its fields are moved out, the rest become extras)."""
         values = dict(self.defaults)
-        extra: dict[str, Any] = {}
-        names = self.names
-        for key, value in data.items():
-            if key in names:
-                values[key] = value
-            else:
-                extra[key] = value
+        given = self.names & data.keys()
+        for key in given:
+            values[key] = data.pop(key)  # what is left in `data` are the extras
         event = self.model.__new__(self.model)
         object.__setattr__(event, "__dict__", values)
-        object.__setattr__(event, "__pydantic_fields_set__", names & data.keys())
-        extras = extra if self.model.model_config.get("extra") == "allow" else None
+        object.__setattr__(event, "__pydantic_fields_set__", given)
+        extras = data if self.model.model_config.get("extra") == "allow" else None
         object.__setattr__(event, "__pydantic_extra__", extras)
         object.__setattr__(event, "__pydantic_private__", None)
         return event

@@ -136,7 +136,10 @@ class RoomSpec:
             return False
         if self.type is SubscriptionType.PORTFOLIO:
             return event.user is not None and event.user == self.user
-        return all(_filter_matches(key, wanted, event, self.type) for key, wanted in self.filters)
+        for key, wanted in self.filters:  # noqa: SIM110 - no generator per event: hot path
+            if not _filter_matches(key, wanted, event, self.type):
+                return False
+        return True
 
 
 def _filter_matches(key: str, wanted: FilterValue, event: Routing, type_: SubscriptionType) -> bool:
