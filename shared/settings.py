@@ -305,6 +305,11 @@ class Settings(BaseSettings):
         "subscribers with a game_id filter).",
     )
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    log_format: Literal["json", "console"] | None = Field(
+        default=None,
+        description="Log lines on stderr: `json` (one JSON object a line) or `console` "
+        "(readable). Unset: json in production, console in development (`oddstream dev`).",
+    )
 
     @field_validator("jwt_algorithms", "allowed_origins", "trusted_proxies", mode="before")
     @classmethod
