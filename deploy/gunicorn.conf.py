@@ -4,6 +4,11 @@ Each gunicorn worker process is one gateway (its own Hub, inbox and registration
 `workers` is the number of gateway processes on this host. aiohttp's GunicornUVLoopWebWorker
 derives its shutdown timeout from `graceful_timeout`, which should match
 ODDSTREAM_SHUTDOWN_GRACE.
+
+Logs: gunicorn's own (`gunicorn.error`) and the gateways' come out in one format on stderr
+(`oddstream.shared.logs`: JSON lines in production, readable with ODDSTREAM_LOG_FORMAT=console
+or in development), at ODDSTREAM_LOG_LEVEL: `logconfig_dict` replaces gunicorn's handlers,
+`on_starting` sets up structlog in the master before it forks the workers.
 """
 
 import os
@@ -23,7 +28,27 @@ def _refuse_an_insecure_production_start() -> None:
         sys.exit(2)
 
 
+def _logging() -> tuple[str, dict[str, object]]:
+    """ODDSTREAM_LOG_LEVEL, and the logging configuration gunicorn applies (`logconfig_dict`)."""
+    from oddstream.shared.logs import log_format, logging_config
+    from oddstream.shared.settings import load_settings
+
+    settings = load_settings()
+    fmt = log_format(settings.env, settings.log_format)
+    return settings.log_level, logging_config(settings.log_level, fmt)
+
+
+def on_starting(server: object) -> None:
+    """In the master, before any worker is forked: structlog's events go to `logconfig_dict`'s
+    handler (the workers inherit this)."""
+    from oddstream.shared.logs import configure_structlog
+
+    configure_structlog(_log_level)
+
+
 _refuse_an_insecure_production_start()
+_log_level, logconfig_dict = _logging()
+loglevel = _log_level.lower()
 bind = f"{os.environ.get('ODDSTREAM_HOST', '0.0.0.0')}:{os.environ.get('ODDSTREAM_PORT', '8000')}"
 workers = int(os.environ.get("ODDSTREAM_GATEWAY_PROCESSES", "2"))
 worker_class = "aiohttp.GunicornUVLoopWebWorker"

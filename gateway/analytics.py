@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import logging
 import time
 from bisect import bisect_left
 from collections.abc import Iterator, Sized
@@ -43,6 +42,7 @@ from prometheus_client.metrics_core import HistogramMetricFamily, Metric
 from redis.asyncio import Redis
 
 from oddstream.shared.keys import Keys
+from oddstream.shared.logs import get_logger
 from oddstream.shared.loops import raise_if_cancelling
 from oddstream.shared.rooms import RoomSpec
 from oddstream.shared.settings import Settings
@@ -56,7 +56,7 @@ __all__ = [
     "read_rollups",
 ]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 #: Upper bounds (ms, inclusive) of the delivery-latency buckets; one more bucket takes the
 #: rest (`lat|inf`). Changing them changes field names: readers merge any bound they find.
@@ -212,7 +212,7 @@ class UsageAnalytics:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("gateway.analytics.flush_failed error=%s", exc)
+                log.warning("gateway.analytics.flush_failed", error=repr(exc))
             raise_if_cancelling()
 
     def _until_next_flush(self, now: float) -> float:

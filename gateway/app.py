@@ -43,6 +43,7 @@ from oddstream.gateway.state import (
     TRUSTED,
     VERIFIER,
 )
+from oddstream.shared.logs import get_logger
 from oddstream.shared.protocol import (
     SPORT_TYPES,
     SUBPROTOCOL,
@@ -58,7 +59,9 @@ from oddstream.shared.settings import Settings, load_settings
 
 __all__ = ["RedactingAccessLogger", "create_app", "gunicorn_app", "make_runner"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
+#: The access log: `http.access` events (the path only, never the query string).
+access_log = get_logger("aiohttp.access")
 
 #: Query parameters that are not filters.
 _CONTROL_PARAMS = frozenset({"token", "reconnect"})
@@ -259,6 +262,13 @@ async def _serve(request: web.Request, conn: Connection, initial: RoomSpec | Non
     node, settings, metrics = request.app[NODE], request.app[SETTINGS], request.app[METRICS]
     reconnect = bool(request.query.get("reconnect"))
     node.add(conn, reconnect)
+    conn_log = conn.logger
+    conn_log.info(
+        "gateway.client.connected",
+        user=conn.identity.user,
+        endpoint=conn.endpoint,
+        reconnect=reconnect,
+    )
     metrics.connections_opened.labels(conn.endpoint).inc()
     if reconnect:
         metrics.reconnections.inc()
@@ -286,6 +296,13 @@ async def _serve(request: web.Request, conn: Connection, initial: RoomSpec | Non
         await conn.serve()
     finally:
         await node.remove(conn)
+        conn_log.info(
+            "gateway.client.disconnected",
+            user=conn.identity.user,
+            code=conn.close_code(),
+            messages_in=conn.messages_received,
+            messages_out=conn.messages_sent,
+        )
 
 
 @web.middleware
@@ -328,7 +345,7 @@ async def json_errors(
     except web.HTTPException:
         raise
     except Exception:
-        log.exception("gateway.http.failed path=%s", request.path)
+        log.exception("gateway.http.failed", method=request.method, path=request.path)
         return json_error(500, ErrorCode.INTERNAL_ERROR, "The gateway failed on this request.")
 
 
@@ -381,14 +398,18 @@ def create_app(settings: Settings) -> web.Application:
 class RedactingAccessLogger(AbstractAccessLogger):
     """Access log with the path only: `?token=` must never reach a log file."""
 
+    @property
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
+
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info(
-            "http.access remote=%s method=%s path=%s status=%s duration_ms=%.1f",
-            request.remote,
-            request.method,
-            request.path,
-            response.status,
-            time * 1000,
+        access_log.info(
+            "http.access",
+            remote=request.remote,
+            method=request.method,
+            path=request.path,
+            status=response.status,
+            duration_ms=round(time * 1000, 1),
         )
 
 

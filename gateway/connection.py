@@ -18,7 +18,6 @@ clients see no added delay:
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 import uuid
 from collections.abc import Coroutine
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import ValidationError
+from structlog.typing import FilteringBoundLogger
 
 from oddstream.gateway.analytics import UsageAnalytics
 from oddstream.gateway.auth import AuthError, Identity, authorize_room
@@ -34,6 +34,7 @@ from oddstream.gateway.frames import text_frame
 from oddstream.gateway.limits import TokenBucket
 from oddstream.gateway.metrics import GatewayMetrics
 from oddstream.gateway.resume import Replay, Seam, Snapshot, parse_position, seam_of, through_seams
+from oddstream.shared.logs import get_logger
 from oddstream.shared.protocol import (
     CLIENT_MESSAGE_TYPES,
     AuthMessage,
@@ -60,7 +61,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Connection", "ConnectionHost"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 #: Seconds a slow consumer gets to take its close frame before the socket is aborted.
 SLOW_CLOSE_SECONDS = 1.0
@@ -179,6 +180,12 @@ class Connection:
         self.bucket = TokenBucket(host.settings.messages_per_second, host.settings.message_burst)
         self.strikes = 0  # messages refused for rate in a row
         self.expiry_notified = False
+
+    @property
+    def logger(self) -> FilteringBoundLogger:
+        """A logger whose events carry this connection's `client_id` and `gateway` (bound when
+        something is logged, which is rare: no memory held per connection)."""
+        return log.bind(client_id=self.client_id, gateway=self.host.gateway_id)
 
     # --- sending -------------------------------------------------------------------------
 
@@ -401,7 +408,7 @@ class Connection:
         except ProtocolError as exc:
             self.send_error(exc.code, exc.message, request_id)
         except Exception:
-            log.exception("gateway.message.failed client_id=%s", self.client_id)
+            self.logger.exception("gateway.message.failed")
             self.send_error(
                 ErrorCode.INTERNAL_ERROR, "The gateway failed on this message.", request_id
             )

@@ -13,7 +13,6 @@ revocations) are handed to the node. Usage analytics are counted per read and pe
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,12 +24,13 @@ from oddstream.gateway.connection import Connection
 from oddstream.gateway.frames import text_frame
 from oddstream.gateway.metrics import GatewayMetrics
 from oddstream.gateway.rooms import LocalRooms
+from oddstream.shared.logs import get_logger
 from oddstream.shared.loops import Backoff, raise_if_cancelling
 from oddstream.shared.streams import Canary, Delivery, Revocation, decode_inbox_entry
 
 __all__ = ["InboxFanout"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 #: Inbox entries per read. Each holds up to a worker batch of deliveries; the cap bounds what
 #: one read can put in flight to one client while the gateway catches up on a backlog.
@@ -100,7 +100,7 @@ class InboxFanout:
                 raise
             except Exception as exc:
                 self._on_redis(False)
-                log.warning("gateway.inbox.failed error=%s", exc)
+                log.warning("gateway.inbox.failed", stream=self._inbox, error=repr(exc))
                 await backoff.sleep()
 
     def fan_out(self, entries: list[Entry]) -> int:
@@ -115,7 +115,7 @@ class InboxFanout:
             try:
                 batch = list(decode_inbox_entry(fields))
             except (KeyError, ValueError):
-                log.error("gateway.inbox.malformed id=%s", entry_id)
+                log.error("gateway.inbox.malformed", stream=self._inbox, entry_id=entry_id)
                 continue
             items += len(batch)
             for item in batch:

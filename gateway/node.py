@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import logging
 import os
 import random
 import socket
@@ -43,6 +42,7 @@ from oddstream.gateway.rooms import LocalRooms
 from oddstream.shared.events import CanaryEvent
 from oddstream.shared.ingest import Ingester
 from oddstream.shared.keys import Keys
+from oddstream.shared.logs import get_logger
 from oddstream.shared.loops import periodic, stop_tasks
 from oddstream.shared.protocol import CloseCode, ServerMessageType, server_frame
 from oddstream.shared.registry import Registry
@@ -52,7 +52,7 @@ from oddstream.shared.streams import Canary, Revocation
 
 __all__ = ["GatewayNode", "slot_member"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 VERSION = version("oddstream")
 
@@ -87,6 +87,7 @@ class GatewayNode:
         self.ingester = Ingester(redis, self.keys)
         self.registry = Registry.of(redis, self.keys, settings)
         self.gateway_id = f"gw-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.log = log.bind(gateway=self.gateway_id)
         self.started_at = time.time()
         self.url: str | None = settings.public_url
         self.connections: dict[str, Connection] = {}
@@ -129,18 +130,21 @@ class GatewayNode:
         await self._register()
         await self._send_canary()
         self._tasks = [
-            periodic("gateway.canary", s.canary_interval, self._send_canary, log),
-            periodic("gateway.flush", FLUSH_INTERVAL, self.fanout.flush_backlogged, log),
+            periodic("gateway.canary", s.canary_interval, self._send_canary, self.log),
+            periodic("gateway.flush", FLUSH_INTERVAL, self.fanout.flush_backlogged, self.log),
             asyncio.create_task(self.fanout.run(), name="gateway.inbox"),
-            periodic("gateway.beat", s.gateway_heartbeat, self._beat, log),
-            periodic("gateway.ping", s.heartbeat_interval, self.heartbeat.ping_all, log),
+            periodic("gateway.beat", s.gateway_heartbeat, self._beat, self.log),
+            periodic("gateway.ping", s.heartbeat_interval, self.heartbeat.ping_all, self.log),
             periodic(
-                "gateway.sweep", min(1.0, s.connection_timeout / 4), self.heartbeat.sweep, log
+                "gateway.sweep",
+                min(1.0, s.connection_timeout / 4),
+                self.heartbeat.sweep,
+                self.log,
             ),
         ]
         if self.analytics.enabled:
             self._tasks.append(asyncio.create_task(self.analytics.run(), name="gateway.analytics"))
-        log.info("gateway.started id=%s", self.gateway_id)
+        self.log.info("gateway.started")
 
     async def stop(self) -> None:
         """Drain: fail readiness, close clients with 1001 in batches spread over half the
@@ -151,7 +155,7 @@ class GatewayNode:
         self.draining = True
         started = time.monotonic()
         grace = self.settings.shutdown_grace
-        log.info("gateway.draining id=%s connections=%d", self.gateway_id, len(self.connections))
+        self.log.info("gateway.draining", connections=len(self.connections))
         closing = await self._close_in_batches(list(self.connections.values()), grace / 2)
         remaining = max(0.1, grace - (time.monotonic() - started))
         if closing:
@@ -164,7 +168,7 @@ class GatewayNode:
         await stop_tasks(self._tasks, grace=max(0.5, grace - (time.monotonic() - started)))
         for task in list(self._background):
             task.cancel()
-        log.info("gateway.stopped id=%s", self.gateway_id)
+        self.log.info("gateway.stopped")
 
     async def _close_in_batches(
         self, conns: list[Connection], window: float
@@ -206,7 +210,10 @@ class GatewayNode:
         self.redis_ok = ok
         self._healthy_since = time.monotonic() if ok else None
         self.metrics.redis_up.set(1 if ok else 0)
-        log.warning("gateway.redis.%s id=%s", "up" if ok else "down", self.gateway_id)
+        if ok:
+            self.log.warning("gateway.redis.up")
+        else:
+            self.log.warning("gateway.redis.down")
         if not self.registered and ok:
             return  # start-up, not a recovery
         if ok:
@@ -301,9 +308,7 @@ class GatewayNode:
                 ]
             )
         if not alive:
-            log.warning(
-                "gateway.reregister id=%s (was reaped or Redis lost its data)", self.gateway_id
-            )
+            self.log.warning("gateway.reregister", reason="reaped, or Redis lost its data")
             self.registered = False
             for conn in self.connections.values():
                 conn.dirty = True
@@ -364,7 +369,7 @@ class GatewayNode:
             within = 2 * self.settings.partition_lease_ms / 1000 + 1.0
             if feed_id and not await self.registry.wait_applied(feed_id, within):
                 # No proof that every later event reaches this gateway: no resume claim.
-                log.warning("gateway.catch_up.routing_slow room=%s", spec.room_id)
+                self.log.warning("gateway.catch_up.routing_slow", room=spec.room_id)
                 return await self._resync(spec, position, snapshot)
             replay = await self.history.replay(spec, position)
             snap = None
@@ -373,7 +378,7 @@ class GatewayNode:
         except RedisError as exc:
             # Redis went away between the join and here: no position to give (null), and a
             # resume is not recovered; the client takes the positions of the frames that follow.
-            log.warning("gateway.catch_up.redis_failed room=%s error=%s", spec.room_id, exc)
+            self.log.warning("gateway.catch_up.redis_failed", room=spec.room_id, error=repr(exc))
             return Replay("", False if position else None), None
         return self._counted(replay, snap)
 
@@ -400,4 +405,4 @@ class GatewayNode:
             if conn.identity.user == revocation.user and not conn.closing:
                 conn.close_soon(CloseCode.FORBIDDEN, "access revoked")
                 closed += 1
-        log.warning("gateway.revoked user=%s connections=%d", revocation.user, closed)
+        self.log.warning("gateway.revoked", user=revocation.user, connections=closed)

@@ -11,19 +11,19 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Hashable, Iterator
 from typing import Generic, TypeVar
 
 from redis.exceptions import RedisError
 
+from oddstream.shared.logs import get_logger
 from oddstream.shared.protocol import ErrorCode, ProtocolError
 from oddstream.shared.registry import Registry
 from oddstream.shared.rooms import RoomSpec
 
 __all__ = ["LocalRooms"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 M = TypeVar("M", bound=Hashable)
 
@@ -34,6 +34,7 @@ class LocalRooms(Generic[M]):
     def __init__(self, registry: Registry, gateway_id: str) -> None:
         self._registry = registry
         self._gateway_id = gateway_id
+        self._log = log.bind(gateway=gateway_id)
         self._members: dict[str, set[M]] = {}
         self._specs: dict[str, RoomSpec] = {}
         self._lock = asyncio.Lock()
@@ -73,7 +74,7 @@ class LocalRooms(Generic[M]):
                 else:
                     await self._registry.set_room_count(self._gateway_id, room_id, len(members) + 1)
             except RedisError as exc:
-                log.warning("gateway.subscribe.redis_failed room=%s error=%s", room_id, exc)
+                self._log.warning("gateway.subscribe.redis_failed", room=room_id, error=repr(exc))
                 raise ProtocolError(
                     ErrorCode.SERVICE_UNAVAILABLE,
                     "The subscription could not be registered (Redis unavailable).",
@@ -98,7 +99,9 @@ class LocalRooms(Generic[M]):
                         del self._specs[room_id]
                         await self._registry.leave_room(self._gateway_id, room_id)
                 except RedisError as exc:
-                    log.warning("gateway.unsubscribe.redis_failed room=%s error=%s", room_id, exc)
+                    self._log.warning(
+                        "gateway.unsubscribe.redis_failed", room=room_id, error=repr(exc)
+                    )
 
     async def restore(self) -> None:
         """Register every room of the table again (after the gateway re-registered)."""

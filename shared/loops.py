@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
+
+from structlog.typing import FilteringBoundLogger
 
 __all__ = ["Backoff", "periodic", "raise_if_cancelling", "stop_tasks"]
 
@@ -50,7 +51,7 @@ def periodic(
     name: str,
     interval: float,
     step: Callable[[], Awaitable[None]],
-    log: logging.Logger,
+    log: FilteringBoundLogger,
     on_error: Callable[[], None] | None = None,
 ) -> asyncio.Task[None]:
     """Run `step` every `interval` s until cancelled; a failing step is logged, not fatal."""
@@ -65,7 +66,7 @@ def periodic(
             except Exception:
                 if on_error is not None:
                     on_error()
-                log.exception("%s.failed", name)
+                log.exception("loop.failed", loop=name)
             raise_if_cancelling()
 
     return asyncio.create_task(loop(), name=name)

@@ -587,7 +587,9 @@ async def test_gateway_and_worker_processes_deliver_and_stop_cleanly(
             return False
 
         await wait_until(healthy, timeout=15, interval=0.1, message="gateway /healthz")
-        assert f"port={port}" in await gateway.wait_for_line("gateway.listening", 5)
+        # Production (the default) logs JSON lines: the event and its fields.
+        listening = orjson.loads(await gateway.wait_for_line('"gateway.listening"', 5))
+        assert (listening["event"], listening["port"]) == ("gateway.listening", port)
         await worker.wait_for_line("worker.started", 10)
         assert await redis_client.zcard(keys.gateways) == 1
 

@@ -122,6 +122,19 @@ def of(events: list[dict[str, Any]], game: str, book: str, market: str) -> list[
     ]  # fmt: skip
 
 
+def logged(caplog: pytest.LogCaptureFixture, event: str) -> list[dict[str, Any]]:
+    """The fields of each `event` logged in this process (before `configure_logging`,
+    shared.logs hands an event to stdlib logging as a record whose message is the event name
+    and whose attributes are its fields)."""
+    return [vars(r) for r in caplog.records if r.msg == event]
+
+
+def printed(stderr: str, event: str) -> list[dict[str, Any]]:
+    """The fields of each `event` an `oddstream` process wrote (JSON lines on stderr)."""
+    lines = [orjson.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    return [line for line in lines if line["event"] == event]
+
+
 def options(stand_in: Provider, **overrides: Any) -> FeedOptions:
     values: dict[str, Any] = {
         "sport": "basketball_nba", "base_url": stand_in.url, "interval": 0.02, "polls": None,
@@ -162,10 +175,11 @@ def test_unknown_names_fall_back_and_unusable_markets_are_skipped(
         poll = parse_poll(body)
     assert {q.sport for q in poll.quotes} == {"EUROLEAGUE"}
     assert [q.market for q in poll.quotes if q.sportsbook == "New Book"] == ["total"]
-    skipped = [r.getMessage() for r in caplog.records if "feed.market.skipped" in r.getMessage()]
-    assert len(skipped) == 2
-    assert "reason=outcomes are not the two sides of the market" in skipped[0]
-    assert "reason=no point" in skipped[1]
+    skipped = logged(caplog, "feed.market.skipped")
+    assert [(s["book"], s["reason"]) for s in skipped] == [
+        ("newbook", "outcomes are not the two sides of the market"),
+        ("newbook", "no point"),
+    ]
 
 
 # --- polling: only changes -------------------------------------------------------------------
@@ -246,9 +260,9 @@ async def test_an_invalid_price_is_logged_and_left_for_a_later_poll(
     with caplog.at_level(logging.WARNING):
         result = await board.ingest(poll.quotes, poll.listed, ingester, complete=True)
     assert (result.ingested, result.invalid) == (QUOTES - 1, 1)
-    (line,) = [r.getMessage() for r in caplog.records if "feed.event.invalid" in r.getMessage()]
-    assert f"game={CELTICS} book=DraftKings market=moneyline" in line
-    assert "American price 50 is not a price" in line
+    (line,) = logged(caplog, "feed.event.invalid")
+    assert (line["game"], line["book"], line["market"]) == (CELTICS, "DraftKings", "moneyline")
+    assert "American price 50 is not a price" in line["error"]
     good = parse_poll(sample())
     result = await board.ingest(good.quotes, good.listed, ingester, complete=True)
     assert (result.ingested, result.updates) == (1, 1)  # the one left out, now valid
@@ -284,14 +298,15 @@ async def test_bad_answers_are_logged_and_lose_or_repeat_nothing(
                 asyncio.Event(), key=KEY,
             )  # fmt: skip
     assert status == 0 and len(stand_in.requests) == len(answers)
-    messages = [r.getMessage() for r in caplog.records]
-    failed = [m for m in messages if m.startswith("feed.poll.failed")]
-    assert "reason=provider error (HTTP 500: Internal error)" in failed[0]
-    assert "reason=rate limited (HTTP 429: Too many requests) retry_in=0.00s" in failed[1]
-    assert "reason=malformed JSON in the answer" in failed[2]
-    (malformed,) = [m for m in messages if m.startswith("feed.event.malformed")]
-    assert f"index=1 id={NUGGETS} error=home_team: Field required" in malformed
-    assert not any(KEY in m for m in messages)
+    failed = logged(caplog, "feed.poll.failed")
+    assert failed[0]["reason"] == "provider error (HTTP 500: Internal error)"
+    assert failed[1]["reason"] == "rate limited (HTTP 429: Too many requests)"
+    assert failed[1]["retry_in"] == 0.0
+    assert failed[2]["reason"].startswith("malformed JSON in the answer")
+    (malformed,) = logged(caplog, "feed.event.malformed")
+    assert (malformed["index"], malformed["game"]) == (1, NUGGETS)
+    assert malformed["error"].startswith("home_team: Field required")
+    assert not any(KEY in str(vars(r)) for r in caplog.records)
 
     events = await ingested(redis_client, keys)
     # Once each: the board, then the two changes (in the answer that lacked a field, whose
@@ -321,11 +336,12 @@ async def test_the_quota_header_slows_the_feed_then_stops_it(
     assert status == 3 and len(stand_in.requests) == 2  # stopped, not polled again
     gap = stand_in.times[1] - stand_in.times[0]
     assert gap >= 0.75, f"polled again after {gap:.2f}s, not 4 x 0.2s"
-    messages = [r.getMessage() for r in caplog.records]
-    assert any(m.startswith("feed.quota.low remaining=70.0 next_in=0.80s") for m in messages)
-    assert any(
-        m.startswith("feed.stopped reason=quota remaining=19.0 reserve=20") for m in messages
-    )
+    assert [(e["remaining"], e["next_in"]) for e in logged(caplog, "feed.quota.low")] == [
+        (70.0, 0.8)
+    ]
+    (stopped,) = logged(caplog, "feed.stopped")
+    assert stopped["reason"].startswith("quota")
+    assert (stopped["remaining"], stopped["reserve"]) == (19.0, 20)
 
 
 async def test_a_refused_key_stops_the_feed_and_the_key_is_never_logged(
@@ -337,7 +353,9 @@ async def test_a_refused_key_stops_the_feed_and_the_key_is_never_logged(
         Answer(401, orjson.dumps({"message": f"API key {KEY} is not valid"})),
     ]
     async with provider(*answers) as stand_in:
-        env = process_env(settings, ODDS_API_KEY=KEY, ODDSTREAM_LOG_LEVEL="DEBUG")
+        env = process_env(
+            settings, ODDS_API_KEY=KEY, ODDSTREAM_LOG_LEVEL="DEBUG", ODDSTREAM_LOG_FORMAT="json"
+        )
         args = ["feed", "the-odds-api", "--sport", "basketball_nba", "--interval", "0.05",
                 "--base-url", stand_in.url]  # fmt: skip
         done = await asyncio.to_thread(
@@ -345,11 +363,12 @@ async def test_a_refused_key_stops_the_feed_and_the_key_is_never_logged(
             capture_output=True, text=True, timeout=30, check=False,
         )  # fmt: skip
     assert done.returncode == 3, done.stderr
-    assert "feed.stopped reason=the provider refused the API key (HTTP 401: API key *** is " \
-        "not valid); check ODDS_API_KEY" in done.stderr  # fmt: skip
-    assert "feed.poll.failed reason=provider error (HTTP 500: upstream failed for ***)" in (
-        done.stderr
+    (stopped,) = printed(done.stderr, "feed.stopped")
+    assert stopped["reason"].startswith(
+        "the provider refused the API key (HTTP 401: API key *** is not valid); check ODDS_API_KEY"
     )
+    (failed,) = printed(done.stderr, "feed.poll.failed")
+    assert failed["reason"] == "provider error (HTTP 500: upstream failed for ***)"
     assert KEY not in done.stderr + done.stdout
     assert len(await ingested(redis_client, keys)) == QUOTES  # the first poll, kept, once
 
@@ -384,7 +403,7 @@ async def test_from_file_reads_a_saved_answer(
 ) -> None:
     saved = tmp_path / "answer.json"
     saved.write_bytes(SAMPLE.read_bytes())
-    env = process_env(settings)
+    env = process_env(settings, ODDSTREAM_LOG_FORMAT="json")
     env.pop("ODDS_API_KEY", None)  # a file needs no key
     done = await asyncio.to_thread(
         subprocess.run,
@@ -413,7 +432,8 @@ async def test_from_file_reads_a_saved_answer(
         env=env, capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     assert broken.returncode == 1
-    assert f"feed.poll.failed reason=malformed JSON in {saved}" in broken.stderr
+    (failed,) = printed(broken.stderr, "feed.poll.failed")
+    assert failed["reason"].startswith(f"malformed JSON in {saved}")
 
 
 def test_a_recorded_answer_moves_and_suspends_like_a_live_one() -> None:

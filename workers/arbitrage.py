@@ -32,7 +32,6 @@ partition over (see its docstring for what is at-least-once).
 from __future__ import annotations
 
 import heapq
-import logging
 import math
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -48,6 +47,7 @@ from redis.asyncio import Redis
 from oddstream.shared.events import ArbitrageEvent, OddsEvent, partition_of
 from oddstream.shared.ingest import Ingester, entry_fields
 from oddstream.shared.keys import Keys
+from oddstream.shared.logs import get_logger
 from oddstream.shared.odds import OddsError, from_american
 from oddstream.shared.streams import event_id
 
@@ -68,7 +68,7 @@ __all__ = [
     "quote_of",
 ]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 #: Per market, its two sides: (side name, the odds event field with its American price).
 SIDES: Final[Mapping[str, tuple[tuple[str, str], tuple[str, str]]]] = {
@@ -541,7 +541,7 @@ def _parse_record(record: bytes) -> tuple[str, str | None, str | None, _Publishe
         books = tuple(str(b) for b in body["sportsbooks_seen"])
         published = _Published(opportunity, float(body["peak_profit_pct"]), books)
     except (orjson.JSONDecodeError, ValidationError, KeyError, TypeError, ValueError) as exc:
-        log.warning("arbitrage.record.unreadable error=%r", exc)
+        log.warning("arbitrage.record.unreadable", error=repr(exc))
         return None
     return event.sport, data.get("home_team"), data.get("away_team"), published
 
@@ -614,7 +614,7 @@ class ArbitrageStage:
                 transitions += self.detector.observe(event, cause)
             except Exception:
                 # A bug on one event must not stall the worker (its delivery is done already).
-                log.exception("arbitrage.event.failed event_id=%s", cause)
+                log.exception("arbitrage.event.failed", event_id=cause)
         if time.monotonic() >= self._next_expiry:
             self._next_expiry = time.monotonic() + self.EXPIRY_INTERVAL
             transitions += self.detector.expire(self._idle)
@@ -651,7 +651,7 @@ class ArbitrageStage:
             try:
                 transitions += self.detector.restore(game, odds, records)
             except Exception:
-                log.exception("arbitrage.restore.failed game=%s", game)
+                log.exception("arbitrage.restore.failed", game=game)
         return await self._publish(transitions)
 
     def keep_only(self, partitions: Collection[int]) -> None:
@@ -679,9 +679,9 @@ class ArbitrageStage:
         self.published += len(transitions)
         for transition in transitions:
             log.debug(
-                "arbitrage.%s id=%s profit_pct=%s",
-                transition.status,
-                transition.arbitrage_id,
-                transition.event.profit_pct,
+                "arbitrage.published",
+                status=transition.status,
+                arbitrage_id=transition.arbitrage_id,
+                profit_pct=transition.event.profit_pct,
             )
         return len(transitions)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import socket
 import time
@@ -55,6 +54,7 @@ from oddstream.shared.events import (
     stored_event,
 )
 from oddstream.shared.keys import Keys
+from oddstream.shared.logs import get_logger
 from oddstream.shared.loops import Backoff, periodic, raise_if_cancelling, stop_tasks
 from oddstream.shared.protocol import describe_validation_error
 from oddstream.shared.registry import Registry
@@ -68,7 +68,7 @@ from oddstream.workers.matcher import RoomIndex
 
 __all__ = ["Worker", "WorkerStats"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 Entry = tuple[bytes, dict[bytes, bytes]]
 
@@ -168,6 +168,7 @@ class Worker:
         self.redis = redis
         self.keys = Keys.of(settings)
         self.worker_id = worker_id or default_worker_id()
+        self.log = log.bind(worker=self.worker_id)
         self.registry = Registry.of(redis, self.keys, settings)
         self.index = RoomIndex(linger=settings.history_seconds > 0)
         self.stats = WorkerStats()
@@ -210,12 +211,12 @@ class Worker:
             asyncio.create_task(self._follow_feed(), name="worker.feed"),
             asyncio.create_task(self._consume(), name="worker.consume"),
             periodic(
-                "worker.leases", self.leases.interval, self.leases.step, log, self._count_error
+                "worker.leases", self.leases.interval, self.leases.step, self.log, self._count_error
             ),
-            periodic("worker.trim", s.trim_interval, self._trim, log, self._count_error),
-            periodic("worker.beat", s.worker_heartbeat, self._beat, log, self._count_error),
+            periodic("worker.trim", s.trim_interval, self._trim, self.log, self._count_error),
+            periodic("worker.beat", s.worker_heartbeat, self._beat, self.log, self._count_error),
         ]
-        log.info("worker.started id=%s rooms=%d", self.worker_id, len(self.index))
+        self.log.info("worker.started", rooms=len(self.index))
 
     async def stop(self) -> None:
         """Stop reading, finish the batch in flight (within the grace period), deregister."""
@@ -230,7 +231,7 @@ class Worker:
             await self.leases.release_all()
         with contextlib.suppress(RedisError):
             await self.registry.deregister_worker(self.worker_id)
-        log.info("worker.stopped id=%s stats=%s", self.worker_id, asdict(self.stats))
+        self.log.info("worker.stopped", **asdict(self.stats))
 
     async def run(self) -> None:
         """Start and run until `stop()` is called."""
@@ -279,7 +280,7 @@ class Worker:
             except Exception:
                 # Changes may have been trimmed or missed while away: reload from scratch.
                 self._count_error()
-                log.exception("worker.feed.failed")
+                self.log.exception("worker.feed.failed")
                 needs_resync = True
                 await backoff.sleep()
 
@@ -300,7 +301,7 @@ class Worker:
                     # Nothing past the committed cursors was delivered: read every owned
                     # partition again from its cursor, once no commit is on its way.
                     self._count_error()
-                    log.exception("worker.consume.failed")
+                    self.log.exception("worker.consume.failed")
                     with contextlib.suppress(Exception):
                         await self._settle()
                     self._reread()
@@ -341,7 +342,7 @@ class Worker:
             for partition, cursor in zip(acquired, committed, strict=True):
                 # No cursor yet: from the start, so events ingested before any worker count.
                 self._cursors[partition] = cursor or b"0-0"
-                log.info("worker.partition.reading partition=%d after=%s", partition, cursor)
+                self.log.info("worker.partition.reading", partition=partition, after=cursor)
         # Only now, and only these: a Redis error above leaves them to be taken up again, and
         # a partition the lease loop took during the await above stays for the next round.
         self.leases.acquired -= set(acquired)
@@ -356,7 +357,7 @@ class Worker:
         deadline = time.monotonic() + self.leases.interval
         while entry_order(self.feed_position) < tail:
             if time.monotonic() >= deadline:
-                log.warning("worker.partition.index_behind feed=%s", self.feed_position)
+                self.log.warning("worker.partition.index_behind", feed=self.feed_position)
                 return False
             await asyncio.sleep(0.002)
         return True
@@ -462,7 +463,7 @@ class Worker:
                     batch.odds.append((partition, entry_id, event))
             except Exception as exc:
                 # A poison entry must not stop its partition: set it aside with the reason.
-                log.exception("worker.entry.failed stream=%s id=%s", stream, entry_id)
+                self.log.exception("worker.entry.failed", stream=stream, entry_id=entry_id)
                 reason = f"the worker failed on this entry: {type(exc).__name__}: {exc}"
                 dead.append(self._deadletter(stream, entry_id, fields, reason))
         return dead
@@ -527,7 +528,7 @@ class Worker:
     ) -> list[str]:
         """A dead letter's field/value pairs, flat, for the commit script."""
         self.stats.deadlettered += 1
-        log.warning("worker.deadletter stream=%s id=%s reason=%s", stream, entry_id, reason)
+        self.log.warning("worker.deadletter", stream=stream, entry_id=entry_id, reason=reason)
         original = {k.decode(errors="replace"): v.decode(errors="replace")
                     for k, v in fields.items()}  # fmt: skip
         return [

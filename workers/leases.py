@@ -17,7 +17,6 @@ A worker holds a partition through a lease, a Redis key with the worker's id and
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -25,10 +24,11 @@ from typing import Any
 from redis.asyncio import Redis
 
 from oddstream.shared.keys import Keys
+from oddstream.shared.logs import get_logger
 
 __all__ = ["PartitionLeases", "lua"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 _SCRIPTS = Path(__file__).with_name("lua")
 
@@ -51,6 +51,7 @@ class PartitionLeases:
         self._redis = redis
         self._keys = keys
         self._worker_id = worker_id
+        self._log = log.bind(worker=worker_id)
         self._lease_ms = lease_ms
         self._alive_window_ms = alive_window_ms
         self._renew = redis.register_script(lua("renew"))
@@ -97,7 +98,7 @@ class PartitionLeases:
         )
         for partition, kept in zip(order, renewed, strict=True):
             if not int(kept):
-                log.warning("worker.lease.lost partition=%d", partition)
+                self._log.warning("worker.lease.lost", partition=partition)
                 self._forget(partition)
 
     async def _fair_share(self) -> int:
@@ -119,18 +120,18 @@ class PartitionLeases:
         if taken:
             self.owned.add(partition)
             self.acquired.add(partition)
-            log.info("worker.lease.acquired partition=%d", partition)
+            self._log.info("worker.lease.acquired", partition=partition)
         return bool(taken)
 
     async def release(self, partition: int) -> None:
         """Hand a partition back (only if still ours); call between batches."""
         self._forget(partition)
         await self._release(keys=[self._keys.lease(partition)], args=[self._worker_id])
-        log.info("worker.lease.released partition=%d", partition)
+        self._log.info("worker.lease.released", partition=partition)
 
     def lost(self, partition: int) -> None:
         """A commit found the lease gone: another worker owns the partition now."""
-        log.warning("worker.lease.fenced partition=%d", partition)
+        self._log.warning("worker.lease.fenced", partition=partition)
         self._forget(partition)
 
     def _forget(self, partition: int) -> None:

@@ -5,26 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
 from oddstream.runners import run_gateway, run_worker, stop_on_signals
+from oddstream.shared.logs import configure_logging, log_format
 from oddstream.shared.settings import Settings, SettingsError, load_settings
 
 __all__ = ["main"]
-
-log = logging.getLogger("oddstream")
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
 
 
 def _run(coro_factory: Callable[[], Coroutine[Any, Any, int]]) -> int:
@@ -366,7 +356,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"oddstream: {exc}", file=sys.stderr)
         return 2
-    _configure_logging(settings.log_level)
+    # `dev` runs as development (readable lines); ODDSTREAM_LOG_FORMAT overrides either way.
+    env = "development" if args.command == "dev" else settings.env
+    configure_logging(settings.log_level, log_format(env, settings.log_format))
     with contextlib.suppress(KeyboardInterrupt):
         match args.command:
             case "gateway":

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import secrets
 import sys
 from pathlib import Path
@@ -19,11 +18,12 @@ from pydantic import SecretStr
 
 from oddstream.embedded import EmbeddedRedis
 from oddstream.runners import run_gateway, run_worker, stop_on_signals
+from oddstream.shared.logs import get_logger
 from oddstream.shared.settings import Settings
 
 __all__ = ["dev_main"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 DEMO_USER = "demo"
 

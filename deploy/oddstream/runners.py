@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import sys
 from collections.abc import Callable
@@ -12,13 +11,14 @@ from collections.abc import Callable
 from aiohttp import web
 
 from oddstream.gateway.app import create_app, make_runner
+from oddstream.shared.logs import get_logger
 from oddstream.shared.redis import create_redis
 from oddstream.shared.settings import Settings
 from oddstream.workers.consumer import Worker
 
 __all__ = ["run_gateway", "run_worker", "stop_on_signals"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def stop_on_signals(stop: asyncio.Event) -> None:
@@ -27,9 +27,9 @@ def stop_on_signals(stop: asyncio.Event) -> None:
 
     def handle(signum: int) -> None:
         if stop.is_set():
-            log.warning("signal.again: exiting now")
+            log.warning("signal.again", signal=signal.Signals(signum).name, action="exit now")
             sys.exit(130)
-        log.info("signal.received %s: draining", signal.Signals(signum).name)
+        log.info("signal.received", signal=signal.Signals(signum).name, action="drain")
         stop.set()
 
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -46,7 +46,7 @@ async def run_gateway(
         site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()
         port = int(runner.addresses[0][1])  # the real port when settings.port is 0
-        log.info("gateway.listening host=%s port=%s", settings.host, port)
+        log.info("gateway.listening", host=settings.host, port=port)
         if on_ready:
             on_ready(port)
         await stop.wait()

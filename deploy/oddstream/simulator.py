@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import math
 import random
 import time
@@ -35,10 +34,11 @@ from oddstream.shared.events import (
     PredictionEvent,
 )
 from oddstream.shared.ingest import Ingester
+from oddstream.shared.logs import get_logger
 
 __all__ = ["BOOKS", "MARKETS", "SPORTS", "Simulator", "american", "implied_probability"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 _E = TypeVar("_E", bound=BaseModel)
 
 MARKETS = ("moneyline", "spread", "total")
@@ -423,7 +423,7 @@ class Simulator:
                 raise
             except (RedisError, OSError) as exc:
                 backoff = _clamp(backoff * 2, 0.25, 5.0)
-                log.warning("simulator.publish.failed retry_in=%.2fs error=%r", backoff, exc)
+                log.warning("simulator.publish.failed", retry_in=round(backoff, 2), error=repr(exc))
             pause = max(tick - (loop.time() - started), backoff)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), max(0.0, min(pause, end - loop.time())))

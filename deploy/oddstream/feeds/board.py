@@ -10,18 +10,18 @@ subscribers actually have.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from oddstream.shared.events import IngestEvent
 from oddstream.shared.ingest import EventError, Ingester, parse_events
+from oddstream.shared.logs import get_logger
 from oddstream.shared.odds import OddsError, from_american, from_decimal
 
 __all__ = ["Board", "BoardChange", "IngestResult", "Quote", "QuoteKey"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 #: (game_id, sportsbook, market): one latest value, as on the ingest side.
 QuoteKey = tuple[str, str, str]
@@ -191,9 +191,8 @@ class Board:
                 result.invalid += 1
                 game, book, market = change.key
                 log.warning(
-                    "feed.event.invalid game=%s book=%s market=%s error=%s",
-                    game, book, market, exc,
-                )  # fmt: skip
+                    "feed.event.invalid", game=game, book=book, market=market, error=str(exc)
+                )
                 continue
             good.append((change, events))
         if good:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import logging
 import random
 from pathlib import Path
 from typing import Any
@@ -22,11 +21,12 @@ import orjson
 from oddstream.feeds.board import Board, IngestResult
 from oddstream.feeds.the_odds_api import guess_odds_format, parse_poll
 from oddstream.shared.ingest import Ingester
+from oddstream.shared.logs import get_logger
 from oddstream.shared.odds import OddsError, from_american, from_decimal
 
 __all__ = ["RecordedFeed"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 _PULL, _RESTORE, _POINT = 0.04, 0.35, 0.1  # chances per move (restore: when one is pulled)
 
@@ -63,9 +63,7 @@ class RecordedFeed:
     async def run(self, ingester: Ingester, stop: asyncio.Event) -> int:
         """Ingest the answer, then keep moving it until `stop`; returns events ingested."""
         ingested = (await self._ingest(ingester)).ingested
-        log.info(
-            "feed.recorded.ingested file=%s games=%s events=%s", self.path, self.games, ingested
-        )
+        log.info("feed.recorded.ingested", file=str(self.path), games=self.games, events=ingested)
         while not stop.is_set() and self.moves > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1 / self.moves)

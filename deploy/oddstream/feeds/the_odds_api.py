@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from redis.exceptions import RedisError
 
 from oddstream.feeds.board import Board, IngestResult, Quote
 from oddstream.shared.ingest import Ingester
+from oddstream.shared.logs import get_logger
 from oddstream.shared.protocol import describe_validation_error
 
 __all__ = [
@@ -54,7 +54,7 @@ __all__ = [
     "run_feed",
 ]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 DEFAULT_BASE_URL: Final = "https://api.the-odds-api.com"
 KEY_VARIABLE: Final = "ODDS_API_KEY"
@@ -191,19 +191,24 @@ def _quotes(event: ApiEvent, price_format: str) -> list[Quote]:
             sides = _sides(event, market, api_market.outcomes)
             if not sides:
                 log.warning(
-                    "feed.market.skipped game=%s book=%s market=%s reason=%s",
-                    event.id, book.key, api_market.key,
-                    "outcomes are not the two sides of the market",
-                )  # fmt: skip
+                    "feed.market.skipped",
+                    game=event.id,
+                    book=book.key,
+                    market=api_market.key,
+                    reason="outcomes are not the two sides of the market",
+                )
                 continue
             line: float | None = None
             if market != "moneyline":
                 line = sides["over" if market == "total" else "home"].point
                 if line is None:
                     log.warning(
-                        "feed.market.skipped game=%s book=%s market=%s reason=%s",
-                        event.id, book.key, api_market.key, "no point",
-                    )  # fmt: skip
+                        "feed.market.skipped",
+                        game=event.id,
+                        book=book.key,
+                        market=api_market.key,
+                        reason="no point",
+                    )
                     continue
             fields = common | {
                 "book_key": book.key,
@@ -245,9 +250,11 @@ def parse_poll(body: Any, price_format: str = "american") -> Poll:
             poll.invalid += 1
             game = raw.get("id") if isinstance(raw, dict) else None
             log.warning(
-                "feed.event.malformed index=%s id=%s error=%s",
-                index, game, describe_validation_error(exc),
-            )  # fmt: skip
+                "feed.event.malformed",
+                index=index,
+                game=game,
+                error=describe_validation_error(exc),
+            )
             continue
         poll.listed.add(event.id)
         poll.quotes += _quotes(event, price_format)
@@ -424,15 +431,18 @@ async def run_feed(
         if options.from_file is not None:
             source = _FileSource(options.from_file)
         elif not key:
-            log.error("feed.stopped reason=no API key: set %s", KEY_VARIABLE)
+            log.error("feed.stopped", reason=f"no API key: set {KEY_VARIABLE}")
             return 3
         else:
             session = await stack.enter_async_context(aiohttp.ClientSession())
             source = _ApiSource(options, key, session)
         log.info(
-            "feed.started source=%s sport=%s markets=%s interval=%s",
-            source.describe(), options.sport, ",".join(options.markets), options.interval,
-        )  # fmt: skip
+            "feed.started",
+            source=source.describe(),
+            sport=options.sport,
+            markets=",".join(options.markets),
+            interval=options.interval,
+        )
         polls = 0
         while not stop.is_set():
             polls += 1
@@ -442,17 +452,17 @@ async def run_feed(
                     poll.quotes, poll.listed, ingester, complete=poll.complete
                 )
             except FeedStopped as exc:
-                log.error("feed.stopped reason=%s", source.redact(str(exc)))
+                log.error("feed.stopped", reason=source.redact(str(exc)))
                 return 3
             except _Retry as exc:
                 status = 1
                 wait = exc.retry_after if exc.retry_after is not None else backoff.next()
                 log.warning(
-                    "feed.poll.failed reason=%s retry_in=%.2fs", source.redact(str(exc)), wait
+                    "feed.poll.failed", reason=source.redact(str(exc)), retry_in=round(wait, 2)
                 )
             except (RedisError, OSError) as exc:
                 status, wait = 1, backoff.next()
-                log.warning("feed.ingest.failed error=%r retry_in=%.2fs", exc, wait)
+                log.warning("feed.ingest.failed", error=repr(exc), retry_in=round(wait, 2))
             else:
                 backoff.reset()
                 status = 1 if poll.invalid or result.invalid else 0
@@ -460,16 +470,17 @@ async def run_feed(
                 remaining, reserve = source.remaining, options.quota_reserve
                 if remaining is not None and remaining < reserve:
                     log.error(
-                        "feed.stopped reason=quota remaining=%s reserve=%s: the provider's "
-                        "quota is nearly used up; wait for it to renew or lower "
-                        "--quota-reserve",
-                        remaining, reserve,
-                    )  # fmt: skip
+                        "feed.stopped",
+                        reason="quota: the provider's quota is nearly used up; wait for it to "
+                        "renew or lower --quota-reserve",
+                        remaining=remaining,
+                        reserve=reserve,
+                    )
                     return 3
                 wait = options.interval or 0.0
                 if remaining is not None and remaining < 4 * reserve:
                     wait *= 4
-                    log.warning("feed.quota.low remaining=%s next_in=%.2fs", remaining, wait)
+                    log.warning("feed.quota.low", remaining=remaining, next_in=round(wait, 2))
             if options.interval is None or (options.polls is not None and polls >= options.polls):
                 return status
             with contextlib.suppress(TimeoutError):
@@ -487,8 +498,13 @@ async def _poll(source: _ApiSource | _FileSource, price_format: str) -> Poll:
 
 def _log_poll(poll: Poll, result: IngestResult, remaining: float | None) -> None:
     log.info(
-        "feed.poll games=%s quotes=%s ingested=%s updates=%s suspensions=%s resumes=%s "
-        "skipped=%s quota_remaining=%s",
-        len(poll.listed), len(poll.quotes), result.ingested, result.updates, result.suspensions,
-        result.resumes, poll.invalid + result.invalid, remaining,
-    )  # fmt: skip
+        "feed.poll",
+        games=len(poll.listed),
+        quotes=len(poll.quotes),
+        ingested=result.ingested,
+        updates=result.updates,
+        suspensions=result.suspensions,
+        resumes=result.resumes,
+        skipped=poll.invalid + result.invalid,
+        quota_remaining=remaining,
+    )
