@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from oddstream.shared.redis import check_url_form, redact_url
+
 #: A list read from one variable as commas (`a,b`) or JSON (`["a","b"]`).
 CommaList = Annotated[list[str], NoDecode]
 #: What a browser sends as `Origin`: scheme, host and optional port (a trailing `/` forgiven).
@@ -36,7 +38,11 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("REDIS_URL", "redis_url"),
         description="Redis to use. Unset: gateway and worker use redis://127.0.0.1:6379/0; "
-        "`oddstream dev` starts an embedded Redis instead.",
+        "`oddstream dev` starts an embedded Redis instead. A Sentinel-managed primary: "
+        "`redis+sentinel://[[user]:password@]host:port[,host:port...]/<service>[/<db>]` (the "
+        "sentinels' addresses and the `monitor` name; the password is the data nodes' and the "
+        "sentinels', unless `?sentinel_password=` gives theirs, empty for none); a failover "
+        "is followed without a restart.",
     )
     jwt_secret: SecretStr | None = Field(
         default=None,
@@ -344,6 +350,13 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value:
+            check_url_form(value)
+        return value
+
     @property
     def effective_redis_url(self) -> str:
         return self.redis_url or "redis://127.0.0.1:6379/0"
@@ -374,6 +387,8 @@ def load_settings(*, flags: dict[str, str] | None = None, **overrides: Any) -> S
         for err in exc.errors():
             field = str(err["loc"][0]) if err["loc"] else "?"
             given = err.get("input")
+            if field in ("redis_url", "REDIS_URL") and isinstance(given, str):
+                given = redact_url(given)  # never a password in a message
             name = (flags or {}).get(field) or _variable_name(field)
             problems.append(f"{name}={given!r}: {err['msg']}")
         raise SettingsError("invalid setting " + "; ".join(problems)) from None

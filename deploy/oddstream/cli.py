@@ -344,6 +344,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Commands that wait for an unreachable Redis (they retry) instead of stopping.
+_WAIT_FOR_REDIS = ("worker", "simulate", "feed")
+
+
+def _check_redis(command: str, settings: Settings) -> int | None:
+    """A Sentinel REDIS_URL is checked before anything starts: an unknown service stops
+    every command (2); sentinels that do not answer stop those that would fail anyway (1),
+    the others say so in one line and wait, as for a plain Redis that is down."""
+    from oddstream.shared.redis import RedisStartError, check_redis_url
+
+    if command == "listen" or (command == "dev" and settings.redis_url is None):
+        return None
+    try:
+        check_redis_url(settings.effective_redis_url)
+    except RedisStartError as exc:
+        print(f"oddstream: {exc}", file=sys.stderr, flush=True)
+        if exc.exit_status == 2 or command not in _WAIT_FOR_REDIS:
+            return exc.exit_status
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     overrides: dict[str, Any] = {}
@@ -356,6 +377,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"oddstream: {exc}", file=sys.stderr)
         return 2
+    if (status := _check_redis(args.command, settings)) is not None:
+        return status
     # `dev` runs as development (readable lines); ODDSTREAM_LOG_FORMAT overrides either way.
     env = "development" if args.command == "dev" else settings.env
     configure_logging(settings.log_level, log_format(env, settings.log_format))

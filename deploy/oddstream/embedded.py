@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -71,11 +72,21 @@ class EmbeddedRedis:
     """A redis-server child process; use as a (sync) context manager or call start/stop."""
 
     def __init__(
-        self, port: int | None = None, binary: str | None = None, persistent: bool = False
+        self,
+        port: int | None = None,
+        binary: str | None = None,
+        persistent: bool = False,
+        *,
+        config_file: str | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
         """`persistent`: append-only file, fsync always, so a restart keeps the data (for
-        outage tests); the default keeps nothing, as `dev` promises."""
+        outage tests); the default keeps nothing, as `dev` promises. `config_file` (read
+        first) and `extra_args` (last) make other roles: a replica (`--replicaof H P`), a
+        sentinel (a writable config file and `--sentinel`)."""
         self.persistent = persistent
+        self.config_file = config_file
+        self.extra_args = tuple(extra_args)
         self.port = port or free_port()
         self.binary = binary or find_redis_server()
         self._dir = tempfile.TemporaryDirectory(prefix="oddstream-redis-")
@@ -88,6 +99,7 @@ class EmbeddedRedis:
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
         args = [
             self.binary,
+            *([self.config_file] if self.config_file else []),
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--save", "",
@@ -96,6 +108,7 @@ class EmbeddedRedis:
             "--dir", self._dir.name,
             "--protected-mode", "yes",
             "--loglevel", "warning",
+            *self.extra_args,
         ]  # fmt: skip
         # Own session: a Ctrl-C meant for `dev` must not stop Redis before the gateway drains.
         self.process = subprocess.Popen(
@@ -115,7 +128,7 @@ class EmbeddedRedis:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock,
             ):
                 sock.sendall(b"PING\r\n")
-                if sock.recv(16).startswith(b"+PONG"):
+                if sock.recv(16).startswith((b"+PONG", b"-NOAUTH")):  # up (with a password)
                     return self
             time.sleep(0.02)
         self.stop()
