@@ -12,8 +12,8 @@ import hashlib
 import zlib
 from dataclasses import dataclass
 from enum import StrEnum
-from types import MappingProxyType
-from typing import Annotated, Any, Final, Literal, get_args
+from types import MappingProxyType, UnionType
+from typing import Annotated, Any, Final, Literal, Union, get_args, get_origin
 
 import orjson
 from pydantic import (
@@ -318,6 +318,24 @@ SCHEMA_STAMP: Final[bytes] = (
 ).encode()
 
 
+def _json_native(annotation: Any) -> bool:
+    """Whether values of a field type are the JSON-decoded values themselves (a nested model
+    counts: it stays the dict it was stored as, which the worker never reads as a model)."""
+    if annotation in (str, int, float, bool, type(None), Any):
+        return True
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True
+    args = get_args(annotation)
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return all(isinstance(a, str | int | bool) or a is None for a in args)
+    if origin is Annotated:
+        return _json_native(args[0])
+    if origin in (Union, UnionType, list, dict):
+        return all(_json_native(a) for a in args)
+    return False
+
+
 class _Stored:
     """How to build one model from its stored form without validation: what
     `BaseModel.model_construct` does (fields to `__dict__`, the rest to the extras, defaults
@@ -325,11 +343,16 @@ class _Stored:
     per event (it cost half of what validating did). Stored forms use field names, never
     aliases (`model_dump` without `by_alias`)."""
 
-    __slots__ = ("defaults", "model", "names")
+    __slots__ = ("defaults", "model", "names", "plain")
 
     def __init__(self, model: type[_Event]) -> None:
         self.model = model
         self.names = frozenset(model.model_fields)
+        #: Whether every field's validated value is what its JSON decodes to (str, numbers,
+        #: bools, None, lists and dicts of them). A model with, e.g., an enum field is not:
+        #: its events are validated (a broadcast's `subscription_type` must be the enum,
+        #: rooms compare it by identity); they are rare.
+        self.plain = all(_json_native(f.annotation) for f in model.model_fields.values())
         self.defaults = {
             name: field.get_default(call_default_factory=True)
             for name, field in model.model_fields.items()
@@ -366,7 +389,10 @@ def stored_event(raw: bytes) -> IngestEvent:
     `prices` stay plain dicts. Raises ValueError, KeyError or TypeError for JSON that is not
     such an event; callers then validate it in full."""
     data = orjson.loads(raw)
-    event: IngestEvent = _STORED_OF_KIND[data["kind"]].build(data)  # type: ignore[assignment]
+    stored = _STORED_OF_KIND[data["kind"]]
+    if not stored.plain:
+        return ingest_event_adapter.validate_python(data)
+    event: IngestEvent = stored.build(data)  # type: ignore[assignment]
     return event
 
 

@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 
 from oddstream.shared.events import (
     OddsEvent,
+    Routing,
     conflation_key,
     is_conflatable,
     partition_of,
@@ -463,6 +464,9 @@ def test_a_stamped_entry_is_trusted_as_stored_and_means_what_validating_it_means
                                                        "away": {"fractional": "10/11"}}},
         {"kind": "odds", "sport": "NBA", "game_id": "12", "sportsbook": "BetMGM",
          "market": "all", "status": "Suspended"},
+        {"kind": "broadcast", "subscription_type": "ODDS_UPDATES", "message": "hello"},
+        {"kind": "canary", "gateway": "gw-1", "sent_at": 1.5},
+        {"kind": "alerts", "message": "maintenance", "level": "warning"},
     ):  # fmt: skip
         events += parse_events(line)
     assert {type(e).__name__ for e in events} >= {
@@ -472,7 +476,10 @@ def test_a_stamped_entry_is_trusted_as_stored_and_means_what_validating_it_means
         raw = encode_event(validated)
         trusted = stored_event(raw)
         assert type(trusted) is type(validated)
-        assert routing_of(trusted) == routing_of(validated)
+        routing, expected = routing_of(trusted), routing_of(validated)
+        assert routing == expected
+        # Same types too: rooms compare a broadcast's subscription type by identity.
+        assert [type(v) for v in vars_of(routing)] == [type(v) for v in vars_of(expected)]
         assert snapshot_key(trusted) == snapshot_key(validated)
         assert is_conflatable(trusted) == is_conflatable(validated)
         assert partition_of(trusted, 16) == partition_of(validated, 16)
@@ -481,3 +488,7 @@ def test_a_stamped_entry_is_trusted_as_stored_and_means_what_validating_it_means
             assert quote_of(trusted) == quote_of(validated)
     with pytest.raises((ValueError, KeyError, TypeError)):
         stored_event(b'{"kind":"nonsense"}')
+
+
+def vars_of(routing: Routing) -> list[object]:
+    return [getattr(routing, name) for name in Routing.__dataclass_fields__]
