@@ -5,15 +5,17 @@ primary: `redis+sentinel://[[user]:password@]host:port[,host:port...]/<service>[
 The credentials are the data nodes' and, unless `?sentinel_password=` (and
 `?sentinel_username=`) says otherwise, the sentinels' too; `?sentinel_password=` empty means
 the sentinels need none. The client asks the sentinels for the primary's address whenever it
-opens a connection, so after a failover the next connection goes to the promoted replica; a
-connection to a demoted primary fails (redis-py turns its READONLY answers into connection
-errors), which the callers already treat as an outage and retry.
+opens a connection, so after a failover the next connection goes to the promoted replica, and
+at most once a second on the way to a command, so connections to an old primary that is still
+running are dropped. A connection to a demoted primary fails (redis-py turns its READONLY
+answers into connection errors), which the callers already treat as an outage and retry.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,10 +23,10 @@ from urllib.parse import parse_qs, unquote
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 __all__ = [
@@ -45,6 +47,9 @@ SOCKET_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0
 #: A sentinel that does not answer within this is skipped for the next one.
 SENTINEL_TIMEOUT = 2.0
+#: How often, at most, a client checks with the sentinels that its connections still go to
+#: the primary (besides when it opens a connection).
+PRIMARY_CHECK_INTERVAL = 1.0
 SENTINEL_SCHEME = "redis+sentinel"
 SENTINEL_PORT = 26379
 #: The URL schemes REDIS_URL may use.
@@ -268,6 +273,34 @@ class _Sentinels(Sentinel):
         )
 
 
+class _FollowingPool(SentinelConnectionPool):
+    """Asks the sentinels where the primary is, besides on every new connection, at most once
+    every `PRIMARY_CHECK_INTERVAL` on the way to a command, and drops a pooled connection to
+    an address that is no longer the primary's. Without it, after a failover that left the
+    old primary running (`SENTINEL FAILOVER`, a healed partition), open connections would go
+    on writing to it until Sentinel demotes it, many seconds later, and those writes would be
+    lost. A sentinel that does not answer changes nothing: the connections in hand are used."""
+
+    checked_at = -PRIMARY_CHECK_INTERVAL
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        now = time.monotonic()
+        if now - self.checked_at >= PRIMARY_CHECK_INTERVAL:
+            self.checked_at = now
+            with contextlib.suppress(RedisError):  # when it moved, idle connections are dropped
+                await self.get_master_address()  # type: ignore[no-untyped-call]
+        connection = await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+        primary = self.master_address
+        if primary is not None and (connection.host, connection.port) != tuple(primary):
+            try:  # in use when the primary moved, then put back: reconnect to the new one
+                await connection.disconnect()
+                await connection.connect()
+            except BaseException:
+                await self.release(connection)
+                raise
+        return connection
+
+
 class _SentinelManagedRedis(Redis):
     """A client of the Sentinel-managed primary; closing it closes the sentinel clients too."""
 
@@ -326,6 +359,7 @@ def create_redis(url: str, *, max_connections: int = 64) -> Redis:
     client: _SentinelManagedRedis = sentinels.master_for(
         target.service,
         redis_class=_SentinelManagedRedis,
+        connection_pool_class=_FollowingPool,
         db=target.db,
         username=target.username,
         password=target.password,

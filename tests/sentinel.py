@@ -78,18 +78,23 @@ class Sentinels:
                 await client.aclose()
 
     async def monitor(self, service: str, port: int, auth_pass: str | None = None) -> None:
+        """`SENTINEL MONITOR` and `SENTINEL SET` in one write per sentinel: a sentinel that
+        connected to a password-protected primary before it knew the password would keep
+        that unauthenticated link (and call the primary down) for good."""
         options: list[tuple[str, Any]] = [
             ("down-after-milliseconds", DOWN_AFTER_MS),
             ("failover-timeout", FAILOVER_TIMEOUT_MS),
             ("parallel-syncs", 1),
         ]
         if auth_pass is not None:
-            options.append(("auth-pass", auth_pass))
+            options.insert(0, ("auth-pass", auth_pass))
         async with self.clients() as clients:
             for client in clients:
-                await client.sentinel_monitor(service, "127.0.0.1", port, QUORUM)
-                for option, value in options:
-                    await client.sentinel_set(service, option, value)
+                async with client.pipeline(transaction=False) as pipe:
+                    pipe.sentinel_monitor(service, "127.0.0.1", port, QUORUM)
+                    for option, value in options:
+                        pipe.sentinel_set(service, option, value)
+                    assert all(await pipe.execute())
 
     async def remove(self, service: str) -> None:
         async with self.clients() as clients:

@@ -25,12 +25,14 @@ from oddstream.embedded import free_port
 from oddstream.shared.ingest import Ingester, parse_event
 from oddstream.shared.keys import Keys
 from oddstream.shared.redis import (
+    PRIMARY_CHECK_INTERVAL,
     SentinelURL,
     UnknownServiceError,
     create_redis,
     parse_sentinel_url,
 )
 from oddstream.shared.settings import Settings, SettingsError, load_settings
+from oddstream.shared.streams import event_id
 from tests.harness import (
     Client,
     process_env,
@@ -105,6 +107,14 @@ async def _readiness(url: str) -> AsyncIterator[list[int | None]]:
     finally:
         stop.set()
         await task
+
+
+async def _event_ids(node: Redis, keys: Keys) -> set[bytes]:
+    """The ids of the events in the ingest streams of one node (`partition:entry id`)."""
+    ids: set[bytes] = set()
+    for partition in range(keys.partitions):
+        ids.update(event_id(partition, i) for i, _ in await node.xrange(keys.ingest(partition)))
+    return ids
 
 
 # --- the URL ---------------------------------------------------------------------------------
@@ -316,6 +326,52 @@ async def test_a_failover_is_survived_with_nothing_replicated_lost_and_no_restar
         finally:
             await primary.aclose()
             await replica.aclose()
+            await redis.aclose()
+
+
+@pytest.mark.slow
+async def test_after_a_manual_failover_nothing_keeps_writing_to_the_old_primary(
+    sentinels: Sentinels, settings: Settings, keys: Keys
+) -> None:
+    """`SENTINEL FAILOVER` promotes the replica while the old primary keeps running as a
+    primary: Sentinel demotes it only seconds later (8 s and more), and whatever is written
+    to it meanwhile is lost. Gateway, worker and publisher must move within about a second
+    (`PRIMARY_CHECK_INTERVAL`), long before that."""
+    async with monitored_service(sentinels) as service:
+        own = settings.model_copy(update={"redis_url": service.url})
+        redis = create_redis(service.url)
+        old, new = direct(service.primary.port), direct(service.replica.port)
+        try:
+            async with running_gateway(own) as gw, running_worker(own):
+                c = await Client.connect(f"{gw.ws}/ws/v2/connect")
+                try:
+                    await c.subscribe("odds_updates", sport="NFL")
+                    await wait_until(
+                        lambda: workers_synced(redis, keys), timeout=15, message="worker index"
+                    )
+                    ingester = Ingester(redis, keys)
+                    await ingester.publish_many([_odds(n) for n in range(1, 6)])
+                    await wait_until(lambda: len(_seqs(c)) == 5, message="events before")
+
+                    async with sentinels.clients() as clients:
+                        assert await clients[0].sentinel_failover(service.name)
+                    await sentinels.wait_primary(service.name, service.replica.port)
+                    switched = time.monotonic()
+                    await asyncio.sleep(PRIMARY_CHECK_INTERVAL + 0.2)
+                    after = set(await ingester.publish_many([_odds(n) for n in range(6, 16)]))
+                    await wait_until(lambda: len(_seqs(c)) >= 15, timeout=5, message="events after")
+                    # Still a primary, still writable, and yet nothing was written to it.
+                    assert (await old.info("replication"))["role"] == "master"
+                    assert time.monotonic() - switched < 8
+                    assert _seqs(c) == list(range(1, 16))
+                    assert after <= await _event_ids(new, keys)
+                    assert not after & await _event_ids(old, keys)
+                    await wait_until(lambda: gw.node.ready, timeout=10, message="ready")
+                finally:
+                    await c.close()
+        finally:
+            await old.aclose()
+            await new.aclose()
             await redis.aclose()
 
 
