@@ -270,7 +270,10 @@ async def test_a_failover_is_survived_with_nothing_replicated_lost_and_no_restar
                         )
                         assert reply["type"] == "error", reply
                         assert reply["code"] == "service_unavailable"
-                        assert _alerts(holder, mark)[:1] == ["service_degraded"]
+                        await wait_until(
+                            lambda: bool(_alerts(holder, mark)), message="an alert to clients"
+                        )
+                        assert _alerts(holder, mark)[0] == "service_degraded"
 
                         await sentinels.wait_primary(service.name, service.replica.port)
                         await wait_until(
