@@ -30,6 +30,7 @@ from oddstream.gateway.auth import (
 )
 from oddstream.gateway.browser import add_browser_routes
 from oddstream.gateway.connection import Connection
+from oddstream.gateway.frames import DeflateResponse
 from oddstream.gateway.limits import IpRateLimiter, Network, client_ip, parse_networks
 from oddstream.gateway.management import json_error, routes
 from oddstream.gateway.metrics import GatewayMetrics
@@ -219,9 +220,10 @@ def websocket_endpoint(
             status = {ErrorCode.AUTH_REQUIRED: 401, ErrorCode.FORBIDDEN: 403}.get(exc.code, 400)
             return _refusal(request, status, exc.code, exc.message)
 
-        # compress=False: frames are pre-built once per event and shared (gateway.frames).
-        ws = web.WebSocketResponse(
-            compress=False,
+        # Frames are pre-built once per event and shared, compressed once per frame for the
+        # clients that negotiate permessage-deflate (gateway.frames: no context takeover).
+        ws = DeflateResponse(
+            compress=settings.compression,
             # aiohttp refuses a frame of max_msg_size or more; ours is the largest accepted.
             max_msg_size=settings.max_message_bytes + 1,
             autoping=True,

@@ -1,7 +1,9 @@
 """One client connection: its identity, rooms and counters, and its message loop.
 
 Writes go straight to the transport as complete pre-built frames (see `gateway.frames`), so a
-delivery costs one `transport.write` and no task.
+delivery costs one `transport.write` and no task. A client that negotiated permessage-deflate
+gets each frame's compressed form (`Frame.deflated`: made once per frame, shared by every such
+member), the others its plain form.
 
 Backpressure policy, per kind of data, so memory per connection stays bounded and other
 clients see no added delay:
@@ -30,7 +32,7 @@ from structlog.typing import FilteringBoundLogger
 
 from oddstream.gateway.analytics import UsageAnalytics
 from oddstream.gateway.auth import AuthError, Identity, authorize_room
-from oddstream.gateway.frames import text_frame
+from oddstream.gateway.frames import DEFLATE_WINDOW_BITS, Frame, Item
 from oddstream.gateway.limits import TokenBucket
 from oddstream.gateway.metrics import GatewayMetrics
 from oddstream.gateway.resume import Replay, Seam, Snapshot, parse_position, seam_of, through_seams
@@ -124,6 +126,7 @@ class Connection:
         "closing",
         "conflate_limit",
         "connected_at",
+        "deflate_min",
         "dirty",
         "endpoint",
         "expiry_notified",
@@ -172,9 +175,14 @@ class Connection:
         self.recorded_sent = -1
         self.send_limit = host.settings.send_buffer_bytes
         self.conflate_limit = host.settings.conflate_buffer_bytes
-        self.pending: dict[bytes, bytes] | None = None  # held frames by conflation key
+        #: Clients that negotiated permessage-deflate (with the shared frames' window): the
+        #: smallest payload compressed for them (`Frame.deflated`); None: plain frames only.
+        self.deflate_min: int | None = (
+            host.settings.compression_min_bytes if ws.compress == DEFLATE_WINDOW_BITS else None
+        )
+        self.pending: dict[bytes, Frame] | None = None  # held frames by conflation key
         #: Live frames kept back while a subscription catches up (replay, snapshot).
-        self.held: list[tuple[bytes, bytes]] | None = None
+        self.held: list[Item] | None = None
         #: Rooms whose catch-up just ended: live frames it already covered are dropped.
         self.seams: dict[str, Seam] = {}
         self.bucket = TokenBucket(host.settings.messages_per_second, host.settings.message_burst)
@@ -189,7 +197,13 @@ class Connection:
 
     # --- sending -------------------------------------------------------------------------
 
-    def deliver(self, items: list[tuple[bytes, bytes]]) -> int:
+    def wire(self, frame: Frame) -> bytes:
+        """The bytes of `frame` for this client: compressed if it negotiated deflate."""
+        if self.deflate_min is None:
+            return frame.plain
+        return frame.packed or frame.deflated(self.deflate_min)
+
+    def deliver(self, items: list[Item]) -> int:
         """Deliver (conflation key, frame) pairs of one inbox read; returns frames written."""
         if self.held is not None:
             self.held.extend(items)  # released in order once the subscription caught up
@@ -204,7 +218,8 @@ class Connection:
         written = 0
         if self.pending is None:
             if len(items) == 1 and transport.get_write_buffer_size() <= self.conflate_limit:
-                transport.write(items[0][1])  # fast path: the client keeps up
+                frame = items[0][1]  # fast path: the client keeps up
+                transport.write(frame.plain if self.deflate_min is None else self.wire(frame))
                 self.messages_sent += 1
                 return 1
             written = self._write_while_draining(items)
@@ -220,7 +235,7 @@ class Connection:
                     conflated += 1
                 pending[key] = frame
             else:
-                direct.append(frame)
+                direct.append(self.wire(frame))
         self.pending = pending or None
         analytics = self.host.analytics
         if len(direct) < len(items):
@@ -237,22 +252,24 @@ class Connection:
             return written + len(direct)
         return written
 
-    def _write_while_draining(self, items: list[tuple[bytes, bytes]]) -> int:
+    def _write_while_draining(self, items: list[Item]) -> int:
         """Write frames in chunks while the socket takes them: each chunk fills what is left
         below the conflation limit (at least one frame), so a stalled client's buffer passes
         the limit by one chunk at most, however large the batch. Returns frames written."""
-        transport = self.transport
+        transport, wire = self.transport, self.wire
         written, total = 0, len(items)
         while written < total:
             room = self.conflate_limit - transport.get_write_buffer_size()
             if room < 0:
                 break
             start, size = written, 0
+            chunk: list[bytes] = []
             while written < total and (size <= room or written == start):
-                size += len(items[written][1])
+                data = wire(items[written][1])
+                chunk.append(data)
+                size += len(data)
                 written += 1
-            chunk = items[start:written]
-            transport.write(chunk[0][1] if len(chunk) == 1 else b"".join(f for _, f in chunk))
+            transport.write(chunk[0] if len(chunk) == 1 else b"".join(chunk))
         self.messages_sent += written
         return written
 
@@ -265,7 +282,7 @@ class Connection:
             return True
         if self.transport.get_write_buffer_size() > self.conflate_limit:
             return False
-        frames, self.pending = list(self.pending.values()), None
+        frames, self.pending = [self.wire(f) for f in self.pending.values()], None
         self.transport.write(b"".join(frames))
         self.messages_sent += len(frames)
         return True
@@ -284,7 +301,7 @@ class Connection:
         return True
 
     def send(self, payload: bytes, message_type: ServerMessageType) -> bool:
-        sent = self.write(text_frame(payload))
+        sent = self.write(self.wire(Frame(payload)))
         if sent:
             self.host.metrics.messages_out.labels(message_type.value).inc()
             self.host.analytics.count("out|" + message_type.value)
@@ -482,7 +499,7 @@ class Connection:
         frames = [*replay.frames, snap.frame] if snap is not None else replay.frames
         if frames:
             # Bounded by `max_replay_bytes`: written even past the send buffer's limit.
-            self.transport.write(b"".join(text_frame(f) for f in frames))
+            self.transport.write(b"".join(self.wire(Frame(f)) for f in frames))
             self.messages_sent += len(frames)
             if replay.frames:
                 self.host.analytics.count("out|replay", len(replay.frames))

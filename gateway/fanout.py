@@ -1,9 +1,10 @@
 """Inbox fan-out: this gateway's one inbox reader, and the writer of held (conflated) frames.
 
 Workers write one inbox entry per gateway per batch (`shared.streams`). One blocking XREAD
-loop reads it; each delivery's frame is made a WebSocket frame once and written to the union
-of its rooms' local members, so a client in two matching rooms gets the event once. A
-connection's frames from one read go out in one write, so a gateway that falls behind
+loop reads it; each delivery's frame is made a WebSocket frame once (compressed at most once
+too, for the members that negotiated permessage-deflate: `gateway.frames.Frame`) and written
+to the union of its rooms' local members, so a client in two matching rooms gets the event
+once. A connection's frames from one read go out in one write, so a gateway that falls behind
 catches up with fewer system calls, not more. Order per connection is the inbox order, and
 no control frame can interleave (`fan_out` never awaits). Control items (canaries,
 revocations) are handed to the node. Usage analytics are counted per read and per inbox item
@@ -21,7 +22,7 @@ from redis.asyncio import Redis
 
 from oddstream.gateway.analytics import UsageAnalytics, ingest_millis
 from oddstream.gateway.connection import Connection
-from oddstream.gateway.frames import text_frame
+from oddstream.gateway.frames import Frame, Item
 from oddstream.gateway.metrics import GatewayMetrics
 from oddstream.gateway.rooms import LocalRooms
 from oddstream.shared.logs import get_logger
@@ -106,7 +107,7 @@ class InboxFanout:
     def fan_out(self, entries: list[Entry]) -> int:
         """Deliver a batch of inbox entries: each to every local member of its rooms, once;
         returns the frames written."""
-        outgoing: dict[Connection, list[tuple[bytes, bytes]]] = {}
+        outgoing: dict[Connection, list[Item]] = {}
         per_type: dict[bytes, int] = {}
         items = 0
         analytics = self._analytics
@@ -142,9 +143,7 @@ class InboxFanout:
             analytics.delivered(ingested, time.time() * 1000)
         return sent
 
-    def _route(
-        self, delivery: Delivery, outgoing: dict[Connection, list[tuple[bytes, bytes]]]
-    ) -> int:
+    def _route(self, delivery: Delivery, outgoing: dict[Connection, list[Item]]) -> int:
         room_ids = delivery.rooms.decode().split(",")
         if len(room_ids) == 1:
             members: set[Connection] = self._rooms.members(room_ids[0]) or set()
@@ -154,7 +153,7 @@ class InboxFanout:
                 members.update(self._rooms.members(room_id) or ())
         if not members:
             return 0
-        item = (delivery.key, text_frame(delivery.frame))
+        item = (delivery.key, Frame(delivery.frame))
         for conn in members:
             queued = outgoing.get(conn)
             if queued is None:

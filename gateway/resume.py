@@ -41,7 +41,7 @@ import orjson
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from oddstream.gateway.frames import payload_of
+from oddstream.gateway.frames import Item
 from oddstream.shared.events import EventKind, ingest_event_adapter, routing_of
 from oddstream.shared.keys import Keys
 from oddstream.shared.protocol import (
@@ -296,9 +296,7 @@ class Seam:
         return newest is not None and event_order(event_id) <= event_order(newest)
 
 
-def through_seams(
-    items: list[tuple[bytes, bytes]], seams: dict[str, Seam], now: float
-) -> list[tuple[bytes, bytes]]:
+def through_seams(items: list[Item], seams: dict[str, Seam], now: float) -> list[Item]:
     """The frames a connection with open seams still needs; closes the seams they pass.
     Parses each frame (only while a seam is open: the moments after a subscribe)."""
     for room in [r for r, seam in seams.items() if now > seam.until]:
@@ -308,7 +306,7 @@ def through_seams(
         if not seams:
             kept.append((key, frame))
             continue
-        body = orjson.loads(payload_of(frame))
+        body = orjson.loads(frame.payload)
         event_id = body.get("event_id")
         positions = body.get("positions") or {}
         drop = False

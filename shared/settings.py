@@ -253,6 +253,18 @@ class Settings(BaseSettings):
     deadletter_maxlen: int = Field(
         default=10_000, ge=1, description="Approximate number of dead letters kept for inspection."
     )
+    compression: bool = Field(
+        default=True,
+        description="Negotiate permessage-deflate (RFC 7692) with clients that offer it "
+        "(browsers always do): each frame is compressed once, without context takeover, and "
+        "the same bytes go to every client that negotiated it. False: every frame uncompressed.",
+    )
+    compression_min_bytes: int = Field(
+        default=256,
+        ge=0,
+        description="Frames with a shorter payload are sent uncompressed even to clients that "
+        "negotiated compression (a few bytes saved would not pay for the work).",
+    )
     max_message_bytes: int = Field(
         default=64 * 1024, ge=256, description="Largest client frame accepted; larger closes 1009."
     )

@@ -784,7 +784,8 @@ async def test_resumes_after_a_slow_consumer_close_with_nothing_lost(
         return False
 
     await wait_until(up, timeout=20, message="gateway ready")
-    client = OddstreamClient(url, backoff=FAST, max_attempts=None)
+    # Uncompressed: the flood's 12 MB must reach the socket as 12 MB, not deflated away.
+    client = OddstreamClient(url, backoff=FAST, max_attempts=None, compression=False)
     events = recorder(client)
     resumes: list[ResumeEvent] = []
     client.on_resume(resumes.append)

@@ -101,7 +101,10 @@ class OddstreamClient:
     long silence means a dead connection (default twice the gateway's heartbeat interval).
     `ping_interval` is how often to measure latency with our own ping (None: only `ping()`).
     `dedupe_window` is how many recent event ids each subscription remembers to drop
-    duplicates (a replay overlapping what was already delivered).
+    duplicates (a replay overlapping what was already delivered). `compression` offers
+    permessage-deflate (RFC 7692), which the gateway accepts unless turned off there: frames
+    arrive compressed (about half the bytes for odds, far less for snapshots) and are inflated
+    by aiohttp; False offers nothing, for a client short of CPU on a fast link.
     """
 
     def __init__(
@@ -119,6 +122,7 @@ class OddstreamClient:
         max_buffered: int = 10_000,
         rng: random.Random | None = None,
         dedupe_window: int = DEDUPE_WINDOW,
+        compression: bool = True,
     ) -> None:
         self.url = URL(url)
         self.backoff = backoff if backoff is not None else Backoff()
@@ -129,6 +133,7 @@ class OddstreamClient:
         self.request_timeout = request_timeout
         self.max_buffered = max_buffered
         self.dedupe_window = dedupe_window
+        self.compression = compression
         self.welcome: Frame | None = None
         self.final_error: OddstreamError | None = None
         self._token = token
@@ -177,6 +182,11 @@ class OddstreamClient:
             resumes=self._resumes,
             resyncs=self._resyncs,
         )
+
+    @property
+    def compressed(self) -> bool:
+        """Whether the current connection negotiated permessage-deflate (False while none)."""
+        return self._ws is not None and bool(self._ws.compress)
 
     @property
     def subscriptions(self) -> list[Subscription]:
@@ -490,6 +500,7 @@ class OddstreamClient:
                     headers=headers,
                     autoping=True,
                     autoclose=True,
+                    compress=15 if self.compression else 0,  # 15: a 32 KiB window, the most
                     timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
                 )
         except aiohttp.WSServerHandshakeError as exc:

@@ -110,3 +110,27 @@ async def test_a_saved_position_resumes_with_every_missed_frame_once_in_order(
         start = witnessed.index(seen[-1]) + 1
         assert ids == witnessed[start : start + len(ids)], "no gap, no duplicate, same order"
         assert resumed.duplicates == 0
+
+
+@pytest.mark.parametrize("compression", [True, False])
+async def test_compression_is_offered_by_default_and_can_be_turned_off(
+    system: System, compression: bool
+) -> None:
+    """By default the client offers permessage-deflate and the gateway accepts it: the snapshot
+    and live frames arrive compressed and are inflated to the same frames; `compression=False`
+    offers nothing and gets them plain."""
+    url = f"{system.ws}/ws/v2/connect"
+    async with OddstreamClient(url, compression=compression) as client:
+        assert client.compressed is compression
+        odds = await client.subscribe("odds_updates", sport="MLB")
+        frames = []
+        async with asyncio.timeout(20):
+            async for frame in odds:
+                frames.append(frame)
+                if len(frames) == 3:
+                    break
+        assert frames[0]["type"] == "snapshot" and frames[0]["room"] == odds.room
+        assert all(e["data"]["sport"] == "MLB" for e in frames[0]["data"]["events"])
+        assert [f["type"] for f in frames[1:]] == ["odds_update"] * 2
+        assert all(odds.room in f["rooms"] for f in frames[1:])
+        assert client.compressed is compression  # still the same connection
