@@ -3,6 +3,7 @@
     python -m tests.benchmarks.load --clients 1000 --rooms 100 --rate 5000 --duration 10
     python -m tests.benchmarks.load --sweep    # 1000, 3000, 5000, 8000, 10000 events/s
     python -m tests.benchmarks.load --rates 5000,15000,20000    # any rates, in turn
+    python -m tests.benchmarks.load --compress    # clients offer permessage-deflate
 
 All local, 127.0.0.1 only: an embedded Redis; gateway and worker as `python -m oddstream.cli`
 processes (with a per-run admin token, for `/ws/v2/rooms`, and the per-IP connect limit lifted:
@@ -35,6 +36,13 @@ deliveries/s on a 2-core VM this took the clients from about 69% of a core (aioh
 left is mostly kernel time, one read per frame plus the ACK each read sends on loopback, which
 any client holding 1000 sockets pays. One client process by default: two used ~3% of a core
 more for the same latency (`--client-procs 2` to compare).
+
+`--compress`: every client offers permessage-deflate (as browsers do), fails the run if the
+gateway does not accept it, and inflates each compressed message (raw deflate, one inflater
+per connection, as browsers keep one) before its `sent_at` search; `wire_bytes_per_delivery`
+is then what a data frame took on the socket (header + compressed payload), against
+`frame_bytes` (the payload inflated). Without it the clients offer nothing and behave as
+before, byte for byte.
 The last line of output is JSON with every figure.
 """
 
@@ -55,6 +63,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from array import array
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -84,6 +93,9 @@ BOOKS, MARKETS = ("DraftKings", "FanDuel", "BetMGM", "Caesars"), ("moneyline", "
 TICK = 0.005  # feeder batch interval (s)
 _now = time.time
 WS_PATH, WS_GUID = "/ws/v2/connect", "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 1.3
+#: --compress: what browsers offer; the flush tail a sender strips (RFC 7692 7.2.1).
+WS_DEFLATE_OFFER = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+DEFLATE_TAIL = b"\x00\x00\xff\xff"
 
 
 def run(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -150,6 +162,8 @@ class Window:
     matched: int = 0  # frames of events sent during [t0, t1), whenever received
     latencies: array[float] = field(default_factory=lambda: array("d"))
     frame_bytes: int = 0
+    wire_bytes: int = 0  # --compress: header + payload of the compressed data frames matched
+    wire_frames: int = 0
 
 
 @dataclass
@@ -157,6 +171,7 @@ class Shared:
     """What every connection of one client process updates (one event loop: no locks)."""
 
     window: Window = field(default_factory=Window)
+    compress: bool = False  # offer permessage-deflate (--compress)
     closed: int = 0  # connections that ended (close frame or lost), across windows
     errors: list[str] = field(default_factory=list)  # protocol violations seen by any connection
 
@@ -180,9 +195,13 @@ class WSClient(asyncio.Protocol):
     def __init__(self, shared: Shared, host: str) -> None:
         self.shared, self.buf = shared, bytearray()
         self.key = base64.b64encode(os.urandom(16)).decode()
+        offer = WS_DEFLATE_OFFER if shared.compress else ""
         self.request = (f"GET {WS_PATH} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
-                        f"Connection: Upgrade\r\nSec-WebSocket-Key: {self.key}\r\n"
+                        f"Connection: Upgrade\r\nSec-WebSocket-Key: {self.key}\r\n{offer}"
                         "Sec-WebSocket-Version: 13\r\n\r\n").encode()  # fmt: skip
+        # One inflater per connection, as a browser keeps (valid whether or not the server
+        # takes context over; ours does not).
+        self.inflater = zlib.decompressobj(-15) if shared.compress else None
         loop = asyncio.get_running_loop()
         self.upgraded: asyncio.Future[None] = loop.create_future()
         self.welcomed: asyncio.Future[None] = loop.create_future()
@@ -256,6 +275,9 @@ class WSClient(asyncio.Protocol):
             if not headers.startswith(b"HTTP/1.1 101 ") or b": " + accept not in headers:
                 self.fail(f"upgrade refused: {headers[:300]!r}")
                 return
+            if self.inflater is not None and b"permessage-deflate" not in headers:
+                self.fail(f"permessage-deflate not accepted: {headers[:300]!r}")
+                return
             self.open = True
             self.upgraded.set_result(None)
             del buf[: head + 4]
@@ -300,6 +322,8 @@ class WSClient(asyncio.Protocol):
                         w.frame_bytes = length
                 else:
                     self.control(bytes(data[start:end]))
+            elif first == 0xC1 and self.inflater is not None:  # compressed (RFC 7692): --compress
+                self.inflated(data[start:end], now, w)
             elif first & 0x80 == 0 or first & 0x0F == 0:
                 raise ValueError("a fragmented frame (the gateway never fragments)")
             elif first & 0x0F == 0x8:  # close: answer it, count the connection as ended
@@ -315,6 +339,26 @@ class WSClient(asyncio.Protocol):
             elif first & 0x0F != 0xA:
                 raise ValueError(f"unexpected frame (first byte {first:#04x})")
         return pos
+
+    def inflated(self, wire: bytes | bytearray, now: float, w: Window) -> None:
+        """A compressed text message: inflate it, then as a plain one in `frames`."""
+        assert self.inflater is not None
+        text = self.inflater.decompress(bytes(wire) + DEFLATE_TAIL)
+        i = text.find(b'"sent_at":') + 10
+        if i < 10:
+            self.control(text)
+            return
+        if w.t0 <= now < w.t1:
+            w.received += 1
+        stop = text.find(b"}", i)
+        comma = text.find(b",", i, stop)
+        sent = float(text[i : comma if comma > 0 else stop])
+        if w.t0 <= sent < w.t1:
+            w.matched += 1
+            w.latencies.append(now - sent)
+            w.frame_bytes = len(text)
+            w.wire_bytes += len(wire) + (2 if len(wire) < 126 else 4 if len(wire) < 65536 else 10)
+            w.wire_frames += 1
 
     def control(self, text: bytes) -> None:
         """welcome, subscription_confirmed, error, the application-level ping."""
@@ -360,8 +404,10 @@ async def recv(pipe: Pipe, timeout: float) -> Any:
     return pipe.recv()
 
 
-async def clients_async(pipe: Pipe, url: str, ids: Sequence[int], rooms: int) -> None:
-    shared, members, sem = Shared(), [0] * rooms, asyncio.Semaphore(50)
+async def clients_async(
+    pipe: Pipe, url: str, ids: Sequence[int], rooms: int, compress: bool = False
+) -> None:
+    shared, members, sem = Shared(compress=compress), [0] * rooms, asyncio.Semaphore(50)
     for i in ids:
         members[i % rooms] += 1
 
@@ -390,6 +436,8 @@ async def clients_async(pipe: Pipe, url: str, ids: Sequence[int], rooms: int) ->
             shared.window = Window()
             result = {"received": w.received, "matched": w.matched, "expected": expected}
             result |= {"frame_bytes": w.frame_bytes, "closed": shared.closed, "lat": w.latencies}
+            if compress:
+                result |= {"wire_bytes": w.wire_bytes, "wire_frames": w.wire_frames}
             pipe.send(("result", result))
     finally:
         for client in sockets:
@@ -397,10 +445,12 @@ async def clients_async(pipe: Pipe, url: str, ids: Sequence[int], rooms: int) ->
                 client.transport.abort()
 
 
-def client_process(pipe: Pipe, url: str, ids: list[int], rooms: int) -> None:
+def client_process(
+    pipe: Pipe, url: str, ids: list[int], rooms: int, compress: bool = False
+) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us
     try:
-        run(clients_async(pipe, url, ids, rooms))
+        run(clients_async(pipe, url, ids, rooms, compress))
     except Exception as exc:
         pipe.send(("error", f"{type(exc).__name__}: {exc}"))
 
@@ -514,7 +564,7 @@ class Bench:
 
             await until("gateway and worker", 30, up)
             # the throw-away connection (see the docstring)
-            await (await connect(Shared(), url, "warm-up")).close()
+            await (await connect(Shared(compress=a.compress), url, "warm-up")).close()
             await asyncio.sleep(0.5)
             idle = cpu_snapshot(self.pids)
             await asyncio.sleep(1.0)
@@ -526,7 +576,8 @@ class Bench:
             for n in range(a.client_procs):
                 parent, child = ctx.Pipe()
                 ids = list(range(n, a.clients, a.client_procs))
-                proc = ctx.Process(target=client_process, args=(child, url, ids, a.rooms))
+                proc = ctx.Process(target=client_process,
+                                   args=(child, url, ids, a.rooms, a.compress))  # fmt: skip
                 proc.daemon = True
                 proc.start()
                 self.stack.callback(proc.join, 5)
@@ -602,7 +653,12 @@ class Bench:
         total = {k: sum(r[k] for r in res) for k in ("received", "matched", "expected")}
         rcv_rate = round(total["received"] / a.duration)
         q = {"p50": 0.5, "p95": 0.95, "p99": 0.99, "max": 1.0}
-        return {
+        figures: dict[str, Any] = {}
+        if a.compress:  # header + compressed payload of the data frames matched
+            frames = sum(r["wire_frames"] for r in res)
+            figures["wire_bytes_per_delivery"] = round(
+                sum(r["wire_bytes"] for r in res) / frames, 1) if frames else None  # fmt: skip
+        return figures | {
             "rate": rate,
             "offered_events_per_s": round(in_window / a.duration),
             "expected_deliveries_per_s": round(total["expected"] / a.duration),
@@ -627,6 +683,9 @@ def print_run(r: dict[str, Any]) -> None:
           flush=True)  # fmt: skip
     print(f"  gateway CPU per delivery {r['gateway_cpu_us_per_delivery']} us; CPU % (100 = one "
           "core): " + ", ".join(f"{k} {v}" for k, v in cpu.items()), flush=True)  # fmt: skip
+    if "wire_bytes_per_delivery" in r:
+        print(f"  compressed: {r['wire_bytes_per_delivery']} bytes on the wire per delivery "
+              f"(frame {r['frame_bytes']} B inflated)", flush=True)  # fmt: skip
 
 
 def print_table(runs: list[dict[str, Any]]) -> None:
@@ -655,6 +714,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--client-procs", type=int, default=1, help="client processes (1)")
     p.add_argument("--sweep", action="store_true", help=f"run {SWEEP_RATES} events/s in turn")
     p.add_argument("--rates", help="comma-separated events/s to run in turn (instead of --rate)")
+    p.add_argument("--compress", action="store_true",
+                   help="clients offer permessage-deflate and inflate what they get")  # fmt: skip
     a = p.parse_args(argv)
     if min(a.clients, a.rooms, a.client_procs, a.duration, a.rate) <= 0:
         p.error("--clients, --rooms, --client-procs, --duration and --rate must be positive")
@@ -663,7 +724,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{'yes' if info['uvloop'] else 'no'}")  # fmt: skip
     print(f"setup: {a.clients} clients in {a.rooms} rooms, {a.payload}-byte payloads, "
           f"{a.client_procs} client process(es), {a.duration}s measured after {a.warmup}s "
-          "warm-up", flush=True)  # fmt: skip
+          "warm-up" + (", clients offer permessage-deflate" if a.compress else ""),
+          flush=True)  # fmt: skip
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
 
     def interrupt(*_: Any) -> None:
