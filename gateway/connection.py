@@ -104,6 +104,12 @@ class ConnectionHost(Protocol):
         """Write `conn`'s held (conflated) frames on a later tick, once its socket drains."""
         ...
 
+    def changed(self, conn: Connection, identity: bool = False) -> None:
+        """Something `/ws/v2/connections` shows changed (its record is rewritten at the next
+        beat; counters are read live, never a reason); `identity`: the token was swapped, so
+        its expiry is scheduled again."""
+        ...
+
     async def catch_up(
         self, spec: RoomSpec, position: str | None, snapshot: bool
     ) -> tuple[Replay, Snapshot | None]:
@@ -137,7 +143,6 @@ class Connection:
         "messages_received",
         "messages_sent",
         "pending",
-        "recorded_sent",
         "remote",
         "rooms",
         "seams",
@@ -170,9 +175,9 @@ class Connection:
         self.last_seen = time.monotonic()
         self.closing = False
         self.closed_with: int | None = None  # the close code the gateway sent, if it closed
-        # `dirty` marks changes other than messages sent; those are compared at each beat.
+        #: The record in Redis is behind: a field it shows other than the counters changed
+        #: (the host writes it at its next beat).
         self.dirty = True
-        self.recorded_sent = -1
         self.send_limit = host.settings.send_buffer_bytes
         self.conflate_limit = host.settings.conflate_buffer_bytes
         #: Clients that negotiated permessage-deflate (with the shared frames' window): the
@@ -357,7 +362,6 @@ class Connection:
             self.last_seen = time.monotonic()
             if msg.type is WSMsgType.TEXT:
                 self.messages_received += 1
-                self.dirty = True
                 if not self.bucket.take():
                     self.refuse_for_rate()
                     continue
@@ -486,7 +490,7 @@ class Connection:
             self._confirm(spec, request_id, {"already_subscribed": True})
             return
         self.rooms[spec.room_id] = spec
-        self.dirty = True
+        self.host.changed(self)
         self.held = []
         try:
             replay, snap = await self.host.catch_up(spec, position, snapshot)
@@ -530,6 +534,7 @@ class Connection:
             raise ProtocolError(ErrorCode.FORBIDDEN, "A refreshed token must be for the same user.")
         self.identity = fresh
         self.expiry_notified = False
+        self.host.changed(self, identity=True)
         self.send(
             server_frame(
                 ServerMessageType.AUTH_REFRESHED,
@@ -578,7 +583,7 @@ class Connection:
             raise ProtocolError(ErrorCode.NOT_SUBSCRIBED, f"Not subscribed to room {room_id!r}.")
         await self.host.leave(self, [room_id])
         del self.rooms[room_id]
-        self.dirty = True
+        self.host.changed(self)
         self.send(
             server_frame(
                 ServerMessageType.UNSUBSCRIBED,
@@ -605,6 +610,10 @@ class Connection:
             "messages_received": self.messages_received,
         }
 
+    def listing(self) -> dict[str, Any]:
+        """The connection as `/ws/v2/connections` lists it, counters as of now."""
+        return {**self.status(), "endpoint": self.endpoint, "remote": self.remote}
+
     def record(self) -> bytes:
-        """The connection as `/ws/v2/connections` lists it."""
-        return orjson.dumps({**self.status(), "endpoint": self.endpoint, "remote": self.remote})
+        """The stored record: `listing()` as JSON, its counters as of when it was written."""
+        return orjson.dumps(self.listing())

@@ -7,8 +7,9 @@ to the union of its rooms' local members, so a client in two matching rooms gets
 once. A connection's frames from one read go out in one write, so a gateway that falls behind
 catches up with fewer system calls, not more. Order per connection is the inbox order, and
 no control frame can interleave (`fan_out` never awaits). Control items (canaries,
-revocations) are handed to the node. Usage analytics are counted per read and per inbox item
-(frames by type, each written event's ingest-to-write latency), never per member.
+revocations, counter requests) are handed to the node. Usage analytics are counted per read
+and per inbox item (frames by type, each written event's ingest-to-write latency), never per
+member.
 """
 
 from __future__ import annotations
@@ -27,7 +28,13 @@ from oddstream.gateway.metrics import GatewayMetrics
 from oddstream.gateway.rooms import LocalRooms
 from oddstream.shared.logs import get_logger
 from oddstream.shared.loops import Backoff, raise_if_cancelling
-from oddstream.shared.streams import Canary, Delivery, Revocation, decode_inbox_entry
+from oddstream.shared.streams import (
+    Canary,
+    CounterRequest,
+    Delivery,
+    Revocation,
+    decode_inbox_entry,
+)
 
 __all__ = ["InboxFanout"]
 
@@ -56,6 +63,7 @@ class InboxFanout:
         block_ms: int,
         on_canary: Callable[[Canary], None],
         on_revocation: Callable[[Revocation], None],
+        on_counters: Callable[[CounterRequest], None],
         on_redis: Callable[[bool], None],
         analytics: UsageAnalytics,
     ) -> None:
@@ -66,6 +74,7 @@ class InboxFanout:
         self._block_ms = block_ms
         self._on_canary = on_canary
         self._on_revocation = on_revocation
+        self._on_counters = on_counters
         self._on_redis = on_redis
         self._analytics = analytics
         self._out_children: dict[bytes, Any] = {}
@@ -130,8 +139,10 @@ class InboxFanout:
                                 ingested.append(millis)
                 elif isinstance(item, Canary):
                     self._on_canary(item)
-                else:
+                elif isinstance(item, Revocation):
                     self._on_revocation(item)
+                else:
+                    self._on_counters(item)
         sent = 0
         for conn, frames in outgoing.items():
             sent += conn.deliver(frames)

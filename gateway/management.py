@@ -200,6 +200,8 @@ def _page_param(request: web.Request, name: str, default: int, high: int, low: i
 @routes.get("/ws/v2/connections")
 @admin_only
 async def connections(request: web.Request) -> web.Response:
+    """The records gateways write when a connection opens, subscribes, unsubscribes or
+    refreshes its token (and delete when it closes); the page's counters are read live."""
     node = request.app[NODE]
     try:
         limit = _page_param(request, "limit", 100, MAX_PAGE)
@@ -208,6 +210,7 @@ async def connections(request: web.Request) -> web.Response:
         return json_error(400, ErrorCode.INVALID_REQUEST, str(exc) + ".")
     records = await node.registry.connections()
     page = records[offset : offset + limit]
+    await node.live_records(page)
     next_offset = offset + len(page) if offset + len(page) < len(records) else None
     return json_response(
         {

@@ -11,6 +11,12 @@ It owns the parts named for what they do:
 - `UsageAnalytics` (`gateway.analytics`): per-minute usage counts, flushed to Redis.
 
 Connections talk to it through `ConnectionHost` (`gateway.connection`), never the whole node.
+
+Periodic work costs what changed, never the number of connections: a beat writes the records
+of the connections that connected, subscribed, unsubscribed or refreshed their token since the
+last one and deletes those of the ones that closed; counters (messages sent and received) are
+read live when `/ws/v2/connections` asks (`live_records`); pings and the closes for silence
+and token expiry go through the heartbeat's wheel and deadline heaps.
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ from oddstream.shared.protocol import CloseCode, ServerMessageType, server_frame
 from oddstream.shared.registry import Registry
 from oddstream.shared.rooms import RoomSpec
 from oddstream.shared.settings import Settings
-from oddstream.shared.streams import Canary, Revocation
+from oddstream.shared.streams import Canary, CounterRequest, Revocation
 
 __all__ = ["GatewayNode", "slot_member"]
 
@@ -62,6 +68,12 @@ FLUSH_INTERVAL = 0.05
 
 #: Seconds between batches of closes while draining.
 DRAIN_BATCH_INTERVAL = 0.1
+
+#: Seconds `/ws/v2/connections` waits for other gateways' live counters.
+COUNTERS_TIMEOUT = 1.0
+
+#: Records serialized by a beat before it lets other callbacks run (a connect storm).
+BEAT_SLICE = 256
 
 
 def slot_member(gateway_id: str, ws: object) -> str:
@@ -105,17 +117,25 @@ class GatewayNode:
             block_ms=settings.worker_block_ms,
             on_canary=self._canary_back,
             on_revocation=self._revoke,
+            on_counters=self._answer_counters,
             on_redis=self._set_redis_ok,
             analytics=self.analytics,
         )
         self.history = History(redis, self.keys, settings)
-        self.heartbeat = ClientHeartbeat(self.connections, metrics, settings.connection_timeout)
+        self.heartbeat = ClientHeartbeat(
+            metrics,
+            interval=settings.heartbeat_interval,
+            timeout=settings.connection_timeout,
+            notice=settings.token_expiry_notice,
+        )
         self.registered = False
         self.draining = False
         self.redis_ok = False
         self.last_canary: float | None = None  # monotonic time the last canary came back
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
+        #: Connections whose record changed since the last beat, and those closed since.
+        self._changed: dict[str, Connection] = {}
         self._closed_since_beat: list[str] = []
         self._healthy_since: float | None = None  # monotonic; None while Redis is down
         self._canary_partitions = itertools.count(random.randrange(self.keys.partitions))
@@ -134,7 +154,7 @@ class GatewayNode:
             periodic("gateway.flush", FLUSH_INTERVAL, self.fanout.flush_backlogged, self.log),
             asyncio.create_task(self.fanout.run(), name="gateway.inbox"),
             periodic("gateway.beat", s.gateway_heartbeat, self._beat, self.log),
-            periodic("gateway.ping", s.heartbeat_interval, self.heartbeat.ping_all, self.log),
+            periodic("gateway.ping", self.heartbeat.tick_seconds, self.heartbeat.tick, self.log),
             periodic(
                 "gateway.sweep",
                 min(1.0, s.connection_timeout / 4),
@@ -280,39 +300,40 @@ class GatewayNode:
         self._set_redis_ok(True)
 
     async def _beat(self) -> None:
+        """Liveness, and the records of the connections that changed or closed since the last
+        beat: its cost is what changed, not how many connections there are."""
         if self.draining:
             return
-        dirty = {}
-        for conn in self.connections.values():
-            if conn.dirty or conn.messages_sent != conn.recorded_sent:
-                conn.dirty = False
-                conn.recorded_sent = conn.messages_sent
-                dirty[conn.client_id] = conn.record()
+        changed, self._changed = self._changed, {}
         closed, self._closed_since_beat = self._closed_since_beat, []
+        records: dict[str, bytes] = {}
+        for conn in changed.values():
+            if conn.client_id in self.connections:  # not closed while this beat yielded
+                records[conn.client_id] = conn.record()
+                if len(records) % BEAT_SLICE == 0:
+                    await asyncio.sleep(0)
         try:
             alive = await self.registry.beat_gateway(
-                self.gateway_id, self.describe(), dirty, closed
+                self.gateway_id, self.describe(), records, closed
             )
             self._set_redis_ok(True)
         except RedisError:
             self._set_redis_ok(False)
-            for conn in self.connections.values():
-                conn.dirty = True
+            # Written at the next beat instead, with whatever changed meanwhile.
+            self._changed = {**changed, **self._changed}
+            self._closed_since_beat = closed + self._closed_since_beat
             raise
-        if alive and self.settings.max_connections_per_user:
-            await self.registry.refresh_user_slots(
-                [
-                    (c.identity.user, slot_member(self.gateway_id, c.ws))
-                    for c in self.connections.values()
-                    if c.identity.user is not None
-                ]
-            )
+        for conn in changed.values():
+            if conn.client_id not in self._changed:  # not changed again meanwhile
+                conn.dirty = False
         if not alive:
             self.log.warning("gateway.reregister", reason="reaped, or Redis lost its data")
             self.registered = False
-            for conn in self.connections.values():
-                conn.dirty = True
+            for conn in self.connections.values():  # a rare event: every record again
+                self._mark_changed(conn)
             await self._register()
+            if self.settings.max_connections_per_user:
+                self.spawn(self._reclaim_user_slots(list(self.connections.values())))
         # After an outage every beat in Redis is stale: reap only once this gateway has seen
         # Redis healthy for a whole TTL, so live peers have had time to beat again.
         healthy_since = self._healthy_since
@@ -321,13 +342,85 @@ class GatewayNode:
         ):
             await self.registry.reap_dead()
 
+    async def _reclaim_user_slots(self, conns: list[Connection]) -> None:
+        """After a re-registration (reaped: the reaper released this gateway's slots; or
+        Redis lost its data) count this gateway's connections against their users again."""
+        for conn in conns:
+            user = conn.identity.user
+            if user is None or conn.client_id not in self.connections:
+                continue
+            with contextlib.suppress(RedisError):
+                await self.registry.acquire_user_slot(
+                    user, slot_member(self.gateway_id, conn.ws), 0
+                )
+
+    # --- connection listing --------------------------------------------------------------
+
+    async def live_records(self, records: list[dict[str, Any]]) -> None:
+        """Bring a page of `/ws/v2/connections` records up to date, in place: this gateway's
+        from its connections (everything a record shows), the other gateways' counters
+        (messages sent and received) asked of them through their inboxes; a gateway that
+        does not answer within `COUNTERS_TIMEOUT` keeps the counters of its last record write
+        (at connect, subscribe, unsubscribe or token refresh)."""
+        wanted: dict[str, list[str]] = {}
+        for record in records:
+            gateway_id, client_id = record.get("gateway"), record.get("client_id")
+            if not isinstance(gateway_id, str) or not isinstance(client_id, str):
+                continue
+            if gateway_id == self.gateway_id:
+                conn = self.connections.get(client_id)
+                if conn is not None:
+                    record.update(conn.listing())
+            else:
+                wanted.setdefault(gateway_id, []).append(client_id)
+        if not wanted:
+            return
+        try:
+            counters = await self.registry.ask_counters(self.gateway_id, wanted, COUNTERS_TIMEOUT)
+        except RedisError as exc:
+            self.log.warning("gateway.counters.redis_failed", error=repr(exc))
+            return
+        for record in records:
+            live = counters.get(record.get("client_id", ""))
+            if live is not None:
+                record["messages_sent"], record["messages_received"] = live
+
+    def _answer_counters(self, request: CounterRequest) -> None:
+        """Another gateway lists connections: the live counters of those asked that are here."""
+        counters = {}
+        for client_id in request.clients:
+            conn = self.connections.get(client_id)
+            if conn is not None:
+                counters[client_id] = [conn.messages_sent, conn.messages_received]
+        self.spawn(self._send_counters(request.reply, counters))
+
+    async def _send_counters(self, reply: str, counters: dict[str, list[int]]) -> None:
+        try:
+            await self.registry.answer_counters(reply, counters)
+        except RedisError as exc:
+            self.log.warning("gateway.counters.redis_failed", error=repr(exc))
+
     # --- connections (the `ConnectionHost` side) -----------------------------------------
 
     def add(self, conn: Connection, reconnect: bool = False) -> None:
         """Count a new connection in; `reconnect`: it said so (`?reconnect=N`)."""
         self.connections[conn.client_id] = conn
+        self._mark_changed(conn)
+        self.heartbeat.watch(conn)
         self.metrics.connections.set(len(self.connections))
         self.analytics.opened(len(self.connections), reconnect)
+
+    def changed(self, conn: Connection, identity: bool = False) -> None:
+        """Something `/ws/v2/connections` shows changed (subscriptions, identity): the record
+        is written at the next beat; an identity change also reschedules the token's expiry."""
+        if conn.client_id in self.connections:
+            self._mark_changed(conn)
+            if identity:
+                self.heartbeat.expiry_changed(conn)
+
+    def _mark_changed(self, conn: Connection) -> None:
+        conn.dirty = True
+        self._changed[conn.client_id] = conn
 
     async def remove(self, conn: Connection) -> None:
         """Forget a closed connection and release its rooms."""
@@ -336,6 +429,8 @@ class GatewayNode:
         self.fanout.release(conn)
         if self.connections.pop(conn.client_id, None) is None:
             return
+        self.heartbeat.forget(conn)
+        self._changed.pop(conn.client_id, None)
         self._closed_since_beat.append(conn.client_id)
         self.metrics.connections.set(len(self.connections))
         self.analytics.closed(conn.close_code())

@@ -10,12 +10,19 @@ Invariants, kept by Lua scripts so that concurrent gateways and reapers cannot b
 - a gateway reaped for silence is removed from every holder set before `gateway_down` is fed.
 Liveness timestamps come from Redis's own clock (`TIME`), so host clock skew cannot reap a
 healthy gateway.
+
+What a gateway writes costs what changed, never its number of connections: a beat refreshes
+its liveness and writes only the connection records that changed since the last one; a user's
+connection slots count while their gateway is registered, so nothing refreshes them; the
+counters of a connection listing are asked of their gateways when it is read
+(`ask_counters`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,12 +33,20 @@ from redis.asyncio import Redis
 from oddstream.shared.keys import Keys
 from oddstream.shared.rooms import RoomSpec, keeps_offline_history
 from oddstream.shared.settings import Settings
-from oddstream.shared.streams import Revocation, encode_inbox_entry, entry_order
+from oddstream.shared.streams import (
+    CounterRequest,
+    Revocation,
+    encode_inbox_entry,
+    entry_order,
+)
 
 __all__ = ["FeedEntry", "Registry", "RoomHolding"]
 
 # Feed entries older than this are trimmed; a worker that falls further behind resyncs.
 FEED_RETENTION_MS = 300_000
+
+#: How long an answer to a counter request is kept for an asker that gave up waiting.
+COUNTERS_REPLY_TTL_MS = 10_000
 
 _SCRIPTS = Path(__file__).with_name("lua")
 
@@ -85,7 +100,8 @@ class Registry:
         self._reap_gateway = redis.register_script(_lua("reap_gateway"))
         self._reap_worker = redis.register_script(_lua("reap_worker"))
         self._acquire_user_slot = redis.register_script(_lua("acquire_user_slot"))
-        self._refresh_user_slots = redis.register_script(_lua("refresh_user_slots"))
+        self._release_user_slot = redis.register_script(_lua("release_user_slot"))
+        self._release_gateway_slots = redis.register_script(_lua("release_gateway_slots"))
         self._expire_rooms = redis.register_script(_lua("expire_rooms"))
 
     # --- gateways ------------------------------------------------------------------------
@@ -128,7 +144,9 @@ class Registry:
         connections: Mapping[str, bytes],
         closed: Iterable[str],
     ) -> bool:
-        """Refresh liveness and connection records; False when the gateway was reaped."""
+        """Refresh liveness, write the connection records in `connections` (those that
+        changed) and delete the `closed` ones; False when the gateway was reaped. Costs what
+        it is given, not the gateway's number of connections."""
         alive = await self._beat(
             keys=[self.keys.gateways, self.keys.gateway_info(gateway_id)],
             args=[gateway_id, orjson.dumps(info), "0"],
@@ -261,6 +279,9 @@ class Registry:
         )
         if reaped:
             await self.redis.delete(k.inbox(gateway_id))
+            await self._release_gateway_slots(
+                keys=[self._gateway_slots(gateway_id)], args=[gateway_id]
+            )
         return bool(reaped)
 
     async def reap_dead(self) -> list[str]:
@@ -304,27 +325,33 @@ class Registry:
 
     # --- users ---------------------------------------------------------------------------
 
-    @property
-    def user_slot_ttl_ms(self) -> int:
-        # A slot outlives a dead gateway by at most a few TTLs; live ones refresh each beat.
-        return self.gateway_ttl_ms * 3
+    def _gateway_slots(self, gateway_id: str) -> str:
+        """Set: the user zsets holding slots of this gateway's connections (cleaned when the
+        gateway is reaped); hash-tagged beside the gateway's other keys."""
+        return self.keys.gateway_info(gateway_id) + ":slots"
 
     async def acquire_user_slot(self, user: str, member: str, limit: int) -> bool:
-        """Count a connection against the user's cluster-wide limit; False if it is full."""
+        """Count a connection (`member`: "<gateway id>|<connection>") against the user's
+        cluster-wide limit; False if it is full. A slot counts while its gateway is
+        registered: nothing refreshes it, and the slots of a gateway that is gone are dropped
+        at the user's next acquire, or when the gateway is reaped."""
+        gateway_id = member.rpartition("|")[0]
         granted = await self._acquire_user_slot(
-            keys=[self.keys.user_connections(user)], args=[member, limit, self.user_slot_ttl_ms]
+            keys=[
+                self.keys.user_connections(user),
+                self.keys.gateways,
+                self._gateway_slots(gateway_id),
+            ],
+            args=[member, limit],
         )
         return bool(granted)
 
     async def release_user_slot(self, user: str, member: str) -> None:
-        await self.redis.zrem(self.keys.user_connections(user), member)
-
-    async def refresh_user_slots(self, slots: list[tuple[str, str]]) -> None:
-        if slots:
-            await self._refresh_user_slots(
-                keys=[self.keys.user_connections(user) for user, _ in slots],
-                args=[self.user_slot_ttl_ms, *(member for _, member in slots)],
-            )
+        gateway_id = member.rpartition("|")[0]
+        await self._release_user_slot(
+            keys=[self.keys.user_connections(user), self._gateway_slots(gateway_id)],
+            args=[member, gateway_id],
+        )
 
     async def revoked_at(self, user: str) -> float | None:
         raw = await self.redis.get(self.keys.revoked(user))
@@ -401,6 +428,44 @@ class Registry:
         return entries
 
     # --- management views ----------------------------------------------------------------
+
+    async def ask_counters(
+        self, asker: str, wanted: Mapping[str, Sequence[str]], within: float
+    ) -> dict[str, list[int]]:
+        """Ask each gateway in `wanted` (through its inbox) for the live counters of those of
+        its connections; returns what the answers that came `within` seconds hold:
+        client id -> [messages sent, messages received]. A gateway that is gone or slow is
+        left out (its records keep the counters of their last write)."""
+        reply = f"{self.keys.gateway_info(asker)}:ask:{uuid.uuid4().hex}"
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for gateway_id, clients in wanted.items():
+                entry = encode_inbox_entry([CounterRequest(reply, tuple(clients))])
+                pipe.xadd(self.keys.inbox(gateway_id), entry, nomkstream=True)  # type: ignore[arg-type]
+            added = await pipe.execute()
+        waiting = sum(1 for entry_id in added if entry_id is not None)
+        counters: dict[str, list[int]] = {}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        try:
+            while waiting:
+                left = deadline - loop.time()
+                if left < 0.01:  # BLPOP's 0 would wait for ever
+                    break
+                popped: Any = await self.redis.blpop([reply], timeout=left)
+                if popped is None:
+                    break
+                counters.update(orjson.loads(popped[1]))
+                waiting -= 1
+        finally:
+            await self.redis.delete(reply)
+        return counters
+
+    async def answer_counters(self, reply: str, counters: Mapping[str, list[int]]) -> None:
+        """Push this gateway's answer to a `CounterRequest`."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.rpush(reply, orjson.dumps(counters))
+            pipe.pexpire(reply, COUNTERS_REPLY_TTL_MS)
+            await pipe.execute()
 
     async def _member_ids(self, zset: str) -> list[str]:
         members: list[bytes] = await self.redis.zrange(zset, 0, -1)  # type: ignore[assignment]

@@ -2,17 +2,20 @@
 
 Ingest entries hold one event as JSON in `EVENT_FIELD`. An inbox entry is a batch that a
 worker (or a management call) writes for one gateway, read by that gateway only. Each item of
-the batch is one of three distinct types:
+the batch is one of four distinct types:
 
 - `Delivery`, data: a pre-built frame (serialized once per event), the comma-separated rooms
   it matched on the receiving gateway, its message type, and its conflation key;
 - `Canary`, control: the gateway's own pipeline probe coming back, with its send time;
-- `Revocation`, control: close every connection of this user.
+- `Revocation`, control: close every connection of this user;
+- `CounterRequest`, control: another gateway answering `/ws/v2/connections` asks for the live
+  counters of some of this gateway's connections, to be pushed to a reply list.
 
 Wire format of an inbox entry: `n` (count), then for each item i, `t<i>` (its type: a server
 message type for data, `canary` or `revoke` for control) and its fields: data `r<i>` rooms,
 `f<i>` frame, `k<i>` conflation key (absent when every event must be delivered); canary
-`s<i>` send time (Unix seconds); revocation `u<i>` user.
+`s<i>` send time (Unix seconds); revocation `u<i>` user; counter request (`counters`) `y<i>`
+reply key, `c<i>` comma-separated client ids.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ __all__ = [
     "EVENT_FIELD",
     "STAMP_FIELD",
     "Canary",
+    "CounterRequest",
     "Delivery",
     "InboxItem",
     "Revocation",
@@ -79,6 +83,7 @@ def _iso_millis(millis: int) -> bytes:
 _COUNT = b"n"
 _CANARY = b"canary"
 _REVOKE = b"revoke"
+_COUNTERS = b"counters"
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +110,15 @@ class Revocation:
     user: str
 
 
-InboxItem = Delivery | Canary | Revocation
+@dataclass(frozen=True, slots=True)
+class CounterRequest:
+    """Push the live counters of these connections (those still open here) to `reply`."""
+
+    reply: str  # a Redis list the asking gateway pops from
+    clients: tuple[str, ...]
+
+
+InboxItem = Delivery | Canary | Revocation | CounterRequest
 
 
 def _field(kind: bytes, index: int) -> bytes:
@@ -128,6 +141,10 @@ def encode_inbox_entry(items: Sequence[InboxItem]) -> dict[bytes, bytes]:
             case Revocation():
                 fields[_field(b"t", i)] = _REVOKE
                 fields[_field(b"u", i)] = item.user.encode()
+            case CounterRequest():
+                fields[_field(b"t", i)] = _COUNTERS
+                fields[_field(b"y", i)] = item.reply.encode()
+                fields[_field(b"c", i)] = ",".join(item.clients).encode()
     return fields
 
 
@@ -139,6 +156,11 @@ def decode_inbox_entry(fields: dict[bytes, bytes]) -> Iterator[InboxItem]:
             yield Canary(float(fields[_field(b"s", i)]))
         elif type_ == _REVOKE:
             yield Revocation(fields[_field(b"u", i)].decode())
+        elif type_ == _COUNTERS:
+            clients = fields[_field(b"c", i)].decode()
+            yield CounterRequest(
+                fields[_field(b"y", i)].decode(), tuple(clients.split(",")) if clients else ()
+            )
         else:
             yield Delivery(
                 fields[_field(b"r", i)],
