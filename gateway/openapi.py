@@ -175,7 +175,8 @@ class Subscription(TypedDict):
 
 @with_config(_STRICT)
 class ConnectionRecord(TypedDict):
-    """One connection as its gateway last recorded it (refreshed every gateway beat)."""
+    """One connection as its gateway recorded it (written at the next beat after it opened,
+    subscribed, unsubscribed or refreshed its token); counters are read live when listed."""
 
     client_id: str
     user: str | None

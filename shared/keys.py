@@ -101,6 +101,11 @@ class Keys:
         """Hash: room id -> local subscriber count on that gateway."""
         return f"{self._tag}:gw:{gateway_id}:rooms"
 
+    def gateway_slots(self, gateway_id: str) -> str:
+        """Set: the user keys holding slots of this gateway's connections (released when the
+        gateway is reaped)."""
+        return f"{self._tag}:gw:{gateway_id}:slots"
+
     def gateway_connections(self, gateway_id: str) -> str:
         """Hash: client id -> JSON connection record (for /ws/v2/connections)."""
         return f"{self._tag}:gw:{gateway_id}:conns"
@@ -134,7 +139,8 @@ class Keys:
         return f"{self._tag}:roomfeed"
 
     def user_connections(self, user: str) -> str:
-        """Sorted set: the user's connections cluster-wide, scored by expiry (ms)."""
+        """Sorted set: the user's connections cluster-wide (`<gateway>|<connection>`), scored by
+        when each was taken (ms); a slot counts while its gateway is registered."""
         return f"{self._tag}:user:{user}:conns"
 
     def revoked(self, user: str) -> str:

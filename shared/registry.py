@@ -280,7 +280,7 @@ class Registry:
         if reaped:
             await self.redis.delete(k.inbox(gateway_id))
             await self._release_gateway_slots(
-                keys=[self._gateway_slots(gateway_id)], args=[gateway_id]
+                keys=[self.keys.gateway_slots(gateway_id)], args=[gateway_id]
             )
         return bool(reaped)
 
@@ -325,11 +325,6 @@ class Registry:
 
     # --- users ---------------------------------------------------------------------------
 
-    def _gateway_slots(self, gateway_id: str) -> str:
-        """Set: the user zsets holding slots of this gateway's connections (cleaned when the
-        gateway is reaped); hash-tagged beside the gateway's other keys."""
-        return self.keys.gateway_info(gateway_id) + ":slots"
-
     async def acquire_user_slot(self, user: str, member: str, limit: int) -> bool:
         """Count a connection (`member`: "<gateway id>|<connection>") against the user's
         cluster-wide limit; False if it is full. A slot counts while its gateway is
@@ -340,7 +335,7 @@ class Registry:
             keys=[
                 self.keys.user_connections(user),
                 self.keys.gateways,
-                self._gateway_slots(gateway_id),
+                self.keys.gateway_slots(gateway_id),
             ],
             args=[member, limit],
         )
@@ -349,7 +344,7 @@ class Registry:
     async def release_user_slot(self, user: str, member: str) -> None:
         gateway_id = member.rpartition("|")[0]
         await self._release_user_slot(
-            keys=[self.keys.user_connections(user), self._gateway_slots(gateway_id)],
+            keys=[self.keys.user_connections(user), self.keys.gateway_slots(gateway_id)],
             args=[member, gateway_id],
         )
 
