@@ -46,6 +46,9 @@ from oddstream.gateway.state import (
 )
 from oddstream.shared.logs import get_logger
 from oddstream.shared.protocol import (
+    BATCH_COUNTS,
+    BATCH_DELAY_MS,
+    BATCH_DELAYS_MS,
     SPORT_TYPES,
     SUBPROTOCOL,
     ErrorCode,
@@ -65,7 +68,7 @@ log = get_logger(__name__)
 access_log = get_logger("aiohttp.access")
 
 #: Query parameters that are not filters.
-_CONTROL_PARAMS = frozenset({"token", "reconnect"})
+_CONTROL_PARAMS = frozenset({"token", "reconnect", "batch", "batch_ms"})
 
 InitialRoom = Callable[[web.Request, Identity], RoomSpec | None]
 
@@ -91,6 +94,31 @@ def _filters_from_query(request: web.Request) -> dict[str, object]:
         else:
             filters[key] = values[0] if len(values) == 1 else values
     return filters
+
+
+def _batching(request: web.Request) -> tuple[int, int] | None:
+    """`?batch=N&batch_ms=D`: data frames N to a message, held at most D ms; None when not
+    asked for. Raises `ProtocolError` (`invalid_request`) for values out of range."""
+    count_text, delay_text = request.query.get("batch"), request.query.get("batch_ms")
+    if count_text is None:
+        if delay_text is not None:
+            raise ProtocolError(ErrorCode.INVALID_REQUEST, "'batch_ms' needs 'batch' too.")
+        return None
+    (low, high), (shortest, longest) = BATCH_COUNTS, BATCH_DELAYS_MS
+    try:
+        count = int(count_text)
+        delay = BATCH_DELAY_MS if delay_text is None else int(delay_text)
+    except ValueError:
+        count = delay = -1
+    if not low <= count <= high or not shortest <= delay <= longest:
+        raise ProtocolError(
+            ErrorCode.INVALID_REQUEST,
+            f"Batching takes 'batch' (messages per frame, {low} to {high}) and optionally "
+            f"'batch_ms' (the longest hold, {shortest} to {longest} ms; default "
+            f"{BATCH_DELAY_MS}): whole numbers; got batch={count_text!r}, "
+            f"batch_ms={delay_text!r}.",
+        )
+    return count, delay
 
 
 def _typed_room(type_: SubscriptionType) -> InitialRoom:
@@ -215,6 +243,7 @@ def websocket_endpoint(
                             f"This gateway holds its maximum of {settings.max_connections} "
                             "connections.", {"Retry-After": "5"})  # fmt: skip
         try:
+            batch = _batching(request)
             initial = initial_room(request, identity)
         except ProtocolError as exc:
             status = {ErrorCode.AUTH_REQUIRED: 401, ErrorCode.FORBIDDEN: 403}.get(exc.code, 400)
@@ -249,7 +278,7 @@ def websocket_endpoint(
             transport = request.transport
             if transport is None:  # pragma: no cover - the client vanished during the upgrade
                 return ws
-            conn = Connection(node, ws, transport, identity, name, ip)
+            conn = Connection(node, ws, transport, identity, name, ip, batch)
             await _serve(request, conn, initial)
         finally:
             if limited:
@@ -274,20 +303,19 @@ async def _serve(request: web.Request, conn: Connection, initial: RoomSpec | Non
     metrics.connections_opened.labels(conn.endpoint).inc()
     if reconnect:
         metrics.reconnections.inc()
+    welcome: dict[str, Any] = {
+        "gateway": node.gateway_id,
+        "user": conn.identity.user,
+        "endpoint": conn.endpoint,
+        "heartbeat_interval": settings.heartbeat_interval,
+        "connection_timeout": settings.connection_timeout,
+        "token_expires_at": conn.identity.expires_at,
+    }
+    if conn.batch:  # only when asked for: other clients' welcome is as it always was
+        welcome["batch"] = {"count": conn.batch, "delay_ms": round(conn.batch_delay * 1000)}
     try:
         conn.send(
-            server_frame(
-                ServerMessageType.WELCOME,
-                {
-                    "gateway": node.gateway_id,
-                    "user": conn.identity.user,
-                    "endpoint": conn.endpoint,
-                    "heartbeat_interval": settings.heartbeat_interval,
-                    "connection_timeout": settings.connection_timeout,
-                    "token_expires_at": conn.identity.expires_at,
-                },
-                client_id=conn.client_id,
-            ),
+            server_frame(ServerMessageType.WELCOME, welcome, client_id=conn.client_id),
             ServerMessageType.WELCOME,
         )
         if initial is not None:

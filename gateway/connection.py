@@ -15,6 +15,17 @@ clients see no added delay:
   keep up, and is closed with 4008 so it reconnects and catches up.
 - held frames may reach the client after must-deliver frames that came later; within one
   conflation key the newest value is always the last one delivered.
+
+Batching (opt-in at connect, `?batch=N&batch_ms=D`): data frames (live, and replays) are
+held in `batched` and written N to a message, as one text message whose payload is a JSON
+array of them (`gateway.frames.array_frame`, from the pre-built payloads), when N are held or
+D ms after the first was held (one timer handle per connection holding frames, no task),
+whichever comes first; a lone frame held at the deadline goes out as itself. It happens at
+write time, after the catch-up hold and seams and after conflation, which works as above
+(arrays count against the same buffer limits). Everything else (replies, errors, pings,
+welcome, snapshots, the gateway's own alerts) is written as before, after the held frames, so
+the order a client sees is the order it would see without batching; so is a close. An array
+is one connection's: compressed for it alone if it negotiated permessage-deflate.
 """
 
 from __future__ import annotations
@@ -32,7 +43,7 @@ from structlog.typing import FilteringBoundLogger
 
 from oddstream.gateway.analytics import UsageAnalytics
 from oddstream.gateway.auth import AuthError, Identity, authorize_room
-from oddstream.gateway.frames import DEFLATE_WINDOW_BITS, Frame, Item
+from oddstream.gateway.frames import DEFLATE_WINDOW_BITS, Frame, Item, array_frame
 from oddstream.gateway.limits import TokenBucket
 from oddstream.gateway.metrics import GatewayMetrics
 from oddstream.gateway.resume import Replay, Seam, Snapshot, parse_position, seam_of, through_seams
@@ -126,6 +137,10 @@ class Connection:
     """A WebSocket client on this gateway."""
 
     __slots__ = (
+        "batch",
+        "batch_delay",
+        "batch_timer",
+        "batched",
         "bucket",
         "client_id",
         "closed_with",
@@ -160,6 +175,7 @@ class Connection:
         identity: Identity,
         endpoint: str,
         remote: str | None,
+        batch: tuple[int, int] | None = None,
     ) -> None:
         self.host = host
         self.ws = ws
@@ -193,6 +209,10 @@ class Connection:
         self.bucket = TokenBucket(host.settings.messages_per_second, host.settings.message_burst)
         self.strikes = 0  # messages refused for rate in a row
         self.expiry_notified = False
+        #: Batching (`?batch=`): messages per array (0: off) and the longest hold, seconds.
+        self.batch, self.batch_delay = (batch[0], batch[1] / 1000) if batch else (0, 0.0)
+        self.batched: list[Frame] | None = None  # data frames held for the next array
+        self.batch_timer: asyncio.TimerHandle | None = None  # writes `batched` when due
 
     @property
     def logger(self) -> FilteringBoundLogger:
@@ -220,6 +240,8 @@ class Connection:
         transport = self.transport
         if self.closing or transport.is_closing():
             return 0
+        if self.batch:
+            return self._deliver_batched(items)
         written = 0
         if self.pending is None:
             if len(items) == 1 and transport.get_write_buffer_size() <= self.conflate_limit:
@@ -231,7 +253,17 @@ class Connection:
             if written == len(items):
                 return written
             items = items[written:]
-        direct: list[bytes] = []
+        direct = self._conflate(items)
+        if direct is None:
+            return written
+        if direct and self.write(b"".join([self.wire(f) for f in direct]), len(direct)):
+            return written + len(direct)
+        return written
+
+    def _conflate(self, items: list[Item]) -> list[Frame] | None:
+        """A slow client's items: keyed ones held in `pending` (newest per key), the others
+        returned to be written now; None when too many are held (the client is closed)."""
+        direct: list[Frame] = []
         pending = self.pending if self.pending is not None else {}
         conflated = 0
         for key, frame in items:
@@ -240,7 +272,7 @@ class Connection:
                     conflated += 1
                 pending[key] = frame
             else:
-                direct.append(self.wire(frame))
+                direct.append(frame)
         self.pending = pending or None
         analytics = self.host.analytics
         if len(direct) < len(items):
@@ -250,12 +282,82 @@ class Connection:
             analytics.count("slow|conflated", conflated)
         if len(pending) > self.host.settings.max_conflated_keys:
             self.close_slow("too many distinct updates held for a slow client")
-            return written
+            return None
         if pending:
             self.host.hold_backlog(self)
-        if direct and self.write(b"".join(direct), len(direct)):
-            return written + len(direct)
-        return written
+        return direct
+
+    # --- batching (`?batch=`) ---------------------------------------------------------------
+
+    def _deliver_batched(self, items: list[Item]) -> int:
+        """`deliver` for a batching client: frames join the held batch (written `batch` to a
+        message); past the conflation limit, keyed frames are conflated as for any client."""
+        if self.pending is None and self.transport.get_write_buffer_size() <= self.conflate_limit:
+            self._hold_batch([frame for _, frame in items])
+            return len(items)
+        direct = self._conflate(items)
+        if not direct:
+            return 0
+        self._hold_batch(direct)
+        return len(direct)
+
+    def _hold_batch(self, frames: list[Frame]) -> None:
+        """Hold `frames` (a list the caller gives up) for arrays: each full `batch` is written
+        at once, the rest when the timer started by the first held frame fires."""
+        batched = self.batched
+        if batched is None:
+            batched = frames
+        else:
+            batched.extend(frames)
+        count = self.batch
+        if len(batched) >= count:
+            cut = len(batched) - len(batched) % count
+            self.batched = None
+            if not self._write_raw(self._arrays(batched[:cut]), cut):
+                self._drop_batch()
+                return
+            batched = batched[cut:]
+        if batched:
+            self.batched = batched
+            if self.batch_timer is None:
+                loop = asyncio.get_running_loop()
+                self.batch_timer = loop.call_later(self.batch_delay, self.flush_batch)
+        else:
+            self.batched = None
+            if self.batch_timer is not None:
+                self.batch_timer.cancel()
+                self.batch_timer = None
+
+    def _arrays(self, frames: list[Frame]) -> bytes:
+        """The wire bytes of `frames` as arrays of up to `batch` messages (a lone one as
+        itself: its shared frame)."""
+        count, deflate_min = self.batch, self.deflate_min
+        if not frames:
+            return b""
+        if len(frames) <= count:  # one message, the common case
+            if len(frames) == 1:
+                return self.wire(frames[0])
+            return array_frame(frames, deflate_min)
+        return b"".join([
+            self.wire(chunk[0]) if len(chunk) == 1 else array_frame(chunk, deflate_min)
+            for chunk in (frames[i : i + count] for i in range(0, len(frames), count))
+        ])  # fmt: skip
+
+    def flush_batch(self) -> None:
+        """Write the held batch now: its delay is up, something else is about to be written
+        (order is kept), or the connection closes."""
+        timer, self.batch_timer = self.batch_timer, None
+        if timer is not None:
+            timer.cancel()
+        frames, self.batched = self.batched, None
+        if frames:
+            self._write_raw(self._arrays(frames), len(frames))
+
+    def _drop_batch(self) -> None:
+        self.batched = None
+        if self.batch_timer is not None:
+            self.batch_timer.cancel()
+            self.batch_timer = None
 
     def _write_while_draining(self, items: list[Item]) -> int:
         """Write frames in chunks while the socket takes them: each chunk fills what is left
@@ -287,6 +389,12 @@ class Connection:
             return True
         if self.transport.get_write_buffer_size() > self.conflate_limit:
             return False
+        if self.batch:
+            held, self.pending = list(self.pending.values()), None
+            self.flush_batch()  # what was held for an array came first
+            self.transport.write(self._arrays(held))
+            self.messages_sent += len(held)
+            return True
         frames, self.pending = [self.wire(f) for f in self.pending.values()], None
         self.transport.write(b"".join(frames))
         self.messages_sent += len(frames)
@@ -294,7 +402,13 @@ class Connection:
 
     def write(self, frames: bytes, count: int = 1) -> bool:
         """Write `count` pre-built frames (concatenated) in one call; False (and a close is
-        scheduled) if the client is gone or too slow. The hot path: keep it lean."""
+        scheduled) if the client is gone or too slow. The hot path: keep it lean. A batching
+        client's held frames are written first."""
+        if self.batched:
+            self.flush_batch()
+        return self._write_raw(frames, count)
+
+    def _write_raw(self, frames: bytes, count: int) -> bool:
         transport = self.transport
         if self.closing or transport.is_closing():
             return False
@@ -322,6 +436,7 @@ class Connection:
     def close_slow(self, reason: str) -> None:
         """Close a client that cannot keep up: 4008, and abort if it does not even read that."""
         self.pending = None
+        self._drop_batch()
         if not self.closing:
             self.host.analytics.count("slow|closed")
         self.close_soon(CloseCode.SLOW_CONSUMER, reason, abort_after=SLOW_CLOSE_SECONDS)
@@ -333,6 +448,10 @@ class Connection:
         which is returned (None if the connection was closing already). Idempotent."""
         if self.closing:
             return None
+        if self.batched:
+            self.flush_batch()  # before the close frame (a slow consumer's were dropped)
+            if self.closing:  # writing them found the client too slow: closing already
+                return None
         self.closing = True
         self.closed_with = int(code)
         self.host.metrics.closes.labels(str(int(code))).inc()
@@ -502,8 +621,15 @@ class Connection:
         })  # fmt: skip
         frames = [*replay.frames, snap.frame] if snap is not None else replay.frames
         if frames:
-            # Bounded by `max_replay_bytes`: written even past the send buffer's limit.
-            self.transport.write(b"".join(self.wire(Frame(f)) for f in frames))
+            # Bounded by `max_replay_bytes`: written even past the send buffer's limit; a
+            # batching client gets the replay in arrays, the snapshot alone.
+            if self.batch:
+                data = self._arrays([Frame(f) for f in replay.frames])
+                if snap is not None:
+                    data += self.wire(Frame(snap.frame))
+                self.transport.write(data)
+            else:
+                self.transport.write(b"".join(self.wire(Frame(f)) for f in frames))
             self.messages_sent += len(frames)
             if replay.frames:
                 self.host.analytics.count("out|replay", len(replay.frames))

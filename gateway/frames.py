@@ -39,6 +39,7 @@ __all__ = [
     "DeflateStats",
     "Frame",
     "Item",
+    "array_frame",
     "deflate_frame",
     "text_frame",
 ]
@@ -123,6 +124,19 @@ class Frame:
         if packed is None:
             packed = self.packed = deflate_frame(self.payload, min_bytes) or self.plain
         return packed
+
+
+def array_frame(frames: list[Frame], deflate_min: int | None) -> bytes:
+    """One text message whose payload is a JSON array of the `frames`' payloads, joined as
+    they are (each is already one JSON object: nothing is decoded or encoded again). For a
+    client that negotiated permessage-deflate (`deflate_min` not None) it is compressed, on its
+    own, for this client alone: an array is one connection's, never shared."""
+    payload = b"[" + b",".join([f.payload for f in frames]) + b"]"
+    if deflate_min is not None:
+        packed = deflate_frame(payload, deflate_min)
+        if packed is not None:
+            return packed
+    return text_frame(payload)
 
 
 #: A delivery as a connection receives it: (conflation key, frame).

@@ -23,6 +23,9 @@ from pydantic import (
 )
 
 __all__ = [
+    "BATCH_COUNTS",
+    "BATCH_DELAYS_MS",
+    "BATCH_DELAY_MS",
     "CLIENT_MESSAGE_TYPES",
     "CLOSE_ADVICE_RANGES",
     "CLOSE_EXPLANATIONS",
@@ -288,6 +291,15 @@ TEMPORARY_ERRORS: frozenset[ErrorCode] = frozenset(
 #: `TOKEN_SUBPROTOCOL_PREFIX + <token>`, so tokens never sit in a URL.
 SUBPROTOCOL = "oddstream.v2"
 TOKEN_SUBPROTOCOL_PREFIX = "bearer."
+
+
+#: Batching, asked for at connect (`?batch=N&batch_ms=D`): data frames arrive N to a message
+#: (a JSON array), each array written when N are held or D ms after the first, whichever is
+#: first. The messages per array and the delays a client may ask for (inclusive), and the
+#: delay when only `batch` is given.
+BATCH_COUNTS = (2, 64)
+BATCH_DELAYS_MS = (0, 100)
+BATCH_DELAY_MS = 5
 
 
 class ProtocolError(Exception):

@@ -1,5 +1,20 @@
 /** Returns a fresh token; called before each connect and before the current one expires. */
 export type TokenProvider = () => string | Promise<string>;
+/** Batching, asked for at connect: data messages arrive up to `count` to a WebSocket message
+ * (a JSON array, unpacked here: each still reaches the listeners on its own, in order), each
+ * array sent once `count` are held or `delay_ms` after the first, whichever is first. */
+export interface BatchOption {
+    /** Messages per array, 2 to 64. */
+    count: number;
+    /** The longest the gateway holds a message for an array, 0 to 100 (ms). */
+    delay_ms: number;
+}
+/** The ranges the gateway accepts for `batch` (oddstream.shared.protocol BATCH_COUNTS,
+ * BATCH_DELAYS_MS); anything else is refused before the upgrade (HTTP 400). */
+export declare const BATCH_LIMITS: Readonly<{
+    readonly count: readonly [2, 64];
+    readonly delay_ms: readonly [0, 100];
+}>;
 /** The manager's settings (see DEFAULT_CONFIG). Times are in milliseconds. */
 export interface Config {
     /** Reconnect after a drop (per the close code's advice); false: stop at the first drop. */
@@ -28,6 +43,8 @@ export interface Config {
     path: string;
     /** Called before each connect and before the token expires; null: no refresh. */
     token_provider: TokenProvider | null;
+    /** Ask for data messages in arrays (see BatchOption); null: one message per frame. */
+    batch: BatchOption | null;
 }
 /** The settings a manager runs with: `base_url` is always resolved. */
 export interface ResolvedConfig extends Config {

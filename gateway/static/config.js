@@ -1,4 +1,17 @@
 // The manager's settings: their types, the defaults, and the default gateway address.
+/** The ranges the gateway accepts for `batch` (oddstream.shared.protocol BATCH_COUNTS,
+ * BATCH_DELAYS_MS); anything else is refused before the upgrade (HTTP 400). */
+export const BATCH_LIMITS = Object.freeze({ count: [2, 64], delay_ms: [0, 100] });
+/** @internal Throws a TypeError for a `batch` setting the gateway would refuse. */
+export function checkBatch(batch) {
+    if (batch === null)
+        return;
+    const { count, delay_ms: delay } = (batch ?? {});
+    const within = (value, [low, high]) => typeof value === "number" && Number.isInteger(value) && value >= low && value <= high;
+    if (!within(count, BATCH_LIMITS.count) || !within(delay, BATCH_LIMITS.delay_ms)) {
+        throw new TypeError("oddstream: 'batch' is null or {count: 2..64, delay_ms: 0..100} (whole numbers)");
+    }
+}
 /** The seed's settings, plus the knobs it left implicit. Times are in milliseconds. */
 export const DEFAULT_CONFIG = Object.freeze({
     auto_reconnect: true,
@@ -14,6 +27,7 @@ export const DEFAULT_CONFIG = Object.freeze({
     base_url: null, // null: the page's own host
     path: "/ws/v2/connect",
     token_provider: null, // async () => token; called before each connect and before expiry
+    batch: null, // {count, delay_ms}: data messages in arrays of up to count (see BatchOption)
 });
 /** @internal The page's own host as a WebSocket base URL (ws://127.0.0.1:8000 outside a
  * page). */

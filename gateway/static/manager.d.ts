@@ -110,6 +110,8 @@ export declare class WebSocketManager extends EventTarget {
      * confirmed, or null. Refusals end the subscription. */
     private _sendSubscribe;
     private _receive;
+    /** One message from the gateway (alone, or one of a batch). */
+    private _handle;
     private _data;
     /** A room's state: to the subscription(s) of that room waiting for it. */
     private _snapshot;

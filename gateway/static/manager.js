@@ -3,7 +3,7 @@
 // backoff), and the seed's shared instance.
 import { CLOSE_EXPLANATIONS, CloseAdvice as CLOSE_ADVICE, CloseCodes, DATA_MESSAGE_TYPES, SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX, closeAdvice, } from "./contract.js";
 import { backoffDelay, jittered } from "./backoff.js";
-import { DEFAULT_CONFIG, defaultBaseUrl } from "./config.js";
+import { DEFAULT_CONFIG, checkBatch, defaultBaseUrl } from "./config.js";
 import { AuthError, ConnectionError, OddstreamError, SessionLost, SubscriptionError, errorFor, } from "./errors.js";
 import { cleanFilters, subscriptionKey } from "./filters.js";
 import { ConnectionState } from "./state.js";
@@ -121,6 +121,7 @@ export class WebSocketManager extends EventTarget {
         }
         const base = this._config.base_url;
         this._config.base_url = String(base === null ? defaultBaseUrl() : base).replace(/\/+$/, "");
+        checkBatch(this._config.batch);
         return this._config;
     }
     /** Listen to an event; returns a function that stops listening. */
@@ -323,7 +324,13 @@ export class WebSocketManager extends EventTarget {
         const protocols = [SUBPROTOCOL];
         if (this._token)
             protocols.push(`${TOKEN_SUBPROTOCOL_PREFIX}${this._token}`);
-        const url = this.url + (this._everConnected ? `?reconnect=${this._attempt || 1}` : "");
+        const query = [];
+        if (this._everConnected)
+            query.push(`reconnect=${this._attempt || 1}`);
+        const batch = this._config.batch;
+        if (batch)
+            query.push(`batch=${batch.count}`, `batch_ms=${batch.delay_ms}`);
+        const url = this.url + (query.length ? `?${query.join("&")}` : "");
         this._stats.url = this.url;
         let ws;
         try {
@@ -484,7 +491,20 @@ export class WebSocketManager extends EventTarget {
         }
         if (!parsed || typeof parsed !== "object")
             return;
-        const frame = parsed;
+        if (Array.isArray(parsed)) {
+            // A batch (config.batch): each message in it as if it had come alone, in order.
+            for (const item of parsed) {
+                if (this._ws !== ws)
+                    return; // one of them ended this connection
+                if (item && typeof item === "object")
+                    this._handle(ws, item);
+            }
+            return;
+        }
+        this._handle(ws, parsed);
+    }
+    /** One message from the gateway (alone, or one of a batch). */
+    _handle(ws, frame) {
         this._stats.messages_received += 1;
         this._stats.last_message_at = Date.now();
         this._feedWatchdog(ws);

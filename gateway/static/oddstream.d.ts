@@ -34,8 +34,8 @@
 export { ALLOWED_FILTERS, CLOSE_EXPLANATIONS, CloseCodes, DATA_MESSAGE_TYPES, ERROR_HINTS, ErrorCodes, LIST_FILTERS, MAX_FILTER_VALUES, ODDS_MARKETS, SUBPROTOCOL, SUBSCRIPTION_TYPES, ServerMessageTypes, TEMPORARY_ERRORS, closeAdvice, } from "./contract.js";
 export type { AllowedFilterKeys, DataMessageType, OddsMarket, SubscriptionType } from "./contract.js";
 export { backoffDelay } from "./backoff.js";
-export { DEFAULT_CONFIG } from "./config.js";
-export type { Config, ResolvedConfig, TokenProvider } from "./config.js";
+export { BATCH_LIMITS, DEFAULT_CONFIG } from "./config.js";
+export type { BatchOption, Config, ResolvedConfig, TokenProvider } from "./config.js";
 export { AuthError, ConnectionError, OddstreamError, SubscriptionError, errorFor, } from "./errors.js";
 export type { ErrorBody, OddstreamErrorOptions } from "./errors.js";
 export type { ManagerEventListener, ManagerEvents, Notification, ResumeDetail, StateDetail, Stats, } from "./events.js";

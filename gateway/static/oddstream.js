@@ -33,7 +33,7 @@
  */
 export { ALLOWED_FILTERS, CLOSE_EXPLANATIONS, CloseCodes, DATA_MESSAGE_TYPES, ERROR_HINTS, ErrorCodes, LIST_FILTERS, MAX_FILTER_VALUES, ODDS_MARKETS, SUBPROTOCOL, SUBSCRIPTION_TYPES, ServerMessageTypes, TEMPORARY_ERRORS, closeAdvice, } from "./contract.js";
 export { backoffDelay } from "./backoff.js";
-export { DEFAULT_CONFIG } from "./config.js";
+export { BATCH_LIMITS, DEFAULT_CONFIG } from "./config.js";
 export { AuthError, ConnectionError, OddstreamError, SubscriptionError, errorFor, } from "./errors.js";
 export { canonicalFilters, subscriptionKey } from "./filters.js";
 export { WebSocketManager, webSocketManager } from "./manager.js";

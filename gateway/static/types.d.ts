@@ -176,6 +176,11 @@ export interface WelcomeData {
     connection_timeout: number;
     /** Unix time in seconds, or null for a token that does not expire. */
     token_expires_at: number | null;
+    /** Present when batching was asked for (config.batch): what the gateway applies. */
+    batch?: {
+        count: number;
+        delay_ms: number;
+    };
     [field: string]: unknown;
 }
 /** The first frame of every connection. */

@@ -3,6 +3,33 @@
 /** Returns a fresh token; called before each connect and before the current one expires. */
 export type TokenProvider = () => string | Promise<string>;
 
+/** Batching, asked for at connect: data messages arrive up to `count` to a WebSocket message
+ * (a JSON array, unpacked here: each still reaches the listeners on its own, in order), each
+ * array sent once `count` are held or `delay_ms` after the first, whichever is first. */
+export interface BatchOption {
+  /** Messages per array, 2 to 64. */
+  count: number;
+  /** The longest the gateway holds a message for an array, 0 to 100 (ms). */
+  delay_ms: number;
+}
+
+/** The ranges the gateway accepts for `batch` (oddstream.shared.protocol BATCH_COUNTS,
+ * BATCH_DELAYS_MS); anything else is refused before the upgrade (HTTP 400). */
+export const BATCH_LIMITS = Object.freeze({ count: [2, 64], delay_ms: [0, 100] } as const);
+
+/** @internal Throws a TypeError for a `batch` setting the gateway would refuse. */
+export function checkBatch(batch: unknown): void {
+  if (batch === null) return;
+  const { count, delay_ms: delay } = (batch ?? {}) as Partial<BatchOption>;
+  const within = (value: unknown, [low, high]: readonly [number, number]): boolean =>
+    typeof value === "number" && Number.isInteger(value) && value >= low && value <= high;
+  if (!within(count, BATCH_LIMITS.count) || !within(delay, BATCH_LIMITS.delay_ms)) {
+    throw new TypeError(
+      "oddstream: 'batch' is null or {count: 2..64, delay_ms: 0..100} (whole numbers)",
+    );
+  }
+}
+
 /** The manager's settings (see DEFAULT_CONFIG). Times are in milliseconds. */
 export interface Config {
   /** Reconnect after a drop (per the close code's advice); false: stop at the first drop. */
@@ -31,6 +58,8 @@ export interface Config {
   path: string;
   /** Called before each connect and before the token expires; null: no refresh. */
   token_provider: TokenProvider | null;
+  /** Ask for data messages in arrays (see BatchOption); null: one message per frame. */
+  batch: BatchOption | null;
 }
 
 /** The settings a manager runs with: `base_url` is always resolved. */
@@ -53,6 +82,7 @@ export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   base_url: null, // null: the page's own host
   path: "/ws/v2/connect",
   token_provider: null, // async () => token; called before each connect and before expiry
+  batch: null, // {count, delay_ms}: data messages in arrays of up to count (see BatchOption)
 });
 
 /** @internal The page's own host as a WebSocket base URL (ws://127.0.0.1:8000 outside a

@@ -13,7 +13,7 @@ import {
 } from "./contract.js";
 import type { CloseAdviceValue, SubscriptionType } from "./contract.js";
 import { backoffDelay, jittered } from "./backoff.js";
-import { DEFAULT_CONFIG, defaultBaseUrl } from "./config.js";
+import { DEFAULT_CONFIG, checkBatch, defaultBaseUrl } from "./config.js";
 import type { Config, ResolvedConfig, TokenProvider } from "./config.js";
 import {
   AuthError,
@@ -215,6 +215,7 @@ export class WebSocketManager extends EventTarget {
     }
     const base = this._config.base_url as string | null;
     this._config.base_url = String(base === null ? defaultBaseUrl() : base).replace(/\/+$/, "");
+    checkBatch(this._config.batch);
     return this._config;
   }
 
@@ -471,7 +472,11 @@ export class WebSocketManager extends EventTarget {
     if (!this._wanted) return;
     const protocols = [SUBPROTOCOL];
     if (this._token) protocols.push(`${TOKEN_SUBPROTOCOL_PREFIX}${this._token}`);
-    const url = this.url + (this._everConnected ? `?reconnect=${this._attempt || 1}` : "");
+    const query: string[] = [];
+    if (this._everConnected) query.push(`reconnect=${this._attempt || 1}`);
+    const batch = this._config.batch;
+    if (batch) query.push(`batch=${batch.count}`, `batch_ms=${batch.delay_ms}`);
+    const url = this.url + (query.length ? `?${query.join("&")}` : "");
     this._stats.url = this.url;
     let ws: WebSocket;
     try {
@@ -625,7 +630,19 @@ export class WebSocketManager extends EventTarget {
       return;
     }
     if (!parsed || typeof parsed !== "object") return;
-    const frame = parsed as ServerFrame;
+    if (Array.isArray(parsed)) {
+      // A batch (config.batch): each message in it as if it had come alone, in order.
+      for (const item of parsed as unknown[]) {
+        if (this._ws !== ws) return; // one of them ended this connection
+        if (item && typeof item === "object") this._handle(ws, item as ServerFrame);
+      }
+      return;
+    }
+    this._handle(ws, parsed as ServerFrame);
+  }
+
+  /** One message from the gateway (alone, or one of a batch). */
+  private _handle(ws: WebSocket, frame: ServerFrame): void {
     this._stats.messages_received += 1;
     this._stats.last_message_at = Date.now();
     this._feedWatchdog(ws);

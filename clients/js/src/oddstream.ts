@@ -51,8 +51,8 @@ export {
 export type { AllowedFilterKeys, DataMessageType, OddsMarket, SubscriptionType } from "./contract.js";
 
 export { backoffDelay } from "./backoff.js";
-export { DEFAULT_CONFIG } from "./config.js";
-export type { Config, ResolvedConfig, TokenProvider } from "./config.js";
+export { BATCH_LIMITS, DEFAULT_CONFIG } from "./config.js";
+export type { BatchOption, Config, ResolvedConfig, TokenProvider } from "./config.js";
 export {
   AuthError,
   ConnectionError,

@@ -226,6 +226,8 @@ export interface WelcomeData {
   connection_timeout: number;
   /** Unix time in seconds, or null for a token that does not expire. */
   token_expires_at: number | null;
+  /** Present when batching was asked for (config.batch): what the gateway applies. */
+  batch?: { count: number; delay_ms: number };
   [field: string]: unknown;
 }
 
