@@ -20,12 +20,13 @@ Batching (opt-in at connect, `?batch=N&batch_ms=D`): data frames (live, and repl
 held in `batched` and written N to a message, as one text message whose payload is a JSON
 array of them (`gateway.frames.array_frame`, from the pre-built payloads), when N are held or
 D ms after the first was held (one timer handle per connection holding frames, no task),
-whichever comes first; a lone frame held at the deadline goes out as itself. It happens at
-write time, after the catch-up hold and seams and after conflation, which works as above
-(arrays count against the same buffer limits). Everything else (replies, errors, pings,
-welcome, snapshots, the gateway's own alerts) is written as before, after the held frames, so
-the order a client sees is the order it would see without batching; so is a close. An array
-is one connection's: compressed for it alone if it negotiated permessage-deflate.
+whichever comes first; a lone frame held at the deadline goes out as itself. With D = 0
+nothing is held: the frames of one inbox read go out at once, N to an array (no timer).
+It happens at write time, after the catch-up hold and seams and after conflation, which
+works as above (arrays count against the same buffer limits). Everything else (replies,
+errors, pings, welcome, snapshots, the gateway's own alerts) is written as before, after the
+held frames, so the order a client sees is the order it would see without batching; so is a
+close. An array is one connection's: compressed for it alone if it negotiated deflate.
 """
 
 from __future__ import annotations
@@ -310,6 +311,11 @@ class Connection:
         else:
             batched.extend(frames)
         count = self.batch
+        if self.batch_delay == 0:  # batch_ms=0: what arrives together goes out together
+            self.batched = None
+            if not self._write_raw(self._arrays(batched), len(batched)):
+                self._drop_batch()
+            return
         if len(batched) >= count:
             cut = len(batched) - len(batched) % count
             self.batched = None

@@ -90,15 +90,16 @@ def joined(plain: list[str], batched: list[str], most: int) -> None:
     assert i == len(plain)
 
 
+@pytest.mark.parametrize("delay", [20, 0])  # 0: what one inbox read brings, nothing held
 async def test_batched_client_gets_arrays_of_exactly_the_plain_frames_in_order(
-    settings: Settings, redis_client: Redis, keys: Keys
+    settings: Settings, redis_client: Redis, keys: Keys, delay: int
 ) -> None:
     async with running_worker(settings), running_gateway(settings) as gw:
-        batched = await Raw.connect(f"{gw.ws}/ws/v2/connect?batch=8&batch_ms=20")
+        batched = await Raw.connect(f"{gw.ws}/ws/v2/connect?batch=8&batch_ms={delay}")
         plain = await Raw.connect(f"{gw.ws}/ws/v2/connect")
         try:
             welcome = await batched.until("welcome")
-            assert welcome["data"]["batch"] == {"count": 8, "delay_ms": 20}
+            assert welcome["data"]["batch"] == {"count": 8, "delay_ms": delay}
             plain_welcome = await plain.until("welcome")
             assert "batch" not in plain_welcome["data"]  # as it always was
             await batched.subscribe("K1", snapshot=False)

@@ -4,6 +4,7 @@
     python -m tests.benchmarks.load --sweep    # 1000, 3000, 5000, 8000, 10000 events/s
     python -m tests.benchmarks.load --rates 5000,15000,20000    # any rates, in turn
     python -m tests.benchmarks.load --compress    # clients offer permessage-deflate
+    python -m tests.benchmarks.load --batch 16    # clients ask for arrays of up to 16 messages
 
 All local, 127.0.0.1 only: an embedded Redis; gateway and worker as `python -m oddstream.cli`
 processes (with a per-run admin token, for `/ws/v2/rooms`, and the per-IP connect limit lifted:
@@ -43,6 +44,11 @@ per connection, as browsers keep one) before its `sent_at` search; `wire_bytes_p
 is then what a data frame took on the socket (header + compressed payload), against
 `frame_bytes` (the payload inflated). Without it the clients offer nothing and behave as
 before, byte for byte.
+
+`--batch N` (with `--batch-ms`, default 5): every client connects with `?batch=N&batch_ms=D`
+and counts each element of an array message as one delivery (each element's `sent_at` found
+as above); `frames_per_delivery` is the data-carrying WebSocket messages received over the
+deliveries they carried (1.0 without batching). Without it the clients are as before.
 The last line of output is JSON with every figure.
 """
 
@@ -164,6 +170,7 @@ class Window:
     frame_bytes: int = 0
     wire_bytes: int = 0  # --compress: header + payload of the compressed data frames matched
     wire_frames: int = 0
+    messages: int = 0  # --batch: data-carrying WebSocket messages received during [t0, t1)
 
 
 @dataclass
@@ -172,6 +179,7 @@ class Shared:
 
     window: Window = field(default_factory=Window)
     compress: bool = False  # offer permessage-deflate (--compress)
+    batch: str = ""  # --batch: the query string asking for arrays ("?batch=N&batch_ms=D")
     closed: int = 0  # connections that ended (close frame or lost), across windows
     errors: list[str] = field(default_factory=list)  # protocol violations seen by any connection
 
@@ -196,12 +204,14 @@ class WSClient(asyncio.Protocol):
         self.shared, self.buf = shared, bytearray()
         self.key = base64.b64encode(os.urandom(16)).decode()
         offer = WS_DEFLATE_OFFER if shared.compress else ""
-        self.request = (f"GET {WS_PATH} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+        self.request = (f"GET {WS_PATH}{shared.batch} HTTP/1.1\r\nHost: {host}\r\n"
+                        "Upgrade: websocket\r\n"
                         f"Connection: Upgrade\r\nSec-WebSocket-Key: {self.key}\r\n{offer}"
                         "Sec-WebSocket-Version: 13\r\n\r\n").encode()  # fmt: skip
         # One inflater per connection, as a browser keeps (valid whether or not the server
         # takes context over; ours does not).
         self.inflater = zlib.decompressobj(-15) if shared.compress else None
+        self.batching = bool(shared.batch)
         loop = asyncio.get_running_loop()
         self.upgraded: asyncio.Future[None] = loop.create_future()
         self.welcomed: asyncio.Future[None] = loop.create_future()
@@ -309,10 +319,14 @@ class WSClient(asyncio.Protocol):
                 break
             pos = end
             if first == 0x81:  # a final text frame, the data path
+                if self.batching and data[start] == 0x5B:  # `[`: an array (--batch)
+                    self.array(data, start, end, now, w)
+                    continue
                 i = data.find(b'"sent_at":', start, end) + 10
                 if i >= 10:
                     if w.t0 <= now < w.t1:
                         w.received += 1
+                        w.messages += 1
                     stop = data.find(b"}", i, end)
                     comma = data.find(b",", i, stop)
                     sent = float(data[i : comma if comma > 0 else stop])
@@ -340,16 +354,42 @@ class WSClient(asyncio.Protocol):
                 raise ValueError(f"unexpected frame (first byte {first:#04x})")
         return pos
 
+    def array(self, data: bytes | bytearray, start: int, end: int, now: float, w: Window) -> int:
+        """A batch (--batch): every element is one delivery, with its own `sent_at`."""
+        i, found = data.find(b'"sent_at":', start, end) + 10, 0
+        while i >= 10:
+            found += 1
+            stop = data.find(b"}", i, end)
+            comma = data.find(b",", i, stop)
+            sent = float(data[i : comma if comma > 0 else stop])
+            if w.t0 <= sent < w.t1:
+                w.matched += 1
+                w.latencies.append(now - sent)
+            i = data.find(b'"sent_at":', stop, end) + 10
+        if w.t0 <= now < w.t1:
+            w.received += found
+            w.messages += 1
+        return found
+
     def inflated(self, wire: bytes | bytearray, now: float, w: Window) -> None:
         """A compressed text message: inflate it, then as a plain one in `frames`."""
         assert self.inflater is not None
         text = self.inflater.decompress(bytes(wire) + DEFLATE_TAIL)
+        if self.batching and text[:1] == b"[":
+            matched = w.matched
+            self.array(text, 0, len(text), now, w)
+            if w.matched > matched:
+                w.wire_bytes += len(wire) + (2 if len(wire) < 126 else 4 if len(wire) < 65536
+                                             else 10)  # fmt: skip
+                w.wire_frames += w.matched - matched
+            return
         i = text.find(b'"sent_at":') + 10
         if i < 10:
             self.control(text)
             return
         if w.t0 <= now < w.t1:
             w.received += 1
+            w.messages += 1
         stop = text.find(b"}", i)
         comma = text.find(b",", i, stop)
         sent = float(text[i : comma if comma > 0 else stop])
@@ -405,9 +445,10 @@ async def recv(pipe: Pipe, timeout: float) -> Any:
 
 
 async def clients_async(
-    pipe: Pipe, url: str, ids: Sequence[int], rooms: int, compress: bool = False
+    pipe: Pipe, url: str, ids: Sequence[int], rooms: int, compress: bool = False, batch: str = ""
 ) -> None:
-    shared, members, sem = Shared(compress=compress), [0] * rooms, asyncio.Semaphore(50)
+    shared, members = Shared(compress=compress, batch=batch), [0] * rooms
+    sem = asyncio.Semaphore(50)
     for i in ids:
         members[i % rooms] += 1
 
@@ -438,6 +479,8 @@ async def clients_async(
             result |= {"frame_bytes": w.frame_bytes, "closed": shared.closed, "lat": w.latencies}
             if compress:
                 result |= {"wire_bytes": w.wire_bytes, "wire_frames": w.wire_frames}
+            if batch:
+                result |= {"messages": w.messages}
             pipe.send(("result", result))
     finally:
         for client in sockets:
@@ -446,11 +489,11 @@ async def clients_async(
 
 
 def client_process(
-    pipe: Pipe, url: str, ids: list[int], rooms: int, compress: bool = False
+    pipe: Pipe, url: str, ids: list[int], rooms: int, compress: bool = False, batch: str = ""
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us
     try:
-        run(clients_async(pipe, url, ids, rooms, compress))
+        run(clients_async(pipe, url, ids, rooms, compress, batch))
     except Exception as exc:
         pipe.send(("error", f"{type(exc).__name__}: {exc}"))
 
@@ -564,7 +607,8 @@ class Bench:
 
             await until("gateway and worker", 30, up)
             # the throw-away connection (see the docstring)
-            await (await connect(Shared(compress=a.compress), url, "warm-up")).close()
+            warm = Shared(compress=a.compress, batch=a.batch_query)
+            await (await connect(warm, url, "warm-up")).close()
             await asyncio.sleep(0.5)
             idle = cpu_snapshot(self.pids)
             await asyncio.sleep(1.0)
@@ -577,7 +621,8 @@ class Bench:
                 parent, child = ctx.Pipe()
                 ids = list(range(n, a.clients, a.client_procs))
                 proc = ctx.Process(target=client_process,
-                                   args=(child, url, ids, a.rooms, a.compress))  # fmt: skip
+                                   args=(child, url, ids, a.rooms, a.compress,
+                                         a.batch_query))  # fmt: skip
                 proc.daemon = True
                 proc.start()
                 self.stack.callback(proc.join, 5)
@@ -654,6 +699,9 @@ class Bench:
         rcv_rate = round(total["received"] / a.duration)
         q = {"p50": 0.5, "p95": 0.95, "p99": 0.99, "max": 1.0}
         figures: dict[str, Any] = {}
+        if a.batch:  # data-carrying messages per delivery received
+            figures["frames_per_delivery"] = round(
+                sum(r["messages"] for r in res) / max(1, total["received"]), 4)  # fmt: skip
         if a.compress:  # header + compressed payload of the data frames matched
             frames = sum(r["wire_frames"] for r in res)
             figures["wire_bytes_per_delivery"] = round(
@@ -683,6 +731,9 @@ def print_run(r: dict[str, Any]) -> None:
           flush=True)  # fmt: skip
     print(f"  gateway CPU per delivery {r['gateway_cpu_us_per_delivery']} us; CPU % (100 = one "
           "core): " + ", ".join(f"{k} {v}" for k, v in cpu.items()), flush=True)  # fmt: skip
+    if "frames_per_delivery" in r:
+        print(f"  batched: {r['frames_per_delivery']} WebSocket messages per delivery",
+              flush=True)  # fmt: skip
     if "wire_bytes_per_delivery" in r:
         print(f"  compressed: {r['wire_bytes_per_delivery']} bytes on the wire per delivery "
               f"(frame {r['frame_bytes']} B inflated)", flush=True)  # fmt: skip
@@ -716,7 +767,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--rates", help="comma-separated events/s to run in turn (instead of --rate)")
     p.add_argument("--compress", action="store_true",
                    help="clients offer permessage-deflate and inflate what they get")  # fmt: skip
+    p.add_argument("--batch", type=int, default=0,
+                   help="clients ask for arrays of up to N messages (?batch=N)")  # fmt: skip
+    p.add_argument("--batch-ms", type=int, default=5, help="with --batch: ?batch_ms= (5)")
     a = p.parse_args(argv)
+    a.batch_query = f"?batch={a.batch}&batch_ms={a.batch_ms}" if a.batch else ""
     if min(a.clients, a.rooms, a.client_procs, a.duration, a.rate) <= 0:
         p.error("--clients, --rooms, --client-procs, --duration and --rate must be positive")
     info = machine()
@@ -724,7 +779,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{'yes' if info['uvloop'] else 'no'}")  # fmt: skip
     print(f"setup: {a.clients} clients in {a.rooms} rooms, {a.payload}-byte payloads, "
           f"{a.client_procs} client process(es), {a.duration}s measured after {a.warmup}s "
-          "warm-up" + (", clients offer permessage-deflate" if a.compress else ""),
+          "warm-up" + (", clients offer permessage-deflate" if a.compress else "")
+          + (f", clients ask for batches ({a.batch_query})" if a.batch else ""),
           flush=True)  # fmt: skip
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
 
