@@ -24,6 +24,8 @@ from typing import Any
 
 from oddstream.shared.events import OddsEvent
 from oddstream.shared.protocol import (
+    BATCH_COUNTS,
+    BATCH_DELAYS_MS,
     CLIENT_MESSAGE_TYPES,
     CLOSE_ADVICE_RANGES,
     CLOSE_EXPLANATIONS,
@@ -74,6 +76,7 @@ def contract() -> dict[str, Any]:
         "LIST_FILTERS": list(LIST_FILTERS),
         "MAX_FILTER_VALUES": MAX_FILTER_VALUES,
         "ODDS_MARKETS": list(typing.get_args(OddsEvent.model_fields["market"].annotation)),
+        "BATCH_LIMITS": {"count": list(BATCH_COUNTS), "delay_ms": list(BATCH_DELAYS_MS)},
     }
 
 
@@ -177,6 +180,13 @@ export const MAX_FILTER_VALUES = {_js(c["MAX_FILTER_VALUES"])};
 /** The markets an odds event may carry. */
 export const ODDS_MARKETS: readonly string[] = {_js(c["ODDS_MARKETS"])};
 export type OddsMarket = {markets};
+
+/** The ranges the gateway accepts for `?batch=` (count) and `?batch_ms=` (delay_ms),
+ * inclusive; anything else is refused before the upgrade (HTTP 400). */
+export const BATCH_LIMITS = Object.freeze({{
+  count: [{c["BATCH_LIMITS"]["count"][0]}, {c["BATCH_LIMITS"]["count"][1]}],
+  delay_ms: [{c["BATCH_LIMITS"]["delay_ms"][0]}, {c["BATCH_LIMITS"]["delay_ms"][1]}],
+}} as const);
 """
 
 
@@ -251,6 +261,10 @@ LIST_FILTERS: tuple[str, ...] = {tuple(c["LIST_FILTERS"])!r}
 MAX_FILTER_VALUES = {c["MAX_FILTER_VALUES"]!r}
 
 ODDS_MARKETS: tuple[str, ...] = {tuple(c["ODDS_MARKETS"])!r}
+
+#: The ranges the gateway accepts for `?batch=` (count) and `?batch_ms=` (delay_ms), inclusive.
+BATCH_COUNTS: tuple[int, int] = {tuple(c["BATCH_LIMITS"]["count"])!r}
+BATCH_DELAYS_MS: tuple[int, int] = {tuple(c["BATCH_LIMITS"]["delay_ms"])!r}
 '''
 
 

@@ -1,3 +1,4 @@
+import { BATCH_LIMITS } from "./contract.js";
 /** Returns a fresh token; called before each connect and before the current one expires. */
 export type TokenProvider = () => string | Promise<string>;
 /** Batching, asked for at connect: data messages arrive up to `count` to a WebSocket message
@@ -9,12 +10,7 @@ export interface BatchOption {
     /** The longest the gateway holds a message for an array, 0 to 100 (ms). */
     delay_ms: number;
 }
-/** The ranges the gateway accepts for `batch` (oddstream.shared.protocol BATCH_COUNTS,
- * BATCH_DELAYS_MS); anything else is refused before the upgrade (HTTP 400). */
-export declare const BATCH_LIMITS: Readonly<{
-    readonly count: readonly [2, 64];
-    readonly delay_ms: readonly [0, 100];
-}>;
+export { BATCH_LIMITS };
 /** The manager's settings (see DEFAULT_CONFIG). Times are in milliseconds. */
 export interface Config {
     /** Reconnect after a drop (per the close code's advice); false: stop at the first drop. */

@@ -114,3 +114,9 @@ export declare const MAX_FILTER_VALUES = 50;
 /** The markets an odds event may carry. */
 export declare const ODDS_MARKETS: readonly string[];
 export type OddsMarket = "moneyline" | "spread" | "total";
+/** The ranges the gateway accepts for `?batch=` (count) and `?batch_ms=` (delay_ms),
+ * inclusive; anything else is refused before the upgrade (HTTP 400). */
+export declare const BATCH_LIMITS: Readonly<{
+    readonly count: readonly [2, 64];
+    readonly delay_ms: readonly [0, 100];
+}>;

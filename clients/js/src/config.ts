@@ -1,5 +1,7 @@
 // The manager's settings: their types, the defaults, and the default gateway address.
 
+import { BATCH_LIMITS } from "./contract.js";
+
 /** Returns a fresh token; called before each connect and before the current one expires. */
 export type TokenProvider = () => string | Promise<string>;
 
@@ -13,9 +15,7 @@ export interface BatchOption {
   delay_ms: number;
 }
 
-/** The ranges the gateway accepts for `batch` (oddstream.shared.protocol BATCH_COUNTS,
- * BATCH_DELAYS_MS); anything else is refused before the upgrade (HTTP 400). */
-export const BATCH_LIMITS = Object.freeze({ count: [2, 64], delay_ms: [0, 100] } as const);
+export { BATCH_LIMITS }; // the ranges the gateway accepts (generated: contract.ts)
 
 /** @internal Throws a TypeError for a `batch` setting the gateway would refuse. */
 export function checkBatch(batch: unknown): void {

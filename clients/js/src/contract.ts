@@ -349,3 +349,10 @@ export const ODDS_MARKETS: readonly string[] = [
   "total"
 ];
 export type OddsMarket = "moneyline" | "spread" | "total";
+
+/** The ranges the gateway accepts for `?batch=` (count) and `?batch_ms=` (delay_ms),
+ * inclusive; anything else is refused before the upgrade (HTTP 400). */
+export const BATCH_LIMITS = Object.freeze({
+  count: [2, 64],
+  delay_ms: [0, 100],
+} as const);

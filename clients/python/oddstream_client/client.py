@@ -35,6 +35,8 @@ from yarl import URL
 
 from oddstream_client.backoff import Backoff
 from oddstream_client.contract import (
+    BATCH_COUNTS,
+    BATCH_DELAYS_MS,
     DATA_MESSAGE_TYPES,
     CloseAdvice,
     ErrorCode,
@@ -132,8 +134,11 @@ class OddstreamClient:
     ) -> None:
         if batch is not None:
             count, delay_ms = batch
-            if not (2 <= count <= 64 and 0 <= delay_ms <= 100):
-                raise ValueError(f"batch must be (2..64, 0..100 ms), got {batch!r}")
+            (low, high), (shortest, longest) = BATCH_COUNTS, BATCH_DELAYS_MS
+            if not (low <= count <= high and shortest <= delay_ms <= longest):
+                raise ValueError(
+                    f"batch must be ({low}..{high}, {shortest}..{longest} ms), got {batch!r}"
+                )
         self.url = URL(url)
         self.batch = batch
         self.backoff = backoff if backoff is not None else Backoff()

@@ -218,3 +218,7 @@ LIST_FILTERS: tuple[str, ...] = ("sport", "game_id", "player", "sportsbook")
 MAX_FILTER_VALUES = 50
 
 ODDS_MARKETS: tuple[str, ...] = ("moneyline", "spread", "total")
+
+#: The ranges the gateway accepts for `?batch=` (count) and `?batch_ms=` (delay_ms), inclusive.
+BATCH_COUNTS: tuple[int, int] = (2, 64)
+BATCH_DELAYS_MS: tuple[int, int] = (0, 100)
