@@ -53,6 +53,20 @@ async def wait_until(
         await asyncio.sleep(interval)
 
 
+async def wait_healthy(port: int, timeout: float = 20.0, message: str = "gateway up") -> None:
+    """Poll a gateway process's `/healthz` on 127.0.0.1 until it answers 200."""
+    async with aiohttp.ClientSession() as session:
+
+        async def healthy() -> bool:
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/healthz") as reply:
+                    return reply.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        await wait_until(healthy, timeout=timeout, interval=0.2, message=message)
+
+
 @dataclass
 class RunningGateway:
     app: web.Application

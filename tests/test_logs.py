@@ -29,7 +29,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-import aiohttp
 import orjson
 import pytest
 import structlog
@@ -39,7 +38,7 @@ from oddstream.gateway.auth import issue_token
 from oddstream.shared import logs
 from oddstream.shared.logs import formatter
 from oddstream.shared.settings import Settings
-from tests.harness import Client, wait_until
+from tests.harness import Client, wait_healthy, wait_until
 from tests.test_cli import ROOT, CliProcess, cli_env, cli_process
 
 STRONG = secrets.token_hex(32)
@@ -196,16 +195,7 @@ async def test_gunicorn_master_and_workers_write_the_same_json_lines(
     with log_path.open("w") as log:
         master = gunicorn(env, workdir, log)
         try:
-            async with aiohttp.ClientSession() as session:
-
-                async def healthy() -> bool:
-                    try:
-                        async with session.get(f"http://127.0.0.1:{port}/healthz") as r:
-                            return r.status == 200
-                    except aiohttp.ClientError:
-                        return False
-
-                await wait_until(healthy, timeout=20, interval=0.2, message="gunicorn up")
+            await wait_healthy(port, message="gunicorn up")
             client_id, gateway_id = await connect_and_leave(port)
             await wait_until(lambda: "gateway.client.disconnected" in log_path.read_text(),
                              timeout=5, message="disconnection logged")  # fmt: skip

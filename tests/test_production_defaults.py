@@ -29,7 +29,7 @@ from oddstream.embedded import free_port
 from oddstream.gateway.auth import issue_token, secret_weakness
 from oddstream.shared.settings import Settings, SettingsError, load_settings
 from tests.browser import chromium, open_page
-from tests.harness import Client, RunningGateway, running_gateway, wait_until
+from tests.harness import Client, RunningGateway, running_gateway, wait_healthy, wait_until
 from tests.test_cli import cli_env, cli_process, run_cli_sync
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -442,16 +442,7 @@ async def test_gunicorn_refuses_a_weak_secret_and_starts_with_a_strong_one(
     with log_path.open("w") as log:
         strong = _gunicorn(cli_env(redis_url, prefix, JWT_SECRET=STRONG, **base), workdir, log)
         try:
-            async with _session() as session:
-
-                async def healthy() -> bool:
-                    try:
-                        async with session.get(f"http://127.0.0.1:{port}/healthz") as r:
-                            return r.status == 200
-                    except aiohttp.ClientError:
-                        return False
-
-                await wait_until(healthy, timeout=20, interval=0.2, message="gunicorn up")
+            await wait_healthy(port, message="gunicorn up")
             token = issue_token(STRONG, "alice")
             client = await Client.connect(f"ws://127.0.0.1:{port}/ws/v2/connect?token={token}")
             assert client.of("welcome")[0]["data"]["user"] == "alice"
