@@ -37,6 +37,7 @@ from oddstream.gateway.node import COUNTERS_TIMEOUT
 from oddstream.shared.keys import Keys
 from oddstream.shared.registry import Registry
 from oddstream.shared.settings import Settings
+from tests.benchmarks.load import masked
 from tests.harness import ADMIN, Client, RunningGateway, running_gateway, wait_until
 
 #: Idle subscribed connections on the measured gateway. The test process holds both ends of
@@ -54,14 +55,6 @@ OFF_CPU = 0.002
 SECRET = "periodic-test-secret-0123456789abcdef"
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _TYPE = re.compile(rb'"type":"(\w+)"')
-
-
-def masked(opcode: int, payload: bytes) -> bytes:
-    """A final client frame (clients mask, RFC 6455 5.3); payloads here are < 126 bytes."""
-    mask = os.urandom(4)
-    key = int.from_bytes((mask * (len(payload) // 4 + 1))[: len(payload)], "big")
-    body = (int.from_bytes(payload, "big") ^ key).to_bytes(len(payload), "big")
-    return bytes((0x80 | opcode, 0x80 | len(payload))) + mask + body
 
 
 class Peer(asyncio.Protocol):

@@ -36,7 +36,6 @@ import contextlib
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -53,7 +52,7 @@ from oddstream.gateway.frames import deflate_frame
 from oddstream.shared.ingest import Ingester, parse_event
 from oddstream.shared.keys import Keys
 from oddstream.shared.redis import create_redis
-from tests.benchmarks.load import ROOT, machine, price_fields, rss_kib, run, stop_process, until
+from tests.benchmarks.load import machine, price_fields, rss_kib, run, spawn, until
 
 KEYS = Keys("cbench")
 BOOKS, MARKETS = ("DraftKings", "FanDuel", "BetMGM", "Caesars"), ("moneyline", "spread", "total")
@@ -245,17 +244,6 @@ async def memory(port: int, gateway: int, n: int) -> dict[str, float]:
         for client in opened:
             client.close()
     return out
-
-
-def spawn(
-    stack: contextlib.ExitStack, log_path: Path, args: list[str], env: dict[str, str]
-) -> subprocess.Popen[bytes]:
-    log = stack.enter_context(log_path.open("wb"))
-    command = [sys.executable, "-m", "oddstream.cli", *args]
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)  # fmt: skip
-    stack.callback(stop_process, proc)
-    return proc
 
 
 async def bench(a: argparse.Namespace, stack: contextlib.ExitStack) -> dict[str, Any]:

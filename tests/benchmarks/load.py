@@ -511,6 +511,19 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
+def spawn(
+    stack: contextlib.ExitStack, log_path: Path, args: list[str], env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    """Run `python -m oddstream.cli <args>` in its own session, output to `log_path`; stopped
+    (SIGTERM, then SIGKILL) when `stack` closes."""
+    log = stack.enter_context(log_path.open("wb"))
+    command = [sys.executable, "-m", "oddstream.cli", *args]
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # fmt: skip
+    stack.callback(stop_process, proc)
+    return proc
+
+
 async def until(what: str, timeout: float, check: Callable[[], Awaitable[bool]]) -> None:
     deadline = time.monotonic() + timeout
     while not await check():

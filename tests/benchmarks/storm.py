@@ -52,7 +52,6 @@ import os
 import random
 import secrets
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -79,7 +78,7 @@ from tests.benchmarks.load import (
     price_fields,
     recv,
     run,
-    stop_process,
+    spawn,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -400,17 +399,6 @@ def work_between(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 def pct(values: list[float], q: float) -> float | None:
     values = sorted(values)
     return round(values[min(len(values) - 1, int(q * len(values)))], 3) if values else None
-
-
-def spawn(
-    stack: contextlib.ExitStack, log_path: Path, args: list[str], env: dict[str, str]
-) -> subprocess.Popen[bytes]:
-    log = stack.enter_context(log_path.open("wb"))
-    command = [sys.executable, "-m", "oddstream.cli", *args]
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)  # fmt: skip
-    stack.callback(stop_process, proc)
-    return proc
 
 
 class Case:
