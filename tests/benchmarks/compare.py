@@ -40,7 +40,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.benchmarks.load import machine
+from tests.benchmarks.load import machine, run_load
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,24 +78,10 @@ def check_imports(tree: Path) -> str:
     return out
 
 
-def run_load(tree: Path, a: argparse.Namespace, label: str) -> dict[str, Any]:
-    command = [sys.executable, "-m", "tests.benchmarks.load", "--clients", str(a.clients),
-               "--rooms", str(a.rooms), "--rates", a.rates,
-               "--duration", str(a.duration)]  # fmt: skip
-    print(f"\n[{label}] {' '.join(command[1:])}", flush=True)
-    proc = subprocess.Popen(command, cwd=ROOT, env=side_env(tree), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    assert proc.stdout is not None
-    last = ""
-    for line in proc.stdout:
-        if line.startswith("{"):
-            last = line
-        else:
-            print(f"  [{label}] {line}", end="", flush=True)
-    if proc.wait() != 0 or not last:
-        raise RuntimeError(f"[{label}] the load benchmark failed (exit {proc.returncode})")
-    report: dict[str, Any] = json.loads(last)
-    return report
+def run_side(tree: Path, a: argparse.Namespace, label: str) -> dict[str, Any]:
+    args = ["--clients", str(a.clients), "--rooms", str(a.rooms), "--rates", a.rates,
+            "--duration", str(a.duration)]  # fmt: skip
+    return run_load(args, label, side_env(tree))
 
 
 def figures(report: dict[str, Any]) -> dict[str, Any]:
@@ -165,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             order = ("baseline", "candidate") if n % 2 == 0 else ("candidate", "baseline")
             for side in order:
                 label = f"round {n + 1} {side} {revs[side]}"
-                results[side].append(figures(run_load(trees[side], a, label)))
+                results[side].append(figures(run_side(trees[side], a, label)))
         elapsed = round(time.monotonic() - started)
 
     def med(side: str, key: str) -> float:

@@ -567,9 +567,14 @@ class Bench:
         self.pids: dict[str, list[int]] = {}
         self.services: dict[str, subprocess.Popen[bytes]] = {}
 
-    def service(self, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    def service(
+        self, args: list[str], env: dict[str, str], module: str = "oddstream.cli"
+    ) -> subprocess.Popen[bytes]:
+        """A server process, `python -m <module> <args>` (on core 0 with --pin), named for
+        its figures by `args[0]` (the CLI's command: gateway, worker)."""
         log = self.stack.enter_context((self.tmp / f"{args[0]}.log").open("wb"))
-        command = [sys.executable, "-m", "oddstream.cli", *args]
+        pin = ["taskset", "-c", "0"] if self.a.pin else []
+        command = [*pin, sys.executable, "-m", module, *args]
         proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)  # fmt: skip
         self.stack.callback(stop_process, proc)
@@ -584,6 +589,8 @@ class Bench:
 
     async def main(self) -> dict[str, Any]:
         a = self.a
+        if a.pin:  # this process (the feeder) and what it starts next: Redis, the clients
+            os.sched_setaffinity(0, {1})
         redis_server = self.stack.enter_context(EmbeddedRedis())
         assert redis_server.process is not None
         port = free_port()
@@ -597,8 +604,13 @@ class Bench:
                "ODDSTREAM_CONNECT_BURST_PER_IP": str(a.clients + 100),
                "ODDSTREAM_ADMIN_TOKEN": admin}  # /ws/v2/rooms needs admin credentials  # fmt: skip
         env.pop("JWT_SECRET", None)
-        gw_pid = self.service(["gateway", "--port", str(port)], env).pid
-        self.service(["worker"], env)
+        if a.server == "floor":  # the bare-aiohttp floor (floor_server.py): no worker
+            floor = ["gateway", "--port", str(port), "--redis-url", redis_server.url,
+                     "--prefix", KEYS.prefix, "--partitions", str(KEYS.partitions)]  # fmt: skip
+            gw_pid = self.service(floor, env, "tests.benchmarks.floor_server").pid
+        else:
+            gw_pid = self.service(["gateway", "--port", str(port)], env).pid
+            self.service(["worker"], env)
         self.pids |= {"redis": [redis_server.process.pid], "feeder": [os.getpid()]}
         auth = {"Authorization": f"Bearer {admin}"}
         async with create_redis(redis_server.url) as redis, aiohttp.ClientSession() as session:
@@ -611,7 +623,9 @@ class Bench:
                 return None
 
             async def up() -> bool:
-                return bool(await get("/readyz")) and bool(await redis.zcard(KEYS.workers))
+                if not await get("/readyz"):
+                    return False
+                return a.server == "floor" or bool(await redis.zcard(KEYS.workers))
 
             async def rooms_ready() -> bool:  # rooms with subscribers (left ones may linger)
                 body = await get("/ws/v2/rooms")
@@ -700,7 +714,7 @@ class Bench:
                 published += due
             await asyncio.sleep(max(0.0, TICK - (time.time() - now)))
         cpu = cpu_percent(snap0 or cpu_snapshot(self.pids), cpu_snapshot(self.pids))
-        behind = await backlog(redis)
+        behind = await backlog(redis) if a.server == "oddstream" else {}
         for pipe in self.pipes:
             pipe.send(("finish", counts, a.drain))
         replies = [await recv(pipe, a.drain + 30) for pipe in self.pipes]
@@ -728,10 +742,34 @@ class Bench:
             "latency_ms": {k: ms(lat, v) for k, v in q.items()},
             "cpu_pct": cpu,
             "gateway_cpu_us_per_delivery": round(cpu["gateway"] * 1e4 / max(1, rcv_rate), 2),
+            # gateway + worker (the floor has no worker): the server side's CPU per delivery
+            "server_cpu_us_per_delivery": round(
+                (cpu["gateway"] + cpu.get("worker", 0.0)) * 1e4 / max(1, rcv_rate), 2
+            ),
             "backlog_at_end": behind,
             "closed_connections": sum(r["closed"] for r in res),
             "frame_bytes": max(r["frame_bytes"] for r in res),
         }
+
+
+def run_load(args: list[str], label: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run this benchmark (`python -m tests.benchmarks.load <args>`) in a child process, echo
+    its lines prefixed with `label`, and return its report (the last line, JSON)."""
+    command = [sys.executable, "-m", "tests.benchmarks.load", *args]
+    print(f"\n[{label}] {' '.join(command[1:])}", flush=True)
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    assert proc.stdout is not None
+    last = ""
+    for line in proc.stdout:
+        if line.startswith("{"):
+            last = line
+        else:
+            print(f"  [{label}] {line}", end="", flush=True)
+    if proc.wait() != 0 or not last:
+        raise RuntimeError(f"[{label}] the load benchmark failed (exit {proc.returncode})")
+    report: dict[str, Any] = json.loads(last)
+    return report
 
 
 def print_run(r: dict[str, Any]) -> None:
@@ -759,9 +797,10 @@ def print_table(runs: list[dict[str, Any]]) -> None:
         lat, c = r["latency_ms"], r["cpu_pct"]
         print(f"{r['rate']:>5.0f} {r['expected_deliveries_per_s']:>11} {r['delivered_per_s']:>11}"
               f" {r['completeness']:>8.2%} {lat['p50']:>7} {lat['p99']:>7} {lat['max']:>7} "
-              f"{c['gateway']:>4.0f}{c['worker']:>4.0f}{c['redis']:>7.0f}{c['clients']:>9.0f}"
+              f"{c['gateway']:>4.0f}{c.get('worker', 0):>4.0f}{c['redis']:>7.0f}"
+              f"{c['clients']:>9.0f}"
               f"{c['feeder']:>8.0f}{c['other']:>7.0f}{c['machine_busy']:>6.0f}"
-              f"{r['backlog_at_end']['gateway_inbox']:>9}"
+              f"{r['backlog_at_end'].get('gateway_inbox', '-')!s:>9}"
               f"{r['gateway_cpu_us_per_delivery']:>10}")  # fmt: skip
 
 
@@ -783,8 +822,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=0,
                    help="clients ask for arrays of up to N messages (?batch=N)")  # fmt: skip
     p.add_argument("--batch-ms", type=int, default=5, help="with --batch: ?batch_ms= (5)")
+    p.add_argument("--server", choices=("oddstream", "floor"), default="oddstream",
+                   help="what to measure: Oddstream's gateway and worker, or the bare-aiohttp "
+                   "floor (tests/benchmarks/floor_server.py)")  # fmt: skip
+    p.add_argument(
+        "--pin",
+        action="store_true",
+        help="server processes on core 0; Redis, feeder and clients on core 1",
+    )
     a = p.parse_args(argv)
     a.batch_query = f"?batch={a.batch}&batch_ms={a.batch_ms}" if a.batch else ""
+    if a.pin and not {0, 1} <= os.sched_getaffinity(0):
+        p.error("--pin needs cores 0 and 1")
     if min(a.clients, a.rooms, a.client_procs, a.duration, a.rate) <= 0:
         p.error("--clients, --rooms, --client-procs, --duration and --rate must be positive")
     info = machine()
