@@ -38,6 +38,7 @@ from redis.exceptions import RedisError
 
 from oddstream.gateway.analytics import UsageAnalytics
 from oddstream.gateway.auth import Identity, TokenVerifier
+from oddstream.gateway.collector import Collector
 from oddstream.gateway.connection import Connection
 from oddstream.gateway.fanout import InboxFanout
 from oddstream.gateway.frames import text_frame
@@ -128,6 +129,7 @@ class GatewayNode:
             timeout=settings.connection_timeout,
             notice=settings.token_expiry_notice,
         )
+        self.collector = Collector(settings.gc_full_interval)
         self.registered = False
         self.draining = False
         self.redis_ok = False
@@ -149,6 +151,7 @@ class GatewayNode:
         s = self.settings
         await self._register()
         await self._send_canary()
+        self.collector.start()
         self._tasks = [
             periodic("gateway.canary", s.canary_interval, self._send_canary, self.log),
             periodic("gateway.flush", FLUSH_INTERVAL, self.fanout.flush_backlogged, self.log),
@@ -188,6 +191,7 @@ class GatewayNode:
         await stop_tasks(self._tasks, grace=max(0.5, grace - (time.monotonic() - started)))
         for task in list(self._background):
             task.cancel()
+        self.collector.stop()
         self.log.info("gateway.stopped")
 
     async def _close_in_batches(
@@ -304,6 +308,8 @@ class GatewayNode:
         beat: its cost is what changed, not how many connections there are."""
         if self.draining:
             return
+        if self.collector.tick():
+            self.log.info("gateway.gc.full", ms=round(self.collector.last_full_ms, 1))
         changed, self._changed = self._changed, {}
         closed, self._closed_since_beat = self._closed_since_beat, []
         records: dict[str, bytes] = {}
@@ -405,6 +411,7 @@ class GatewayNode:
     def add(self, conn: Connection, reconnect: bool = False) -> None:
         """Count a new connection in; `reconnect`: it said so (`?reconnect=N`)."""
         self.connections[conn.client_id] = conn
+        self.collector.opened()
         self._mark_changed(conn)
         self.heartbeat.watch(conn)
         self.metrics.connections.set(len(self.connections))

@@ -166,6 +166,13 @@ class Settings(BaseSettings):
     gateway_heartbeat: float = Field(
         default=1.0, gt=0, description="Seconds between a gateway's liveness beats in Redis."
     )
+    gc_full_interval: float = Field(
+        default=600.0,
+        ge=0,
+        description="Seconds between a gateway's full garbage collections; between them what "
+        "settled after connections opened is frozen (gc.freeze), so collections do not pause "
+        "in proportion to connections. 0: CPython's defaults.",
+    )
     gateway_ttl: float = Field(
         default=5.0,
         gt=0,

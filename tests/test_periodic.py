@@ -167,8 +167,8 @@ async def connect(gw: RunningGateway, path: str, game: str | None, silent: bool 
 class LoopLag:
     """How late a 1 ms sleep wakes (`late`), and how much of that the loop's thread spent
     running our code (`busy`): its CPU time, less the time Python's cyclic garbage collector
-    ran meanwhile (`collector`, reported on its own: it walks every object of the process,
-    which is not the gateway's periodic work). A wake during which the thread was off the
+    ran meanwhile (`collector`, checked on its own: it walks the objects of the process that
+    are not frozen, see `gateway.collector`). A wake during which the thread was off the
     CPU for more than `OFF_CPU` beyond the sleep (the machine, shared with other processes,
     ran something else: what was queued meanwhile then runs in one go) is counted in
     `disturbed` and left out of `busy`."""
@@ -337,6 +337,12 @@ async def test_periodic_work_does_not_grow_with_connections(
             assert lag.disturbed < len(lag.late) / 10, lag.summary()
             worst = max(lag.busy)
             assert worst < MAX_STALL, f"the loop stalled {worst * 1000:.1f} ms: {lag.summary()}"
+            # Nor does the garbage collector walk the connections: the gateway froze what
+            # settled after they opened (`gateway.collector`). Without it, one collection in
+            # the window took 16-19 ms.
+            assert node.collector.freezes >= 2  # at start, and after the connections opened
+            longest = max(lag.collector, default=0.0)
+            assert longest < MAX_STALL, f"a collection took {longest * 1000:.1f} ms"
         finally:
             for peer in peers:
                 peer.abort()
