@@ -6,16 +6,28 @@ is made once per data set (`{p}:epoch`), so a position from before Redis lost it
 recognised; the room tag (the room id's last 8 characters) stops a position of one room
 from being used in another. A history is only trimmed from its oldest end and is deleted
 when its room stops being recorded, so a replay is continuous exactly when the position's
-own entry is still there (for a position taken while the room was empty, `0-0`, when the
-history's first entry, marked `f` by the commit, is).
+own entry is still there.
+
+Empty rooms. A position taken while the room's history was empty names no entry: it is
+`0-<T>`, T being Redis's time then (ms, read in the MULTI that saw the history empty). Every
+entry written later has a larger id, so what it missed is the whole history; it is
+recovered only when no history it may have missed is gone (`_empty_room_continues`):
+(a) it is younger than the room's retention (the live window; offline-delivery rooms: the
+offline retention), which covers a history that expired by its TTL since T; (b) no
+tombstone says a history of the room was deleted with its room (`Registry.expire_rooms`)
+at or after T; (c) the history is empty, or its first entry, marked `f` by the commit that
+started it, is still there. A position from before positions of empty rooms held a time
+(`0-0`) fails (a), and so does that of a room that stayed empty longer than its retention:
+nothing proves that no history came and went meanwhile, and the client is resynced. A
+resume that finds the room still empty confirms a position of now.
 
 Resume (`replay`). A subscribe that carries a position gets, after the confirmation, the
 room's events after it, in order, marked `replay`, or `recovered: false` when that cannot
 be done in full: a position of another epoch or room, in the future, older than the
-history, that missed an event older than a live room's window, or further behind than
-`max_replay` frames or `max_replay_bytes`. Recovery is never partial. Cost: one MULTI of an
-XRANGE of the events missed, an XRANGE of the position's entry, an XREVRANGE COUNT 1 and a
-TIME (constant work besides what was missed).
+history, that missed an event older than a live room's window, that an empty room's rules
+refuse, or further behind than `max_replay` frames or `max_replay_bytes`. Recovery is never
+partial. Cost: one MULTI of an XRANGE of the events missed, an XRANGE of the position's
+entry, a GET of the room's tombstone and a TIME (constant work besides what was missed).
 
 Snapshots (`snapshot`). A new or resynced odds, predictions or sport subscription gets the
 latest value of every conflation key its filters cover, kept by the workers per game
@@ -119,6 +131,7 @@ class History:
         self._max_bytes = settings.max_replay_bytes
         self._enabled = settings.history_seconds > 0
         self._window = int(settings.history_seconds * 1000)  # ms, as the commit trims live rooms
+        self._offline_window = int(settings.offline_history_seconds * 1000)  # ms, the TTL
 
     async def epoch(self) -> str:
         """The data set's epoch (made here if no worker made it yet)."""
@@ -133,34 +146,21 @@ class History:
         """The room's events after `position` (already parsed as well formed), or why not."""
         epoch = await self.epoch()
         room = spec.room_id
-        history = self._keys.history(room)
-        if position is None or not self._enabled:
-            top: Any = await self._redis.xrevrange(history, count=1) if self._enabled else []
-            tail = entry_order(top[0][0]) if top else (0, 0)
+        if not self._enabled:
+            return Replay(self.position(epoch, room, (0, 0)), None)  # no history, no resume
+        if position is None:
+            tail = await self._tail(room)
             return Replay(self.position(epoch, room, tail), None, tail=tail)
         their_epoch, tag, after = parse_position(position)
         if their_epoch != epoch or tag != room_tag(room):
             return await self._not_recovered(epoch, room)
-        at = f"{after[0]}-{after[1]}"
-        # One MULTI: the entry at the position, the entries after it and the last entry, from
-        # the same moment, or an event committed between two reads would look like a gap.
-        # A history is only ever trimmed from its oldest end, so when the position's own entry
-        # is still there nothing after it is missing; when it is not, it was trimmed, expired
-        # with its room, lost with Redis's data, or never existed (forged).
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xrange(history, at, at, count=1)
-            pipe.xrange(history, "(" + at, "+", count=self._max_replay + 1)
-            pipe.xrevrange(history, count=1)
-            pipe.time()
-            own, entries, top, now = await pipe.execute()
-        if after == (0, 0):
-            # Joined while the room's history was empty: recovered when nothing was written
-            # since, or when the history's first entry is still there (marked by the commit).
-            own = (not entries and not top) or (bool(entries) and b"f" in entries[0][1])
+        own, entries, now = await self._read_after(room, after)
         if not own or len(entries) > self._max_replay or self._too_old(room, entries, now):
             return await self._not_recovered(epoch, room)
-        if not entries:
-            return Replay(position, True, tail=after)  # nothing missed
+        if not entries:  # nothing missed
+            if after[0] == 0:  # the room is still empty: its position of now, as a new one's
+                return Replay(self.position(epoch, room, (0, now)), True, tail=(0, now))
+            return Replay(position, True, tail=after)
         replay = Replay(position, True)
         # What every frame of this replay shares, built once: per entry only its type, event
         # id, time, history id and data differ.
@@ -184,18 +184,73 @@ class History:
         replay.tail = entry_order(last)
         return replay
 
-    def _too_old(self, room: str, entries: list[Any], now: tuple[int, int]) -> bool:
+    async def _read_after(self, room: str, after: EntryId) -> tuple[bool, list[Any], int]:
+        """Whether the history continues from `after` (a position's history id), the entries
+        after it (up to one more than `max_replay`) and Redis's time (ms)."""
+        history = self._keys.history(room)
+        at = f"{after[0]}-{after[1]}"
+        # One MULTI: the entry at the position, the entries after it, the room's tombstone and
+        # the time, from the same moment, or an event committed between two reads would look
+        # like a gap. A history is only ever trimmed from its oldest end, so when the
+        # position's own entry is still there nothing after it is missing; when it is not, it
+        # was trimmed, expired with its room, lost with Redis's data, or never existed (forged).
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xrange(history, at, at, count=1)
+            pipe.xrange(history, "(" + at, "+", count=self._max_replay + 1)
+            pipe.get(self._keys.history_gone(room))
+            pipe.time()
+            own, entries, gone, clock = await pipe.execute()
+        now = _ms(clock)
+        if after[0] == 0:  # taken while the room was empty: it names no entry
+            own = self._empty_room_continues(room, after[1], entries, gone, now)
+        return bool(own), entries, now
+
+    def _empty_room_continues(
+        self, room: str, taken: int, entries: list[Any], gone: bytes | None, now: int
+    ) -> bool:
+        """Whether a position taken at `taken` (Redis ms) while the room's history was empty
+        still continues: no history written since is gone, and its first entry is there.
+
+        Histories written after `taken` leave in two ways, each caught by one rule:
+        - (a) by their TTL: the commit sets it (to the retention) only when it writes to the
+          history, and a history that did not exist at `taken` was written to only after it.
+          One that had expired by `now` got its last TTL at a write at `w >= taken` and
+          expired at `w + retention <= now`: so `taken <= now - retention`, refused. (A
+          position from the future is not one this gateway gave: refused too.)
+        - (b) deleted with their room (`Registry.expire_rooms`, live rooms only) at or after
+          `taken`: the deletion leaves a tombstone of its time for the live window; once that
+          expired, `now > deleted + window >= taken + window` and (a) refuses.
+        - (c) what is there now is whole: empty, or its first entry (marked `f` by the commit
+          that started it) not trimmed.
+        Entry ids and all three times are from Redis's clock."""
+        retention = self._offline_window if keeps_offline_history(room) else self._window
+        if not now - retention < taken <= now:
+            return False  # (a)
+        if gone is not None and int(gone) >= taken:
+            return False  # (b)
+        return not entries or b"f" in entries[0][1]  # (c)
+
+    def _too_old(self, room: str, entries: list[Any], now: int) -> bool:
         """Whether the first event missed is older than a live room's window. The age trim is
         approximate (`XTRIM MINID ~` drops whole stream nodes), so such an event may still be
         there; the window is what the README promises, so it decides, not the trim's slack.
-        Measured on Redis's clock, as the trim is."""
+        Measured on Redis's clock (`now`, ms), as the trim is."""
         if not entries or keeps_offline_history(room):
             return False  # nothing missed; offline histories are kept by count and TTL only
-        return entry_order(entries[0][0])[0] < now[0] * 1000 + now[1] // 1000 - self._window
+        return entry_order(entries[0][0])[0] < now - self._window
+
+    async def _tail(self, room: str) -> EntryId:
+        """The room's last history id, or, when its history is empty, (0, Redis's time in ms):
+        what a position taken now names (an empty room's, see `_empty_room_continues`). One
+        MULTI, so the time is the moment the history was seen empty."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xrevrange(self._keys.history(room), count=1)
+            pipe.time()
+            top, now = await pipe.execute()
+        return entry_order(top[0][0]) if top else (0, _ms(now))
 
     async def _not_recovered(self, epoch: str, room: str) -> Replay:
-        top: Any = await self._redis.xrevrange(self._keys.history(room), count=1)
-        tail = entry_order(top[0][0]) if top else (0, 0)
+        tail = await self._tail(room)
         return Replay(self.position(epoch, room, tail), False, tail=tail)
 
     async def snapshot(self, spec: RoomSpec, position: str) -> Snapshot | None:
@@ -252,6 +307,11 @@ class History:
             return []
         union: Any = await self._redis.sunion([self._keys.games(s) for s in sports])
         return sorted(g.decode() for g in union)
+
+
+def _ms(clock: tuple[int, int]) -> int:
+    """Milliseconds of a Redis `TIME` reply (seconds, microseconds)."""
+    return clock[0] * 1000 + clock[1] // 1000
 
 
 def _covered(spec: RoomSpec, kinds: frozenset[EventKind], value: bytes) -> bytes | None:

@@ -1,7 +1,8 @@
 """Every Redis key Oddstream uses, in one place.
 
 Registry keys share the hash tag `{prefix}` so its multi-key scripts stay in one Redis Cluster
-slot; the high-traffic streams (ingest, inboxes) carry no tag and spread across the cluster.
+slot; the high-traffic streams (ingest, inboxes, histories) carry no tag and spread across the
+cluster. A key read together with a history is tagged with the history key's name.
 """
 
 from __future__ import annotations
@@ -46,6 +47,13 @@ class Keys:
     def history(self, room_id: str) -> str:
         """Stream: a room's recent events, for resume (entry id = the room's position)."""
         return self.history_prefix + room_id
+
+    def history_gone(self, room_id: str) -> str:
+        """When the room's history was last deleted with its room (ms, Redis clock), kept for
+        the live window (see `gateway/resume.py`). Its hash tag is the history key's whole
+        name, which has no braces (prefixes and room ids cannot hold any): both hash alike,
+        so they share a Redis Cluster slot, and one MULTI or script may use both."""
+        return "{" + self.history(room_id) + "}:gone"
 
     @property
     def epoch(self) -> str:

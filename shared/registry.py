@@ -84,12 +84,16 @@ class Registry:
         gateway_ttl: float,
         worker_ttl: float,
         linger: float = 0.0,
+        window: float | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys
         self.gateway_ttl_ms = int(gateway_ttl * 1000)
         self.worker_ttl_ms = int(worker_ttl * 1000)
         self.linger_ms = int(linger * 1000)
+        #: The live history window (ms): how long a deleted history's tombstone is kept.
+        #: Rooms linger for that window, hence the default.
+        self.window_ms = self.linger_ms if window is None else int(window * 1000)
         #: Catch-ups waiting for the workers to apply a room change, and the task polling
         #: for them (see `wait_applied`).
         self._floor_waiters: list[tuple[tuple[int, int], asyncio.Future[bool]]] = []
@@ -103,6 +107,7 @@ class Registry:
         self._release_user_slot = redis.register_script(_lua("release_user_slot"))
         self._release_gateway_slots = redis.register_script(_lua("release_gateway_slots"))
         self._expire_rooms = redis.register_script(_lua("expire_rooms"))
+        self._forget_history = redis.register_script(_lua("forget_history"))
 
     # --- gateways ------------------------------------------------------------------------
 
@@ -120,6 +125,7 @@ class Registry:
             gateway_ttl=settings.gateway_ttl,
             worker_ttl=settings.worker_ttl,
             linger=settings.history_seconds,
+            window=settings.history_seconds,
         )
 
     async def register_gateway(self, gateway_id: str, info: Mapping[str, Any]) -> bytes:
@@ -312,16 +318,36 @@ class Registry:
     async def expire_rooms(self) -> list[str]:
         """Rooms that lingered their time with no holder leave the registry; their history
         goes too (so a later room of that id starts a new history that no old position can
-        claim to continue), except for the offline-delivery rooms, which keep theirs."""
+        claim to continue), except for the offline-delivery rooms, which keep theirs.
+
+        A history goes a moment after its room left the registry (a registry script cannot
+        reach a history's Cluster slot). A subscriber that joins the room in between may be
+        given positions in what then goes, and is told `recovered: false` when it resumes
+        from them (their entry is gone; an empty room's position is older than the
+        tombstone): the gap can refuse a resume, never grant a wrong one."""
         gone: list[Any] = await self._expire_rooms(
             keys=[self.keys.lingering, self.keys.rooms, self.keys.room_feed],
             args=[self.keys.holders_prefix, FEED_RETENTION_MS],
         )
         room_ids = [g.decode() for g in gone]
-        histories = [self.keys.history(r) for r in room_ids if not keeps_offline_history(r)]
-        if histories:
-            await self.redis.delete(*histories)
+        await self._forget_histories([r for r in room_ids if not keeps_offline_history(r)])
         return room_ids
+
+    async def _forget_histories(self, room_ids: list[str]) -> None:
+        """Delete the rooms' histories, each with a tombstone saying when (a position taken
+        while its room was empty names no entry: the tombstone tells a resume from it that a
+        history it may have missed is gone). One script per room: a history and its
+        tombstone share a Cluster slot, the histories of several rooms do not."""
+        if not room_ids:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for room_id in room_ids:
+                await self._forget_history(
+                    keys=[self.keys.history(room_id), self.keys.history_gone(room_id)],
+                    args=[self.window_ms],
+                    client=pipe,
+                )
+            await pipe.execute()
 
     # --- users ---------------------------------------------------------------------------
 

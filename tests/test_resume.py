@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 from redis.asyncio import Redis
+from redis.crc import key_slot
 
 from oddstream.embedded import free_port
 from oddstream.gateway.auth import issue_token
@@ -498,3 +499,155 @@ async def test_catch_up_waits_until_every_live_worker_routes_the_joined_room(
         await redis_client.delete(keys.lease(0))
         assert await registry.wait_applied(acked, within=0.2)
         await c.close()
+
+
+# --- positions taken while a room's history was empty ("<epoch>:<tag>:0-<T>") ------------
+
+
+def empty_room_time(position: str) -> int:
+    """T of a position taken while the room's history was empty: Redis's time then (ms)."""
+    ms, _, taken = position.rsplit(":", 1)[1].partition("-")
+    assert ms == "0", f"{position} is not an empty room's position"
+    return int(taken)
+
+
+async def redis_ms(redis: Redis) -> int:
+    seconds, micros = await redis.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+async def first_entry_marked(redis: Redis, history: str) -> bool:
+    """Whether the history exists and its first entry carries the commit's `f` mark (it
+    started a new history)."""
+    first: Any = await redis.xrange(history, count=1)
+    return bool(first) and b"f" in first[0][1]
+
+
+def test_a_history_and_its_tombstone_share_a_cluster_slot(keys: Keys) -> None:
+    """The resume MULTI reads both, and the deletion writes both in one script."""
+    for room in ("odds_updates.0123456789abcdef", "portfolio.fedcba9876543210"):
+        assert key_slot(keys.history_gone(room).encode()) == key_slot(keys.history(room).encode())
+
+
+async def test_a_client_that_joined_an_empty_room_gets_what_it_missed_when_back_soon(
+    settings: Settings, redis_client: Redis, keys: Keys
+) -> None:
+    async with running_gateway(settings) as gw, running_worker(settings):
+        before = await redis_ms(redis_client)
+        a = await Client.connect(f"{gw.ws}/ws/v2/connect")
+        confirmed = await subscribe(a, "odds_updates", sport="NFL")
+        room, empty = confirmed["data"]["room"], confirmed["data"]["position"]
+        assert before <= empty_room_time(empty) <= await redis_ms(redis_client)
+        await wait_until(lambda: workers_synced(redis_client, keys), message="index")
+        await a.close()  # the room lingers, recorded
+        # Nothing written since: recovered, with a position of now (the room is still empty).
+        b = await Client.connect(f"{gw.ws}/ws/v2/connect")
+        reply = await subscribe(b, "odds_updates", position=empty, sport="NFL")
+        assert reply["data"]["recovered"] is True and reply["data"]["replayed"] == 0, reply
+        assert empty_room_time(reply["data"]["position"]) >= empty_room_time(empty)
+        await b.close()
+        ingester = Ingester(redis_client, keys)
+        await ingester.publish_many([_odds("E1", seq) for seq in range(1, 6)])
+
+        async def recorded() -> bool:
+            return await redis_client.xlen(keys.history(room)) == 5
+
+        await wait_until(recorded, message="history")
+        assert await first_entry_marked(redis_client, keys.history(room))
+        c = await Client.connect(f"{gw.ws}/ws/v2/connect")
+        reply = await subscribe(c, "odds_updates", position=empty, sport="NFL")
+        assert reply["data"]["recovered"] is True and reply["data"]["replayed"] == 5, reply
+        await wait_until(lambda: len(data_frames(c)) == 5, message="missed events")
+        assert [f["data"]["seq"] for f in data_frames(c)] == [1, 2, 3, 4, 5]
+        assert all(f.get("replay") for f in data_frames(c))
+        assert c.of("snapshot") == []
+        await c.close()
+
+
+async def test_an_empty_rooms_position_is_not_recovered_once_the_history_was_deleted(
+    settings: Settings, redis_client: Redis, keys: Keys
+) -> None:
+    """Found in review: a position taken while the room was empty names no entry, so it was
+    recovered whenever the history was empty or started with a new history's first entry,
+    even when the room had expired with the history the client missed, and a later history
+    (or none yet) stood in its place. The deletion leaves a tombstone that says so."""
+    async with running_gateway(settings) as gw:
+        registry = gw.node.registry
+        ingester = Ingester(redis_client, keys)
+        async with running_worker(settings):
+            a = await Client.connect(f"{gw.ws}/ws/v2/connect")
+            confirmed = await subscribe(a, "odds_updates", sport="NFL")
+            room, empty = confirmed["data"]["room"], confirmed["data"]["position"]
+            await wait_until(lambda: workers_synced(redis_client, keys), message="index")
+            await a.close()  # the room lingers, recorded: these are what the client misses
+            await ingester.publish_many([_odds("D1", 1), _odds("D1", 2)])
+
+            async def recorded() -> bool:
+                return await redis_client.xlen(keys.history(room)) == 2
+
+            await wait_until(recorded, message="history")
+        # Its linger time is up: the room expires and its history is deleted.
+        await redis_client.zadd(keys.lingering, {room: 0})
+        await registry.expire_rooms()
+        assert not await redis_client.hexists(keys.rooms, room)
+        assert not await redis_client.exists(keys.history(room))
+        # No history yet: the events of the deleted one are still missed.
+        b = await Client.connect(f"{gw.ws}/ws/v2/connect")
+        reply = await subscribe(b, "odds_updates", position=empty, sport="NFL")
+        assert reply["data"]["recovered"] is False, reply
+        await b.next_of("snapshot")
+        # A new history (a new worker marks its first entry, as after any refresh period).
+        async with running_worker(settings):
+            await wait_until(lambda: workers_synced(redis_client, keys), message="index")
+            await ingester.publish_many([_odds("D1", 3), _odds("D1", 4)])
+            await wait_until(lambda: len(data_frames(b)) == 2, message="live events")
+            assert await first_entry_marked(redis_client, keys.history(room))
+            c = await Client.connect(f"{gw.ws}/ws/v2/connect")
+            reply = await subscribe(c, "odds_updates", position=empty, sport="NFL")
+            assert reply["data"]["recovered"] is False, reply
+            assert reply["data"]["replayed"] == 0
+            snapshot = await c.next_of("snapshot")
+            assert {e["data"]["seq"] for e in snapshot["data"]["events"]} == {4}
+            assert not any(f.get("replay") for f in data_frames(c))
+            await c.close()
+        await b.close()
+        tombstone = await redis_client.get(keys.history_gone(room))
+        assert tombstone is not None and int(tombstone) >= empty_room_time(empty)
+        assert 0 < await redis_client.pttl(keys.history_gone(room)) <= 120_000
+
+
+async def test_an_empty_rooms_position_is_not_recovered_once_the_history_expired(
+    settings: Settings, redis_client: Redis, keys: Keys
+) -> None:
+    """The same for a history gone by its TTL (the room stayed held: nothing deleted it):
+    the position is then older than the window, which decides."""
+    short = settings.model_copy(update={"history_seconds": 1.0})
+    async with running_gateway(short) as gw, running_worker(short):
+        a = await Client.connect(f"{gw.ws}/ws/v2/connect")
+        confirmed = await subscribe(a, "odds_updates", sport="NFL")
+        room, empty = confirmed["data"]["room"], confirmed["data"]["position"]
+        await wait_until(lambda: workers_synced(redis_client, keys), message="index")
+        ingester = Ingester(redis_client, keys)
+        await ingester.publish_many([_odds("T1", 1), _odds("T1", 2)])
+        await wait_until(lambda: len(data_frames(a)) == 2, message="live events")
+
+        async def expired() -> bool:
+            return not await redis_client.exists(keys.history(room))
+
+        await wait_until(expired, message="history expired by its TTL")
+        b = await Client.connect(f"{gw.ws}/ws/v2/connect")
+        reply = await subscribe(b, "odds_updates", position=empty, sport="NFL")
+        assert reply["data"]["recovered"] is False, reply  # no history yet
+        await b.next_of("snapshot")
+        await b.close()
+        await ingester.publish_many([_odds("T1", 3)])
+        await wait_until(lambda: len(data_frames(a)) == 3, message="live event")
+        assert await first_entry_marked(redis_client, keys.history(room))  # a new history
+        c = await Client.connect(f"{gw.ws}/ws/v2/connect")
+        reply = await subscribe(c, "odds_updates", position=empty, sport="NFL")
+        assert reply["data"]["recovered"] is False, reply
+        snapshot = await c.next_of("snapshot")
+        assert {e["data"]["seq"] for e in snapshot["data"]["events"]} == {3}
+        await c.close()
+        await a.close()
+        assert not await redis_client.exists(keys.history_gone(room))  # held: never deleted

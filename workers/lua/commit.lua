@@ -94,7 +94,10 @@ local function record(room, mode, event_id, type_, data)
                       'e', event_id, 't', type_, 'd', data)
   end
   -- Checked once per refresh period: the first entry of a history says so ('f'), for a
-  -- subscriber that joined while it was empty (its position is 0-0).
+  -- subscriber that joined while it was empty (its position is 0-<Redis ms then>: it
+  -- continues while this entry is there, see gateway/resume.py). The TTL is set here only,
+  -- by a write to this history: an empty room's position older than the TTL is never
+  -- recovered, as a history written after it may have expired since.
   local id
   if redis.call('EXISTS', hkey) == 0 then
     id = redis.call('XADD', hkey, 'MAXLEN', '~', maxlen, '*',
