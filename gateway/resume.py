@@ -134,9 +134,14 @@ class History:
         self._offline_window = int(settings.offline_history_seconds * 1000)  # ms, the TTL
 
     async def epoch(self) -> str:
-        """The data set's epoch (made here if no worker made it yet)."""
-        await self._redis.set(self._keys.epoch, uuid.uuid4().hex[:12], nx=True)
-        raw: Any = await self._redis.get(self._keys.epoch)
+        """The data set's epoch (made here if no worker made it yet). Read on every subscribe,
+        never cached: a gateway that kept an epoch across a loss of Redis's data would give
+        old-epoch positions that its own later reads could take for the new data's. One
+        round trip (`SET NX` then `GET`, in order on one connection)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(self._keys.epoch, uuid.uuid4().hex[:12], nx=True)
+            pipe.get(self._keys.epoch)
+            _, raw = await pipe.execute()
         return raw.decode() if raw else ""
 
     def position(self, epoch: str, room_id: str, entry: EntryId) -> str:
@@ -260,12 +265,13 @@ class History:
         if kinds is None:
             return None
         games = await self._games(spec)
-        values: list[dict[bytes, bytes]] = []
-        if games:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for game in games:
-                    pipe.hgetall(self._keys.latest(game))
-                values = await pipe.execute()
+        # One round trip: the latest values, then the history's last id, in that order (on
+        # one connection): frames up to that id may be older than the snapshot (see `Seam`).
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for game in games:
+                pipe.hgetall(self._keys.latest(game))
+            pipe.xrevrange(self._keys.history(spec.room_id), count=1)
+            *values, top = await pipe.execute()
         events: list[bytes] = []
         latest: dict[bytes, bytes] = {}
         size, truncated = 0, False
@@ -287,7 +293,6 @@ class History:
             + spec.type.value.encode() + b'","truncated":' + (b"true" if truncated else b"false")
             + b',"events":[' + b",".join(events) + b"]}}"
         )  # fmt: skip
-        top: Any = await self._redis.xrevrange(self._keys.history(spec.room_id), count=1)
         tail = entry_order(top[0][0]) if top else (0, 0)
         return Snapshot(frame, latest, len(events), tail)
 
