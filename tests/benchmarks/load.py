@@ -5,6 +5,8 @@
     python -m tests.benchmarks.load --rates 5000,15000,20000    # any rates, in turn
     python -m tests.benchmarks.load --compress    # clients offer permessage-deflate
     python -m tests.benchmarks.load --batch 16    # clients ask for arrays of up to 16 messages
+    python -m tests.benchmarks.load --server floor    # the bare-aiohttp floor instead
+    python -m tests.benchmarks.load --pin    # servers on core 0; Redis, feeder, clients on 1
 
 All local, 127.0.0.1 only: an embedded Redis; gateway and worker as `python -m oddstream.cli`
 processes (with a per-run admin token, for `/ws/v2/rooms`, and the per-IP connect limit lifted:
