@@ -207,7 +207,7 @@ def origin_allowed(request: web.BaseRequest, allowed: list[str], trusted: list[N
 
 def _refusal(request: web.Request, status: int, code: ErrorCode, message: str,
              headers: dict[str, str] | None = None, **extra: Any) -> web.Response:  # fmt: skip
-    request.app[METRICS].errors.labels(code.value).inc()
+    request.app[METRICS].errors_of(code.value).inc()
     return json_error(status, code, message, headers=headers, **extra)
 
 
@@ -293,14 +293,16 @@ async def _serve(request: web.Request, conn: Connection, initial: RoomSpec | Non
     node, settings, metrics = request.app[NODE], request.app[SETTINGS], request.app[METRICS]
     reconnect = bool(request.query.get("reconnect"))
     node.add(conn, reconnect)
-    conn_log = conn.logger
-    conn_log.info(
+    # Fields passed, not bound: binding copies the context even when INFO is filtered out.
+    where = {"client_id": conn.client_id, "gateway": node.gateway_id}
+    log.info(
         "gateway.client.connected",
+        **where,
         user=conn.identity.user,
         endpoint=conn.endpoint,
         reconnect=reconnect,
     )
-    metrics.connections_opened.labels(conn.endpoint).inc()
+    metrics.connections_opened_of(conn.endpoint).inc()
     if reconnect:
         metrics.reconnections.inc()
     welcome: dict[str, Any] = {
@@ -326,8 +328,9 @@ async def _serve(request: web.Request, conn: Connection, initial: RoomSpec | Non
         await conn.serve()
     finally:
         await node.remove(conn)
-        conn_log.info(
+        log.info(
             "gateway.client.disconnected",
+            **where,
             user=conn.identity.user,
             code=conn.close_code(),
             messages_in=conn.messages_received,

@@ -59,7 +59,7 @@ async def whoami(request: web.Request) -> web.Response:
         identity = await request.app[VERIFIER].identify(request)
         await check_not_revoked(request.app[NODE].registry, identity)
     except AuthError as exc:
-        request.app[METRICS].errors.labels(exc.code.value).inc()
+        request.app[METRICS].errors_of(exc.code.value).inc()
         return json_error(401, exc.code, exc.message, reason=exc.reason)
     return json_response(
         {

@@ -428,12 +428,12 @@ class Connection:
     def send(self, payload: bytes, message_type: ServerMessageType) -> bool:
         sent = self.write(self.wire(Frame(payload)))
         if sent:
-            self.host.metrics.messages_out.labels(message_type.value).inc()
+            self.host.metrics.messages_out_of(message_type.value).inc()
             self.host.analytics.count("out|" + message_type.value)
         return sent
 
     def send_error(self, code: ErrorCode, message: str, request_id: Any = None) -> None:
-        self.host.metrics.errors.labels(code.value).inc()
+        self.host.metrics.errors_of(code.value).inc()
         self.send(
             error_frame(code, message, client_id=self.client_id, request_id=request_id),
             ServerMessageType.ERROR,
@@ -460,7 +460,7 @@ class Connection:
                 return None
         self.closing = True
         self.closed_with = int(code)
-        self.host.metrics.closes.labels(str(int(code))).inc()
+        self.host.metrics.closes_of(str(int(code))).inc()
         return self.host.spawn(self._close(code, reason, abort_after))
 
     async def _close(self, code: CloseCode, reason: str, abort_after: float | None) -> None:
@@ -499,12 +499,12 @@ class Connection:
                 # aiohttp hands the reason over as the message, with the close code it sent.
                 if getattr(msg.data, "code", None) == CloseCode.MESSAGE_TOO_BIG:
                     self.closed_with = int(CloseCode.MESSAGE_TOO_BIG)
-                    self.host.metrics.errors.labels(ErrorCode.MESSAGE_TOO_LARGE.value).inc()
-                    self.host.metrics.closes.labels(str(int(CloseCode.MESSAGE_TOO_BIG))).inc()
+                    self.host.metrics.errors_of(ErrorCode.MESSAGE_TOO_LARGE.value).inc()
+                    self.host.metrics.closes_of(str(int(CloseCode.MESSAGE_TOO_BIG))).inc()
                 break
 
     def _received(self, message_type: str) -> None:
-        self.host.metrics.messages_in.labels(message_type).inc()
+        self.host.metrics.messages_in_of(message_type).inc()
         self.host.analytics.count("in|" + message_type)
 
     def refuse_for_rate(self) -> None:

@@ -176,7 +176,7 @@ class InboxFanout:
     def _messages_out_child(self, type_: bytes) -> Any:
         child = self._out_children.get(type_)
         if child is None:
-            child = self._out_children[type_] = self._metrics.messages_out.labels(type_.decode())
+            child = self._out_children[type_] = self._metrics.messages_out_of(type_.decode())
         return child
 
     def hold(self, conn: Connection) -> None:

@@ -137,7 +137,7 @@ class ClientHeartbeat:
             else:
                 written += len(bucket)
         if sent:
-            self._metrics.messages_out.labels(ServerMessageType.PING.value).inc(sent)
+            self._metrics.messages_out_of(ServerMessageType.PING.value).inc(sent)
 
     async def sweep(self) -> None:
         """Close silent clients (4101) and enforce token expiry (notice, then 4401): only the

@@ -46,7 +46,7 @@ def admin_only(handler: Handler) -> Handler:
     @functools.wraps(handler)
     async def guarded(request: web.Request) -> web.StreamResponse:
         if not await request.app[VERIFIER].is_admin(request):
-            request.app[METRICS].errors.labels(ErrorCode.UNAUTHORIZED.value).inc()
+            request.app[METRICS].errors_of(ErrorCode.UNAUTHORIZED.value).inc()
             return json_error(
                 401, ErrorCode.UNAUTHORIZED, "This endpoint needs admin credentials.",
                 headers={"WWW-Authenticate": 'Bearer realm="oddstream-admin"'},
@@ -279,7 +279,7 @@ async def broadcast_test(request: web.Request) -> web.Response:
         )
         return json_error(400, code, describe_validation_error(exc) + ".")
     event_id = await request.app[NODE].ingester.publish(event)
-    request.app[METRICS].messages_in.labels("broadcast_test").inc()
+    request.app[METRICS].messages_in_of("broadcast_test").inc()
     return json_response(
         {
             "status": "accepted",

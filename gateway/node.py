@@ -253,7 +253,7 @@ class GatewayNode:
             }
         frame = text_frame(server_frame(ServerMessageType.SYSTEM_ALERT, data))
         sent = sum(conn.write(frame) for conn in list(self.connections.values()))
-        self.metrics.messages_out.labels(ServerMessageType.SYSTEM_ALERT.value).inc(sent)
+        self.metrics.messages_out_of(ServerMessageType.SYSTEM_ALERT.value).inc(sent)
         if sent:
             self.analytics.count("out|" + ServerMessageType.SYSTEM_ALERT.value, sent)
 

@@ -118,7 +118,7 @@ async def test_a_production_gateway_writes_json_lines_with_the_client_and_gatewa
     for line in (connected, disconnected):
         assert (line["client_id"], line["gateway"]) == (client_id, gateway_id)
         assert line["user"] == "alice"
-        assert line["logger"] == "oddstream.gateway.connection" and line["level"] == "info"
+        assert line["logger"] == "oddstream.gateway.app" and line["level"] == "info"
     assert disconnected["code"] == 1000
     # aiohttp's access log is a JSON line too, with the path only: the token is in no line.
     access = [line for line in lines if line["event"] == "http.access"]
