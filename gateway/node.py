@@ -308,7 +308,7 @@ class GatewayNode:
         beat: its cost is what changed, not how many connections there are."""
         if self.draining:
             return
-        if self.collector.tick():
+        if self.collector.tick(len(self.connections)):
             self.log.info("gateway.gc.full", ms=round(self.collector.last_full_ms, 1))
         changed, self._changed = self._changed, {}
         closed, self._closed_since_beat = self._closed_since_beat, []
@@ -439,6 +439,7 @@ class GatewayNode:
         self.heartbeat.forget(conn)
         self._changed.pop(conn.client_id, None)
         self._closed_since_beat.append(conn.client_id)
+        self.collector.closed()
         self.metrics.connections.set(len(self.connections))
         self.analytics.closed(conn.close_code())
         await self.leave(conn, list(conn.rooms))

@@ -75,6 +75,23 @@ def test_a_full_collection_reclaims_cycles_among_frozen_objects(unfrozen: None) 
     assert collector.last_full_ms > 0
 
 
+def test_closed_connections_bring_the_full_collection_forward(unfrozen: None) -> None:
+    collector = Collector(full_interval=3600, settle=4)
+    ref = cycle()
+    collector.opened()
+    collector.tick()  # frozen
+    for _ in range(5):
+        collector.closed()
+    assert not collector.tick(connections=48)  # 5 closed: under an eighth of 48 open
+    assert ref() is not None
+    collector.closed()
+    assert collector.tick(connections=48)  # 6: an eighth turned over
+    assert ref() is None
+    for _ in range(3):
+        collector.closed()
+    assert not collector.tick(connections=0)  # counted afresh, and never below `settle`
+
+
 def collector_start(collector: Collector) -> float:
     return collector._last_full  # the time the interval is counted from
 
@@ -119,5 +136,15 @@ async def test_a_gateway_freezes_its_connections(settings: Settings) -> None:
             await wait_until(lambda: not gw.node.collector.pending, timeout=5, message="freeze")
             walked = (len(gc.get_objects()) - before) / count
             assert walked < 10, f"{walked:.0f} tracked objects per connection left unfrozen"
+
+            # Closed, they leave cyclic garbage among the frozen objects: a full collection
+            # at the next beat frees it, and the frozen set shrinks.
+            frozen, full = gc.get_freeze_count(), gw.node.collector.full_collections
+            await asyncio.gather(*(c.close() for c in clients))
+            clients = []
+            await wait_until(
+                lambda: gw.node.collector.full_collections > full, timeout=5, message="full"
+            )
+            assert gc.get_freeze_count() < frozen - 20 * count
         finally:
             await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
