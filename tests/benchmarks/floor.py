@@ -3,6 +3,7 @@
     python -m tests.benchmarks.floor                 # every scenario, one round (~10 min)
     python -m tests.benchmarks.floor --rounds 3      # medians of 3, sides alternating
     python -m tests.benchmarks.floor --only base,15k
+    python -m tests.benchmarks.floor --smoke         # every scenario at 1/50 scale (~1 min)
 
 The floor is `tests.benchmarks.floor_server`: plain aiohttp writing one prebuilt frame per
 member, fed from the same ingest streams by one `XREAD` (its docstring lists what it leaves
@@ -28,12 +29,16 @@ Targets (issue #13), Oddstream / floor in the same run, medians over rounds:
 - p99 at 5k deliveries/s with 15,000 clients: at most 2x;
 - connecting and subscribing 15,000 clients: at most 1.5x.
 The larger rooms get figures and ratios without a target. The last line is JSON.
+`--smoke` runs every scenario at a fiftieth of its clients, rooms and rate for a second and a
+half: figures that mean nothing, a whole run that shows the benchmark works
+(`tests/test_benchmarks.py`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -44,6 +49,8 @@ from typing import Any
 from tests.benchmarks.load import machine, run_load
 
 SIDES = ("floor", "oddstream")
+#: Servers on core 0, the rest on core 1 (`load.py --pin`), where both cores are ours.
+PIN = ["--pin"] if {0, 1} <= os.sched_getaffinity(0) else []
 
 
 @dataclass(frozen=True)
@@ -55,9 +62,14 @@ class Scenario:
     duration: float = 10
 
     def args(self, server: str) -> list[str]:
-        return ["--server", server, "--pin", "--clients", str(self.clients),
+        return ["--server", server, *PIN, "--clients", str(self.clients),
                 "--rooms", str(self.rooms), "--rates", ",".join(map(str, self.rates)),
                 "--duration", str(self.duration), "--drain", "5"]  # fmt: skip
+
+    def smoke(self) -> Scenario:
+        """The same at a fiftieth of the scale, briefly (`--smoke`)."""
+        return Scenario(self.name, max(20, self.clients // 50), max(2, self.rooms // 50),
+                        tuple(max(50, r // 50) for r in self.rates), 1.5)  # fmt: skip
 
 
 SCENARIOS = (
@@ -140,8 +152,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--rounds", type=int, default=1, help="runs per side and scenario (1)")
     p.add_argument("--only", help="comma-separated scenarios (default: all)")
+    p.add_argument("--smoke", action="store_true", help="every scenario at 1/50 scale, briefly")
     a = p.parse_args(argv)
     chosen = [s for s in SCENARIOS if not a.only or s.name in a.only.split(",")]
+    if a.smoke:
+        chosen = [s.smoke() for s in chosen]
     if not chosen:
         p.error(f"--only: none of {[s.name for s in SCENARIOS]}")
     info = machine()

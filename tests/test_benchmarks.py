@@ -1,0 +1,47 @@
+"""The benchmarks still run: `tests.benchmarks.floor --smoke`, end to end.
+
+Figures at a fiftieth of the scale mean nothing, so none is compared with anything: the test
+shows that both servers (Oddstream's gateway and worker, the bare-aiohttp floor) start,
+take every client, deliver every event of every scenario, and that the report holds a figure
+for every target of issue #13.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from tests.benchmarks.floor import SCENARIOS, SIDES, TARGETS
+from tests.benchmarks.load import ROOT
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_floor_benchmark_runs_every_scenario_on_both_sides() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.benchmarks.floor", "--smoke"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    figures = report["figures"]
+    assert set(figures) == {s.name for s in SCENARIOS}
+    for name, sides in figures.items():
+        assert set(sides) == set(SIDES)
+        for side, runs in sides.items():
+            (run,) = runs
+            assert run["kib_per_connection"] > 0 and run["connect_seconds"] > 0, (name, side)
+            for rate in run["rates"]:
+                # Every event reached every member of its room, on both sides.
+                assert rate["completeness"] == 1.0, (name, side, rate)
+                assert rate["delivered_per_s"] > 0 and rate["p99_ms"] is not None
+    verdicts = {v["target"]: v for v in report["targets"]}
+    assert set(verdicts) == {t.name for t in TARGETS}
+    for verdict in verdicts.values():
+        assert math.isfinite(verdict["floor"]) and verdict["floor"] > 0, verdict
+        assert math.isfinite(verdict["oddstream"]) and verdict["oddstream"] > 0, verdict
+        assert isinstance(verdict["met"], bool)
