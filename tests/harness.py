@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import os
 import socket
@@ -26,6 +25,7 @@ from oddstream.shared.keys import Keys
 from oddstream.shared.redis import create_redis
 from oddstream.shared.settings import Settings
 from oddstream.workers.consumer import Worker
+from tests.rfc6455 import masked, open_upgraded
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 #: Ingest partitions in tests: fewer than the default, so every worker holds several.
@@ -307,27 +307,11 @@ class StallableClient:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.setblocking(False)
         await asyncio.get_running_loop().sock_connect(sock, (host, port))
-        reader, writer = await asyncio.open_connection(sock=sock, limit=4096)
-        key = base64.b64encode(os.urandom(16)).decode()
-        writer.write(
-            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
-        head = await reader.readuntil(b"\r\n\r\n")
-        assert b" 101 " in head.split(b"\r\n", 1)[0], head
+        reader, writer, _ = await open_upgraded(port, host, path, limit=4096, sock=sock)
         return cls(reader, writer)
 
     async def send(self, body: dict[str, Any]) -> None:
-        payload = orjson.dumps(body)
-        mask = os.urandom(4)
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        length = len(payload)
-        if length < 126:
-            header = bytes((0x81, 0x80 | length))
-        else:
-            header = bytes((0x81, 0x80 | 126)) + length.to_bytes(2, "big")
-        self.writer.write(header + mask + masked)
+        self.writer.write(masked(0x1, orjson.dumps(body)))
         await self.writer.drain()
 
     async def frame(self) -> tuple[int, bytes]:

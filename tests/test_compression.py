@@ -10,8 +10,6 @@ stands alone.
 from __future__ import annotations
 
 import asyncio
-import base64
-import os
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +24,7 @@ from oddstream.shared.keys import Keys
 from oddstream.shared.settings import Settings
 from tests.browser import chromium, live_system, open_page
 from tests.harness import Client, running_gateway, running_worker, wait_until, workers_synced
+from tests.rfc6455 import masked, open_upgraded
 from tests.test_browser_client import RECORD, SETUP, got_all, snapshots_of, until_state
 
 #: What browsers offer (Chromium sends exactly this).
@@ -47,7 +46,7 @@ class Message:
 
 
 class RawClient:
-    """A minimal RFC 6455 client on asyncio streams (after the one in tests.benchmarks.load)."""
+    """A minimal RFC 6455 client on asyncio streams (its handshake and masking: tests.rfc6455)."""
 
     def __init__(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, extensions: str | None
@@ -61,16 +60,8 @@ class RawClient:
 
     @classmethod
     async def connect(cls, port: int, offer: str | None = OFFER) -> RawClient:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 22)
-        key = base64.b64encode(os.urandom(16)).decode()
-        extension = f"Sec-WebSocket-Extensions: {offer}\r\n" if offer else ""
-        writer.write(
-            f"GET /ws/v2/connect HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n{extension}"
-            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
-        head = (await reader.readuntil(b"\r\n\r\n")).decode()
-        assert " 101 " in head.split("\r\n", 1)[0], head
+        reader, writer, raw = await open_upgraded(port, offer=offer)
+        head = raw.decode()
         lines = (line.split(":", 1) for line in head.split("\r\n")[1:] if line)
         headers = {name.strip().lower(): value.strip() for name, value in lines}
         client = cls(reader, writer, headers.get("sec-websocket-extensions"))
@@ -79,18 +70,10 @@ class RawClient:
 
     async def send(self, body: dict[str, Any], compress: bool = False) -> None:
         payload = orjson.dumps(body)
-        first = 0x81
         if compress:
             payload = self._compressor.compress(payload) + self._compressor.flush(zlib.Z_SYNC_FLUSH)
-            payload, first = payload.removesuffix(TAIL), 0xC1
-        mask = os.urandom(4)
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        length = len(payload)
-        if length < 126:
-            header = bytes((first, 0x80 | length))
-        else:
-            header = bytes((first, 0x80 | 126)) + length.to_bytes(2, "big")
-        self.writer.write(header + mask + masked)
+            payload = payload.removesuffix(TAIL)
+        self.writer.write(masked(0x1, payload, compressed=compress))
         await self.writer.drain()
 
     async def message(self, timeout: float = 5.0) -> Message:

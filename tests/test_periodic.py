@@ -14,11 +14,8 @@ that go to Redis side by side while those to one room stay in order.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import gc
-import hashlib
-import os
 import re
 import resource
 import statistics
@@ -37,8 +34,8 @@ from oddstream.gateway.node import COUNTERS_TIMEOUT
 from oddstream.shared.keys import Keys
 from oddstream.shared.registry import Registry
 from oddstream.shared.settings import Settings
-from tests.benchmarks.load import masked
 from tests.harness import ADMIN, Client, RunningGateway, running_gateway, wait_until
+from tests.rfc6455 import accepted, masked, upgrade_request
 
 #: Idle subscribed connections on the measured gateway. The test process holds both ends of
 #: each (two descriptors), under the 20,000 open files a process may have here.
@@ -53,7 +50,6 @@ MAX_STALL = 0.005
 OFF_CPU = 0.002
 
 SECRET = "periodic-test-secret-0123456789abcdef"
-WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _TYPE = re.compile(rb'"type":"(\w+)"')
 
 
@@ -62,10 +58,7 @@ class Peer(asyncio.Protocol):
     gateway's pings answered with a pong (unless `silent`), text frames counted by type."""
 
     def __init__(self, host: str, path: str, silent: bool = False) -> None:
-        self.key = base64.b64encode(os.urandom(16)).decode()
-        self.request = (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
-                        f"Connection: Upgrade\r\nSec-WebSocket-Key: {self.key}\r\n"
-                        "Sec-WebSocket-Version: 13\r\n\r\n").encode()  # fmt: skip
+        self.key, self.request = upgrade_request(host, path)
         self.silent = silent
         self.buf = bytearray()
         self.open = False
@@ -99,8 +92,7 @@ class Peer(asyncio.Protocol):
             head = buf.find(b"\r\n\r\n")
             if head < 0:
                 return
-            accept = base64.b64encode(hashlib.sha1((self.key + WS_GUID).encode()).digest())
-            if not buf.startswith(b"HTTP/1.1 101 ") or accept not in buf[:head]:
+            if not accepted(buf[:head], self.key):
                 raise AssertionError(f"upgrade refused: {bytes(buf[:300])!r}")
             self.open = True
             del buf[: head + 4]

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import json
 import os
@@ -53,6 +52,7 @@ from oddstream.shared.ingest import Ingester, parse_event
 from oddstream.shared.keys import Keys
 from oddstream.shared.redis import create_redis
 from tests.benchmarks.load import machine, price_fields, rss_kib, run, spawn, until
+from tests.rfc6455 import masked, open_upgraded
 
 KEYS = Keys("cbench")
 BOOKS, MARKETS = ("DraftKings", "FanDuel", "BetMGM", "Caesars"), ("moneyline", "spread", "total")
@@ -75,17 +75,8 @@ class Client:
 
     @classmethod
     async def connect(cls, port: int, deflate: bool) -> Client:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 24)
-        key = base64.b64encode(os.urandom(16)).decode()
-        offer = f"Sec-WebSocket-Extensions: {OFFER}\r\n" if deflate else ""
-        writer.write(
-            f"GET /ws/v2/connect HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n{offer}"
-            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
-        head = await reader.readuntil(b"\r\n\r\n")
-        if b" 101 " not in head.split(b"\r\n", 1)[0]:
-            raise RuntimeError(f"upgrade refused: {head[:300]!r}")
+        offer = OFFER if deflate else None
+        reader, writer, head = await open_upgraded(port, offer=offer, limit=1 << 24)
         client = cls(reader, writer)
         if deflate:
             if b"permessage-deflate" not in head:
@@ -96,15 +87,11 @@ class Client:
         return client
 
     async def send(self, body: dict[str, Any]) -> None:
-        payload, first = orjson.dumps(body), 0x81
+        payload = orjson.dumps(body)
         if self.deflate is not None:
             compressed = self.deflate.compress(payload) + self.deflate.flush(zlib.Z_SYNC_FLUSH)
-            payload, first = compressed.removesuffix(TAIL), 0xC1
-        mask = os.urandom(4)
-        key = int.from_bytes((mask * (len(payload) // 4 + 1))[: len(payload)], "big")
-        masked = (int.from_bytes(payload, "big") ^ key).to_bytes(len(payload), "big")
-        assert len(payload) < 126
-        self.writer.write(bytes((first, 0x80 | len(payload))) + mask + masked)
+            payload = compressed.removesuffix(TAIL)
+        self.writer.write(masked(0x1, payload, compressed=self.deflate is not None))
         await self.writer.drain()
 
     async def message(self) -> tuple[int, bytes]:

@@ -33,21 +33,12 @@ import orjson
 from aiohttp import WSMsgType, web
 from redis.asyncio import Redis
 
+from oddstream.gateway.frames import text_frame  # RFC 6455 framing only: what aiohttp does
 from oddstream.shared.keys import DEFAULT_PARTITIONS, Keys
 from oddstream.shared.streams import EVENT_FIELD
 
 WELCOME = b'{"type":"welcome","status":"success"}'
 FRAME_HEAD = b'{"type":"odds_update","status":"success","data":'
-
-
-def text_frame(payload: bytes) -> bytes:
-    """An unmasked, final text frame (RFC 6455 5.2) holding `payload`."""
-    n = len(payload)
-    if n < 126:
-        return bytes((0x81, n)) + payload
-    if n < 65536:
-        return bytes((0x81, 126)) + n.to_bytes(2, "big") + payload
-    return bytes((0x81, 127)) + n.to_bytes(8, "big") + payload
 
 
 class Floor:

@@ -58,9 +58,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
-import hashlib
 import json
 import multiprocessing
 import os
@@ -88,6 +86,7 @@ from oddstream.shared.events import EventKind, OddsEvent
 from oddstream.shared.ingest import Ingester
 from oddstream.shared.keys import Keys
 from oddstream.shared.redis import create_redis
+from tests.rfc6455 import accepted, masked, upgrade_request
 
 try:
     import uvloop
@@ -100,9 +99,9 @@ SWEEP_RATES = (1000, 3000, 5000, 8000, 10000)
 BOOKS, MARKETS = ("DraftKings", "FanDuel", "BetMGM", "Caesars"), ("moneyline", "spread", "total")
 TICK = 0.005  # feeder batch interval (s)
 _now = time.time
-WS_PATH, WS_GUID = "/ws/v2/connect", "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 1.3
+WS_PATH = "/ws/v2/connect"
 #: --compress: what browsers offer; the flush tail a sender strips (RFC 7692 7.2.1).
-WS_DEFLATE_OFFER = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+WS_DEFLATE_OFFER = "permessage-deflate; client_max_window_bits"
 DEFLATE_TAIL = b"\x00\x00\xff\xff"
 
 
@@ -186,15 +185,6 @@ class Shared:
     errors: list[str] = field(default_factory=list)  # protocol violations seen by any connection
 
 
-def masked(opcode: int, payload: bytes) -> bytes:
-    """A final client frame (RFC 6455 5.3: clients mask; payloads here are < 126 bytes)."""
-    assert len(payload) < 126
-    mask = os.urandom(4)
-    key = int.from_bytes((mask * (len(payload) // 4 + 1))[: len(payload)], "big")
-    body = (int.from_bytes(payload, "big") ^ key).to_bytes(len(payload), "big")
-    return bytes((0x80 | opcode, 0x80 | len(payload))) + mask + body
-
-
 class WSClient(asyncio.Protocol):
     """One WebSocket connection, parsed in `data_received`: no task, no message object.
 
@@ -204,12 +194,8 @@ class WSClient(asyncio.Protocol):
 
     def __init__(self, shared: Shared, host: str) -> None:
         self.shared, self.buf = shared, bytearray()
-        self.key = base64.b64encode(os.urandom(16)).decode()
-        offer = WS_DEFLATE_OFFER if shared.compress else ""
-        self.request = (f"GET {WS_PATH}{shared.batch} HTTP/1.1\r\nHost: {host}\r\n"
-                        "Upgrade: websocket\r\n"
-                        f"Connection: Upgrade\r\nSec-WebSocket-Key: {self.key}\r\n{offer}"
-                        "Sec-WebSocket-Version: 13\r\n\r\n").encode()  # fmt: skip
+        offer = WS_DEFLATE_OFFER if shared.compress else None
+        self.key, self.request = upgrade_request(host, WS_PATH + shared.batch, offer)
         # One inflater per connection, as a browser keeps (valid whether or not the server
         # takes context over; ours does not).
         self.inflater = zlib.decompressobj(-15) if shared.compress else None
@@ -283,8 +269,7 @@ class WSClient(asyncio.Protocol):
             if head < 0:
                 return
             headers = bytes(buf[:head])
-            accept = base64.b64encode(hashlib.sha1((self.key + WS_GUID).encode()).digest())
-            if not headers.startswith(b"HTTP/1.1 101 ") or b": " + accept not in headers:
+            if not accepted(headers, self.key):
                 self.fail(f"upgrade refused: {headers[:300]!r}")
                 return
             if self.inflater is not None and b"permessage-deflate" not in headers:
@@ -321,23 +306,7 @@ class WSClient(asyncio.Protocol):
                 break
             pos = end
             if first == 0x81:  # a final text frame, the data path
-                if self.batching and data[start] == 0x5B:  # `[`: an array (--batch)
-                    self.array(data, start, end, now, w)
-                    continue
-                i = data.find(b'"sent_at":', start, end) + 10
-                if i >= 10:
-                    if w.t0 <= now < w.t1:
-                        w.received += 1
-                        w.messages += 1
-                    stop = data.find(b"}", i, end)
-                    comma = data.find(b",", i, stop)
-                    sent = float(data[i : comma if comma > 0 else stop])
-                    if w.t0 <= sent < w.t1:
-                        w.matched += 1
-                        w.latencies.append(now - sent)
-                        w.frame_bytes = length
-                else:
-                    self.control(bytes(data[start:end]))
+                self.message(data, start, end, now, w)
             elif first == 0xC1 and self.inflater is not None:  # compressed (RFC 7692): --compress
                 self.inflated(data[start:end], now, w)
             elif first & 0x80 == 0 or first & 0x0F == 0:
@@ -356,51 +325,43 @@ class WSClient(asyncio.Protocol):
                 raise ValueError(f"unexpected frame (first byte {first:#04x})")
         return pos
 
-    def array(self, data: bytes | bytearray, start: int, end: int, now: float, w: Window) -> int:
-        """A batch (--batch): every element is one delivery, with its own `sent_at`."""
-        i, found = data.find(b'"sent_at":', start, end) + 10, 0
+    def message(self, data: bytes | bytearray, start: int, end: int, now: float, w: Window) -> int:
+        """One text message, `data[start:end]`: a data frame's delivery counted (under
+        --batch an array's every element, each with its own `sent_at`), anything else handed
+        to `control`. Returns the deliveries sent within the window."""
+        i = data.find(b'"sent_at":', start, end) + 10
+        if i < 10:
+            self.control(bytes(data[start:end]))
+            return 0
+        many = self.batching and data[start] == 0x5B  # `[`: an array (--batch)
+        found = matched = 0
         while i >= 10:
             found += 1
             stop = data.find(b"}", i, end)
             comma = data.find(b",", i, stop)
             sent = float(data[i : comma if comma > 0 else stop])
             if w.t0 <= sent < w.t1:
-                w.matched += 1
+                matched += 1
                 w.latencies.append(now - sent)
-            i = data.find(b'"sent_at":', stop, end) + 10
+            i = data.find(b'"sent_at":', stop, end) + 10 if many else 0
+        if matched:
+            w.matched += matched
+            if not many:
+                w.frame_bytes = end - start
         if w.t0 <= now < w.t1:
             w.received += found
             w.messages += 1
-        return found
+        return matched
 
     def inflated(self, wire: bytes | bytearray, now: float, w: Window) -> None:
-        """A compressed text message: inflate it, then as a plain one in `frames`."""
+        """A compressed text message: inflated, then counted as a plain one; its bytes on
+        the wire (header and compressed payload) too."""
         assert self.inflater is not None
         text = self.inflater.decompress(bytes(wire) + DEFLATE_TAIL)
-        if self.batching and text[:1] == b"[":
-            matched = w.matched
-            self.array(text, 0, len(text), now, w)
-            if w.matched > matched:
-                w.wire_bytes += len(wire) + (2 if len(wire) < 126 else 4 if len(wire) < 65536
-                                             else 10)  # fmt: skip
-                w.wire_frames += w.matched - matched
-            return
-        i = text.find(b'"sent_at":') + 10
-        if i < 10:
-            self.control(text)
-            return
-        if w.t0 <= now < w.t1:
-            w.received += 1
-            w.messages += 1
-        stop = text.find(b"}", i)
-        comma = text.find(b",", i, stop)
-        sent = float(text[i : comma if comma > 0 else stop])
-        if w.t0 <= sent < w.t1:
-            w.matched += 1
-            w.latencies.append(now - sent)
-            w.frame_bytes = len(text)
-            w.wire_bytes += len(wire) + (2 if len(wire) < 126 else 4 if len(wire) < 65536 else 10)
-            w.wire_frames += 1
+        if matched := self.message(text, 0, len(text), now, w):
+            n = len(wire)
+            w.wire_bytes += n + (2 if n < 126 else 4 if n < 65536 else 10)
+            w.wire_frames += matched
 
     def control(self, text: bytes) -> None:
         """welcome, subscription_confirmed, error, the application-level ping."""

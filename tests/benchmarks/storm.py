@@ -42,10 +42,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import functools
-import hashlib
 import json
 import multiprocessing
 import os
@@ -71,15 +69,14 @@ from oddstream.shared.ingest import Ingester
 from oddstream.shared.keys import Keys
 from oddstream.shared.redis import create_redis
 from tests.benchmarks.load import (
-    WS_GUID,
     WS_PATH,
     machine,
-    masked,
     price_fields,
     recv,
     run,
     spawn,
 )
+from tests.rfc6455 import accepted, masked, upgrade_request
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = Keys("storm")
@@ -137,10 +134,7 @@ class Conn(asyncio.Protocol):
 
     def __init__(self, owner: Logical, host: str, proc: ClientProc, storm: bool) -> None:
         self.owner, self.proc, self.storm = owner, proc, storm
-        self.key = base64.b64encode(os.urandom(16)).decode()
-        self.request = (f"GET {WS_PATH} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
-                        f"Connection: Upgrade\r\nSec-WebSocket-Key: {self.key}\r\n"
-                        "Sec-WebSocket-Version: 13\r\n\r\n").encode()  # fmt: skip
+        self.key, self.request = upgrade_request(host, WS_PATH)
         loop = asyncio.get_running_loop()
         self.confirmed: asyncio.Future[None] = loop.create_future()
         self.buf = bytearray()
@@ -158,14 +152,8 @@ class Conn(asyncio.Protocol):
 
     def send_json(self, body: dict[str, Any]) -> None:
         assert self.transport is not None
-        payload = orjson.dumps(body)
-        if len(payload) < 126:
-            self.transport.write(masked(0x1, payload))
-            return
-        mask = os.urandom(4)  # 16-bit length: positions make subscribes longer than 125 bytes
-        data = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.transport.write(bytes((0x81, 0x80 | 126)) + len(payload).to_bytes(2, "big") + mask
-                             + data)  # fmt: skip
+        # Any length: positions make subscribes longer than 125 bytes.
+        self.transport.write(masked(0x1, orjson.dumps(body)))
 
     def data_received(self, data: bytes) -> None:
         buf = self.buf
@@ -174,9 +162,8 @@ class Conn(asyncio.Protocol):
             head = buf.find(b"\r\n\r\n")
             if head < 0:
                 return
-            accept = base64.b64encode(hashlib.sha1((self.key + WS_GUID).encode()).digest())
             headers = bytes(buf[:head])
-            if not headers.startswith(b"HTTP/1.1 101 ") or b": " + accept not in headers:
+            if not accepted(headers, self.key):
                 self.fail(f"upgrade refused: {headers[:120]!r}")
                 return
             self.open = True
