@@ -54,6 +54,11 @@ class Collector:
         return self._full_interval > 0
 
     @property
+    def last_full_at(self) -> float:
+        """When (monotonic) the interval to the next scheduled full collection started."""
+        return self._last_full
+
+    @property
     def pending(self) -> int:
         """Connections opened since the last freeze."""
         return self._opened

@@ -69,7 +69,7 @@ def test_a_full_collection_reclaims_cycles_among_frozen_objects(unfrozen: None) 
     collector.tick()  # the cycle is frozen while still referenced
     gc.collect()
     assert ref() is not None  # frozen cyclic garbage survives ordinary collections ...
-    assert collector.tick(now=collector_start(collector) + 61)  # ... until the full one
+    assert collector.tick(now=collector.last_full_at + 61)  # ... until the full one
     assert ref() is None
     assert collector.full_collections == 1
     assert collector.last_full_ms > 0
@@ -90,10 +90,6 @@ def test_closed_connections_bring_the_full_collection_forward(unfrozen: None) ->
     for _ in range(3):
         collector.closed()
     assert not collector.tick(connections=0)  # counted afresh, and never below `settle`
-
-
-def collector_start(collector: Collector) -> float:
-    return collector._last_full  # the time the interval is counted from
 
 
 def test_zero_interval_leaves_the_collector_as_cpython_has_it(unfrozen: None) -> None:
