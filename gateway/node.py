@@ -38,7 +38,6 @@ from redis.exceptions import RedisError
 
 from oddstream.gateway.analytics import UsageAnalytics
 from oddstream.gateway.auth import Identity, TokenVerifier
-from oddstream.gateway.collector import Collector
 from oddstream.gateway.connection import Connection
 from oddstream.gateway.fanout import InboxFanout
 from oddstream.gateway.frames import text_frame
@@ -46,6 +45,7 @@ from oddstream.gateway.heartbeat import ClientHeartbeat
 from oddstream.gateway.metrics import GatewayMetrics
 from oddstream.gateway.resume import History, Replay, Snapshot
 from oddstream.gateway.rooms import LocalRooms
+from oddstream.shared.collector import Collector
 from oddstream.shared.events import CanaryEvent
 from oddstream.shared.ingest import Ingester
 from oddstream.shared.keys import Keys

@@ -152,6 +152,11 @@ def _convert_prices(data: dict[str, Any]) -> dict[str, Any]:
     three). Given both, they must be the same price. `<side>_price` is kept as given."""
     market = data.get("market")
     given = data.get("prices")
+    # The common shape, American prices only (every feed and simulator today): converted once
+    # per market and prices, then a dict lookup (conversion was most of an event's validation).
+    fast_key = _american_only(market, given, data)
+    if fast_key is not None and (converted := _CONVERTED.get(fast_key)) is not None:
+        return {**data, **converted}
     legacy = [side for side in _ALL_SIDES if data.get(f"{side}_price") is not None]
     if (not legacy and not given) or not isinstance(market, str) or market not in MARKET_SIDES:
         return data  # no prices, or a bad market the field validation reports
@@ -191,12 +196,37 @@ def _convert_prices(data: dict[str, Any]) -> dict[str, Any]:
     checked = _stored_form(market, out["prices"], out)
     if checked is not None and len(_CHECKED) < 100_000:  # bounded: prices repeat all day
         _CHECKED.add(checked)
+    if fast_key is not None and len(_CONVERTED) < 100_000:
+        _CONVERTED[fast_key] = {
+            "prices": out["prices"],
+            **{f"{side}_price": out[f"{side}_price"] for side in prices},
+        }
     return out
 
 
 #: Stored forms (market, every side's three formats and American field) known to be valid,
 #: so re-validating a stored event costs a set lookup instead of three conversions per side.
 _CHECKED: set[bytes] = set()
+
+_AmericanOnly = tuple[str, int | None, int | None, int | None, int | None]
+
+#: (market, American field per side) -> the fields conversion set: `prices` and the sides'
+#: American fields. Only for events with American integer fields and no `prices`: their
+#: conversion depends on nothing else. Shared values are never mutated: pydantic builds the
+#: event's own models from them.
+_CONVERTED: dict[_AmericanOnly, dict[str, Any]] = {}
+
+
+def _american_only(market: Any, given: Any, data: dict[str, Any]) -> _AmericanOnly | None:
+    """The conversion cache's key of an event with American integer prices only, else None
+    (a float, a bool or a `prices` object takes the full path)."""
+    if given is not None or type(market) is not str:
+        return None
+    home, away, over, under = (data.get(f"{side}_price") for side in _ALL_SIDES)
+    for value in (home, away, over, under):
+        if value is not None and type(value) is not int:
+            return None
+    return (market, home, away, over, under)
 
 
 def _stored_form(market: str, prices: Any, data: dict[str, Any]) -> bytes | None:

@@ -169,10 +169,11 @@ class Settings(BaseSettings):
     gc_full_interval: float = Field(
         default=600.0,
         ge=0,
-        description="Longest time (s) between a gateway's full garbage collections (one also "
-        "runs once an eighth of its connections closed); between them what settled after "
-        "connections opened is frozen (gc.freeze), so collections do not pause in proportion "
-        "to connections. 0: CPython's defaults.",
+        description="Longest time (s) between a gateway's or worker's full garbage "
+        "collections (a gateway also runs one once an eighth of its connections closed); "
+        "between them what settled (after start-up, after connections opened) is frozen "
+        "(gc.freeze), so collections do not pause in proportion to what a process holds. "
+        "0: CPython's defaults.",
     )
     gateway_ttl: float = Field(
         default=5.0,

@@ -160,7 +160,7 @@ class LoopLag:
     """How late a 1 ms sleep wakes (`late`), and how much of that the loop's thread spent
     running our code (`busy`): its CPU time, less the time Python's cyclic garbage collector
     ran meanwhile (`collector`, checked on its own: it walks the objects of the process that
-    are not frozen, see `gateway.collector`). A wake during which the thread was off the
+    are not frozen, see `shared.collector`). A wake during which the thread was off the
     CPU for more than `OFF_CPU` beyond the sleep (the machine, shared with other processes,
     ran something else: what was queued meanwhile then runs in one go) is counted in
     `disturbed` and left out of `busy`."""
@@ -330,7 +330,7 @@ async def test_periodic_work_does_not_grow_with_connections(
             worst = max(lag.busy)
             assert worst < MAX_STALL, f"the loop stalled {worst * 1000:.1f} ms: {lag.summary()}"
             # Nor does the garbage collector walk the connections: the gateway froze what
-            # settled after they opened (`gateway.collector`). Without it, one collection in
+            # settled after they opened (`shared.collector`). Without it, one collection in
             # the window took 16-19 ms.
             assert node.collector.freezes >= 2  # at start, and after the connections opened
             longest = max(lag.collector, default=0.0)

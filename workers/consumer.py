@@ -17,11 +17,12 @@ Guarantees:
 - once a read's commit has landed, its odds events go to the arbitrage stage
   (`workers.arbitrage`), which publishes what they change through ingest, at-least-once.
 
-Pipelining: one read's commit runs in Redis while the worker reads and matches the next; the
-next is sent only once the previous landed (so a partition's commits stay in order, and after
-a failed or fenced-off commit the matched read is dropped and read again from the committed
-cursors), and the feed follower acknowledges a room change only once the commit matched
-before it landed.
+Pipelining: the next read is asked for before a read's commit is sent (so Redis answers it
+first), and the worker matches it while that commit runs in Redis; a commit is sent only once
+the previous one landed (so a partition's commits stay in order, and after a failed or
+fenced-off commit, or a change of the owned partitions, the read ahead and the matched read
+are dropped and read again from the committed cursors), and the feed follower acknowledges a
+room change only once the commit matched before it landed.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ import orjson
 from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from redis.typing import KeyT, StreamIdT
 
+from oddstream.shared.collector import Collector
 from oddstream.shared.events import (
     SCHEMA_STAMP,
     CanaryEvent,
@@ -195,8 +198,16 @@ class Worker:
         self._cursors: dict[int, bytes] = {}
         #: The commit of the previous read, running in Redis while the next read is matched.
         self._in_flight: asyncio.Future[set[int]] | None = None
+        #: The next read, asked for before the commit in flight: (its generation, the read).
+        self._ahead: tuple[int, asyncio.Future[Any]] | None = None
+        #: Bumped whenever the cursors are reset or the owned partitions change: a read asked
+        #: for before that is dropped, not matched.
+        self._generation = 0
         #: Sees each committed odds event of the owned partitions; publishes arbitrage.
         self.arbitrage = ArbitrageStage(redis, self.keys, idle=settings.snapshot_ttl)
+        #: Keeps collections from walking what start-up made (modules, the room index): a
+        #: worker's full collections took ~40 ms each, several times a minute under load.
+        self.collector = Collector(settings.gc_full_interval)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -206,6 +217,7 @@ class Worker:
         await self._resync()
         await self._beat()
         await self.leases.step()  # take partitions now, not a lease round later
+        self.collector.start()
         s = self.settings
         self._tasks = [
             asyncio.create_task(self._follow_feed(), name="worker.feed"),
@@ -231,6 +243,7 @@ class Worker:
             await self.leases.release_all()
         with contextlib.suppress(RedisError):
             await self.registry.deregister_worker(self.worker_id)
+        self.collector.stop()
         self.log.info("worker.stopped", **asdict(self.stats))
 
     async def run(self) -> None:
@@ -307,6 +320,7 @@ class Worker:
                     self._reread()
                     await backoff.sleep()
         finally:
+            self._drop_ahead()
             with contextlib.suppress(Exception):
                 await self._settle()
             self._consume_done.set()
@@ -317,6 +331,17 @@ class Worker:
         was already matched)."""
         self.leases.acquired |= self.leases.owned
         self._cursors.clear()
+        self._drop_ahead()
+
+    def _drop_ahead(self) -> None:
+        """Forget the read asked for ahead (its cursors, or its partitions, are stale)."""
+        self._generation += 1
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            future = ahead[1]
+            future.cancel()
+            # Retrieved, so a read that failed before the cancel is not reported as unheard.
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     async def _apply_lease_changes(self) -> None:
         """Between batches: hand back surplus partitions, start reading newly acquired ones
@@ -324,6 +349,7 @@ class Worker:
         leases = self.leases
         if not (leases.surplus or leases.acquired or self._cursors.keys() - leases.owned):
             return
+        self._drop_ahead()
         if await self._settle():
             self._reread()
         for partition in sorted(self.leases.surplus):
@@ -362,16 +388,31 @@ class Worker:
             await asyncio.sleep(0.002)
         return True
 
+    def _read(self) -> asyncio.Future[Any]:
+        """Ask for the next read of the owned partitions, from where reading got to."""
+        streams: dict[KeyT, StreamIdT] = {
+            self.keys.ingest(p): cursor for p, cursor in sorted(self._cursors.items())
+        }
+
+        async def read() -> Any:  # redis-py's command made inside: a cancel before it starts
+            return await self.redis.xread(  # leaves no coroutine unawaited
+                streams,
+                count=self.settings.worker_batch,
+                # Short enough to act on a new lease within a lease round.
+                block=min(self.settings.worker_block_ms, int(self.leases.interval * 1000)),
+            )
+
+        return asyncio.ensure_future(read())
+
     async def _consume_once(self) -> None:
         if not self._cursors:
             await asyncio.sleep(self.leases.interval)
             return
-        reply: Any = await self.redis.xread(
-            {self.keys.ingest(p): cursor for p, cursor in sorted(self._cursors.items())},
-            count=self.settings.worker_batch,
-            # Short enough to act on a new lease within a lease round.
-            block=min(self.settings.worker_block_ms, int(self.leases.interval * 1000)),
-        )
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == self._generation:
+            reply: Any = await ahead[1]
+        else:
+            reply = await self._read()
         reads: list[tuple[int, list[Entry]]] = []
         for stream, entries in reply or []:
             partition = int(stream.rsplit(b":", 1)[1])
@@ -390,6 +431,9 @@ class Worker:
             if await self._settle():
                 self._reread()  # this read's partitions may include a lost one: drop it
                 return
+            # Asked for first, so Redis answers it before running this commit, and the worker
+            # matches it meanwhile.
+            self._ahead = (self._generation, self._read())
             self._in_flight = asyncio.ensure_future(self._send(reads, keys, args, batch))
 
     async def _settle(self) -> set[int]:
@@ -551,6 +595,8 @@ class Worker:
             )
 
     async def _beat(self) -> None:
+        if self.collector.tick():
+            self.log.info("worker.gc.full", ms=round(self.collector.last_full_ms, 1))
         await self.registry.beat_worker(self.worker_id, self.describe())
         now = time.monotonic()
         if self._healthy_since is None:

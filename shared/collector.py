@@ -1,4 +1,9 @@
-"""The cyclic garbage collector, kept from pausing in proportion to connections.
+"""The cyclic garbage collector, kept from pausing in proportion to what a process holds.
+
+Gateways use all of it (below); workers the start-up freeze and the scheduled full
+collection (`tick()` at each beat, no connections): a worker holds ~80,000 tracked objects
+after start-up (modules, the room index), and under load CPython ran a full collection over
+all of them (~40 ms, a pause in every room's delivery) several times a minute.
 
 CPython's collector walks every object of the generations it collects. A gateway's
 connections are long-lived objects (aiohttp's protocol, request and WebSocket response, each
