@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import jwt
+import orjson
 import pytest
 from pydantic import SecretStr
 from redis.asyncio import Redis
@@ -497,6 +498,7 @@ async def test_malformed_inbox_entry_is_skipped_and_delivery_continues(
         inbox = keys.inbox(gw.node.gateway_id)
         await redis_client.xadd(inbox, {b"n": b"3", b"r0": b"x"})  # count lies
         await redis_client.xadd(inbox, {b"garbage": b"1"})
+        await redis_client.xadd(inbox, {b"N": b"1", b"0": b"odds_update"})  # no rooms, frame
         ids = await publish(
             redis_client, keys,
             '{"kind":"odds","sport":"NFL","game_id":"9","sportsbook":"Caesars","market":"total"}',
@@ -504,8 +506,34 @@ async def test_malformed_inbox_entry_is_skipped_and_delivery_continues(
         update = await c.next_of("odds_update")
         assert update["event_id"] == ids[0].decode()
         malformed = [vars(r) for r in caplog.records if r.msg == "gateway.inbox.malformed"]
-        assert len(malformed) == 2
+        assert len(malformed) == 3
         assert {m["stream"] for m in malformed} == {inbox}
+    finally:
+        await c.close()
+
+
+async def test_a_gateway_delivers_entries_of_both_inbox_formats(
+    gw: RunningGateway, redis_client: Redis, keys: Keys
+) -> None:
+    """During an upgrade (gateways first, then workers) inboxes hold entries of workers of
+    both versions: the fields format and the compact one are delivered alike, in order."""
+    from oddstream.shared.streams import Delivery, encode_compact_entry, encode_inbox_entry
+
+    c = await Client.connect(f"{gw.ws}/ws/v2/connect")
+    try:
+        room = (await c.subscribe("odds_updates", game_id="UPG"))["data"]["room"]
+        inbox = keys.inbox(gw.node.gateway_id)
+
+        def frame(n: int) -> bytes:
+            return orjson.dumps({"type": "odds_update", "event_id": f"0:{n}-0", "rooms": [room],
+                                 "data": {"game_id": "UPG", "n": n}})  # fmt: skip
+
+        old = [Delivery(room.encode(), frame(n), b"odds_update") for n in (1, 2)]
+        new = [Delivery(room.encode(), frame(n), b"odds_update") for n in (3, 4)]
+        await redis_client.xadd(inbox, encode_inbox_entry(old))
+        await redis_client.xadd(inbox, encode_compact_entry(new))
+        await wait_until(lambda: len(c.of("odds_update")) >= 4, message="both formats")
+        assert [f["data"]["n"] for f in c.of("odds_update")] == [1, 2, 3, 4]
     finally:
         await c.close()
 
@@ -528,3 +556,24 @@ def test_inbox_entry_round_trip() -> None:
     ]
     assert list(decode_inbox_entry(encode_inbox_entry(batch))) == batch
     assert list(decode_inbox_entry(encode_inbox_entry([]))) == []
+
+
+def test_compact_inbox_entry_round_trip() -> None:
+    """Workers' format: one field per item; a conflation key may hold the separator (it comes
+    last), and a gateway reads the fields format too (`test_inbox_entry_round_trip`)."""
+    from oddstream.shared.streams import (
+        Canary,
+        Delivery,
+        decode_inbox_entry,
+        encode_compact_entry,
+    )
+
+    batch: list[Delivery | Canary] = [
+        Delivery(b"r1,r2", b'{"a":"x\\u001fy"}', b"odds_update", b"odds|G\x1f1|DK|total"),
+        Canary(1764234000.123456),
+        Delivery(b"r3", b"{}", b"system_alert"),
+    ]
+    fields = encode_compact_entry(batch)
+    assert set(fields) == {b"N", b"0", b"1", b"2"}
+    assert list(decode_inbox_entry(fields)) == batch
+    assert list(decode_inbox_entry(encode_compact_entry(batch * 100))) == batch * 100

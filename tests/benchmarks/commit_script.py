@@ -43,8 +43,8 @@ CUTS: dict[str, list[tuple[str, str]]] = {
     "full": [],
     "no_inbox": [
         (
-            "add(delivery[1], type_, table.concat(rooms, ','), frame, conflatable and key or '')",
-            "local _ = frame",
+            "add(delivery[1], value)",
+            "local _ = value",
         )
     ],
     "no_frames": [

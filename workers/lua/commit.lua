@@ -2,7 +2,8 @@
 -- Writes, all or nothing per partition: each event to the history of every room it matched
 -- (the history entry id is the room's position), the latest value per key (snapshots),
 -- the dead letters and the partition's cursor; then the inbox entries of each gateway
--- (frames carry each room's position) for all the owned partitions together. A
+-- (frames carry each room's position; the compact format of shared/streams.py) for all the
+-- owned partitions together. A
 -- partition another worker owns now is skipped whole: nothing of it is written.
 -- Returns the (1-based) numbers, in the argument order, of the partitions skipped.
 --
@@ -43,7 +44,11 @@ local first_inbox = 4 + 2 * #reads
 local ENTRY_ITEMS = 256
 local inboxes = {}  -- inbox index -> list of {fields, count}
 local order = {}    -- inbox indexes in first-use order
-local function add(index, type_, rooms, frame, key)
+-- Items are in the compact format (shared/streams.py): one field per item, named by its
+-- index, whose value the caller built whole (parts joined by 0x1F), so adding one makes no
+-- string.
+local INDEXES = {}  -- count -> the field name of that item ("0" for the first), made once
+local function add(index, value)
   local entries = inboxes[index]
   if not entries then
     entries = {}
@@ -55,20 +60,16 @@ local function add(index, type_, rooms, frame, key)
     entry = {fields = {}, count = 0}
     entries[#entries + 1] = entry
   end
-  local n = tostring(entry.count)
   local fields = entry.fields
   local f = #fields
-  fields[f + 1], fields[f + 2] = 't' .. n, type_
-  if rooms then
-    fields[f + 3], fields[f + 4] = 'r' .. n, rooms
-    fields[f + 5], fields[f + 6] = 'f' .. n, frame
-    if key ~= '' then
-      fields[f + 7], fields[f + 8] = 'k' .. n, key
-    end
-  else
-    fields[f + 3], fields[f + 4] = 's' .. n, frame  -- a canary: its sent_at
+  local count = entry.count + 1
+  entry.count = count
+  local name = INDEXES[count]
+  if not name then
+    name = tostring(count - 1)
+    INDEXES[count] = name
   end
-  entry.count = entry.count + 1
+  fields[f + 1], fields[f + 2] = name, value
 end
 
 local history_prefix, latest_prefix, games_prefix = ARGV[4], ARGV[9], ARGV[10]
@@ -126,6 +127,8 @@ local function commit_event(item, conflatable)
   if game ~= '' then
     redis.call('HSET', latest_prefix .. game, key, item[7] .. tail)
   end
+  -- The item's parts before its frame, and after it (the conflation key, if any).
+  local key_part = (conflatable and key ~= '') and ('\31' .. key) or ''
   for _, delivery in ipairs(item[9]) do
     local rooms = delivery[3]
     local parts = {}
@@ -135,13 +138,15 @@ local function commit_event(item, conflatable)
         parts[#parts + 1] = '"' .. room .. '":"' .. position .. '"'
       end
     end
-    local frame
+    local before = type_ .. '\31' .. table.concat(rooms, ',') .. '\31'
+    local value  -- the inbox item: its frame with the parts around it
     if #parts > 0 then
-      frame = delivery[2] .. ',"positions":{' .. table.concat(parts, ',') .. '}' .. tail
+      value = before .. delivery[2] .. ',"positions":{' .. table.concat(parts, ',') .. '}'
+              .. tail .. key_part
     else
-      frame = delivery[2] .. tail
+      value = before .. delivery[2] .. tail .. key_part
     end
-    add(delivery[1], type_, table.concat(rooms, ','), frame, conflatable and key or '')
+    add(delivery[1], value)
   end
 end
 
@@ -156,7 +161,7 @@ for p, read in ipairs(reads) do
       if kind == 'd' or kind == 'm' then
         commit_event(item, kind == 'd')
       elseif kind == 'c' then
-        add(item[2], 'canary', nil, item[3], '')
+        add(item[2], 'canary\31' .. item[3])
       else  -- 'g'
         local game, sport = item[2], item[3]
         redis.call('SADD', games_prefix .. sport, game)
@@ -175,7 +180,7 @@ for _, index in ipairs(order) do
   for _, entry in ipairs(inboxes[index]) do
     -- NOMKSTREAM: a gateway reaped a moment ago gets nothing, not a new key.
     redis.call('XADD', KEYS[first_inbox - 1 + index], 'NOMKSTREAM', '*',
-               'n', tostring(entry.count), unpack(entry.fields))
+               'N', tostring(entry.count), unpack(entry.fields))
   end
 end
 return skipped
