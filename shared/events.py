@@ -222,11 +222,12 @@ def _american_only(market: Any, given: Any, data: dict[str, Any]) -> _AmericanOn
     (a float, a bool or a `prices` object takes the full path)."""
     if given is not None or type(market) is not str:
         return None
-    home, away, over, under = (data.get(f"{side}_price") for side in _ALL_SIDES)
-    for value in (home, away, over, under):
+    get = data.get
+    key = (market, get("home_price"), get("away_price"), get("over_price"), get("under_price"))
+    for value in key[1:]:
         if value is not None and type(value) is not int:
             return None
-    return (market, home, away, over, under)
+    return key
 
 
 def _stored_form(market: str, prices: Any, data: dict[str, Any]) -> bytes | None:
