@@ -106,6 +106,7 @@ class Registry:
         self._acquire_user_slot = redis.register_script(_lua("acquire_user_slot"))
         self._release_user_slot = redis.register_script(_lua("release_user_slot"))
         self._release_gateway_slots = redis.register_script(_lua("release_gateway_slots"))
+        self._due_rooms = redis.register_script(_lua("due_rooms"))
         self._expire_rooms = redis.register_script(_lua("expire_rooms"))
         self._forget_history = redis.register_script(_lua("forget_history"))
 
@@ -320,17 +321,39 @@ class Registry:
         goes too (so a later room of that id starts a new history that no old position can
         claim to continue), except for the offline-delivery rooms, which keep theirs.
 
-        A history goes a moment after its room left the registry (a registry script cannot
-        reach a history's Cluster slot). A subscriber that joins the room in between may be
-        given positions in what then goes, and is told `recovered: false` when it resumes
-        from them (their entry is gone; an empty room's position is older than the
-        tombstone): the gap can refuse a resume, never grant a wrong one."""
+        A registry script cannot reach a history's Cluster slot, so this takes three steps,
+        ordered so that dying between any two refuses a resume, never grants a wrong one:
+        1. the histories of the rooms due go first (`forget_due_histories`), each leaving its
+           tombstone: a position in them, or an empty room's position older than the
+           tombstone, is `recovered: false` from then on;
+        2. the rooms leave the registry, if still due (a room joined meanwhile stays, with a
+           new history);
+        3. what workers recorded for them between 1 and 2 goes too (their index drops a room
+           only once they read 2 from the feed).
+        Had the rooms left first and the process died before their histories went (the order
+        until 2026-12), the histories stayed whole without a tombstone while workers no longer
+        recorded the room's events: a position in them resumed as `recovered: true` across
+        what was never recorded. Now only a position handed out between steps 1 and 2 (one
+        round trip, to a subscriber that joined and left within it) could."""
+        await self.forget_due_histories()
         gone: list[Any] = await self._expire_rooms(
             keys=[self.keys.lingering, self.keys.rooms, self.keys.room_feed],
             args=[self.keys.holders_prefix, FEED_RETENTION_MS],
         )
         room_ids = [g.decode() for g in gone]
         await self._forget_histories([r for r in room_ids if not keeps_offline_history(r)])
+        return room_ids
+
+    async def forget_due_histories(self) -> list[str]:
+        """Step 1 of `expire_rooms`: delete the histories (leaving tombstones) of the rooms
+        due to expire, except the offline-delivery rooms'; returns the rooms whose history
+        went."""
+        due: list[Any] = await self._due_rooms(
+            keys=[self.keys.lingering], args=[self.keys.holders_prefix]
+        )
+
+        room_ids = [d.decode() for d in due if not keeps_offline_history(d.decode())]
+        await self._forget_histories(room_ids)
         return room_ids
 
     async def _forget_histories(self, room_ids: list[str]) -> None:

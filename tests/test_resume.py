@@ -28,6 +28,7 @@ from oddstream.shared.keys import Keys
 from oddstream.shared.settings import Settings
 from tests.harness import (
     Client,
+    lingers,
     process_env,
     running_gateway,
     running_worker,
@@ -614,6 +615,45 @@ async def test_an_empty_rooms_position_is_not_recovered_once_the_history_was_del
         tombstone = await redis_client.get(keys.history_gone(room))
         assert tombstone is not None and int(tombstone) >= empty_room_time(empty)
         assert 0 < await redis_client.pttl(keys.history_gone(room)) <= 120_000
+
+
+async def test_expiring_rooms_dying_between_its_steps_refuses_a_resume_never_grants_one(
+    settings: Settings, redis_client: Redis, keys: Keys
+) -> None:
+    """Found in review: rooms left the registry first and their histories went in a second
+    step; a process dying between the two left a history whole, without a tombstone, while
+    workers stopped recording the room, so a position in it resumed as `recovered: true`
+    across events never recorded. The histories now go first: dying right after that step
+    leaves the room registered, its history gone and a tombstone, and a resume is refused."""
+    # No reaping at beats (it expires rooms too): the test runs the steps itself.
+    settings = settings.model_copy(update={"gateway_ttl": 60.0})
+    async with running_gateway(settings) as gw, running_worker(settings):
+        registry = gw.node.registry
+        a = await Client.connect(f"{gw.ws}/ws/v2/connect")
+        room = (await subscribe(a, "odds_updates", sport="NFL"))["data"]["room"]
+        await wait_until(lambda: workers_synced(redis_client, keys), message="index")
+        await Ingester(redis_client, keys).publish_many([_odds("X1", 1), _odds("X1", 2)])
+        await wait_until(lambda: len(data_frames(a)) == 2, message="live events")
+        position = data_frames(a)[0]["positions"][room]  # the client saw 1, missed 2
+        await a.close()
+        await wait_until(lambda: lingers(redis_client, keys, room), message="left")
+        await redis_client.zadd(keys.lingering, {room: 0})  # its linger time is up
+        assert await registry.forget_due_histories() == [room]  # step 1; then it "dies"
+        assert await redis_client.hexists(keys.rooms, room)
+        assert not await redis_client.exists(keys.history(room))
+        assert await redis_client.exists(keys.history_gone(room))
+        b = await Client.connect(f"{gw.ws}/ws/v2/connect")
+        reply = await subscribe(b, "odds_updates", position=position, sport="NFL")
+        assert reply["data"]["recovered"] is False, reply
+        snapshot = await b.next_of("snapshot")
+        assert {e["data"]["seq"] for e in snapshot["data"]["events"]} == {2}
+        await b.close()
+        # The next round finishes the job: the room (due again once b left) leaves the
+        # registry.
+        await wait_until(lambda: lingers(redis_client, keys, room), message="b left")
+        await redis_client.zadd(keys.lingering, {room: 0})
+        assert await registry.expire_rooms() == [room]
+        assert not await redis_client.hexists(keys.rooms, room)
 
 
 async def test_an_empty_rooms_position_is_not_recovered_once_the_history_expired(
