@@ -112,6 +112,19 @@ def test_two_books_moneyline() -> None:
     assert opportunity.profit == Fraction(5300, 850)
 
 
+def test_a_repeated_quote_changes_nothing_and_a_changed_one_still_does() -> None:
+    """A book sending the same offer again (a repeated tick) is skipped without re-settling;
+    the opportunity stays as published, and the next real change still updates or closes."""
+    detector = Detector()
+    only(feed(detector, ml("A", 110, -120), ml("B", -120, 115)))
+    assert feed(detector, ml("A", 110, -120), ml("B", -120, 115), ml("A", 110, -120)) == []
+    (opportunity,) = detector.open_of("G1")
+    assert opportunity.profit == Fraction(5300, 850)
+    assert only(feed(detector, ml("B", -120, 120)))["status"] == "updated"
+    assert only(feed(detector, ml("B", -150, -110)))["status"] == "closed"
+    assert feed(detector, ml("B", -150, -110)) == []
+
+
 def test_three_books_take_the_best_price_of_each_side() -> None:
     """Best home: C +120 (5/11); best away: B +102 (50/101); A is beaten on both sides.
     5/11 + 50/101 = 1055/1111: profit 56/1055 = 5.308%."""

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 from redis.asyncio import Redis
 
 from oddstream.shared.ingest import Ingester, parse_event
 from oddstream.shared.keys import Keys
 from oddstream.shared.settings import Settings
+from oddstream.shared.streams import Delivery, decode_inbox_entry
 from tests.harness import Client, running_gateway, running_worker, wait_until, workers_synced
 
 
@@ -72,3 +76,47 @@ async def test_a_large_backlog_is_committed_and_delivered_once_in_order(
                 assert prices == sorted(prices, reverse=True), f"{game} out of order"
         finally:
             await client.close()
+
+
+async def test_the_commit_writes_only_the_partitions_whose_lease_it_holds(
+    redis_client: Redis, keys: Keys
+) -> None:
+    """The fenced commit (`workers/lua/commit.lua`), called as a worker calls it, for a read
+    of two partitions when another worker took the second over: the first's history, latest
+    value, inbox item and cursor are written; of the second nothing, and it is reported."""
+    from oddstream.workers.leases import lua
+
+    commit = redis_client.register_script(lua("commit"))
+    await redis_client.set(keys.lease(0), "me")
+    await redis_client.set(keys.lease(1), "other")
+    inbox = keys.inbox("gw-fence")
+    await redis_client.xadd(inbox, {"N": "0"})  # a registered gateway's inbox exists
+    head = '{"type":"odds_update","status":"success","event_id":"%s","timestamp":"t"'
+    items = []
+    for p in (0, 1):
+        event_id, room = f"{p}:1-0", f"odds_updates.{p:016x}"
+        items.append([
+            f"1-{p}", [],
+            [["d", event_id, "odds_update", f"odds|F{p}|B|moneyline", 13 + p, f"F{p}",
+              head % event_id, [[room, "l"]], [[1, head % event_id + f',"rooms":["{room}"]',
+                                                [room]]]]],
+        ])  # fmt: skip
+    skipped = await commit(
+        keys=[keys.deadletter, keys.epoch, keys.sports, keys.lease(0), keys.cursor(0),
+              keys.lease(1), keys.cursor(1), inbox],
+        args=["me", "e1", 100, keys.history_prefix, 100, 120_000, 100, 86_400_000,
+              keys.latest_prefix, keys.games_prefix, 60_000, orjson.dumps(items).decode(),
+              '{"p":0}', '{"p":1}'],
+    )  # fmt: skip
+    assert skipped == [2]
+    assert await redis_client.get(keys.cursor(0)) == b"1-0"
+    assert await redis_client.get(keys.cursor(1)) is None
+    assert await redis_client.xlen(keys.history("odds_updates.0000000000000000")) == 1
+    assert not await redis_client.exists(keys.history("odds_updates.0000000000000001"))
+    assert await redis_client.hexists(keys.latest("F0"), "odds|F0|B|moneyline")
+    assert not await redis_client.exists(keys.latest("F1"))
+    last: Any = await redis_client.xrevrange(inbox, count=1)
+    (written,) = decode_inbox_entry(last[0][1])
+    assert isinstance(written, Delivery)
+    assert written.rooms == b"odds_updates.0000000000000000"
+    assert b'"data":{"p":0}' in written.frame

@@ -351,6 +351,10 @@ class Detector:
         quotes = game.markets.setdefault(event.market, {})
         before = quotes.get(event.sportsbook)
         after = quote_of(event)
+        if after == before:
+            # The same offer again (a repeated tick): the groups it is in were settled when
+            # it was last set, and settling is a function of the quotes: nothing can change.
+            return []
         if after is None:
             quotes.pop(event.sportsbook, None)
         else:

@@ -150,9 +150,15 @@ local function commit_event(item, conflatable)
   end
 end
 
+-- Every lease in one MGET and every new cursor in one MSET: one call each per commit, not
+-- one per partition (they were a fifth of the script's time with 8 partitions a read).
+local leases = {}
+for p = 1, #reads do leases[p] = KEYS[2 + 2 * p] end
+local holders = redis.call('MGET', unpack(leases))
+local cursors = {}
 local skipped = {}
 for p, read in ipairs(reads) do
-  if redis.call('GET', KEYS[2 + 2 * p]) == ARGV[1] then
+  if holders[p] == ARGV[1] then
     for _, fields in ipairs(read[2]) do
       redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', unpack(fields))
     end
@@ -170,10 +176,14 @@ for p, read in ipairs(reads) do
         redis.call('PEXPIRE', latest_prefix .. game, snapshot_ttl)
       end
     end
-    redis.call('SET', KEYS[3 + 2 * p], read[1])
+    cursors[#cursors + 1], cursors[#cursors + 2] = KEYS[3 + 2 * p], read[1]
   else
     skipped[#skipped + 1] = p
   end
+end
+
+if #cursors > 0 then
+  redis.call('MSET', unpack(cursors))
 end
 
 for _, index in ipairs(order) do
