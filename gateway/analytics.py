@@ -87,7 +87,7 @@ _EVENT_ID = b'"event_id":"'
 
 def ingest_millis(frame: bytes) -> int | None:
     """The ingest time (ms) of a data frame's event, from the `<partition>:<ms>-<seq>` id at
-    the head of the frame (`workers.delivery` builds it); None for a frame without one."""
+    the head of the frame (the worker's commit script builds it); None for a frame without one."""
     start = frame.find(_EVENT_ID, 0, 192)
     if start < 0:
         return None

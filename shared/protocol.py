@@ -2,7 +2,7 @@
 
 Every frame is one JSON object in a text frame. Client frames are validated by the pydantic
 models below; server frames are built by `server_frame` (control replies) or assembled once
-per event by the worker (data frames, see `workers.delivery`).
+per event by the worker's commit script (data frames, see `workers/lua/commit.lua`).
 """
 
 from __future__ import annotations

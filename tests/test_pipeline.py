@@ -91,15 +91,13 @@ async def test_the_commit_writes_only_the_partitions_whose_lease_it_holds(
     await redis_client.set(keys.lease(1), "other")
     inbox = keys.inbox("gw-fence")
     await redis_client.xadd(inbox, {"N": "0"})  # a registered gateway's inbox exists
-    head = '{"type":"odds_update","status":"success","event_id":"%s","timestamp":"t"'
     items = []
     for p in (0, 1):
         event_id, room = f"{p}:1-0", f"odds_updates.{p:016x}"
         items.append([
             f"1-{p}", [],
             [["d", event_id, "odds_update", f"odds|F{p}|B|moneyline", 13 + p, f"F{p}",
-              head % event_id, [[room, "l"]], [[1, head % event_id + f',"rooms":["{room}"]',
-                                                [room]]]]],
+              "2026-12-05T09:00:00.000Z", [[room, "l"]], [[1, [room]]]]],
         ])  # fmt: skip
     skipped = await commit(
         keys=[keys.deadletter, keys.epoch, keys.sports, keys.lease(0), keys.cursor(0),
@@ -119,4 +117,17 @@ async def test_the_commit_writes_only_the_partitions_whose_lease_it_holds(
     (written,) = decode_inbox_entry(last[0][1])
     assert isinstance(written, Delivery)
     assert written.rooms == b"odds_updates.0000000000000000"
-    assert b'"data":{"p":0}' in written.frame
+    frame = orjson.loads(written.frame)
+    assert frame == {
+        "type": "odds_update", "status": "success", "event_id": "0:1-0",
+        "timestamp": "2026-12-05T09:00:00.000Z", "rooms": ["odds_updates.0000000000000000"],
+        "positions": {"odds_updates.0000000000000000": frame["positions"][
+            "odds_updates.0000000000000000"]},
+        "data": {"p": 0},
+    }  # fmt: skip
+    assert written.key == b"odds|F0|B|moneyline"
+    latest = await redis_client.hget(keys.latest("F0"), "odds|F0|B|moneyline")
+    assert orjson.loads(latest or b"{}") == {
+        "type": "odds_update", "status": "success", "event_id": "0:1-0",
+        "timestamp": "2026-12-05T09:00:00.000Z", "data": {"p": 0},
+    }  # fmt: skip

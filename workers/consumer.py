@@ -63,9 +63,14 @@ from oddstream.shared.protocol import describe_validation_error
 from oddstream.shared.registry import Registry
 from oddstream.shared.rooms import keeps_offline_history, offline_rooms
 from oddstream.shared.settings import Settings
-from oddstream.shared.streams import EVENT_FIELD, STAMP_FIELD, entry_order, event_id
+from oddstream.shared.streams import (
+    EVENT_FIELD,
+    STAMP_FIELD,
+    entry_order,
+    event_id,
+    event_time,
+)
 from oddstream.workers.arbitrage import ArbitrageStage
-from oddstream.workers.delivery import event_head, frame_heads
 from oddstream.workers.leases import PartitionLeases, lua
 from oddstream.workers.matcher import RoomIndex
 
@@ -533,7 +538,6 @@ class Worker:
         if rooms_by_gateway:
             self.stats.matched += 1
         message_type = routing.message_type
-        head = event_head(message_type, event_id)
         refreshes = self._refreshes
         recorded: list[list[str]] = []
         for room_id, offline in history.items():
@@ -543,13 +547,14 @@ class Worker:
                 mode = mode.upper()
             recorded.append([room_id, mode])
         deliveries: list[list[Any]] = []
-        for gateway, rooms, frame_head in frame_heads(head, rooms_by_gateway):
-            deliveries.append([batch.inbox(gateway), frame_head, rooms])
-            self.stats.deliveries += 1
+        for gateway, rooms in rooms_by_gateway.items():
+            deliveries.append([batch.inbox(gateway), rooms])
+        self.stats.deliveries += len(deliveries)
         batch.data.append(data)
         batch.items.append([
             kind, event_id.decode(), message_type.value, key.decode(),
-            _FIRST_DATA_ARG + len(batch.data) - 1, game, head, recorded, deliveries,
+            _FIRST_DATA_ARG + len(batch.data) - 1, game, event_time(event_id).decode(),
+            recorded, deliveries,
         ])  # fmt: skip
         if game:
             marker = "game:" + game

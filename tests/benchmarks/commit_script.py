@@ -83,13 +83,10 @@ def read(seq0: int, events: int) -> tuple[list[str], list[Any]]:
     for i in range(events):
         game, room = f"G{(seq0 + i) % 100}", f"odds_updates.{(seq0 + i) % 100:016x}"
         event_id = f"0:{seq0 + i + 1}-0"
-        head = ('{"type":"odds_update","status":"success","event_id":"' + event_id
-                + '","timestamp":"2026-12-05T09:00:00.000Z"')  # fmt: skip
         datas.append(data)
-        delivery = [1, head + ',"rooms":["' + room + '"]', [room]]
         key = f"odds|{game}|FanDuel|total"
-        items.append(["d", event_id, "odds_update", key, 13 + i, game, head, [[room, "l"]],
-                      [delivery]])  # fmt: skip
+        items.append(["d", event_id, "odds_update", key, 13 + i, game,
+                      "2026-12-05T09:00:00.000Z", [[room, "l"]], [[1, [room]]]])  # fmt: skip
     keys = ["b:dead", "b:epoch", "b:sports", "b:lease:0", "b:cursor:0", "b:inbox:gw"]
     args: list[Any] = [
         "worker", "epoch", 1000, "b:history:", 50_000, 120_000, 1000, 86_400_000,

@@ -2,10 +2,20 @@
 -- Writes, all or nothing per partition: each event to the history of every room it matched
 -- (the history entry id is the room's position), the latest value per key (snapshots),
 -- the dead letters and the partition's cursor; then the inbox entries of each gateway
--- (frames carry each room's position; the compact format of shared/streams.py) for all the
--- owned partitions together. A
+-- (the compact format of shared/streams.py) for all the owned partitions together. A
 -- partition another worker owns now is skipped whole: nothing of it is written.
 -- Returns the (1-based) numbers, in the argument order, of the partitions skipped.
+--
+-- Data frames are built here, once per event and gateway, and written by the gateway to
+-- every member socket as they are:
+--   {"type":"<type>","status":"success","event_id":"<id>","timestamp":"<ingest time>",
+--    "rooms":["<room>",...],"positions":{"<room>":"<position>",...},"data":<event JSON>}
+-- `positions` only for the rooms whose history recorded the event (a position is
+-- <epoch>:<last 8 of the room id>:<history entry id>, which Redis assigns as it records
+-- it), the event's JSON as the worker gives it (serialized once). A latest value (what a
+-- snapshot lists) is the frame without rooms and positions. Types, event ids, timestamps
+-- and room ids are plain ASCII that JSON writes as is, so they are joined, not encoded
+-- (the worker passing the heads inside its JSON argument cost Redis the unescaping).
 --
 -- KEYS[1] dead-letter stream, KEYS[2] epoch, KEYS[3] sports,
 -- KEYS[4..3+2P] per partition: its lease, its cursor; KEYS[4+2P..] inboxes (referred to by
@@ -19,16 +29,16 @@
 --   order)], an item being one of
 --   ["c", inbox index, sent_at]                                  (a gateway's canary)
 --   ["g", game, sport]              (index the game, after its first event: SADD, PEXPIRE)
---   ["d", event id, type, conflation key, n, game ("" if none), snapshot head,
---         history rooms [[room id, mode], ...], deliveries [[inbox index, frame head,
+--   ["d", event id, type, conflation key, n, game ("" if none), timestamp,
+--         history rooms [[room id, mode], ...], deliveries [[inbox index,
 --         [room id, ...]], ...]]
 --   ["m", the same fields as "d"] for a must-deliver event that is also a latest value (an
 --         odds suspension or resume): its key is the latest value's key only, and its inbox
---         items carry no 'k', so a gateway never conflates the frame away
+--         items carry no key, so a gateway never conflates the frame away
 --   where ARGV[n] is the event's data JSON (its own argument: inside the JSON it would be
---   escaped and unescaped), mode "l": a live room (capped by count, trimmed by age once per period), "o": an
---   offline-delivery room (capped by count); upper case ("L", "O") also sets the history's
---   TTL (and marks the first entry of a new history).
+--   escaped and unescaped), mode "l": a live room (capped by count, trimmed by age once per
+--   period), "o": an offline-delivery room (capped by count); upper case ("L", "O") also
+--   sets the history's TTL (and marks the first entry of a new history).
 -- The worker sets TTLs once per key per refresh period, not per event: a key it wrote
 -- recently still has most of its TTL, and a key it did not is refreshed on its next event.
 local epoch = redis.call('GET', KEYS[2])
@@ -117,34 +127,45 @@ end
 
 local function commit_event(item, conflatable)
   local event_id, type_, key, data, game = item[2], item[3], item[4], ARGV[item[5]], item[6]
+  -- Per recorded room, its entry of a frame's "positions" ('"<room>":"<position>"'), made in
+  -- one concatenation; frames are too (Lua makes one string of a chain of '..', so most
+  -- items, one room each, cost one string, not one per piece).
   local positions = {}
   for _, pair in ipairs(item[8]) do
     local room = pair[1]
     local id = record(room, pair[2], event_id, type_, data)
-    positions[room] = epoch .. ':' .. string.sub(room, -8) .. ':' .. id
+    positions[room] = '"' .. room .. '":"' .. epoch .. ':' .. string.sub(room, -8) .. ':' .. id
+                      .. '"'
   end
-  local tail = ',"data":' .. data .. '}'
+  local head = '{"type":"' .. type_ .. '","status":"success","event_id":"' .. event_id
+               .. '","timestamp":"' .. item[7] .. '"'
   if game ~= '' then
-    redis.call('HSET', latest_prefix .. game, key, item[7] .. tail)
+    redis.call('HSET', latest_prefix .. game, key, head .. ',"data":' .. data .. '}')
   end
-  -- The item's parts before its frame, and after it (the conflation key, if any).
+  -- After the frame, the conflation key if any.
   local key_part = (conflatable and key ~= '') and ('\31' .. key) or ''
   for _, delivery in ipairs(item[9]) do
-    local rooms = delivery[3]
-    local parts = {}
-    for _, room in ipairs(rooms) do
-      local position = positions[room]
-      if position then
-        parts[#parts + 1] = '"' .. room .. '":"' .. position .. '"'
-      end
-    end
-    local before = type_ .. '\31' .. table.concat(rooms, ',') .. '\31'
-    local value  -- the inbox item: its frame with the parts around it
-    if #parts > 0 then
-      value = before .. delivery[2] .. ',"positions":{' .. table.concat(parts, ',') .. '}'
-              .. tail .. key_part
+    local rooms = delivery[2]
+    local listed, quoted, position  -- the rooms comma-separated, and as JSON strings
+    if #rooms == 1 then
+      listed, position = rooms[1], positions[rooms[1]]
+      quoted = '"' .. listed .. '"'
     else
-      value = before .. delivery[2] .. tail .. key_part
+      listed = table.concat(rooms, ',')
+      quoted = '"' .. table.concat(rooms, '","') .. '"'
+      local parts = {}
+      for _, room in ipairs(rooms) do
+        parts[#parts + 1] = positions[room]  -- nil (skipped) for a room not recorded
+      end
+      if #parts > 0 then position = table.concat(parts, ',') end
+    end
+    local value  -- the inbox item: its type, rooms, frame and key (the compact format)
+    if position then
+      value = type_ .. '\31' .. listed .. '\31' .. head .. ',"rooms":[' .. quoted
+              .. '],"positions":{' .. position .. '},"data":' .. data .. '}' .. key_part
+    else
+      value = type_ .. '\31' .. listed .. '\31' .. head .. ',"rooms":[' .. quoted
+              .. '],"data":' .. data .. '}' .. key_part
     end
     add(delivery[1], value)
   end
