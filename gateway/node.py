@@ -141,8 +141,9 @@ class GatewayNode:
         self._closed_since_beat: list[str] = []
         self._healthy_since: float | None = None  # monotonic; None while Redis is down
         self._canary_partitions = itertools.count(random.randrange(self.keys.partitions))
-        #: Rooms just joined: the feed entry workers must apply before history is read, so
-        #: that every event is either in what a catch-up reads or routed here live.
+        #: Rooms just joined: the feed entry workers must apply before history is read (by
+        #: every subscriber of the room until they have), so that every event is either in
+        #: what a catch-up reads or routed here live.
         self._routing: dict[str, bytes] = {}
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -448,6 +449,8 @@ class GatewayNode:
         feed_id = await self.rooms.join(conn, spec)
         self.metrics.rooms.set(len(self.rooms))
         if feed_id:
+            # Kept until the workers applied it (`catch_up`): every subscriber of the room
+            # meanwhile waits for it too, not only the one whose join registered the room.
             self._routing[spec.room_id] = feed_id
         if feed_id is not None:
             self.analytics.subscribed(spec)
@@ -455,6 +458,9 @@ class GatewayNode:
 
     async def leave(self, conn: Connection, room_ids: list[str]) -> None:
         await self.rooms.leave(conn, room_ids)
+        for room_id in room_ids:
+            if self.rooms.members(room_id) is None:
+                self._routing.pop(room_id, None)  # gone here: a rejoin registers anew
         self.metrics.rooms.set(len(self.rooms))
 
     async def verify_token(self, token: str) -> Identity:
@@ -467,13 +473,21 @@ class GatewayNode:
         self, spec: RoomSpec, position: str | None, snapshot: bool
     ) -> tuple[Replay, Snapshot | None]:
         try:
-            feed_id = self._routing.pop(spec.room_id, b"")
+            # The room's registration here, while workers may not have applied it yet: a
+            # history read before they did could end before events they still route
+            # elsewhere only (recorded, never sent here). Found in the fault soak: a second
+            # client resuming in a room that a first had just registered here read at once,
+            # and missed the event committed in between.
+            feed_id = self._routing.get(spec.room_id, b"")
             # Long enough for a stalled worker's leases to lapse (it then cannot commit).
             within = 2 * self.settings.partition_lease_ms / 1000 + 1.0
-            if feed_id and not await self.registry.wait_applied(feed_id, within):
-                # No proof that every later event reaches this gateway: no resume claim.
-                self.log.warning("gateway.catch_up.routing_slow", room=spec.room_id)
-                return await self._resync(spec, position, snapshot)
+            if feed_id:
+                if not await self.registry.wait_applied(feed_id, within):
+                    # No proof that every later event reaches this gateway: no resume claim.
+                    self.log.warning("gateway.catch_up.routing_slow", room=spec.room_id)
+                    return await self._resync(spec, position, snapshot)
+                if self._routing.get(spec.room_id) == feed_id:
+                    del self._routing[spec.room_id]  # applied: later subscribers need not wait
             replay = await self.history.replay(spec, position)
             snap = None
             if snapshot and replay.recovered is not True:

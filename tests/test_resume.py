@@ -502,6 +502,63 @@ async def test_catch_up_waits_until_every_live_worker_routes_the_joined_room(
         await c.close()
 
 
+async def test_every_subscriber_of_a_room_being_registered_waits_for_the_workers(
+    settings: Settings, redis_client: Redis, keys: Keys
+) -> None:
+    """Found in the fault soak (a gateway SIGKILLed, its clients resuming on the other one):
+    the first client to subscribe registers the room on the new gateway and waits until the
+    workers route it there; a second client arriving meanwhile found the room held and read
+    the history at once, so an event committed in between (recorded, but routed only to the
+    gateways of the workers' index of then) was neither in its replay nor sent to it live.
+    Every subscriber now waits for the room's registration until the workers applied it.
+    Here the worker's view of the room feed is held back while it goes on committing."""
+    async with (
+        running_gateway(settings) as g1,
+        running_gateway(settings) as g2,
+        running_worker(settings) as worker,
+    ):
+        ingester = Ingester(redis_client, keys)
+        a = await Client.connect(f"{g1.ws}/ws/v2/connect")
+        room = (await subscribe(a, "odds_updates", sport="NFL"))["data"]["room"]
+        await wait_until(lambda: workers_synced(redis_client, keys), message="index")
+        await ingester.publish_many([_odds("W1", 1)])
+        await wait_until(lambda: len(data_frames(a)) == 1, message="first event")
+        position = data_frames(a)[0]["positions"][room]
+        gate = asyncio.Event()
+        read_feed = worker.registry.read_feed
+
+        async def held_back(after: bytes, block_ms: int, count: int = 1000) -> Any:
+            await gate.wait()
+            return await read_feed(after, block_ms, count)
+
+        worker.registry.read_feed = held_back  # type: ignore[method-assign]
+        await asyncio.sleep(2 * settings.worker_block_ms / 1000)  # a read begun before ends
+        b1 = await Client.connect(f"{g2.ws}/ws/v2/connect")
+        b2 = await Client.connect(f"{g2.ws}/ws/v2/connect")
+        try:
+            first = asyncio.create_task(subscribe(b1, "odds_updates", sport="NFL"))
+            await wait_until(lambda: g2.node.rooms.members(room) is not None, message="joined")
+            second = asyncio.create_task(
+                subscribe(b2, "odds_updates", position=position, sport="NFL")
+            )
+            await asyncio.sleep(0.2)  # what the second would have read before the fix
+            await ingester.publish_many([_odds("W1", 2)])  # routed by the index of before
+            await wait_until(lambda: len(data_frames(a)) == 2, message="second event")
+            gate.set()
+            reply = await second
+            await first
+            assert reply["data"]["recovered"] is True, reply
+            await wait_until(lambda: len(data_frames(b2)) == 1, message="the missed event")
+            assert [f["data"]["seq"] for f in data_frames(b2)] == [2]
+            await ingester.publish_many([_odds("W1", 3)])
+            await wait_until(lambda: len(data_frames(b2)) == 2, message="live after")
+            assert [f["data"]["seq"] for f in data_frames(b2)] == [2, 3]
+        finally:
+            gate.set()
+            for c in (a, b1, b2):
+                await c.close()
+
+
 # --- positions taken while a room's history was empty ("<epoch>:<tag>:0-<T>") ------------
 
 
