@@ -95,6 +95,19 @@ async def subscribe(c: Client, type_: str, position: str | None = None, **filter
     return await c.request(body, "subscription_confirmed")
 
 
+async def refused_with_snapshot(ws: str, position: str, seqs: set[int]) -> None:
+    """A new client resuming `odds_updates` of NFL from `position` is refused
+    (`recovered: false`) and gets a snapshot holding exactly the events numbered `seqs`."""
+    c = await Client.connect(f"{ws}/ws/v2/connect")
+    try:
+        reply = await subscribe(c, "odds_updates", position=position, sport="NFL")
+        assert reply["data"]["recovered"] is False, reply
+        snapshot = await c.next_of("snapshot")
+        assert {e["data"]["seq"] for e in snapshot["data"]["events"]} == seqs
+    finally:
+        await c.close()
+
+
 def assert_once_in_order(frames: list[dict[str, Any]], sent: list[str]) -> None:
     ids = [f["event_id"] for f in frames]
     twice = [
@@ -699,15 +712,10 @@ async def test_expiring_rooms_dying_between_its_steps_refuses_a_resume_never_gra
         assert await redis_client.hexists(keys.rooms, room)
         assert not await redis_client.exists(keys.history(room))
         assert await redis_client.exists(keys.history_gone(room))
-        b = await Client.connect(f"{gw.ws}/ws/v2/connect")
-        reply = await subscribe(b, "odds_updates", position=position, sport="NFL")
-        assert reply["data"]["recovered"] is False, reply
-        snapshot = await b.next_of("snapshot")
-        assert {e["data"]["seq"] for e in snapshot["data"]["events"]} == {2}
-        await b.close()
-        # The next round finishes the job: the room (due again once b left) leaves the
-        # registry.
-        await wait_until(lambda: lingers(redis_client, keys, room), message="b left")
+        await refused_with_snapshot(gw.ws, position, {2})
+        # The next round finishes the job: the room (due again once that client left) leaves
+        # the registry.
+        await wait_until(lambda: lingers(redis_client, keys, room), message="client left")
         await redis_client.zadd(keys.lingering, {room: 0})
         assert await registry.expire_rooms() == [room]
         assert not await redis_client.hexists(keys.rooms, room)
@@ -740,11 +748,6 @@ async def test_an_empty_rooms_position_is_not_recovered_once_the_history_expired
         await ingester.publish_many([_odds("T1", 3)])
         await wait_until(lambda: len(data_frames(a)) == 3, message="live event")
         assert await first_entry_marked(redis_client, keys.history(room))  # a new history
-        c = await Client.connect(f"{gw.ws}/ws/v2/connect")
-        reply = await subscribe(c, "odds_updates", position=empty, sport="NFL")
-        assert reply["data"]["recovered"] is False, reply
-        snapshot = await c.next_of("snapshot")
-        assert {e["data"]["seq"] for e in snapshot["data"]["events"]} == {3}
-        await c.close()
+        await refused_with_snapshot(gw.ws, empty, {3})
         await a.close()
         assert not await redis_client.exists(keys.history_gone(room))  # held: never deleted
