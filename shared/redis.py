@@ -380,14 +380,35 @@ async def _probe(url: str, target: SentinelURL) -> None:
         await _close_all(sentinels.sentinels)
 
 
-def check_redis_url(url: str) -> None:
-    """At start-up, before the event loop: for a Sentinel URL, ask the sentinels once.
+async def _cluster_enabled(url: str) -> bool | None:
+    """Whether the Redis at `url` is a Redis Cluster node; None when it does not answer."""
+    client = Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=2.0)
+    try:
+        info: dict[str, Any] = await client.info("cluster")
+    except RedisError:
+        return None
+    finally:
+        await client.aclose()
+    return bool(info.get("cluster_enabled"))
 
-    Raises `RedisStartError`: exit status 2 when they answer but none monitors the service
-    (a configuration error), 1 when none answers. A primary that is down or failing over is
-    no error here (the processes wait for it, as for a Redis restart). Other URLs: nothing
-    to check before connecting."""
+
+def check_redis_url(url: str) -> None:
+    """At start-up, before the event loop: for a Sentinel URL, ask the sentinels once; for
+    another, ask the Redis whether it is a Redis Cluster node.
+
+    Raises `RedisStartError`: exit status 2 when the sentinels answer but none monitors the
+    service, or when the Redis is a Cluster node (configuration errors: the processes use a
+    single-node client, and a cluster's keys spread over nodes it cannot follow), 1 when no
+    sentinel answers. A Redis or primary that is down or failing over is no error here (the
+    processes wait for it, as for a Redis restart)."""
     if not is_sentinel_url(url):
+        if asyncio.run(_cluster_enabled(url)):
+            raise RedisStartError(
+                f"REDIS_URL {redact_url(url)} is a Redis Cluster node, which Oddstream does not "
+                "run on yet: give a standalone Redis, or a Sentinel-managed primary "
+                "(redis+sentinel://)",
+                2,
+            )
         return
     target = parse_sentinel_url(url)
     try:

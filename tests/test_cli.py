@@ -339,6 +339,35 @@ def test_bad_setting_stops_gateway_with_one_line(
     assert value in lines[0]
 
 
+def cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is a valid port too."""
+    while (port := free_port()) >= 55536:
+        pass
+    return port
+
+
+@pytest.mark.parametrize("command", ["gateway", "worker"])
+def test_a_redis_cluster_node_stops_start_up_with_one_line(command: str, workdir: Path) -> None:
+    """Running on Redis Cluster is not supported yet (README, Operations): a REDIS_URL that
+    names a cluster node is refused at start with one line naming the setting, before the
+    single-node client would meet the cluster's redirections at its first command (a worker,
+    which waits for a Redis that is down, does not wait for this: it is a configuration
+    error). The node is a real `redis-server --cluster-enabled yes`."""
+    node = EmbeddedRedis(
+        port=cluster_port(),
+        extra_args=["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"],
+    )
+    with node:
+        env = cli_env(node.url, "tcl")
+        args = ("--port", str(free_port())) if command == "gateway" else ()
+        result = run_cli_sync(command, *args, env=env, cwd=workdir, timeout=15)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("oddstream: REDIS_URL redis://127.0.0.1:")
+    assert "is a Redis Cluster node" in lines[0]
+
+
 def test_bad_port_flag_stops_gateway_with_one_line(workdir: Path) -> None:
     result = run_cli_sync("gateway", "--port", "70000", env=cli_env(None), cwd=workdir)
     assert result.returncode == 2
