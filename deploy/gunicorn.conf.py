@@ -17,15 +17,23 @@ import sys
 
 def _refuse_an_insecure_production_start() -> None:
     """Before any worker starts: a weak or missing JWT_SECRET in production (ODDSTREAM_ENV,
-    the default) stops gunicorn with one line naming the setting, exit status 2."""
+    the default) stops gunicorn with one line naming the setting, exit status 2; so does a
+    REDIS_URL the gateway cannot run on, as for `oddstream gateway` (`check_redis_url`: a
+    Redis Cluster node, a Sentinel service nobody monitors: 2; no sentinel answering: 1)."""
     from oddstream.gateway.auth import check_production_secrets
+    from oddstream.shared.redis import RedisStartError, check_redis_url
     from oddstream.shared.settings import SettingsError, load_settings
 
     try:
-        check_production_secrets(load_settings())
+        settings = load_settings()
+        check_production_secrets(settings)
+        check_redis_url(settings.effective_redis_url)
     except SettingsError as exc:
         print(f"oddstream: {exc}", file=sys.stderr)
         sys.exit(2)
+    except RedisStartError as exc:
+        print(f"oddstream: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_status)
 
 
 def _logging() -> tuple[str, dict[str, object]]:

@@ -164,8 +164,6 @@ def encode_inbox_entry(items: Sequence[InboxItem]) -> dict[bytes, bytes]:
 
 _COMPACT_COUNT = b"N"
 _SEPARATOR = b"\x1f"
-#: Field names of a compact entry's items (workers write at most 256 items per entry).
-_INDEXES: tuple[bytes, ...] = tuple(str(i).encode() for i in range(256))
 
 
 def encode_compact_entry(items: Sequence[Delivery | Canary]) -> dict[bytes, bytes]:
@@ -182,7 +180,7 @@ def encode_compact_entry(items: Sequence[Delivery | Canary]) -> dict[bytes, byte
 
 def _decode_compact(fields: dict[bytes, bytes], count: int) -> Iterator[InboxItem]:
     for i in range(count):
-        value = fields[_INDEXES[i] if i < len(_INDEXES) else str(i).encode()]
+        value = fields[str(i).encode()]
         type_, _, rest = value.partition(_SEPARATOR)
         if type_ == _CANARY:
             yield Canary(float(rest))

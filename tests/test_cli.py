@@ -339,11 +339,14 @@ def test_bad_setting_stops_gateway_with_one_line(
     assert value in lines[0]
 
 
-def cluster_port() -> int:
-    """A free port whose cluster bus port (port + 10000) is a valid port too."""
+def cluster_node() -> EmbeddedRedis:
+    """A real Redis Cluster node (`--cluster-enabled yes`, no slots assigned), not started,
+    on a free port whose cluster bus port (port + 10000) is a valid port too."""
     while (port := free_port()) >= 55536:
         pass
-    return port
+    return EmbeddedRedis(
+        port=port, extra_args=["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+    )
 
 
 @pytest.mark.parametrize("command", ["gateway", "worker"])
@@ -353,11 +356,7 @@ def test_a_redis_cluster_node_stops_start_up_with_one_line(command: str, workdir
     single-node client would meet the cluster's redirections at its first command (a worker,
     which waits for a Redis that is down, does not wait for this: it is a configuration
     error). The node is a real `redis-server --cluster-enabled yes`."""
-    node = EmbeddedRedis(
-        port=cluster_port(),
-        extra_args=["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"],
-    )
-    with node:
+    with cluster_node() as node:
         env = cli_env(node.url, "tcl")
         args = ("--port", str(free_port())) if command == "gateway" else ()
         result = run_cli_sync(command, *args, env=env, cwd=workdir, timeout=15)

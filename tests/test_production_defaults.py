@@ -30,7 +30,7 @@ from oddstream.gateway.auth import issue_token, secret_weakness
 from oddstream.shared.settings import Settings, SettingsError, load_settings
 from tests.browser import chromium, open_page
 from tests.harness import Client, RunningGateway, running_gateway, wait_healthy, wait_until
-from tests.test_cli import cli_env, cli_process, run_cli_sync
+from tests.test_cli import cli_env, cli_process, cluster_node, run_cli_sync
 
 ROOT = Path(__file__).resolve().parents[1]
 EVIL = "https://evil.test"
@@ -454,6 +454,20 @@ async def test_gunicorn_refuses_a_weak_secret_and_starts_with_a_strong_one(
             if strong.poll() is None:
                 strong.kill()
                 strong.wait()
+
+
+def test_gunicorn_refuses_a_redis_cluster_node_with_one_line(prefix: str, workdir: Path) -> None:
+    """The production entry point checks REDIS_URL as `oddstream gateway` does: gunicorn with
+    deploy/gunicorn.conf.py, pointed at a real Redis Cluster node, stops before forking."""
+    with cluster_node() as node:
+        env = cli_env(node.url, prefix, JWT_SECRET=STRONG, ODDSTREAM_HOST="127.0.0.1",
+                      ODDSTREAM_PORT=str(free_port()), ODDSTREAM_GATEWAY_PROCESSES="1")  # fmt: skip
+        status, err = _gunicorn_exit(env, workdir, *WITH_CONFIG)
+    assert status == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("oddstream: REDIS_URL redis://127.0.0.1:")
+    assert "is a Redis Cluster node" in lines[0]
 
 
 def _session() -> aiohttp.ClientSession:
