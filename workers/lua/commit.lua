@@ -172,7 +172,8 @@ local function commit_event(item, conflatable)
 end
 
 -- Every lease in one MGET and every new cursor in one MSET: one call each per commit, not
--- one per partition (they were a fifth of the script's time with 8 partitions a read).
+-- one per partition (measured side by side, about as fast as 8 GETs and 8 SETs: the gain
+-- is fewer calls, not time).
 local leases = {}
 for p = 1, #reads do leases[p] = KEYS[2 + 2 * p] end
 local holders = redis.call('MGET', unpack(leases))
