@@ -208,6 +208,8 @@ class Worker:
         #: Bumped whenever the cursors are reset or the owned partitions change: a read asked
         #: for before that is dropped, not matched.
         self._generation = 0
+        #: Reads dropped while in flight, left to end (see `_drop_ahead`).
+        self._dropped: set[asyncio.Future[Any]] = set()
         #: Sees each committed odds event of the owned partitions; publishes arbitrage.
         self.arbitrage = ArbitrageStage(redis, self.keys, idle=settings.snapshot_ttl)
         #: Keeps collections from walking what start-up made (modules, the room index): a
@@ -328,6 +330,8 @@ class Worker:
             self._drop_ahead()
             with contextlib.suppress(Exception):
                 await self._settle()
+            if self._dropped:
+                await asyncio.wait(self._dropped)  # they end within their block time
             self._consume_done.set()
 
     def _reread(self) -> None:
@@ -339,13 +343,17 @@ class Worker:
         self._drop_ahead()
 
     def _drop_ahead(self) -> None:
-        """Forget the read asked for ahead (its cursors, or its partitions, are stale)."""
+        """Forget the read asked for ahead (its cursors, or its partitions, are stale). Not
+        cancelled: redis-py drops a connection whose command is cancelled mid-read, and its
+        socket can outlive the loop; the read ends within its block time, unheard (`_consume`
+        waits for such reads before it returns)."""
         self._generation += 1
         ahead, self._ahead = self._ahead, None
         if ahead is not None:
             future = ahead[1]
-            future.cancel()
-            # Retrieved, so a read that failed before the cancel is not reported as unheard.
+            self._dropped.add(future)
+            future.add_done_callback(self._dropped.discard)
+            # Retrieved, so a read that failed is not reported as an exception never heard.
             future.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     async def _apply_lease_changes(self) -> None:
