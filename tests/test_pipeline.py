@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -95,7 +96,7 @@ async def test_the_commit_writes_only_the_partitions_whose_lease_it_holds(
     for p in (0, 1):
         event_id, room = f"{p}:1-0", f"odds_updates.{p:016x}"
         items.append([
-            f"1-{p}", [],
+            "0-0", f"1-{p}", [],
             [["d", event_id, "odds_update", f"odds|F{p}|B|moneyline", 13 + p, f"F{p}",
               "2026-12-05T09:00:00.000Z", [[room, "l"]], [[1, [room]]]]],
         ])  # fmt: skip
@@ -106,7 +107,7 @@ async def test_the_commit_writes_only_the_partitions_whose_lease_it_holds(
               keys.latest_prefix, keys.games_prefix, 60_000, orjson.dumps(items).decode(),
               '{"p":0}', '{"p":1}'],
     )  # fmt: skip
-    assert skipped == [2]
+    assert skipped == [[2], []]
     assert await redis_client.get(keys.cursor(0)) == b"1-0"
     assert await redis_client.get(keys.cursor(1)) is None
     assert await redis_client.xlen(keys.history("odds_updates.0000000000000000")) == 1
@@ -131,3 +132,112 @@ async def test_the_commit_writes_only_the_partitions_whose_lease_it_holds(
         "type": "odds_update", "status": "success", "event_id": "0:1-0",
         "timestamp": "2026-12-05T09:00:00.000Z", "data": {"p": 0},
     }  # fmt: skip
+
+
+async def test_a_commit_writes_a_partition_only_where_its_read_started(
+    redis_client: Redis, keys: Keys
+) -> None:
+    """The commit's cursor check: a worker sends a read's commit before the previous one
+    landed, so a commit whose read started after a cursor Redis does not hold (the previous
+    commit failed, or was skipped) must write nothing of that partition and say so, or it
+    would move the cursor past entries never delivered. Partition 0 is where its read
+    started, partition 1 is not: only 0 is written."""
+    from oddstream.workers.leases import lua
+
+    commit = redis_client.register_script(lua("commit"))
+    for p in (0, 1):
+        await redis_client.set(keys.lease(p), "me")
+    await redis_client.set(keys.cursor(0), "5-0")
+    await redis_client.set(keys.cursor(1), "5-0")
+    inbox = keys.inbox("gw-chain")
+    await redis_client.xadd(inbox, {"N": "0"})
+
+    def read(after: str, last: str, p: int) -> list[Any]:
+        room = f"odds_updates.{p:016x}"
+        return [
+            after,
+            last,
+            [],
+            [
+                [
+                    "d",
+                    f"{p}:{last}",
+                    "odds_update",
+                    "",
+                    13 + p,
+                    "",
+                    "2026-12-05T09:00:00.000Z",
+                    [[room, "l"]],
+                    [[1, [room]]],
+                ]
+            ],
+        ]
+
+    def call(reads: list[list[Any]]) -> Any:
+        partitions = [k for p in range(len(reads)) for k in (keys.lease(p), keys.cursor(p))]
+        return commit(
+            keys=[keys.deadletter, keys.epoch, keys.sports, *partitions, inbox],
+            args=["me", "e1", 100, keys.history_prefix, 100, 120_000, 100, 86_400_000,
+                  keys.latest_prefix, keys.games_prefix, 60_000, orjson.dumps(reads).decode(),
+                  '{"p":0}', '{"p":1}'],
+        )  # fmt: skip
+
+    # Partition 1's read started after 7-0: a commit of 5-0..7-0 did not land.
+    assert await call([read("5-0", "8-0", 0), read("7-0", "9-0", 1)]) == [[], [2]]
+    assert await redis_client.get(keys.cursor(0)) == b"8-0"
+    assert await redis_client.get(keys.cursor(1)) == b"5-0"
+    assert not await redis_client.exists(keys.history("odds_updates.0000000000000001"))
+    entries: Any = await redis_client.xrange(inbox)
+    delivered = [item.rooms for e in entries for item in decode_inbox_entry(e[1])]
+    assert delivered == [b"odds_updates.0000000000000000"]
+    # The same commit again (a retry): partition 0 has moved on, so it is not written twice.
+    assert await call([read("5-0", "8-0", 0), read("5-0", "9-0", 1)]) == [[], [1]]
+    assert await redis_client.get(keys.cursor(1)) == b"9-0"
+    assert await redis_client.xlen(keys.history("odds_updates.0000000000000000")) == 1
+    # No cursor committed yet reads as "0-0".
+    await redis_client.delete(keys.cursor(0))
+    assert await call([read("0-0", "1-0", 0)]) == [[], []]
+    assert await redis_client.get(keys.cursor(0)) == b"1-0"
+
+
+async def test_a_commit_that_fails_while_the_next_is_on_its_way_loses_nothing(
+    settings: Settings, redis_client: Redis, keys: Keys
+) -> None:
+    """A worker sends a read's commit before the previous one landed. When one fails without
+    running (its connection dropped) while the next is already on its way, the next must not
+    move the cursor past the failed one's events: it is skipped (stale), the worker reads
+    again from the committed cursor, and the subscriber gets every event once, in order."""
+    count = 400
+    async with running_gateway(settings) as gw, running_worker(settings) as worker:
+        client = await Client.connect(f"{gw.ws}/ws/v2/connect")
+        try:
+            await client.subscribe("odds_updates", sport="NBA")
+            await wait_until(lambda: workers_synced(redis_client, keys), message="worker index")
+            real, calls, next_sent = worker._commit, 0, asyncio.Event()
+
+            async def flaky(*, keys: list[str], args: list[Any]) -> Any:
+                nonlocal calls
+                calls += 1
+                if calls == 3:  # held until the next commit is sent, then lost unrun
+                    await asyncio.wait_for(next_sent.wait(), 10)
+                    raise ConnectionError("injected: the connection dropped before it ran")
+                if calls == 4:
+                    next_sent.set()
+                return await real(keys=keys, args=args)
+
+            worker._commit = flaky  # type: ignore[assignment]
+            ingester = Ingester(redis_client, keys)
+            sent: list[bytes] = []
+            for n in range(count):
+                sent.append(await ingester.publish(parse_event(odds("CF1", "NBA", price=-100 - n))))
+                if n % 20 == 19:
+                    await asyncio.sleep(0.01)
+            await wait_until(lambda: len(client.of("odds_update")) >= count, timeout=30,
+                             message="every event")  # fmt: skip
+            await asyncio.sleep(0.2)  # nothing more comes (no duplicate)
+            frames = client.of("odds_update")
+            assert next_sent.is_set() and calls > 4
+            assert worker.stats.stale >= 1, "the commit sent after the failed one was not skipped"
+            assert [f["event_id"] for f in frames] == [i.decode() for i in sent]
+        finally:
+            await client.close()

@@ -5,10 +5,11 @@ Guarantees:
   committed cursor, in stream order, so the events of one game (the partition key) reach
   every room in ingest order however many workers run;
 - a batch's inbox entries, dead letters and the partition's new cursor are written by one
-  script that first checks the lease (`workers/lua/commit.lua`): a worker killed at any point
-  leaves each entry delivered (behind the cursor) or not (after it), never half done, and a
-  worker that stalled past its lease and wakes up writes nothing for a partition another
-  worker took over. What a stale reader read is simply read again by the owner;
+  script that first checks the lease and the cursor (`workers/lua/commit.lua`): a worker
+  killed at any point leaves each entry delivered (behind the cursor) or not (after it),
+  never half done; a worker that stalled past its lease and wakes up writes nothing for a
+  partition another worker took over (also if it took the lease back meanwhile: the cursor
+  moved); what a stale reader read is simply read again by the owner;
 - a worker that takes a partition over continues from the committed cursor: the entries its
   previous owner read but did not commit come first, before anything newer;
 - an entry that does not parse, or that the worker fails on, goes to the dead-letter stream
@@ -18,11 +19,16 @@ Guarantees:
   (`workers.arbitrage`), which publishes what they change through ingest, at-least-once.
 
 Pipelining: the next read is asked for before a read's commit is sent (so Redis answers it
-first), and the worker matches it while that commit runs in Redis; a commit is sent only once
-the previous one landed (so a partition's commits stay in order, and after a failed or
-fenced-off commit, or a change of the owned partitions, the read ahead and the matched read
-are dropped and read again from the committed cursors), and the feed follower acknowledges a
-room change only once the commit matched before it landed.
+first), and the worker matches it while that commit runs in Redis, and sends its commit
+without waiting for the previous one to land (up to `MAX_IN_FLIGHT` on their way). Each
+commit carries, per partition, the cursor its read started after, and writes a partition only
+where Redis's cursor is that one: a partition's commits apply as a chain, so one that failed
+or was skipped makes every later one of that partition skip too (never a gap, never a
+duplicate). Once any commit reports a partition lost or stale, or fails, or the owned
+partitions change, the worker waits for every commit on its way, drops the read ahead and the
+matched read, and reads again from the committed cursors. Commits reach the arbitrage stage
+in the order they were sent, and the feed follower acknowledges a room change only once every
+commit matched before it landed.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import os
 import socket
 import time
 import uuid
+from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -74,22 +81,40 @@ from oddstream.workers.arbitrage import ArbitrageStage
 from oddstream.workers.leases import PartitionLeases, lua
 from oddstream.workers.matcher import RoomIndex
 
-__all__ = ["Worker", "WorkerStats"]
+__all__ = ["MAX_IN_FLIGHT", "Worker", "WorkerStats"]
 
 log = get_logger(__name__)
 
 Entry = tuple[bytes, dict[bytes, bytes]]
+#: One partition's part of a read: the partition, the cursor the read started after, entries.
+Read = tuple[int, bytes, list[Entry]]
+
+#: Commits a worker sends before the oldest has landed. Redis runs them one after the other;
+#: more in flight only lets a busy worker fall further behind before it waits.
+MAX_IN_FLIGHT = 4
 
 
 @dataclass
 class WorkerStats:
+    """What a worker did. Events count once committed: a read whose commit skipped a
+    partition (lost or stale) is read and matched again, and counted then."""
+
     processed: int = 0
     matched: int = 0
     deliveries: int = 0
     deadlettered: int = 0
     canaries: int = 0
     errors: int = 0
+    stale: int = 0  # partitions a commit skipped because an earlier one did not land
     arbitrage: int = 0  # arbitrage events published (workers.arbitrage)
+
+    def add_committed(self, tally: WorkerStats) -> None:
+        """Count a committed partition's part of a read (`_Batch.tally`)."""
+        self.processed += tally.processed
+        self.matched += tally.matched
+        self.deliveries += tally.deliveries
+        self.deadlettered += tally.deadlettered
+        self.canaries += tally.canaries
 
 
 def default_worker_id() -> str:
@@ -124,10 +149,12 @@ class _Batch:
     """The commit script's per-partition arguments for one read, the inboxes they go to, and
     the keys whose TTL it sets."""
 
-    __slots__ = ("data", "gateways", "items", "odds", "refreshed")
+    __slots__ = ("data", "gateways", "items", "odds", "refreshed", "tallies", "tally")
 
     def __init__(self) -> None:
         self.items: list[list[Any]] = []  # the current partition's items
+        self.tally = WorkerStats()  # what the current partition's items count for
+        self.tallies: dict[int, WorkerStats] = {}  # per partition, counted once committed
         self.data: list[bytes] = []  # each event's JSON: script arguments of their own
         self.gateways: dict[str, int] = {}  # gateway -> its inbox index in the script
         self.refreshed: set[str] = set()  # history rooms and games given a TTL by this commit
@@ -138,6 +165,10 @@ class _Batch:
         if index is None:
             index = self.gateways[gateway] = len(self.gateways) + 1
         return index
+
+    def start(self, partition: int) -> None:
+        """Start a partition's items."""
+        self.tally = self.tallies[partition] = WorkerStats()
 
     def take_items(self) -> list[list[Any]]:
         """The current partition's items; starts the next partition's."""
@@ -199,10 +230,11 @@ class Worker:
             max(0.05, min(settings.history_seconds or 60, settings.snapshot_ttl) / 4)
         )
         #: Owned partitions being read, and the last entry id read from each (committed, or
-        #: in the commit on its way, `_in_flight`).
+        #: in a commit on its way, `_in_flight`).
         self._cursors: dict[int, bytes] = {}
-        #: The commit of the previous read, running in Redis while the next read is matched.
-        self._in_flight: asyncio.Future[set[int]] | None = None
+        #: Commits sent and not yet heard of, oldest first: each gives the partitions it
+        #: found lost or stale (see `_send`).
+        self._in_flight: deque[asyncio.Future[set[int]]] = deque()
         #: The next read, asked for before the commit in flight: (its generation, the read).
         self._ahead: tuple[int, asyncio.Future[Any]] | None = None
         #: Bumped whenever the cursors are reset or the owned partitions change: a read asked
@@ -426,11 +458,11 @@ class Worker:
             reply: Any = await ahead[1]
         else:
             reply = await self._read()
-        reads: list[tuple[int, list[Entry]]] = []
+        reads: list[Read] = []
         for stream, entries in reply or []:
             partition = int(stream.rsplit(b":", 1)[1])
             if partition in self._cursors and entries:
-                reads.append((partition, entries))
+                reads.append((partition, self._cursors[partition], entries))
                 self._cursors[partition] = entries[-1][0]  # read up to here
         if not reads:
             if await self._settle():
@@ -438,33 +470,59 @@ class Worker:
             return
         async with self._index_lock:
             keys, args, batch = self._match_read(reads)
-            # The previous read's commit ran in Redis while this one was matched; it must
-            # land before this one goes (commits of a partition stay in order, and a failed
-            # one must not be followed by a later cursor).
-            if await self._settle():
-                self._reread()  # this read's partitions may include a lost one: drop it
-                return
+            # Earlier commits ran in Redis while this read was matched. Sent after one that
+            # failed or was skipped, this one would only be skipped too (its cursors would
+            # not match): read again from the committed cursors instead.
+            while self._troubled() or len(self._in_flight) >= MAX_IN_FLIGHT:
+                if self._troubled():
+                    await self._settle()  # raises what a commit raised
+                    self._reread()
+                    return
+                await asyncio.wait([self._in_flight[0]])
             # Asked for first, so Redis answers it before running this commit, and the worker
             # matches it meanwhile.
             self._ahead = (self._generation, self._read())
-            self._in_flight = asyncio.ensure_future(self._send(reads, keys, args, batch))
+            previous = self._in_flight[-1] if self._in_flight else None
+            self._in_flight.append(
+                asyncio.ensure_future(self._send(reads, keys, args, batch, previous))
+            )
+
+    def _troubled(self) -> bool:
+        """Whether a commit that landed failed or found a partition lost or stale (left in
+        `_in_flight` for `_settle` to report); forgets those that landed cleanly."""
+        in_flight = self._in_flight
+        while in_flight and in_flight[0].done():
+            commit = in_flight[0]
+            if commit.cancelled() or commit.exception() is not None or commit.result():
+                return True
+            in_flight.popleft()
+        return False
 
     async def _settle(self) -> set[int]:
-        """Wait for the commit on its way, if any; returns the partitions it found lost.
-        Raises what the commit raised (nothing of it was written then)."""
-        task, self._in_flight = self._in_flight, None
-        return await task if task is not None else set()
+        """Wait for every commit on its way; returns the partitions they found lost or stale.
+        Raises the first error a commit raised, once all have landed (of a commit that failed,
+        nothing was written, or all of it: the committed cursors say which)."""
+        found: set[int] = set()
+        error: Exception | None = None
+        while self._in_flight:
+            commit = self._in_flight.popleft()
+            try:
+                found |= await commit
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                error = error or exc
+        if error is not None:
+            raise error
+        return found
 
     async def _commit_landed(self) -> None:
-        """Wait until the commit on its way (if any) has finished, leaving its outcome to the
+        """Wait until every commit on its way has finished, leaving their outcome to the
         consumer."""
-        task = self._in_flight
-        if task is not None:
-            await asyncio.wait([task])
+        if self._in_flight:
+            await asyncio.wait(list(self._in_flight))
 
-    def _match_read(
-        self, reads: list[tuple[int, list[Entry]]]
-    ) -> tuple[list[str], list[Any], _Batch]:
+    def _match_read(self, reads: list[Read]) -> tuple[list[str], list[Any], _Batch]:
         """Match one read's batches (one per partition): the commit script's keys and
         arguments (histories, latest values, one inbox entry per gateway in ingest order,
         dead letters, cursors)."""
@@ -477,41 +535,60 @@ class Worker:
             k.latest_prefix, k.games_prefix, int(s.snapshot_ttl * 1000),
         ]  # fmt: skip
         read: list[Any] = []
-        for partition, entries in reads:
+        for partition, after, entries in reads:
             dead = self._match(partition, entries, batch)
-            read.append([entries[-1][0].decode(), dead, batch.take_items()])
+            read.append([after.decode(), entries[-1][0].decode(), dead, batch.take_items()])
         args.append(orjson.dumps(read))
         args += batch.data
         keys = [k.deadletter, k.epoch, k.sports]
-        for partition, _ in reads:
+        for partition, _, _ in reads:
             keys += [k.lease(partition), k.cursor(partition)]
         keys += [k.inbox(g) for g in batch.gateways]
         return keys, args, batch
 
     async def _send(
-        self, reads: list[tuple[int, list[Entry]]], keys: list[str], args: list[Any], batch: _Batch
+        self,
+        reads: list[Read],
+        keys: list[str],
+        args: list[Any],
+        batch: _Batch,
+        previous: asyncio.Future[set[int]] | None,
     ) -> set[int]:
-        """Run the fenced commit of one read; returns the partitions another worker owns now
-        (nothing of them was written: their new owner delivers those entries itself)."""
-        skipped: list[int] = await self._commit(keys=keys, args=args)
-        lost = {reads[int(n) - 1][0] for n in skipped}
+        """Run the fenced commit of one read, then (once `previous`, the commit sent before
+        it, has finished) feed its odds to the arbitrage stage. Returns the partitions it
+        skipped, nothing of them written: those another worker owns now (their new owner
+        delivers those entries itself), and those whose cursor was not where the read
+        started (read again from the committed cursor)."""
+        skipped: list[list[int]] = await self._commit(keys=keys, args=args)
+        lost = {reads[int(n) - 1][0] for n in skipped[0]}
+        stale = {reads[int(n) - 1][0] for n in skipped[1]}
         for partition in lost:
             self._cursors.pop(partition, None)
             self.leases.lost(partition)
-        if not lost:
+        if stale:
+            self.stats.stale += len(stale)
+            self.log.info("worker.commit.stale", partitions=sorted(stale))
+        if previous is not None:
+            await asyncio.wait([previous])  # the arbitrage stage sees commits in order
+        for partition, tally in batch.tallies.items():
+            if partition not in lost and partition not in stale:
+                self.stats.add_committed(tally)
+        if not lost and not stale:
             self._refreshes.done(batch.refreshed)
-        committed = [odds for odds in batch.odds if odds[0] not in lost]
+        committed = [odds for odds in batch.odds if odds[0] not in lost and odds[0] not in stale]
         self.stats.arbitrage += await self.arbitrage.committed(committed)
-        return lost
+        return lost | stale
 
     def _match(self, partition: int, entries: list[Entry], batch: _Batch) -> list[list[str]]:
         """Add one partition's events to the batch; returns its dead letters."""
         stream = self.keys.ingest(partition).encode()
         dead: list[list[str]] = []
+        batch.start(partition)
         for entry_id, fields in entries:
             parsed = _parse(fields)
             if isinstance(parsed, str):
                 dead.append(self._deadletter(stream, entry_id, fields, parsed))
+                batch.tally.deadlettered += 1
                 continue
             event, data = parsed
             try:
@@ -523,16 +600,18 @@ class Worker:
                 self.log.exception("worker.entry.failed", stream=stream, entry_id=entry_id)
                 reason = f"the worker failed on this entry: {type(exc).__name__}: {exc}"
                 dead.append(self._deadletter(stream, entry_id, fields, reason))
+                batch.tally.deadlettered += 1
         return dead
 
     def _route(self, event_id: bytes, event: IngestEvent, data: bytes, batch: _Batch) -> None:
         """Add an event (or a gateway's canary) to the batch's script arguments; `data`: its
         JSON as frames carry it."""
         if isinstance(event, CanaryEvent):
-            self.stats.canaries += 1
+            batch.tally.canaries += 1
             batch.items.append(["c", batch.inbox(event.gateway), repr(event.sent_at)])
             return
-        self.stats.processed += 1
+        tally = batch.tally
+        tally.processed += 1
         routing = routing_of(event)
         rooms_by_gateway, matched = self.index.match_all(routing)
         history = self._history_rooms(routing, matched)
@@ -544,7 +623,7 @@ class Worker:
         if not rooms_by_gateway and not history and not game:
             return
         if rooms_by_gateway:
-            self.stats.matched += 1
+            tally.matched += 1
         message_type = routing.message_type
         refreshes = self._refreshes
         recorded: list[list[str]] = []
@@ -557,7 +636,7 @@ class Worker:
         deliveries: list[list[Any]] = []
         for gateway, rooms in rooms_by_gateway.items():
             deliveries.append([batch.inbox(gateway), rooms])
-        self.stats.deliveries += len(deliveries)
+        tally.deliveries += len(deliveries)
         batch.data.append(data)
         batch.items.append([
             kind, event_id.decode(), message_type.value, key.decode(),
@@ -584,7 +663,6 @@ class Worker:
         self, stream: bytes, entry_id: bytes, fields: dict[bytes, bytes], reason: str
     ) -> list[str]:
         """A dead letter's field/value pairs, flat, for the commit script."""
-        self.stats.deadlettered += 1
         self.log.warning("worker.deadletter", stream=stream, entry_id=entry_id, reason=reason)
         original = {k.decode(errors="replace"): v.decode(errors="replace")
                     for k, v in fields.items()}  # fmt: skip

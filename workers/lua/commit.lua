@@ -1,10 +1,16 @@
--- Commit what one read of the ingest partitions gave, every partition fenced by its lease.
--- Writes, all or nothing per partition: each event to the history of every room it matched
--- (the history entry id is the room's position), the latest value per key (snapshots),
--- the dead letters and the partition's cursor; then the inbox entries of each gateway
--- (the compact format of shared/streams.py) for all the owned partitions together. A
--- partition another worker owns now is skipped whole: nothing of it is written.
--- Returns the (1-based) numbers, in the argument order, of the partitions skipped.
+-- Commit what one read of the ingest partitions gave, every partition fenced by its lease
+-- and by its cursor. Writes, all or nothing per partition: each event to the history of
+-- every room it matched (the history entry id is the room's position), the latest value per
+-- key (snapshots), the dead letters and the partition's cursor; then the inbox entries of
+-- each gateway (the compact format of shared/streams.py) for all the owned partitions
+-- together. A partition is skipped whole (nothing of it is written) when another worker
+-- owns it now ("lost"), or when its cursor is not where this read started ("stale": a
+-- commit before this one, still on its way when this one was sent, failed or was skipped,
+-- or another worker committed while this one's lease had lapsed). So a worker can send a
+-- commit before the previous one landed: a partition's commits apply as a chain, never
+-- with a gap and never twice.
+-- Returns {lost, stale}: the (1-based) numbers, in the argument order, of the partitions
+-- skipped for each reason.
 --
 -- Data frames are built here, once per event and gateway, and written by the gateway to
 -- every member socket as they are:
@@ -25,8 +31,8 @@
 -- [7] offline maxlen, [8] offline ttl ms, [9] latest key prefix, [10] games key prefix,
 -- [11] snapshot ttl ms, [12] the read as JSON (one value: decoding it in C is far cheaper
 -- than one script argument per field), a list with per partition, in KEYS order:
---   [new cursor, dead letters (each a flat list of field/value pairs), items (in ingest
---   order)], an item being one of
+--   [cursor it was read after ("0-0" if none was committed), new cursor, dead letters (each
+--   a flat list of field/value pairs), items (in ingest order)], an item being one of
 --   ["c", inbox index, sent_at]                                  (a gateway's canary)
 --   ["g", game, sport]              (index the game, after its first event: SADD, PEXPIRE)
 --   ["d", event id, type, conflation key, n, game ("" if none), timestamp,
@@ -171,20 +177,25 @@ local function commit_event(item, conflatable)
   end
 end
 
--- Every lease in one MGET and every new cursor in one MSET: one call each per commit, not
--- one per partition (measured side by side, about as fast as 8 GETs and 8 SETs: the gain
--- is fewer calls, not time).
-local leases = {}
-for p = 1, #reads do leases[p] = KEYS[2 + 2 * p] end
-local holders = redis.call('MGET', unpack(leases))
+-- Every lease and cursor in one MGET and every new cursor in one MSET: one call each per
+-- commit, not one per partition (measured side by side, about as fast as 8 GETs and 8 SETs:
+-- the gain is fewer calls, not time).
+local watched = {}
+local P = #reads
+for p = 1, P do watched[p], watched[P + p] = KEYS[2 + 2 * p], KEYS[3 + 2 * p] end
+local current = redis.call('MGET', unpack(watched))
 local cursors = {}
-local skipped = {}
+local lost, stale = {}, {}
 for p, read in ipairs(reads) do
-  if holders[p] == ARGV[1] then
-    for _, fields in ipairs(read[2]) do
+  if current[p] ~= ARGV[1] then
+    lost[#lost + 1] = p
+  elseif (current[P + p] or '0-0') ~= read[1] then
+    stale[#stale + 1] = p
+  else
+    for _, fields in ipairs(read[3]) do
       redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', unpack(fields))
     end
-    for _, item in ipairs(read[3]) do
+    for _, item in ipairs(read[4]) do
       local kind = item[1]
       if kind == 'd' or kind == 'm' then
         commit_event(item, kind == 'd')
@@ -198,9 +209,7 @@ for p, read in ipairs(reads) do
         redis.call('PEXPIRE', latest_prefix .. game, snapshot_ttl)
       end
     end
-    cursors[#cursors + 1], cursors[#cursors + 2] = KEYS[3 + 2 * p], read[1]
-  else
-    skipped[#skipped + 1] = p
+    cursors[#cursors + 1], cursors[#cursors + 2] = KEYS[3 + 2 * p], read[2]
   end
 end
 
@@ -215,4 +224,4 @@ for _, index in ipairs(order) do
                'N', tostring(entry.count), unpack(entry.fields))
   end
 end
-return skipped
+return {lost, stale}
