@@ -474,6 +474,7 @@ def test_a_stamped_entry_is_trusted_as_stored_and_means_what_validating_it_means
     }  # fmt: skip
     for validated in events:
         raw = encode_event(validated)
+        assert orjson.loads(raw) == validated.model_dump(mode="json")  # its JSON form
         trusted = stored_event(raw)
         assert type(trusted) is type(validated)
         routing, expected = routing_of(trusted), routing_of(validated)

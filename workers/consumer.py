@@ -63,6 +63,7 @@ from oddstream.shared.events import (
     snapshot_key,
     stored_event,
 )
+from oddstream.shared.ingest import encode_event
 from oddstream.shared.keys import Keys
 from oddstream.shared.logs import get_logger
 from oddstream.shared.loops import Backoff, periodic, raise_if_cancelling, stop_tasks
@@ -138,7 +139,7 @@ def _parse(fields: dict[bytes, bytes]) -> tuple[IngestEvent, bytes] | str:
         return describe_validation_error(exc)
     except ValueError as exc:
         return str(exc)
-    return event, orjson.dumps(event.model_dump(mode="json"))
+    return event, encode_event(event)
 
 
 #: The commit script's argument (1-based, in Lua) that holds the first event's data JSON.
