@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from playwright.async_api import expect
+from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from oddstream.shared.events import (
@@ -191,6 +192,21 @@ def test_an_odds_event_carries_every_format_converted_once() -> None:
     assert (data["home_price"], data["away_price"]) == (-110, 150)  # today's fields stay
     assert "status" not in data  # a price update: no status
     assert parse_event(data) == event  # what a worker re-validates: unchanged
+
+
+def test_events_of_the_same_american_prices_share_frozen_prices() -> None:
+    """The conversion cache hands every event of the same market and American prices the
+    same `SidePrice` models: they must be frozen, or one event could change another's."""
+    parse_event({**ODDS, "home_price": -135, "away_price": 115})  # converts, caches
+    first = parse_event({**ODDS, "home_price": -135, "away_price": 115})
+    second = parse_event({**ODDS, "sportsbook": "FanDuel", "home_price": -135, "away_price": 115})
+    assert first.prices is not None and second.prices is not None
+    assert first.prices["home"] is second.prices["home"]
+    with pytest.raises(ValidationError, match="frozen"):
+        first.prices["home"].american = 100  # type: ignore[misc]
+    assert second.model_dump(mode="json")["prices"]["home"] == {
+        "american": -135, "decimal": 1.741, "fractional": "20/27"
+    }  # fmt: skip
 
 
 def test_a_tampered_stored_price_is_still_rejected() -> None:
