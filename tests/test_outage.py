@@ -146,6 +146,52 @@ async def test_events_redis_kept_through_an_outage_are_delivered_after_it(
         server.close()
 
 
+async def test_a_worker_whose_redis_goes_away_while_it_starts_keeps_running(
+    private_redis: EmbeddedRedis, settings: Settings, keys: Keys
+) -> None:
+    """Found by a flaky run of the test above: Redis died after a starting worker's first
+    beat (so it already counted as live) and before it took its partitions; the failed
+    lease step ended `start()`, and the process exited. It now leaves the partitions to the
+    lease loop, which takes them once Redis is back, and the worker delivers."""
+    own = settings.model_copy(update={"redis_url": private_redis.url})
+    redis = create_redis(private_redis.url)
+    worker = Worker(own, redis, worker_id="w-start")
+    beat = worker._beat
+    beats = 0
+
+    async def beat_then_lose_redis() -> None:
+        nonlocal beats
+        await beat()
+        beats += 1
+        if beats == 1:
+            private_redis.kill()  # between the first beat and the first lease step
+
+    worker._beat = beat_then_lose_redis  # type: ignore[method-assign]
+    try:
+        await worker.start()  # raised ConnectionError before
+        assert not worker.leases.owned
+        private_redis.start()
+        await wait_until(lambda: _owns_all(worker, keys), timeout=10, message="partitions")
+        sent = await Ingester(redis, keys).publish(
+            parse_event({"kind": "odds", "sport": "MLB", "game_id": "GS", "sportsbook": "B",
+                         "market": "total"})
+        )  # fmt: skip
+        partition = int(sent.split(b":")[0])
+        entry_id = sent.split(b":", 1)[1]
+
+        async def committed() -> bool:
+            return await redis.get(keys.cursor(partition)) == entry_id
+
+        await wait_until(committed, timeout=10, message="the event committed")
+    finally:
+        await worker.stop()
+        await redis.aclose()
+
+
+async def _owns_all(worker: Worker, keys: Keys) -> bool:
+    return len(worker.leases.owned) == keys.partitions
+
+
 async def test_a_partition_taken_during_an_outage_is_read_once_redis_is_back(
     private_redis: EmbeddedRedis, settings: Settings, keys: Keys
 ) -> None:

@@ -258,7 +258,13 @@ class Worker:
         event is matched against an index missing rooms that already exist)."""
         await self._resync()
         await self._beat()
-        await self.leases.step()  # take partitions now, not a lease round later
+        try:
+            await self.leases.step()  # take partitions now, not a lease round later
+        except RedisError:
+            # Redis went away since the beat: the lease loop takes them once it is back (the
+            # worker must not exit half started, its beat already says it is here).
+            self._count_error()
+            self.log.warning("worker.start.leases_failed")
         self.collector.start()
         s = self.settings
         self._tasks = [
