@@ -6,12 +6,14 @@ import asyncio
 from typing import Any
 
 import orjson
+import pytest
 from redis.asyncio import Redis
 
 from oddstream.shared.ingest import Ingester, parse_event
 from oddstream.shared.keys import Keys
 from oddstream.shared.settings import Settings
 from oddstream.shared.streams import Delivery, decode_inbox_entry
+from oddstream.workers.consumer import Worker
 from tests.harness import Client, running_gateway, running_worker, wait_until, workers_synced
 
 
@@ -241,3 +243,21 @@ async def test_a_commit_that_fails_while_the_next_is_on_its_way_loses_nothing(
             assert [f["event_id"] for f in frames] == [i.decode() for i in sent]
         finally:
             await client.close()
+
+
+async def test_a_commit_cancelled_on_its_way_is_a_failure_not_the_consumers_end(
+    settings: Settings, redis_client: Redis
+) -> None:
+    """Waiting for the commits on their way, the consumer meets one that was cancelled (not
+    by it): that is a failed commit (the consumer reads again from the committed cursors),
+    not a cancellation of the consumer, which would end its loop while the worker ran on."""
+    worker = Worker(settings, redis_client, worker_id="w-cancelled")
+    landed: asyncio.Future[set[int]] = asyncio.get_running_loop().create_future()
+    landed.set_result({3})
+    cancelled: asyncio.Future[set[int]] = asyncio.get_running_loop().create_future()
+    cancelled.cancel()
+    worker._in_flight.extend([landed, cancelled])
+    assert worker._troubled()
+    with pytest.raises(RuntimeError, match="cancelled on its way"):
+        await worker._settle()
+    assert not worker._in_flight

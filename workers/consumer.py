@@ -518,7 +518,9 @@ class Worker:
             try:
                 found |= await commit
             except asyncio.CancelledError:
-                raise
+                raise_if_cancelling()  # this task is being cancelled: so be it
+                # Only the commit was: a failure like any other, not the consumer's end.
+                error = error or RuntimeError("a commit was cancelled on its way")
             except Exception as exc:
                 error = error or exc
         if error is not None:
