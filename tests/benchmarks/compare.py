@@ -135,7 +135,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     revs = {"baseline": git("rev-parse", "--short", a.baseline),
             "candidate": git("rev-parse", "--short", a.candidate)}  # fmt: skip
     info = machine()
-    print(f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}; baseline "
+    print(f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, Redis "
+          f"{info['redis']}")  # fmt: skip
+    if not info["redis"].startswith(("7.", "8.")):
+        print("  note: the README's figures are on Redis 7 (jemalloc); on this one the commit "
+              "script costs more per event at big reads: set ODDSTREAM_REDIS_SERVER to compare "
+              "like with like", flush=True)  # fmt: skip
+    print(f"baseline "
           f"{revs['baseline']} ({git('log', '-1', '--format=%s', a.baseline)[:70]}), candidate "
           f"{revs['candidate']} ({git('log', '-1', '--format=%s', a.candidate)[:70]})",
           flush=True)  # fmt: skip

@@ -812,7 +812,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error("--clients, --rooms, --client-procs, --duration and --rate must be positive")
     info = machine()
     print(f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, uvloop "
-          f"{'yes' if info['uvloop'] else 'no'}")  # fmt: skip
+          f"{'yes' if info['uvloop'] else 'no'}, Redis {info['redis']}")  # fmt: skip
     print(f"setup: {a.clients} clients in {a.rooms} rooms, {a.payload}-byte payloads, "
           f"{a.client_procs} client process(es), {a.duration}s measured after {a.warmup}s "
           "warm-up" + (", clients offer permessage-deflate" if a.compress else "")
