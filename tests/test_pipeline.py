@@ -261,3 +261,46 @@ async def test_a_commit_cancelled_on_its_way_is_a_failure_not_the_consumers_end(
     with pytest.raises(RuntimeError, match="cancelled on its way"):
         await worker._settle()
     assert not worker._in_flight
+
+
+async def test_a_worker_keeps_at_most_max_in_flight_commits_on_their_way(
+    settings: Settings, redis_client: Redis, keys: Keys
+) -> None:
+    """While Redis holds its commits back (here: none lands until released), a worker keeps
+    matching and sending up to `MAX_IN_FLIGHT` of them, then waits for the oldest; released,
+    every event arrives once, in order."""
+    from oddstream.workers.consumer import MAX_IN_FLIGHT
+
+    async with running_gateway(settings) as gw, running_worker(settings) as worker:
+        client = await Client.connect(f"{gw.ws}/ws/v2/connect")
+        try:
+            await client.subscribe("odds_updates", sport="NBA")
+            await wait_until(lambda: workers_synced(redis_client, keys), message="worker index")
+            real, release, sent_at_once = worker._commit, asyncio.Event(), [0]
+            waiting = 0
+
+            async def held(*, keys: list[str], args: list[Any]) -> Any:
+                nonlocal waiting
+                waiting += 1
+                sent_at_once[0] = max(sent_at_once[0], waiting)
+                await release.wait()
+                waiting -= 1
+                return await real(keys=keys, args=args)
+
+            worker._commit = held  # type: ignore[assignment]
+            ingester = Ingester(redis_client, keys)
+            sent: list[bytes] = []
+            for n in range(60):  # one read each: a commit each
+                sent.append(await ingester.publish(parse_event(odds("MF1", "NBA", price=-100 - n))))
+                await asyncio.sleep(0.01)
+            await wait_until(lambda: waiting == MAX_IN_FLIGHT, message="commits held")
+            await asyncio.sleep(0.3)  # a worker that did not wait would send more meanwhile
+            assert sent_at_once[0] == MAX_IN_FLIGHT
+            assert len(worker._in_flight) == MAX_IN_FLIGHT
+            release.set()
+            await wait_until(lambda: len(client.of("odds_update")) >= len(sent), timeout=20,
+                             message="every event")  # fmt: skip
+            await asyncio.sleep(0.2)
+            assert [f["event_id"] for f in client.of("odds_update")] == [i.decode() for i in sent]
+        finally:
+            await client.close()

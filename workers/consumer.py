@@ -95,6 +95,10 @@ Read = tuple[int, bytes, list[Entry]]
 MAX_IN_FLIGHT = 4
 
 
+#: What matching counts per event (`_Batch.tally`), added once the commit lands.
+_TALLIED = ("processed", "matched", "deliveries", "deadlettered", "canaries")
+
+
 @dataclass
 class WorkerStats:
     """What a worker did. Events count once committed: a read whose commit skipped a
@@ -111,11 +115,8 @@ class WorkerStats:
 
     def add_committed(self, tally: WorkerStats) -> None:
         """Count a committed partition's part of a read (`_Batch.tally`)."""
-        self.processed += tally.processed
-        self.matched += tally.matched
-        self.deliveries += tally.deliveries
-        self.deadlettered += tally.deadlettered
-        self.canaries += tally.canaries
+        for name in _TALLIED:
+            setattr(self, name, getattr(self, name) + getattr(tally, name))
 
 
 def default_worker_id() -> str:
@@ -482,11 +483,13 @@ class Worker:
             # Earlier commits ran in Redis while this read was matched. Sent after one that
             # failed or was skipped, this one would only be skipped too (its cursors would
             # not match): read again from the committed cursors instead.
-            while self._troubled() or len(self._in_flight) >= MAX_IN_FLIGHT:
+            while True:
                 if self._troubled():
                     await self._settle()  # raises what a commit raised
                     self._reread()
                     return
+                if len(self._in_flight) < MAX_IN_FLIGHT:
+                    break
                 await asyncio.wait([self._in_flight[0]])
             # Asked for first, so Redis answers it before running this commit, and the worker
             # matches it meanwhile.
