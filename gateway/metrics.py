@@ -110,6 +110,7 @@ class GatewayMetrics:
                 "deadlettered",
                 "canaries",
                 "errors",
+                "stale",
             ):
                 self.worker_events.labels(worker_id, stage).set(info.get(stage, 0))
         for name, figures in streams.items():
