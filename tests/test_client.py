@@ -7,6 +7,7 @@ import contextlib
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable
@@ -21,7 +22,7 @@ from redis.asyncio import Redis
 
 from oddstream.embedded import free_port
 from oddstream.gateway.auth import issue_token
-from oddstream.shared.ingest import Ingester, parse_event
+from oddstream.shared.ingest import Ingester, encode_event, parse_event
 from oddstream.shared.keys import Keys
 from oddstream.shared.settings import Settings
 from oddstream_client import (
@@ -741,16 +742,69 @@ async def test_offline_portfolio_updates_are_delivered_on_return_from_a_saved_po
             assert back.position == frames[-1]["positions"][back.room]
 
 
-def stall_until_cut_off(port: int, timeout: float = 10.0) -> None:
-    """Block this thread (and so the test's event loop: the client reads nothing) until the
-    gateway on `port` has closed a slow consumer (4008), asking its /metrics."""
+def cut_off(port: int) -> bool:
+    """Whether the gateway on `port` has closed a slow consumer (4008), asking its /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as reply:
+        return 'oddstream_closes_total{code="4008"}' in reply.read().decode()
+
+
+def flood_until_cut_off(
+    port: int,
+    redis_url: str,
+    keys: Keys,
+    alert: Callable[[int], Any],
+    first: int,
+    *,
+    chunk: int = 250,
+    cap_bytes: int = 128 * 1024 * 1024,
+    timeout: float = 60.0,
+) -> list[str]:
+    """Block this thread (and so the test's event loop: its client reads nothing) while another
+    thread publishes alerts `first`, `first + 1`, ... in chunks until the gateway on `port` has
+    closed the stalled client (4008). Returns the ids published.
+
+    The flood grows until the cut-off, not to a fixed size: how much a stalled socket absorbs
+    is the kernel's choice (its send buffer grows up to `net.ipv4.tcp_wmem`'s maximum, which
+    differs between machines), and only what overflows it reaches the gateway's own buffer."""
+    published: list[str] = []
+    done = threading.Event()
+    failure: list[BaseException] = []
+
+    async def flood() -> None:
+        redis = Redis.from_url(redis_url)
+        try:
+            ingester, n, sent_bytes = Ingester(redis, keys), first, 0
+            while not done.is_set() and sent_bytes < cap_bytes:
+                events = [alert(i) for i in range(n, n + chunk)]
+                published.extend(i.decode() for i in await ingester.publish_many(events))
+                sent_bytes += sum(len(encode_event(e)) for e in events)
+                n += chunk
+                await asyncio.sleep(0.05)
+        finally:
+            await redis.aclose()
+
+    def run() -> None:
+        try:
+            asyncio.run(flood())
+        except BaseException as error:  # reported in the test's thread below
+            failure.append(error)
+
+    feeder = threading.Thread(target=run, name="flood")
+    feeder.start()
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as reply:
-            if 'oddstream_closes_total{code="4008"}' in reply.read().decode():
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"the gateway did not close the stalled client within {timeout}s")
+    try:
+        while not cut_off(port):
+            if time.monotonic() > deadline or not feeder.is_alive():
+                raise AssertionError(
+                    f"the gateway did not close the stalled client within {timeout}s "
+                    f"({len(published)} alerts published; failure: {failure})"
+                )
+            time.sleep(0.05)
+    finally:
+        done.set()
+        feeder.join()
+    assert not failure, failure
+    return published
 
 
 async def test_resumes_after_a_slow_consumer_close_with_nothing_lost(
@@ -768,7 +822,7 @@ async def test_resumes_after_a_slow_consumer_close_with_nothing_lost(
         ODDSTREAM_SEND_BUFFER_BYTES="65536",
         ODDSTREAM_HISTORY_SIZE="50000",
         ODDSTREAM_MAX_REPLAY="50000",
-        ODDSTREAM_MAX_REPLAY_BYTES=str(64 * 1024 * 1024),
+        ODDSTREAM_MAX_REPLAY_BYTES=str(256 * 1024 * 1024),
     )
     spawn_cli(processes, env, "gateway", "--port", str(port))
     spawn_cli(processes, env, "worker")
@@ -784,12 +838,12 @@ async def test_resumes_after_a_slow_consumer_close_with_nothing_lost(
         return False
 
     await wait_until(up, timeout=20, message="gateway ready")
-    # Uncompressed: the flood's 12 MB must reach the socket as 12 MB, not deflated away.
+    # Uncompressed: the flood must reach the socket at its full size, not deflated away.
     client = OddstreamClient(url, backoff=FAST, max_attempts=None, compression=False)
     events = recorder(client)
     resumes: list[ResumeEvent] = []
     client.on_resume(resumes.append)
-    pad = "x" * 4000  # 3,000 alerts, 12 MB: more than the kernel's socket buffers hold
+    pad = "x" * 4000  # 4 kB alerts: the flood overflows the socket's buffers in a few MB
     ingester = Ingester(redis_client, keys)
 
     def alert(n: int) -> Any:
@@ -802,15 +856,14 @@ async def test_resumes_after_a_slow_consumer_close_with_nothing_lost(
         await wait_until(lambda: workers_synced(redis_client, keys), message="worker synced")
         sent = [i.decode() for i in await ingester.publish_many([alert(n) for n in range(3)])]
         assert data_ids(await take(sub, 3)) == sent
-        flood = await ingester.publish_many([alert(n) for n in range(3, 3003)])
-        sent += [i.decode() for i in flood]
-        stall_until_cut_off(port)  # a stalled client: it reads nothing while the flood arrives
+        # A stalled client: it reads nothing while the flood arrives.
+        sent += flood_until_cut_off(port, settings.redis_url, keys, alert, first=3)
         await wait_until(lambda: client.stats.reconnects >= 1, timeout=10, message="reconnect")
         frames = await collect(sub, has_all(sent[3:]), timeout=30)
     dropped = next(e for e in events if e.state is ConnectionState.DISCONNECTED)
     assert dropped.close_code == 4008, dropped
     assert data_ids(frames) == sent[3:], "every alert once, in order, across the 4008"
-    assert [f["data"]["n"] for f in frames] == list(range(3, 3003))
+    assert [f["data"]["n"] for f in frames] == list(range(3, len(sent)))
     # Cut off once or more (a big replay can overflow the buffer again): every resume recovered.
     assert resumes and all(e.recovered for e in resumes), resumes
     assert any(f.get("replay") for f in frames) and resumes[0].replayed > 0
