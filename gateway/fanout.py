@@ -1,9 +1,12 @@
-"""Inbox fan-out: this gateway's one inbox reader, and the writer of held (conflated) frames.
+"""Inbox fan-out: this gateway's inbox readers, and the writer of held (conflated) frames.
 
-Workers write one inbox entry per gateway per batch (`shared.streams`). One blocking XREAD
-loop reads it; each delivery's frame is made a WebSocket frame once (compressed at most once
-too, for the members that negotiated permessage-deflate: `gateway.frames.Frame`) and written
-to the union of its rooms' local members, so a client in two matching rooms gets the event
+Workers write one inbox entry per gateway per batch and shard (`shared.streams`,
+`shared.keys`): a gateway has one inbox per shard, each read by its own blocking XREAD loop
+(a room's events of one shard come through one inbox, in history order). With more than one
+shard, each frame gets the whole position of its rooms here (`gateway.positions`). Each
+delivery's frame is made a WebSocket frame once (compressed at most once too, for the members
+that negotiated permessage-deflate: `gateway.frames.Frame`) and written to the union of its
+rooms' local members, so a client in two matching rooms gets the event
 once. A connection's frames from one read go out in one write, so a gateway that falls behind
 catches up with fewer system calls, not more. Order per connection is the inbox order, and
 no control frame can interleave (`fan_out` never awaits). Control items (canaries,
@@ -25,6 +28,7 @@ from oddstream.gateway.analytics import UsageAnalytics, ingest_millis
 from oddstream.gateway.connection import Connection
 from oddstream.gateway.frames import Frame, Item
 from oddstream.gateway.metrics import GatewayMetrics
+from oddstream.gateway.positions import RoomPositions
 from oddstream.gateway.rooms import LocalRooms
 from oddstream.shared.logs import get_logger
 from oddstream.shared.loops import Backoff, raise_if_cancelling
@@ -51,12 +55,12 @@ Entry = tuple[bytes, dict[bytes, bytes]]
 
 
 class InboxFanout:
-    """Reads one gateway's inbox and writes each delivery to the local members of its rooms."""
+    """Reads one gateway's inboxes and writes each delivery to the local members of its rooms."""
 
     def __init__(
         self,
         redis: Redis,
-        inbox: str,
+        inboxes: list[str],
         rooms: LocalRooms[Connection],
         metrics: GatewayMetrics,
         *,
@@ -68,7 +72,7 @@ class InboxFanout:
         analytics: UsageAnalytics,
     ) -> None:
         self._redis = redis
-        self._inbox = inbox
+        self._inboxes = inboxes
         self._rooms = rooms
         self._metrics = metrics
         self._block_ms = block_ms
@@ -78,31 +82,56 @@ class InboxFanout:
         self._on_redis = on_redis
         self._analytics = analytics
         self._out_children: dict[bytes, Any] = {}
-        #: The inbox id read up to; set after (re-)registration, which empties the inbox.
-        self.position = b"0-0"
+        #: Per shard, the inbox id read up to; set after (re-)registration, which empties the
+        #: inboxes.
+        self.read_after: list[bytes] = [b"0-0"] * len(inboxes)
+        #: Each room's whole position, made here when there is more than one shard.
+        self.positions = RoomPositions(len(inboxes)) if len(inboxes) > 1 else None
         #: Connections holding conflated frames until their socket drains.
         self.backlogged: set[Connection] = set()
 
     async def run(self) -> None:
-        """Read until cancelled; a Redis failure is reported to the node, then retried."""
+        """Read every inbox until cancelled."""
+        if len(self._inboxes) == 1:
+            await self._read(0)
+            return
+        readers = [
+            asyncio.create_task(self._read(shard), name=f"gateway.inbox.{shard}")
+            for shard in range(len(self._inboxes))
+        ]
+        try:
+            await asyncio.gather(*readers)
+        finally:
+            for reader in readers:
+                reader.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+
+    async def _read(self, shard: int) -> None:
+        """Read one shard's inbox until cancelled; a Redis failure is reported to the node,
+        then retried."""
+        inbox = self._inboxes[shard]
         backoff = Backoff()
         last_trim = 0.0
         while True:
             try:
                 reply: Any = await self._redis.xread(
-                    {self._inbox: self.position}, count=INBOX_READ_ENTRIES, block=self._block_ms
+                    {inbox: self.read_after[shard]},
+                    count=INBOX_READ_ENTRIES,
+                    block=self._block_ms,
                 )
                 # A stream recreated under a blocked read (Redis restart) can answer with no
                 # entries at all; that is an empty read, not a failure.
                 entries = reply[0][1] if reply else []
                 if entries:
-                    self.fan_out(entries)
-                    self.position = entries[-1][0]
+                    self.fan_out(entries, shard)
+                    self.read_after[shard] = entries[-1][0]
                     now = time.monotonic()
                     if now - last_trim >= INBOX_TRIM_INTERVAL:
                         # Single reader: everything before our position is consumed.
                         last_trim = now
-                        await self._redis.xtrim(self._inbox, minid=self.position, approximate=True)
+                        await self._redis.xtrim(
+                            inbox, minid=self.read_after[shard], approximate=True
+                        )
                 self._on_redis(True)
                 backoff.reset()
                 raise_if_cancelling()
@@ -110,10 +139,10 @@ class InboxFanout:
                 raise
             except Exception as exc:
                 self._on_redis(False)
-                log.warning("gateway.inbox.failed", stream=self._inbox, error=repr(exc))
+                log.warning("gateway.inbox.failed", stream=inbox, error=repr(exc))
                 await backoff.sleep()
 
-    def fan_out(self, entries: list[Entry]) -> int:
+    def fan_out(self, entries: list[Entry], shard: int = 0) -> int:
         """Deliver a batch of inbox entries: each to every local member of its rooms, once;
         returns the frames written."""
         outgoing: dict[Connection, list[Item]] = {}
@@ -125,12 +154,12 @@ class InboxFanout:
             try:
                 batch = list(decode_inbox_entry(fields))
             except (KeyError, ValueError):
-                log.error("gateway.inbox.malformed", stream=self._inbox, entry_id=entry_id)
+                log.error("gateway.inbox.malformed", stream=self._inboxes[shard], entry_id=entry_id)
                 continue
             items += len(batch)
             for item in batch:
                 if isinstance(item, Delivery):
-                    reached = self._route(item, outgoing)
+                    reached = self._route(item, outgoing, shard)
                     if reached:
                         per_type[item.type] = per_type.get(item.type, 0) + reached
                         if ingested is not None:
@@ -154,7 +183,7 @@ class InboxFanout:
             analytics.delivered(ingested, time.time() * 1000)
         return sent
 
-    def _route(self, delivery: Delivery, outgoing: dict[Connection, list[Item]]) -> int:
+    def _route(self, delivery: Delivery, outgoing: dict[Connection, list[Item]], shard: int) -> int:
         room_ids = delivery.rooms.decode().split(",")
         if len(room_ids) == 1:
             members: set[Connection] = self._rooms.members(room_ids[0]) or set()
@@ -164,7 +193,12 @@ class InboxFanout:
                 members.update(self._rooms.members(room_id) or ())
         if not members:
             return 0
-        item = (delivery.key, Frame(delivery.frame))
+        positions = self.positions
+        if positions is None:
+            item = (delivery.key, Frame(delivery.frame))
+        else:
+            held = [r for r in room_ids if self._rooms.members(r)]
+            item = (delivery.key, Frame(positions.stamp(shard, delivery.frame, held), shard))
         for conn in members:
             queued = outgoing.get(conn)
             if queued is None:

@@ -110,11 +110,13 @@ class Frame:
     clients that negotiated permessage-deflate, built the first time one of them needs it
     (`deflated`) and then the same bytes for all of them."""
 
-    __slots__ = ("packed", "payload", "plain")
+    __slots__ = ("packed", "payload", "plain", "shard")
 
-    def __init__(self, payload: bytes) -> None:
+    def __init__(self, payload: bytes, shard: int = 0) -> None:
         self.payload = payload
         self.plain = text_frame(payload)
+        #: The shard of the data path whose inbox delivered it (`shared.keys`).
+        self.shard = shard
         #: The frame for deflate clients once made (compressed, or `plain` when not worth it).
         self.packed: bytes | None = None
 

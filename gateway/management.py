@@ -149,7 +149,7 @@ async def status(request: web.Request) -> web.Response:
             connections=sum(int(g.get("connections", 0)) for g in gateways.values()),
             rooms=await node.registry.held_room_count(),
             streams=await stream_figures(node.redis, node.keys),
-            deadletter=await node.redis.xlen(node.keys.deadletter),
+            deadletter=sum([await node.redis.xlen(key) for key in node.keys.deadletters]),
         )
         status_code = 200
     except RedisError as exc:

@@ -43,6 +43,7 @@ from oddstream.gateway.fanout import InboxFanout
 from oddstream.gateway.frames import text_frame
 from oddstream.gateway.heartbeat import ClientHeartbeat
 from oddstream.gateway.metrics import GatewayMetrics
+from oddstream.gateway.positions import Position
 from oddstream.gateway.resume import History, Replay, Snapshot
 from oddstream.gateway.rooms import LocalRooms
 from oddstream.shared.collector import Collector
@@ -112,7 +113,7 @@ class GatewayNode:
             metrics.registry.register(self.analytics)
         self.fanout = InboxFanout(
             redis,
-            self.keys.inbox(self.gateway_id),
+            self.keys.inboxes(self.gateway_id),
             self.rooms,
             metrics,
             block_ms=settings.worker_block_ms,
@@ -296,8 +297,8 @@ class GatewayNode:
     # --- registration --------------------------------------------------------------------
 
     async def _register(self) -> None:
-        """(Re-)register: fresh inbox, liveness, and every room this gateway holds."""
-        self.fanout.position = await self.registry.register_gateway(
+        """(Re-)register: fresh inboxes, liveness, and every room this gateway holds."""
+        self.fanout.read_after = await self.registry.register_gateway(
             self.gateway_id, self.describe()
         )
         await self.rooms.restore()
@@ -461,6 +462,8 @@ class GatewayNode:
         for room_id in room_ids:
             if self.rooms.members(room_id) is None:
                 self._routing.pop(room_id, None)  # gone here: a rejoin registers anew
+                if self.fanout.positions is not None:
+                    self.fanout.positions.forget(room_id)  # a rejoin starts from its catch-up
         self.metrics.rooms.set(len(self.rooms))
 
     async def verify_token(self, token: str) -> Identity:
@@ -497,7 +500,7 @@ class GatewayNode:
             # resume is not recovered; the client takes the positions of the frames that follow.
             self.log.warning("gateway.catch_up.redis_failed", room=spec.room_id, error=repr(exc))
             return Replay("", False if position else None), None
-        return self._counted(replay, snap)
+        return self._counted(spec, replay, snap)
 
     async def _resync(
         self, spec: RoomSpec, position: str | None, snapshot: bool
@@ -505,9 +508,15 @@ class GatewayNode:
         replay = await self.history.replay(spec, None)
         replay.recovered = False if position is not None else None
         snap = await self.history.snapshot(spec, replay.position) if snapshot else None
-        return self._counted(replay, snap)
+        return self._counted(spec, replay, snap)
 
-    def _counted(self, replay: Replay, snap: Snapshot | None) -> tuple[Replay, Snapshot | None]:
+    def _counted(
+        self, spec: RoomSpec, replay: Replay, snap: Snapshot | None
+    ) -> tuple[Replay, Snapshot | None]:
+        positions = self.fanout.positions
+        if positions is not None and replay.position:
+            # Where the room is, for the shards this gateway has delivered nothing of yet.
+            positions.seed(spec.room_id, Position.parse(replay.position))
         if replay.recovered is not None:
             self.metrics.resumes.labels("recovered" if replay.recovered else "resynced").inc()
             self.analytics.resumed(replay.recovered)

@@ -44,7 +44,7 @@ newer one.
 
 from __future__ import annotations
 
-import re
+import asyncio
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,12 +53,12 @@ import orjson
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from oddstream.gateway.frames import Item
+from oddstream.gateway.frames import Frame, Item
+from oddstream.gateway.positions import EntryId, Position, room_tag
 from oddstream.shared.events import EventKind, ingest_event_adapter, routing_of
 from oddstream.shared.keys import Keys
 from oddstream.shared.protocol import (
     SPORT_TYPES,
-    ErrorCode,
     ProtocolError,
     ServerMessageType,
     SubscriptionType,
@@ -70,8 +70,6 @@ from oddstream.shared.streams import entry_order, event_order, event_time
 
 __all__ = ["History", "Replay", "Seam", "Snapshot", "parse_position", "seam_of", "through_seams"]
 
-_POSITION = re.compile(r"^([0-9a-f]{1,32}):([0-9a-f]{8}):(\d{1,20})-(\d{1,20})$")
-
 #: Event kinds a snapshot of each type holds; types not listed get none (arbitrage alerts
 #: expire, analytics and alerts are a feed of happenings, portfolio uses offline history).
 SNAPSHOT_KINDS: dict[SubscriptionType, frozenset[EventKind]] = {
@@ -80,45 +78,60 @@ SNAPSHOT_KINDS: dict[SubscriptionType, frozenset[EventKind]] = {
     **{t: frozenset({EventKind.ODDS, EventKind.PREDICTIONS}) for t in SPORT_TYPES},
 }
 
-EntryId = tuple[int, int]
 
-
-def room_tag(room_id: str) -> str:
-    return room_id[-8:]
-
-
-def parse_position(text: str) -> tuple[str, str, EntryId]:
-    """(epoch, room tag, history id) of a position; `invalid_position` if it is none."""
-    match = _POSITION.match(text)
-    if match is None:
-        raise ProtocolError(
-            ErrorCode.INVALID_POSITION, f"{text[:60]!r} is not a position this gateway gave."
-        )
-    return match[1], match[2], (int(match[3]), int(match[4]))
+def parse_position(text: str) -> Position:
+    """A position as a client sent it; `invalid_position` if it is none."""
+    return Position.parse(text)
 
 
 @dataclass(slots=True)
 class Replay:
     """What a resume gives: the position to confirm, whether it recovered, the frames, and
-    `tail`: the history id up to which this catch-up read (the seam, see `Seam`). `position`
-    is "" when it is not known (Redis failed during the catch-up): confirmed as null."""
+    `tail`: per shard, the history id up to which this catch-up read (the seam, see `Seam`).
+    `position` is "" when it is not known (Redis failed during the catch-up): confirmed as
+    null."""
 
     position: str
     recovered: bool | None
     frames: list[bytes] = field(default_factory=list)
     event_ids: set[bytes] = field(default_factory=set)
-    tail: EntryId = (0, 0)
+    tail: list[EntryId] = field(default_factory=list)
 
 
 @dataclass(slots=True)
 class Snapshot:
-    """One `snapshot` frame, per conflation key the event id it holds, and the history id
-    read after it: frames up to there may be older than the snapshot (see `Seam`)."""
+    """One `snapshot` frame, per conflation key the event id it holds, and per shard the
+    history id read after it: frames up to there may be older than the snapshot (see
+    `Seam`)."""
 
     frame: bytes
     latest: dict[bytes, bytes]
     events: int
-    tail: EntryId = (0, 0)
+    tail: list[EntryId] = field(default_factory=list)
+
+
+def _covered(spec: RoomSpec, kinds: frozenset[EventKind], value: bytes) -> bytes | None:
+    """The event id of a latest value the room covers, else None."""
+    try:
+        item = orjson.loads(value)
+        event = ingest_event_adapter.validate_python(item["data"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValidationError):
+        return None
+    routing = routing_of(event)
+    if routing.kind not in kinds or not spec.matches(routing):
+        return None
+    event_id = item.get("event_id")
+    return event_id.encode() if isinstance(event_id, str) else None
+
+
+@dataclass(slots=True)
+class _Read:
+    """One shard's catch-up read of a room: whether its history continues from the
+    position's part, the entries after it, and Redis's time (ms)."""
+
+    own: bool
+    entries: list[Any]
+    now: int
 
 
 class History:
@@ -127,72 +140,104 @@ class History:
     def __init__(self, redis: Redis, keys: Keys, settings: Settings) -> None:
         self._redis = redis
         self._keys = keys
+        self._shards = keys.shards
         self._max_replay = settings.max_replay
         self._max_bytes = settings.max_replay_bytes
         self._enabled = settings.history_seconds > 0
         self._window = int(settings.history_seconds * 1000)  # ms, as the commit trims live rooms
         self._offline_window = int(settings.offline_history_seconds * 1000)  # ms, the TTL
 
-    async def epoch(self) -> str:
-        """The data set's epoch (made here if no worker made it yet). Read on every subscribe,
+    async def epochs(self) -> list[str]:
+        """Each shard's epoch (made here if no worker made it yet). Read on every subscribe,
         never cached: a gateway that kept an epoch across a loss of Redis's data would give
         old-epoch positions that its own later reads could take for the new data's. One
-        round trip (`SET NX` then `GET`, in order on one connection)."""
+        round trip (per shard `SET NX` then `GET`, in order on one connection)."""
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.set(self._keys.epoch, uuid.uuid4().hex[:12], nx=True)
-            pipe.get(self._keys.epoch)
-            _, raw = await pipe.execute()
-        return raw.decode() if raw else ""
+            for shard in range(self._shards):
+                pipe.set(self._keys.epoch(shard), uuid.uuid4().hex[:12], nx=True)
+                pipe.get(self._keys.epoch(shard))
+            replies = await pipe.execute()
+        return [raw.decode() if raw else "" for raw in replies[1::2]]
 
-    def position(self, epoch: str, room_id: str, entry: EntryId) -> str:
-        return f"{epoch}:{room_tag(room_id)}:{entry[0]}-{entry[1]}"
+    def position(self, epochs: list[str], room_id: str, entries: list[EntryId]) -> str:
+        tag = room_tag(room_id)
+        return ",".join(f"{e}:{tag}:{a}-{b}" for e, (a, b) in zip(epochs, entries, strict=True))
 
     async def replay(self, spec: RoomSpec, position: str | None) -> Replay:
         """The room's events after `position` (already parsed as well formed), or why not."""
-        epoch = await self.epoch()
+        epochs = await self.epochs()
         room = spec.room_id
-        if not self._enabled:
-            return Replay(self.position(epoch, room, (0, 0)), None)  # no history, no resume
+        if not self._enabled:  # no history, no resume
+            zero = [(0, 0)] * self._shards
+            return Replay(self.position(epochs, room, zero), None, tail=zero)
         if position is None:
-            tail = await self._tail(room)
-            return Replay(self.position(epoch, room, tail), None, tail=tail)
-        their_epoch, tag, after = parse_position(position)
-        if their_epoch != epoch or tag != room_tag(room):
-            return await self._not_recovered(epoch, room)
-        own, entries, now = await self._read_after(room, after)
-        if not own or len(entries) > self._max_replay or self._too_old(room, entries, now):
-            return await self._not_recovered(epoch, room)
-        if not entries:  # nothing missed
-            if after[0] == 0:  # the room is still empty: its position of now, as a new one's
-                return Replay(self.position(epoch, room, (0, now)), True, tail=(0, now))
-            return Replay(position, True, tail=after)
+            tail = await self._tails(room)
+            return Replay(self.position(epochs, room, tail), None, tail=tail)
+        given = Position.parse(position)
+        parts = given.parts
+        if (
+            given.tag != room_tag(room)
+            or len(parts) != self._shards
+            or any(p is None or p.epoch != e for p, e in zip(parts, epochs, strict=True))
+        ):
+            return await self._not_recovered(epochs, room)
+        afters = [p.entry for p in parts if p is not None]
+        reads = await asyncio.gather(
+            *(self._read_after(shard, room, after) for shard, after in enumerate(afters))
+        )
+        missed = sum(len(r.entries) for r in reads)
+        if (
+            not all(r.own for r in reads)
+            or missed > self._max_replay
+            or any(self._too_old(room, r.entries, r.now) for r in reads)
+        ):
+            return await self._not_recovered(epochs, room)
+        # Where each shard's part stands: a part of a room still empty is its time of now,
+        # as a new one's; else the part given, until a replayed entry moves it.
+        running = [
+            (0, r.now) if after[0] == 0 and not r.entries else after
+            for after, r in zip(afters, reads, strict=True)
+        ]
+        if not missed:  # nothing missed
+            return Replay(self.position(epochs, room, running), True, tail=running)
         replay = Replay(position, True)
         # What every frame of this replay shares, built once: per entry only its type, event
-        # id, time, history id and data differ.
+        # id, time, position and data differ.
         rooms = b'","rooms":' + orjson.dumps([room]) + b',"positions":{' + orjson.dumps(room)
-        at_prefix = self.position(epoch, room, (0, 0))[:-3].encode()  # "<epoch>:<tag>:"
+        tag = room_tag(room)
+        texts = [f"{e}:{tag}:{a}-{b}".encode() for e, (a, b) in zip(epochs, running, strict=True)]
+        prefixes = [f"{e}:{tag}:".encode() for e in epochs]
+        # One shard's entries in their order; several shards' merged by time (their order
+        # between shards is not promised, but is as near ingest order as the clocks allow).
+        merged = sorted(
+            (entry_order(entry_id), shard, entry_id, fields)
+            for shard, r in enumerate(reads)
+            for entry_id, fields in r.entries
+        )
         size = 0
-        for entry_id, fields in entries:
+        for _, shard, entry_id, fields in merged:
+            texts[shard] = prefixes[shard] + entry_id
             event_id = fields[b"e"]
             frame = (
                 b'{"type":"' + fields[b"t"] + b'","status":"success","event_id":"' + event_id
-                + b'","timestamp":"' + event_time(event_id) + rooms + b':"' + at_prefix
-                + entry_id + b'"},"replay":true,"data":' + fields[b"d"] + b"}"
+                + b'","timestamp":"' + event_time(event_id) + rooms + b':"'
+                + b",".join(texts) + b'"},"replay":true,"data":' + fields[b"d"] + b"}"
             )  # fmt: skip
             size += len(frame)
             if size > self._max_bytes:
-                return await self._not_recovered(epoch, room)
+                return await self._not_recovered(epochs, room)
             replay.frames.append(frame)
             replay.event_ids.add(event_id)
-        last = entries[-1][0]
-        replay.position = (at_prefix + last).decode()
-        replay.tail = entry_order(last)
+            running[shard] = entry_order(entry_id)
+        replay.position = b",".join(texts).decode()
+        replay.tail = running
         return replay
 
-    async def _read_after(self, room: str, after: EntryId) -> tuple[bool, list[Any], int]:
-        """Whether the history continues from `after` (a position's history id), the entries
-        after it (up to one more than `max_replay`) and Redis's time (ms)."""
-        history = self._keys.history(room)
+    async def _read_after(self, shard: int, room: str, after: EntryId) -> _Read:
+        """Whether the room's history of `shard` continues from `after` (a position's
+        history id), the entries after it (up to one more than `max_replay`) and Redis's time
+        (ms)."""
+        history = self._keys.history(shard, room)
         at = f"{after[0]}-{after[1]}"
         # One MULTI: the entry at the position, the entries after it, the room's tombstone and
         # the time, from the same moment, or an event committed between two reads would look
@@ -202,13 +247,13 @@ class History:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.xrange(history, at, at, count=1)
             pipe.xrange(history, "(" + at, "+", count=self._max_replay + 1)
-            pipe.get(self._keys.history_gone(room))
+            pipe.get(self._keys.history_gone(shard, room))
             pipe.time()
             own, entries, gone, clock = await pipe.execute()
         now = _ms(clock)
         if after[0] == 0:  # taken while the room was empty: it names no entry
             own = self._empty_room_continues(room, after[1], entries, gone, now)
-        return bool(own), entries, now
+        return _Read(bool(own), entries, now)
 
     def _empty_room_continues(
         self, room: str, taken: int, entries: list[Any], gone: bytes | None, now: int
@@ -244,19 +289,23 @@ class History:
             return False  # nothing missed; offline histories are kept by count and TTL only
         return entry_order(entries[0][0])[0] < now - self._window
 
-    async def _tail(self, room: str) -> EntryId:
-        """The room's last history id, or, when its history is empty, (0, Redis's time in ms):
-        what a position taken now names (an empty room's, see `_empty_room_continues`). One
-        MULTI, so the time is the moment the history was seen empty."""
+    async def _tails(self, room: str) -> list[EntryId]:
+        """Per shard, the room's last history id, or, when that history is empty, (0, Redis's
+        time in ms): what a position taken now names (an empty room's, see
+        `_empty_room_continues`). One MULTI per shard, so the time is the moment the history
+        was seen empty."""
+        return list(await asyncio.gather(*(self._tail(s, room) for s in range(self._shards))))
+
+    async def _tail(self, shard: int, room: str) -> EntryId:
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xrevrange(self._keys.history(room), count=1)
+            pipe.xrevrange(self._keys.history(shard, room), count=1)
             pipe.time()
             top, now = await pipe.execute()
         return entry_order(top[0][0]) if top else (0, _ms(now))
 
-    async def _not_recovered(self, epoch: str, room: str) -> Replay:
-        tail = await self._tail(room)
-        return Replay(self.position(epoch, room, tail), False, tail=tail)
+    async def _not_recovered(self, epochs: list[str], room: str) -> Replay:
+        tail = await self._tails(room)
+        return Replay(self.position(epochs, room, tail), False, tail=tail)
 
     async def snapshot(self, spec: RoomSpec, position: str) -> Snapshot | None:
         """The latest value of every conflation key the room's filters cover, or None for a
@@ -264,14 +313,25 @@ class History:
         kinds = SNAPSHOT_KINDS.get(spec.type)
         if kinds is None:
             return None
-        games = await self._games(spec)
-        # One round trip: the latest values, then the history's last id, in that order (on
-        # one connection): frames up to that id may be older than the snapshot (see `Seam`).
+        k = self._keys
+        by_shard: dict[int, list[str]] = {shard: [] for shard in range(self._shards)}
+        for game in await self._games(spec):
+            by_shard[k.game_shard(game)].append(game)
+        # One round trip: per shard, the latest values of its games, then the room's history's
+        # last id there, in that order (on one connection): frames up to that id may be older
+        # than the snapshot (see `Seam`).
         async with self._redis.pipeline(transaction=False) as pipe:
-            for game in games:
-                pipe.hgetall(self._keys.latest(game))
-            pipe.xrevrange(self._keys.history(spec.room_id), count=1)
-            *values, top = await pipe.execute()
+            for shard, games in by_shard.items():
+                for game in games:
+                    pipe.hgetall(k.latest(game))
+                pipe.xrevrange(k.history(shard, spec.room_id), count=1)
+            replies = iter(await pipe.execute())
+        values: list[dict[bytes, bytes]] = []
+        tail: list[EntryId] = []
+        for games in by_shard.values():
+            values += [next(replies) for _ in games]
+            top = next(replies)
+            tail.append(entry_order(top[0][0]) if top else (0, 0))
         events: list[bytes] = []
         latest: dict[bytes, bytes] = {}
         size, truncated = 0, False
@@ -293,44 +353,36 @@ class History:
             + spec.type.value.encode() + b'","truncated":' + (b"true" if truncated else b"false")
             + b',"events":[' + b",".join(events) + b"]}}"
         )  # fmt: skip
-        tail = entry_order(top[0][0]) if top else (0, 0)
         return Snapshot(frame, latest, len(events), tail)
 
     async def _games(self, spec: RoomSpec) -> list[str]:
         wanted = spec.get("game_id")
         if isinstance(wanted, tuple):
             return list(wanted)
+        k = self._keys
         sport_filter = spec.get("sport")
         if spec.type.sport is not None:
             sports = [spec.type.sport]
         elif isinstance(sport_filter, tuple):
             sports = list(sport_filter)
         else:
-            members: Any = await self._redis.smembers(self._keys.sports)
-            sports = sorted(m.decode() for m in members)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for shard in range(self._shards):
+                    pipe.smembers(k.sports(shard))
+                members: list[set[bytes]] = await pipe.execute()
+            sports = sorted({m.decode() for per_shard in members for m in per_shard})
         if not sports:
             return []
-        union: Any = await self._redis.sunion([self._keys.games(s) for s in sports])
-        return sorted(g.decode() for g in union)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for shard in range(self._shards):  # a shard's index is in its slot
+                pipe.sunion([k.games(shard, s) for s in sports])
+            unions: list[set[bytes]] = await pipe.execute()
+        return sorted({g.decode() for union in unions for g in union})
 
 
 def _ms(clock: tuple[int, int]) -> int:
     """Milliseconds of a Redis `TIME` reply (seconds, microseconds)."""
     return clock[0] * 1000 + clock[1] // 1000
-
-
-def _covered(spec: RoomSpec, kinds: frozenset[EventKind], value: bytes) -> bytes | None:
-    """The event id of a latest value the room covers, else None."""
-    try:
-        item = orjson.loads(value)
-        event = ingest_event_adapter.validate_python(item["data"])
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValidationError):
-        return None
-    routing = routing_of(event)
-    if routing.kind not in kinds or not spec.matches(routing):
-        return None
-    event_id = item.get("event_id")
-    return event_id.encode() if isinstance(event_id, str) else None
 
 
 #: Seconds a seam keeps filtering a connection's frames at most: by then every inbox entry
@@ -342,16 +394,22 @@ SEAM_SECONDS = 5.0
 class Seam:
     """Where a subscription's catch-up ended, for the live frames that follow it.
 
-    Frames of the room at or before `tail` (a history id) were written before the catch-up
-    read, so the replay carried them (`replayed`), or the snapshot holds their key's value or
-    a newer one (`latest`); such frames are dropped. The first frame past `tail` ends the
-    seam: positions only grow, so nothing after it can repeat what the catch-up gave."""
+    Per shard, frames of the room at or before its part of `tail` (a history id) were
+    written before the catch-up read, so the replay carried them (`replayed`), or the
+    snapshot holds their key's value or a newer one (`latest`); such frames are dropped. A
+    frame past its shard's part of `tail` ends the seam of that shard: positions only grow
+    within a shard, so nothing after it can repeat what the catch-up gave. With more than
+    one shard, frames written meanwhile get the catch-up's parts where theirs are older
+    (`position`): this gateway's parts of a room it was already delivering may still lag a
+    catch-up that read later than the frames on their way here."""
 
     room: str
-    tail: EntryId
+    tail: list[EntryId]
     replayed: set[bytes]
     latest: dict[bytes, bytes]
     until: float
+    position: Position | None = None
+    passed: set[int] = field(default_factory=set)
 
     def covers(self, key: bytes, event_id: bytes) -> bool:
         """Whether the catch-up already gave this event, or a newer value of its key."""
@@ -375,28 +433,50 @@ def through_seams(items: list[Item], seams: dict[str, Seam], now: float) -> list
         event_id = body.get("event_id")
         positions = body.get("positions") or {}
         drop = False
-        for room, position in positions.items():
+        payload = frame.payload
+        for room, text in positions.items():
             seam = seams.get(room)
             if seam is None:
                 continue
             try:
-                at = parse_position(position)[2]
+                given = Position.parse(text)
             except ProtocolError:  # pragma: no cover - positions are ours
                 continue
-            if at > seam.tail:
-                del seams[room]  # the live stream has passed the catch-up
+            shard = frame.shard if len(given.parts) > 1 else 0
+            part = given.parts[shard] if shard < len(given.parts) else None
+            if part is None or shard >= len(seam.tail):  # pragma: no cover - ours
+                continue
+            if part.entry > seam.tail[shard]:
+                seam.passed.add(shard)  # the live stream of this shard passed the catch-up
+                if len(seam.passed) == len(seam.tail):
+                    del seams[room]
             elif isinstance(event_id, str) and seam.covers(key, event_id.encode()):
                 drop = True
-        if not drop:
-            kept.append((key, frame))
+            if seam.position is not None and not drop:
+                merged = given.merged(seam.position)
+                if merged != given:
+                    label = orjson.dumps(room) + b':"'
+                    payload = payload.replace(
+                        label + text.encode() + b'"', label + merged.render().encode() + b'"', 1
+                    )
+        if drop:
+            continue
+        kept.append((key, frame if payload is frame.payload else Frame(payload, frame.shard)))
     return kept
 
 
 def seam_of(spec: RoomSpec, replay: Replay, snapshot: Snapshot | None, now: float) -> Seam:
+    tail = replay.tail
+    if snapshot is not None:
+        tail = [max(a, b) for a, b in zip(replay.tail, snapshot.tail, strict=True)]
+    position = None
+    if len(tail) > 1 and replay.position:
+        position = Position.parse(replay.position)
     return Seam(
         spec.room_id,
-        max(replay.tail, snapshot.tail) if snapshot is not None else replay.tail,
+        tail,
         replay.event_ids,
         snapshot.latest if snapshot is not None else {},
         now + SEAM_SECONDS,
+        position,
     )

@@ -9,7 +9,6 @@ they are validated and converted to every format once, here (`OddsEvent`, `share
 from __future__ import annotations
 
 import hashlib
-import zlib
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType, UnionType
@@ -28,6 +27,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from oddstream.shared.keys import game_partition_key, partition_for
 from oddstream.shared.odds import OddsError, from_american, price_of
 from oddstream.shared.protocol import ServerMessageType, SubscriptionType
 
@@ -434,9 +434,9 @@ def partition_key(event: IngestEvent) -> str:
     Events with one key share an ingest partition, so they are processed in ingest order."""
     match event:
         case OddsEvent() | PredictionEvent() | ArbitrageEvent():
-            return f"game|{event.game_id}"
+            return game_partition_key(event.game_id)
         case AnalyticsEvent() if event.game_id is not None:
-            return f"game|{event.game_id}"
+            return game_partition_key(event.game_id)
         case PortfolioEvent():
             return f"user|{event.user}"
         case AnalyticsEvent() | AlertEvent() if event.sport is not None:
@@ -450,7 +450,7 @@ def partition_key(event: IngestEvent) -> str:
 
 def partition_of(event: IngestEvent, partitions: int) -> int:
     """The ingest partition of an event (stable across processes and restarts)."""
-    return zlib.crc32(partition_key(event).encode()) % partitions
+    return partition_for(partition_key(event), partitions)
 
 
 @dataclass(frozen=True, slots=True)

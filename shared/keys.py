@@ -1,36 +1,76 @@
 """Every Redis key Oddstream uses, in one place.
 
-Registry keys share the hash tag `{prefix}` so its multi-key scripts stay in one Redis Cluster
-slot; the high-traffic streams (ingest, inboxes, histories) carry no tag and spread across the
-cluster. A key read together with a history is tagged with the history key's name.
+Two kinds of hash tag keep every multi-key operation in one Redis Cluster slot:
+
+- the registry (gateways, workers, rooms, the room feed, users) shares `{<prefix>}`;
+- the data path is cut into `shards` (`Settings.shards`), each with its own tag
+  `{<prefix>.<shard>}`: the ingest partitions of the shard (partition p is in shard
+  p % shards) with their leases and cursors, the games whose events those partitions carry
+  (their latest values and index), a history per room, an epoch, a dead-letter stream and an
+  inbox per gateway. One worker commit writes one shard; a room's events of one shard are in
+  that shard's history of the room, so a room's position has one part per shard.
+
+On a single Redis the tags change nothing; on a cluster the shards spread over its masters.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 from oddstream.shared.settings import Settings
 
-__all__ = ["DEFAULT_PARTITIONS", "Keys"]
+__all__ = ["CONTROL_SHARD", "DEFAULT_PARTITIONS", "Keys", "game_partition_key", "partition_for"]
 
 #: Ingest partitions unless configured (`Settings.partitions`).
 DEFAULT_PARTITIONS = 16
+
+#: The shard of the gateway inbox that carries control messages (revocations, counter
+#: requests) besides that shard's deliveries.
+CONTROL_SHARD = 0
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """The ingest partition of an ordering key (stable across processes and restarts)."""
+    return zlib.crc32(key.encode()) % partitions
+
+
+def game_partition_key(game_id: str) -> str:
+    """The ordering key of a game's events (see `shared.events.partition_key`)."""
+    return f"game|{game_id}"
 
 
 @dataclass(frozen=True, slots=True)
 class Keys:
     prefix: str
     partitions: int = DEFAULT_PARTITIONS
+    shards: int = 1
 
     @classmethod
     def of(cls, settings: Settings) -> Keys:
-        """The keys of a deployment: its prefix and its number of ingest partitions."""
-        return cls(settings.redis_prefix, settings.partitions)
+        """The keys of a deployment: its prefix, ingest partitions and shards."""
+        return cls(settings.redis_prefix, settings.partitions, settings.shards)
 
-    # --- streams (no hash tag) -----------------------------------------------------------
+    # --- shards ----------------------------------------------------------------------------
+    def shard_of(self, partition: int) -> int:
+        """The shard of an ingest partition."""
+        return partition % self.shards
+
+    def partitions_of(self, shard: int) -> list[int]:
+        return list(range(shard, self.partitions, self.shards))
+
+    def game_shard(self, game_id: str) -> int:
+        """The shard that keeps a game's latest values (that of the game's partition)."""
+        return self.shard_of(partition_for(game_partition_key(game_id), self.partitions))
+
+    def tag(self, shard: int) -> str:
+        """The hash tag of a shard's keys."""
+        return "{" + f"{self.prefix}.{shard}" + "}"
+
+    # --- a shard's keys ----------------------------------------------------------------------
     def ingest(self, partition: int) -> str:
         """Ingest partition `partition` (0 <= partition < partitions)."""
-        return f"{self.prefix}:ingest:{partition}"
+        return f"{self.tag(self.shard_of(partition))}:ingest:{partition}"
 
     @property
     def ingest_streams(self) -> list[str]:
@@ -38,59 +78,61 @@ class Keys:
 
     def lease(self, partition: int) -> str:
         """The worker that owns an ingest partition (a string with a TTL)."""
-        return f"{self.prefix}:lease:{partition}"
-
-    @property
-    def history_prefix(self) -> str:
-        return f"{self.prefix}:history:"
-
-    def history(self, room_id: str) -> str:
-        """Stream: a room's recent events, for resume (entry id = the room's position)."""
-        return self.history_prefix + room_id
-
-    def history_gone(self, room_id: str) -> str:
-        """When the room's history was last deleted with its room (ms, Redis clock), kept for
-        the live window (see `gateway/resume.py`). Its hash tag is the history key's whole
-        name, which has no braces (prefixes and room ids cannot hold any): both hash alike,
-        so they share a Redis Cluster slot, and one MULTI or script may use both."""
-        return "{" + self.history(room_id) + "}:gone"
-
-    @property
-    def epoch(self) -> str:
-        """A random value made once per data set: it changes when Redis loses its data."""
-        return f"{self.prefix}:epoch"
-
-    @property
-    def latest_prefix(self) -> str:
-        return f"{self.prefix}:latest:"
-
-    def latest(self, game_id: str) -> str:
-        """Hash: conflation key -> the latest event of a game with that key (snapshots)."""
-        return self.latest_prefix + game_id
-
-    @property
-    def games_prefix(self) -> str:
-        return f"{self.prefix}:games:"
-
-    def games(self, sport: str) -> str:
-        """Set: games of a sport with latest values."""
-        return self.games_prefix + sport
-
-    @property
-    def sports(self) -> str:
-        """Set: sports with latest values."""
-        return f"{self.prefix}:sports"
+        return f"{self.tag(self.shard_of(partition))}:lease:{partition}"
 
     def cursor(self, partition: int) -> str:
         """The last entry id of an ingest partition that is delivered (absent: none yet)."""
-        return f"{self.prefix}:cursor:{partition}"
+        return f"{self.tag(self.shard_of(partition))}:cursor:{partition}"
+
+    def history_prefix(self, shard: int) -> str:
+        return f"{self.tag(shard)}:history:"
+
+    def history(self, shard: int, room_id: str) -> str:
+        """Stream: a room's recent events of one shard, for resume (entry id = the room's
+        position's part of that shard)."""
+        return self.history_prefix(shard) + room_id
+
+    def history_gone(self, shard: int, room_id: str) -> str:
+        """When the room's history of a shard was last deleted with its room (ms, Redis
+        clock), kept for the live window (see `gateway/resume.py`)."""
+        return f"{self.tag(shard)}:gone:{room_id}"
+
+    def epoch(self, shard: int) -> str:
+        """A random value made once per data set of a shard: it changes when the shard's
+        Redis loses its data."""
+        return f"{self.tag(shard)}:epoch"
+
+    def latest_prefix(self, shard: int) -> str:
+        return f"{self.tag(shard)}:latest:"
+
+    def latest(self, game_id: str) -> str:
+        """Hash: conflation key -> the latest event of a game with that key (snapshots)."""
+        return self.latest_prefix(self.game_shard(game_id)) + game_id
+
+    def games_prefix(self, shard: int) -> str:
+        return f"{self.tag(shard)}:games:"
+
+    def games(self, shard: int, sport: str) -> str:
+        """Set: games of a sport with latest values in a shard."""
+        return self.games_prefix(shard) + sport
+
+    def sports(self, shard: int) -> str:
+        """Set: sports with latest values in a shard."""
+        return f"{self.tag(shard)}:sports"
+
+    def deadletter(self, shard: int) -> str:
+        return f"{self.tag(shard)}:deadletter"
 
     @property
-    def deadletter(self) -> str:
-        return f"{self.prefix}:deadletter"
+    def deadletters(self) -> list[str]:
+        return [self.deadletter(s) for s in range(self.shards)]
 
-    def inbox(self, gateway_id: str) -> str:
-        return f"{self.prefix}:inbox:{gateway_id}"
+    def inbox(self, shard: int, gateway_id: str) -> str:
+        """Stream: what workers committing a shard deliver to one gateway."""
+        return f"{self.tag(shard)}:inbox:{gateway_id}"
+
+    def inboxes(self, gateway_id: str) -> list[str]:
+        return [self.inbox(s, gateway_id) for s in range(self.shards)]
 
     # --- registry (hash-tagged) ----------------------------------------------------------
     @property

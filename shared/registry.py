@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from oddstream.shared.keys import Keys
+from oddstream.shared.keys import CONTROL_SHARD, Keys
 from oddstream.shared.rooms import RoomSpec, keeps_offline_history
 from oddstream.shared.settings import Settings
 from oddstream.shared.streams import (
@@ -129,20 +129,22 @@ class Registry:
             window=settings.history_seconds,
         )
 
-    async def register_gateway(self, gateway_id: str, info: Mapping[str, Any]) -> bytes:
-        """Mark the gateway alive and create its (empty) inbox; returns the id to read after."""
-        inbox = self.keys.inbox(gateway_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(inbox, {"hello": gateway_id})
-            pipe.xtrim(inbox, maxlen=0)
-            pipe.pexpire(inbox, self.inbox_ttl_ms)
-            results = await pipe.execute()
+    async def register_gateway(self, gateway_id: str, info: Mapping[str, Any]) -> list[bytes]:
+        """Mark the gateway alive and create its (empty) inboxes, one per shard; returns, per
+        shard, the id to read after. One MULTI per inbox: each is in its shard's slot."""
+        hello_ids: list[bytes] = []
+        for inbox in self.keys.inboxes(gateway_id):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.xadd(inbox, {"hello": gateway_id})
+                pipe.xtrim(inbox, maxlen=0)
+                pipe.pexpire(inbox, self.inbox_ttl_ms)
+                results = await pipe.execute()
+            hello_ids.append(results[0])
         await self._beat(
             keys=[self.keys.gateways, self.keys.gateway_info(gateway_id)],
             args=[gateway_id, orjson.dumps(info), "1"],
         )
-        hello_id: bytes = results[0]
-        return hello_id
+        return hello_ids
 
     async def beat_gateway(
         self,
@@ -167,7 +169,8 @@ class Registry:
                 pipe.hdel(conns_key, *closed)
             if connections:
                 pipe.hset(conns_key, mapping=dict(connections))  # type: ignore[arg-type]
-            pipe.pexpire(self.keys.inbox(gateway_id), self.inbox_ttl_ms)
+            for inbox in self.keys.inboxes(gateway_id):
+                pipe.pexpire(inbox, self.inbox_ttl_ms)
             await pipe.execute()
         return True
 
@@ -285,7 +288,8 @@ class Registry:
             args=[gateway_id, k.holders_prefix, ttl, FEED_RETENTION_MS, reason, self.linger_ms],
         )
         if reaped:
-            await self.redis.delete(k.inbox(gateway_id))
+            for inbox in k.inboxes(gateway_id):  # one by one: each in its shard's slot
+                await self.redis.delete(inbox)
             await self._release_gateway_slots(
                 keys=[self.keys.gateway_slots(gateway_id)], args=[gateway_id]
             )
@@ -359,17 +363,19 @@ class Registry:
     async def _forget_histories(self, room_ids: list[str]) -> None:
         """Delete the rooms' histories, each with a tombstone saying when (a position taken
         while its room was empty names no entry: the tombstone tells a resume from it that a
-        history it may have missed is gone). One script per room: a history and its
-        tombstone share a Cluster slot, the histories of several rooms do not."""
+        history it may have missed is gone). One script per room and shard: a room's history
+        of a shard and its tombstone share that shard's Cluster slot."""
         if not room_ids:
             return
+        k = self.keys
         async with self.redis.pipeline(transaction=False) as pipe:
             for room_id in room_ids:
-                await self._forget_history(
-                    keys=[self.keys.history(room_id), self.keys.history_gone(room_id)],
-                    args=[self.window_ms],
-                    client=pipe,
-                )
+                for shard in range(k.shards):
+                    await self._forget_history(
+                        keys=[k.history(shard, room_id), k.history_gone(shard, room_id)],
+                        args=[self.window_ms],
+                        client=pipe,
+                    )
             await pipe.execute()
 
     # --- users ---------------------------------------------------------------------------
@@ -409,7 +415,7 @@ class Registry:
         entry = encode_inbox_entry([Revocation(user)])
         async with self.redis.pipeline(transaction=False) as pipe:
             for gateway_id in gateway_ids:
-                pipe.xadd(self.keys.inbox(gateway_id), entry, nomkstream=True)  # type: ignore[arg-type]
+                pipe.xadd(self.keys.inbox(CONTROL_SHARD, gateway_id), entry, nomkstream=True)  # type: ignore[arg-type]
             await pipe.execute()
         return len(gateway_ids)
 
@@ -484,7 +490,7 @@ class Registry:
         async with self.redis.pipeline(transaction=False) as pipe:
             for gateway_id, clients in wanted.items():
                 entry = encode_inbox_entry([CounterRequest(reply, tuple(clients))])
-                pipe.xadd(self.keys.inbox(gateway_id), entry, nomkstream=True)  # type: ignore[arg-type]
+                pipe.xadd(self.keys.inbox(CONTROL_SHARD, gateway_id), entry, nomkstream=True)  # type: ignore[arg-type]
             added = await pipe.execute()
         waiting = sum(1 for entry_id in added if entry_id is not None)
         counters: dict[str, list[int]] = {}

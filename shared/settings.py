@@ -9,7 +9,14 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from oddstream.shared.redis import check_url_form, redact_url
@@ -201,6 +208,16 @@ class Settings(BaseSettings):
         "this many streams, each owned by one worker at a time, so one game's events are "
         "processed in ingest order. Every process of a deployment must use the same number.",
     )
+    shards: int = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description="Shards of the data path: ingest partition p, with its games' latest values, "
+        "its part of every room's history and an inbox per gateway, is in shard p % shards, "
+        "one Redis Cluster slot (hash tag) each. On a Redis Cluster, a few per master spread "
+        "the load; on one Redis, 1. A room's position has one part per shard. Every process "
+        "of a deployment must use the same number, at most `partitions`.",
+    )
     partition_lease_ms: int = Field(
         default=1200,
         ge=100,
@@ -377,6 +394,15 @@ class Settings(BaseSettings):
         if value:
             check_url_form(value)
         return value
+
+    @model_validator(mode="after")
+    def _shards_within_partitions(self) -> Settings:
+        if self.shards > self.partitions:
+            raise ValueError(
+                f"ODDSTREAM_SHARDS ({self.shards}) must be at most ODDSTREAM_PARTITIONS "
+                f"({self.partitions}): every shard holds at least one ingest partition"
+            )
+        return self
 
     @property
     def effective_redis_url(self) -> str:

@@ -14,7 +14,7 @@ from oddstream.embedded import EmbeddedRedis
 from oddstream.shared.keys import Keys
 from oddstream.shared.redis import create_redis
 from oddstream.shared.settings import Settings
-from tests.harness import ADMIN_TOKEN, TEST_PARTITIONS
+from tests.harness import ADMIN_TOKEN, TEST_PARTITIONS, TEST_SHARDS
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +41,7 @@ def prefix() -> str:
 
 @pytest.fixture
 def keys(prefix: str) -> Keys:
-    return Keys(prefix, TEST_PARTITIONS)
+    return Keys(prefix, TEST_PARTITIONS, TEST_SHARDS)
 
 
 @pytest.fixture
@@ -58,6 +58,7 @@ def settings(redis_server: EmbeddedRedis, prefix: str) -> Settings:
         worker_ttl=1.0,
         worker_block_ms=200,
         partitions=TEST_PARTITIONS,
+        shards=TEST_SHARDS,
         partition_lease_ms=600,
         trim_interval=0.5,
         shutdown_grace=2.0,

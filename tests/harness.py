@@ -30,6 +30,9 @@ from tests.rfc6455 import masked, open_upgraded
 ADMIN_TOKEN = "test-admin-token-0123456789"
 #: Ingest partitions in tests: fewer than the default, so every worker holds several.
 TEST_PARTITIONS = 4
+#: Shards of the data path in the tests' deployments: 1 unless `ODDSTREAM_TEST_SHARDS` says
+#: otherwise (CI runs the core tests again with several shards on one Redis).
+TEST_SHARDS = int(os.environ.get("ODDSTREAM_TEST_SHARDS", "1"))
 #: Headers for management endpoints in tests.
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -261,6 +264,7 @@ def process_env(settings: Settings, **extra: str) -> dict[str, str]:
         ODDSTREAM_WORKER_TTL="1.0",
         ODDSTREAM_WORKER_BLOCK_MS="200",
         ODDSTREAM_PARTITIONS=str(settings.partitions),
+        ODDSTREAM_SHARDS=str(settings.shards),
         ODDSTREAM_PARTITION_LEASE_MS=str(settings.partition_lease_ms),
         ODDSTREAM_LOG_LEVEL="WARNING",
         ODDSTREAM_ADMIN_TOKEN=ADMIN_TOKEN,

@@ -144,7 +144,7 @@ async def test_replays_arrive_in_arrays_and_snapshots_alone(
         missed = await publish(redis_client, keys, "K2", 11)
 
         async def in_history() -> bool:
-            return bool(await redis_client.xlen(keys.history(room)) >= 11)
+            return bool(await redis_client.xlen(keys.history(0, room)) >= 11)
 
         await wait_until(in_history, message="missed events recorded")
         batched = await Raw.connect(f"{gw.ws}/ws/v2/connect?batch=4")

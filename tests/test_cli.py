@@ -31,7 +31,7 @@ from oddstream.shared.events import SCHEMA_STAMP, EventKind
 from oddstream.shared.keys import Keys
 from oddstream.shared.settings import SettingsError, load_settings
 from oddstream.shared.streams import EVENT_FIELD, STAMP_FIELD
-from tests.harness import TEST_PARTITIONS, Client, wait_until, workers_synced
+from tests.harness import TEST_PARTITIONS, TEST_SHARDS, Client, wait_until, workers_synced
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = (sys.executable, "-m", "oddstream.cli")
@@ -59,6 +59,7 @@ def cli_env(redis_url: str | None, prefix: str | None = None, **extra: str) -> d
     if prefix is not None:
         env["ODDSTREAM_REDIS_PREFIX"] = prefix
         env["ODDSTREAM_PARTITIONS"] = str(TEST_PARTITIONS)
+        env["ODDSTREAM_SHARDS"] = str(TEST_SHARDS)
     env.update(extra)
     return env
 

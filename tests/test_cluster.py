@@ -258,7 +258,7 @@ async def test_malformed_entries_are_dead_lettered_while_good_ones_flow(
                 f"0:{i.decode()}" for i, ok in sent if ok
             ]
             await wait_until(lambda: _drained(redis_client, keys), message="all delivered")
-            letters = await redis_client.xrange(keys.deadletter)
+            letters = await redis_client.xrange(keys.deadletter(0))
             assert [f[b"id"] for _, f in letters] == [i for i, ok in sent if not ok]
             reasons = [f[b"reason"].decode() for _, f in letters]
             assert "JSON" in reasons[0] or "json" in reasons[0]
@@ -412,7 +412,7 @@ async def test_killed_gateway_leaves_registry_and_is_not_sent_to(
             assert worker.index.rooms[shared_room].gateways == {survivor.node.gateway_id}
             dead_inboxes = [
                 k async for k in redis_client.scan_iter(match=f"{keys.prefix}:inbox:*")
-                if k.decode() != keys.inbox(survivor.node.gateway_id)
+                if k.decode() != keys.inbox(0, survivor.node.gateway_id)
             ]  # fmt: skip
             assert dead_inboxes == []
             # Events still flow to the survivor.

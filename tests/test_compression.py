@@ -291,7 +291,7 @@ async def test_snapshots_and_replays_arrive_compressed_and_correct(
         missed = await publish(redis_client, keys, "C4", 5, start=6)
 
         async def in_history() -> bool:
-            return bool(await redis_client.xlen(keys.history(room)) >= 5)
+            return bool(await redis_client.xlen(keys.history(0, room)) >= 5)
 
         await wait_until(in_history, message="missed events recorded")
         deflate = await RawClient.connect(gw.port)

@@ -495,7 +495,7 @@ async def test_malformed_inbox_entry_is_skipped_and_delivery_continues(
     try:
         await c.subscribe("odds_updates")
         await wait_until(lambda: workers_synced(redis_client, keys), message="worker index")
-        inbox = keys.inbox(gw.node.gateway_id)
+        inbox = keys.inbox(0, gw.node.gateway_id)
         await redis_client.xadd(inbox, {b"n": b"3", b"r0": b"x"})  # count lies
         await redis_client.xadd(inbox, {b"garbage": b"1"})
         await redis_client.xadd(inbox, {b"N": b"1", b"0": b"odds_update"})  # no rooms, frame
@@ -522,7 +522,7 @@ async def test_a_gateway_delivers_entries_of_both_inbox_formats(
     c = await Client.connect(f"{gw.ws}/ws/v2/connect")
     try:
         room = (await c.subscribe("odds_updates", game_id="UPG"))["data"]["room"]
-        inbox = keys.inbox(gw.node.gateway_id)
+        inbox = keys.inbox(0, gw.node.gateway_id)
 
         def frame(n: int) -> bytes:
             return orjson.dumps({"type": "odds_update", "event_id": f"0:{n}-0", "rooms": [room],

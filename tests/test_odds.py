@@ -325,10 +325,10 @@ async def test_a_worker_dead_letters_an_invalid_price_written_past_ingest(
     async with running_worker(settings):
 
         async def dead_lettered() -> bool:
-            return bool(await redis_client.xlen(keys.deadletter))
+            return bool(await redis_client.xlen(keys.deadletter(0)))
 
         await wait_until(dead_lettered, message="the dead letter")
-    entries: Any = await redis_client.xrange(keys.deadletter)
+    entries: Any = await redis_client.xrange(keys.deadletter(0))
     ((_, fields),) = entries
     assert b"home_price: American price 42 is not a price" in fields[b"reason"]
 

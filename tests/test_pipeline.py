@@ -92,7 +92,7 @@ async def test_the_commit_writes_only_the_partitions_whose_lease_it_holds(
     commit = redis_client.register_script(lua("commit"))
     await redis_client.set(keys.lease(0), "me")
     await redis_client.set(keys.lease(1), "other")
-    inbox = keys.inbox("gw-fence")
+    inbox = keys.inbox(0, "gw-fence")
     await redis_client.xadd(inbox, {"N": "0"})  # a registered gateway's inbox exists
     items = []
     for p in (0, 1):
@@ -103,17 +103,17 @@ async def test_the_commit_writes_only_the_partitions_whose_lease_it_holds(
               "2026-12-05T09:00:00.000Z", [[room, "l"]], [[1, [room]]]]],
         ])  # fmt: skip
     skipped = await commit(
-        keys=[keys.deadletter, keys.epoch, keys.sports, keys.lease(0), keys.cursor(0),
+        keys=[keys.deadletter(0), keys.epoch(0), keys.sports(0), keys.lease(0), keys.cursor(0),
               keys.lease(1), keys.cursor(1), inbox],
-        args=["me", "e1", 100, keys.history_prefix, 100, 120_000, 100, 86_400_000,
-              keys.latest_prefix, keys.games_prefix, 60_000, orjson.dumps(items).decode(),
+        args=["me", "e1", 100, keys.history_prefix(0), 100, 120_000, 100, 86_400_000,
+              keys.latest_prefix(0), keys.games_prefix(0), 60_000, orjson.dumps(items).decode(),
               '{"p":0}', '{"p":1}'],
     )  # fmt: skip
     assert skipped == [[2], []]
     assert await redis_client.get(keys.cursor(0)) == b"1-0"
     assert await redis_client.get(keys.cursor(1)) is None
-    assert await redis_client.xlen(keys.history("odds_updates.0000000000000000")) == 1
-    assert not await redis_client.exists(keys.history("odds_updates.0000000000000001"))
+    assert await redis_client.xlen(keys.history(0, "odds_updates.0000000000000000")) == 1
+    assert not await redis_client.exists(keys.history(0, "odds_updates.0000000000000001"))
     assert await redis_client.hexists(keys.latest("F0"), "odds|F0|B|moneyline")
     assert not await redis_client.exists(keys.latest("F1"))
     last: Any = await redis_client.xrevrange(inbox, count=1)
@@ -151,7 +151,7 @@ async def test_a_commit_writes_a_partition_only_where_its_read_started(
         await redis_client.set(keys.lease(p), "me")
     await redis_client.set(keys.cursor(0), "5-0")
     await redis_client.set(keys.cursor(1), "5-0")
-    inbox = keys.inbox("gw-chain")
+    inbox = keys.inbox(0, "gw-chain")
     await redis_client.xadd(inbox, {"N": "0"})
 
     def read(after: str, last: str, p: int) -> list[Any]:
@@ -178,9 +178,9 @@ async def test_a_commit_writes_a_partition_only_where_its_read_started(
     def call(reads: list[list[Any]]) -> Any:
         partitions = [k for p in range(len(reads)) for k in (keys.lease(p), keys.cursor(p))]
         return commit(
-            keys=[keys.deadletter, keys.epoch, keys.sports, *partitions, inbox],
-            args=["me", "e1", 100, keys.history_prefix, 100, 120_000, 100, 86_400_000,
-                  keys.latest_prefix, keys.games_prefix, 60_000, orjson.dumps(reads).decode(),
+            keys=[keys.deadletter(0), keys.epoch(0), keys.sports(0), *partitions, inbox],
+            args=["me", "e1", 100, keys.history_prefix(0), 100, 120_000, 100, 86_400_000,
+                  keys.latest_prefix(0), keys.games_prefix(0), 60_000, orjson.dumps(reads).decode(),
                   '{"p":0}', '{"p":1}'],
         )  # fmt: skip
 
@@ -188,14 +188,14 @@ async def test_a_commit_writes_a_partition_only_where_its_read_started(
     assert await call([read("5-0", "8-0", 0), read("7-0", "9-0", 1)]) == [[], [2]]
     assert await redis_client.get(keys.cursor(0)) == b"8-0"
     assert await redis_client.get(keys.cursor(1)) == b"5-0"
-    assert not await redis_client.exists(keys.history("odds_updates.0000000000000001"))
+    assert not await redis_client.exists(keys.history(0, "odds_updates.0000000000000001"))
     entries: Any = await redis_client.xrange(inbox)
     delivered = [item.rooms for e in entries for item in decode_inbox_entry(e[1])]
     assert delivered == [b"odds_updates.0000000000000000"]
     # The same commit again (a retry): partition 0 has moved on, so it is not written twice.
     assert await call([read("5-0", "8-0", 0), read("5-0", "9-0", 1)]) == [[], [1]]
     assert await redis_client.get(keys.cursor(1)) == b"9-0"
-    assert await redis_client.xlen(keys.history("odds_updates.0000000000000000")) == 1
+    assert await redis_client.xlen(keys.history(0, "odds_updates.0000000000000000")) == 1
     # No cursor committed yet reads as "0-0".
     await redis_client.delete(keys.cursor(0))
     assert await call([read("0-0", "1-0", 0)]) == [[], []]

@@ -237,7 +237,7 @@ async def test_a_position_older_than_the_window_is_not_recovered(
         await ingester.publish_many([_odds("A1", 3)])
 
         async def trimmed() -> bool:
-            return await redis_client.xlen(keys.history(room)) <= 1
+            return await redis_client.xlen(keys.history(0, room)) <= 1
 
         await wait_until(trimmed, message="history trimmed by age")
         late = await Client.connect(f"{gw.ws}/ws/v2/connect")
@@ -284,7 +284,7 @@ async def test_the_window_decides_not_the_trims_slack(
             away = last_position(holder, room)
             await asyncio.sleep(1.3)  # longer than the window
             own = away.rsplit(":", 1)[1]
-            assert await redis_client.xrange(keys.history(room), own, own), "still stored"
+            assert await redis_client.xrange(keys.history(0, room), own, own), "still stored"
             late = await Client.connect(f"{gw.ws}/ws/v2/connect")
             reply = await subscribe(late, "odds_updates", position=away, sport="NFL")
         assert reply["data"]["recovered"] is False, reply
@@ -334,7 +334,7 @@ async def test_out_of_the_window_or_after_data_loss_is_not_recovered_and_gets_a_
         # The data set was lost (a Redis restart without persistence makes a new epoch).
         fresh = last_position(again, room)
         await again.close()
-        await redis_client.set(keys.epoch, "0123456789ab")
+        await redis_client.set(keys.epoch(0), "0123456789ab")
         third = await Client.connect(f"{gw.ws}/ws/v2/connect")
         reply = await subscribe(third, "odds_updates", position=fresh, sport="NFL")
         assert reply["data"]["recovered"] is False
@@ -478,7 +478,7 @@ async def test_bad_positions_get_an_error_or_a_resync_never_another_rooms_data(
         await ingester.publish_many([_odds("R1", s) for s in range(2, 12)])
 
         async def all_in() -> bool:
-            entries = await redis_client.xlen(keys.history(nfl))
+            entries = await redis_client.xlen(keys.history(0, nfl))
             return entries >= 11
 
         await wait_until(all_in, message="history")
@@ -594,10 +594,29 @@ async def first_entry_marked(redis: Redis, history: str) -> bool:
     return bool(first) and b"f" in first[0][1]
 
 
-def test_a_history_and_its_tombstone_share_a_cluster_slot(keys: Keys) -> None:
-    """The resume MULTI reads both, and the deletion writes both in one script."""
-    for room in ("odds_updates.0123456789abcdef", "portfolio.fedcba9876543210"):
-        assert key_slot(keys.history_gone(room).encode()) == key_slot(keys.history(room).encode())
+def test_a_shards_keys_share_a_cluster_slot_and_shards_spread(prefix: str) -> None:
+    """One commit writes one shard: its partitions' streams, leases and cursors, its games'
+    latest values and index, its part of each room's history with the tombstone, its epoch,
+    dead letters and inboxes must hash to one slot; the resume MULTI reads a history with its
+    tombstone. Different shards must not all share one slot (they spread over a cluster)."""
+    keys = Keys(prefix, 16, 4)
+    room = "odds_updates.0123456789abcdef"
+    games = [f"G{n}" for n in range(40)]
+    slots: list[int] = []
+    for shard in range(keys.shards):
+        names = [
+            keys.history(shard, room), keys.history_gone(shard, room), keys.epoch(shard),
+            keys.sports(shard), keys.games(shard, "NBA"), keys.deadletter(shard),
+            keys.inbox(shard, "gw-1"),
+            *[keys.latest(g) for g in games if keys.game_shard(g) == shard],
+        ]  # fmt: skip
+        for partition in keys.partitions_of(shard):
+            names += [keys.ingest(partition), keys.lease(partition), keys.cursor(partition)]
+        shard_slots = {key_slot(name.encode()) for name in names}
+        assert len(shard_slots) == 1, (shard, names)
+        slots += shard_slots
+    assert len(set(slots)) == keys.shards
+    assert {keys.game_shard(g) for g in games} == set(range(keys.shards))
 
 
 async def test_a_client_that_joined_an_empty_room_gets_what_it_missed_when_back_soon(
@@ -621,10 +640,10 @@ async def test_a_client_that_joined_an_empty_room_gets_what_it_missed_when_back_
         await ingester.publish_many([_odds("E1", seq) for seq in range(1, 6)])
 
         async def recorded() -> bool:
-            return await redis_client.xlen(keys.history(room)) == 5
+            return await redis_client.xlen(keys.history(0, room)) == 5
 
         await wait_until(recorded, message="history")
-        assert await first_entry_marked(redis_client, keys.history(room))
+        assert await first_entry_marked(redis_client, keys.history(0, room))
         c = await Client.connect(f"{gw.ws}/ws/v2/connect")
         reply = await subscribe(c, "odds_updates", position=empty, sport="NFL")
         assert reply["data"]["recovered"] is True and reply["data"]["replayed"] == 5, reply
@@ -654,14 +673,14 @@ async def test_an_empty_rooms_position_is_not_recovered_once_the_history_was_del
             await ingester.publish_many([_odds("D1", 1), _odds("D1", 2)])
 
             async def recorded() -> bool:
-                return await redis_client.xlen(keys.history(room)) == 2
+                return await redis_client.xlen(keys.history(0, room)) == 2
 
             await wait_until(recorded, message="history")
         # Its linger time is up: the room expires and its history is deleted.
         await redis_client.zadd(keys.lingering, {room: 0})
         await registry.expire_rooms()
         assert not await redis_client.hexists(keys.rooms, room)
-        assert not await redis_client.exists(keys.history(room))
+        assert not await redis_client.exists(keys.history(0, room))
         # No history yet: the events of the deleted one are still missed.
         b = await Client.connect(f"{gw.ws}/ws/v2/connect")
         reply = await subscribe(b, "odds_updates", position=empty, sport="NFL")
@@ -672,7 +691,7 @@ async def test_an_empty_rooms_position_is_not_recovered_once_the_history_was_del
             await wait_until(lambda: workers_synced(redis_client, keys), message="index")
             await ingester.publish_many([_odds("D1", 3), _odds("D1", 4)])
             await wait_until(lambda: len(data_frames(b)) == 2, message="live events")
-            assert await first_entry_marked(redis_client, keys.history(room))
+            assert await first_entry_marked(redis_client, keys.history(0, room))
             c = await Client.connect(f"{gw.ws}/ws/v2/connect")
             reply = await subscribe(c, "odds_updates", position=empty, sport="NFL")
             assert reply["data"]["recovered"] is False, reply
@@ -682,9 +701,9 @@ async def test_an_empty_rooms_position_is_not_recovered_once_the_history_was_del
             assert not any(f.get("replay") for f in data_frames(c))
             await c.close()
         await b.close()
-        tombstone = await redis_client.get(keys.history_gone(room))
+        tombstone = await redis_client.get(keys.history_gone(0, room))
         assert tombstone is not None and int(tombstone) >= empty_room_time(empty)
-        assert 0 < await redis_client.pttl(keys.history_gone(room)) <= 120_000
+        assert 0 < await redis_client.pttl(keys.history_gone(0, room)) <= 120_000
 
 
 async def test_expiring_rooms_dying_between_its_steps_refuses_a_resume_never_grants_one(
@@ -710,8 +729,8 @@ async def test_expiring_rooms_dying_between_its_steps_refuses_a_resume_never_gra
         await redis_client.zadd(keys.lingering, {room: 0})  # its linger time is up
         assert await registry.forget_due_histories() == [room]  # step 1; then it "dies"
         assert await redis_client.hexists(keys.rooms, room)
-        assert not await redis_client.exists(keys.history(room))
-        assert await redis_client.exists(keys.history_gone(room))
+        assert not await redis_client.exists(keys.history(0, room))
+        assert await redis_client.exists(keys.history_gone(0, room))
         await refused_with_snapshot(gw.ws, position, {2})
         # The next round finishes the job: the room (due again once that client left) leaves
         # the registry.
@@ -737,7 +756,7 @@ async def test_an_empty_rooms_position_is_not_recovered_once_the_history_expired
         await wait_until(lambda: len(data_frames(a)) == 2, message="live events")
 
         async def expired() -> bool:
-            return not await redis_client.exists(keys.history(room))
+            return not await redis_client.exists(keys.history(0, room))
 
         await wait_until(expired, message="history expired by its TTL")
         b = await Client.connect(f"{gw.ws}/ws/v2/connect")
@@ -747,7 +766,7 @@ async def test_an_empty_rooms_position_is_not_recovered_once_the_history_expired
         await b.close()
         await ingester.publish_many([_odds("T1", 3)])
         await wait_until(lambda: len(data_frames(a)) == 3, message="live event")
-        assert await first_entry_marked(redis_client, keys.history(room))  # a new history
+        assert await first_entry_marked(redis_client, keys.history(0, room))  # a new history
         await refused_with_snapshot(gw.ws, empty, {3})
         await a.close()
-        assert not await redis_client.exists(keys.history_gone(room))  # held: never deleted
+        assert not await redis_client.exists(keys.history_gone(0, room))  # held: never deleted

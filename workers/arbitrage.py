@@ -631,10 +631,13 @@ class ArbitrageStage:
         if not wanted:
             return 0
         self.detector.forget(g for g in self.detector.games if self.partition_of_game(g) in wanted)
-        sports: Any = await self.redis.smembers(self.keys.sports)
-        names: Any = (
-            await self.redis.sunion([self.keys.games(s.decode()) for s in sports]) if sports else []
-        )
+        k = self.keys
+        names: set[bytes] = set()
+        for shard in sorted({k.shard_of(p) for p in wanted}):  # a shard's index is in its slot
+            sports: Any = await self.redis.smembers(k.sports(shard))
+            if sports:
+                union: Any = await self.redis.sunion([k.games(shard, s.decode()) for s in sports])
+                names |= union
         games = sorted(
             g for g in (n.decode() for n in names) if self.partition_of_game(g) in wanted
         )
@@ -668,18 +671,25 @@ class ArbitrageStage:
     async def _publish(self, transitions: Sequence[Transition]) -> int:
         if not transitions:
             return 0
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for transition in transitions:
-                event = transition.event
-                stream = self.keys.ingest(self.ingester.partition_of(event))
-                pipe.xadd(stream, entry_fields(event))
-                latest = self.keys.latest(event.game_id)
-                if transition.record is None:
-                    pipe.hdel(latest, transition.field)
-                else:
-                    pipe.hset(latest, transition.field, transition.record)
-                    pipe.pexpire(latest, self._ttl_ms)
-            await pipe.execute()
+        # One MULTI per shard (a game's ingest partition and latest values share its slot),
+        # each game's transitions in order.
+        by_shard: dict[int, list[Transition]] = {}
+        for transition in transitions:
+            partition = self.ingester.partition_of(transition.event)
+            by_shard.setdefault(self.keys.shard_of(partition), []).append(transition)
+        for shard_transitions in by_shard.values():
+            async with self.redis.pipeline(transaction=True) as pipe:
+                for transition in shard_transitions:
+                    event = transition.event
+                    stream = self.keys.ingest(self.ingester.partition_of(event))
+                    pipe.xadd(stream, entry_fields(event))
+                    latest = self.keys.latest(event.game_id)
+                    if transition.record is None:
+                        pipe.hdel(latest, transition.field)
+                    else:
+                        pipe.hset(latest, transition.field, transition.record)
+                        pipe.pexpire(latest, self._ttl_ms)
+                await pipe.execute()
         self.published += len(transitions)
         for transition in transitions:
             log.debug(

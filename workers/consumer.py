@@ -153,9 +153,10 @@ class _Batch:
     """The commit script's per-partition arguments for one read, the inboxes they go to, and
     the keys whose TTL it sets."""
 
-    __slots__ = ("data", "gateways", "items", "odds", "refreshed", "tallies", "tally")
+    __slots__ = ("data", "gateways", "items", "odds", "refreshed", "shard", "tallies", "tally")
 
-    def __init__(self) -> None:
+    def __init__(self, shard: int) -> None:
+        self.shard = shard
         self.items: list[list[Any]] = []  # the current partition's items
         self.tally = WorkerStats()  # what the current partition's items count for
         self.tallies: dict[int, WorkerStats] = {}  # per partition, counted once committed
@@ -178,6 +179,17 @@ class _Batch:
         """The current partition's items; starts the next partition's."""
         items, self.items = self.items, []
         return items
+
+
+@dataclass(slots=True)
+class _ShardCommit:
+    """One shard's part of a read: its partitions' reads, and the commit script's keys and
+    arguments."""
+
+    reads: list[Read]
+    keys: list[str]
+    args: list[Any]
+    batch: _Batch
 
 
 class _Refreshes:
@@ -479,7 +491,7 @@ class Worker:
                 self._reread()
             return
         async with self._index_lock:
-            keys, args, batch = self._match_read(reads)
+            commits = self._match_read(reads)
             # Earlier commits ran in Redis while this read was matched. Sent after one that
             # failed or was skipped, this one would only be skipped too (its cursors would
             # not match): read again from the committed cursors instead.
@@ -495,9 +507,7 @@ class Worker:
             # matches it meanwhile.
             self._ahead = (self._generation, self._read())
             previous = self._in_flight[-1] if self._in_flight else None
-            self._in_flight.append(
-                asyncio.ensure_future(self._send(reads, keys, args, batch, previous))
-            )
+            self._in_flight.append(asyncio.ensure_future(self._send(commits, previous)))
 
     def _troubled(self) -> bool:
         """Whether a commit that landed failed or found a partition lost or stale (left in
@@ -536,17 +546,25 @@ class Worker:
         if self._in_flight:
             await asyncio.wait(list(self._in_flight))
 
-    def _match_read(self, reads: list[Read]) -> tuple[list[str], list[Any], _Batch]:
-        """Match one read's batches (one per partition): the commit script's keys and
-        arguments (histories, latest values, one inbox entry per gateway in ingest order,
-        dead letters, cursors)."""
+    def _match_read(self, reads: list[Read]) -> list[_ShardCommit]:
+        """Match one read's batches (one per partition): one commit per shard the partitions
+        are in (a shard's keys share one Redis Cluster slot; shards are independent)."""
+        by_shard: dict[int, list[Read]] = {}
+        for read in reads:
+            by_shard.setdefault(self.keys.shard_of(read[0]), []).append(read)
+        return [self._match_shard(shard, by_shard[shard]) for shard in sorted(by_shard)]
+
+    def _match_shard(self, shard: int, reads: list[Read]) -> _ShardCommit:
+        """The commit script's keys and arguments for one shard's partitions of a read
+        (histories, latest values, one inbox entry per gateway in ingest order, dead
+        letters, cursors)."""
         s, k = self.settings, self.keys
-        batch = _Batch()
+        batch = _Batch(shard)
         args: list[Any] = [
             self.worker_id, os.urandom(6).hex(), s.deadletter_maxlen,
-            k.history_prefix, s.history_size, int(s.history_seconds * 1000),
+            k.history_prefix(shard), s.history_size, int(s.history_seconds * 1000),
             s.offline_history_size, int(s.offline_history_seconds * 1000),
-            k.latest_prefix, k.games_prefix, int(s.snapshot_ttl * 1000),
+            k.latest_prefix(shard), k.games_prefix(shard), int(s.snapshot_ttl * 1000),
         ]  # fmt: skip
         read: list[Any] = []
         for partition, after, entries in reads:
@@ -554,44 +572,57 @@ class Worker:
             read.append([after.decode(), entries[-1][0].decode(), dead, batch.take_items()])
         args.append(orjson.dumps(read))
         args += batch.data
-        keys = [k.deadletter, k.epoch, k.sports]
+        keys = [k.deadletter(shard), k.epoch(shard), k.sports(shard)]
         for partition, _, _ in reads:
             keys += [k.lease(partition), k.cursor(partition)]
-        keys += [k.inbox(g) for g in batch.gateways]
-        return keys, args, batch
+        keys += [k.inbox(shard, g) for g in batch.gateways]
+        return _ShardCommit(reads, keys, args, batch)
 
     async def _send(
-        self,
-        reads: list[Read],
-        keys: list[str],
-        args: list[Any],
-        batch: _Batch,
-        previous: asyncio.Future[set[int]] | None,
+        self, commits: list[_ShardCommit], previous: asyncio.Future[set[int]] | None
     ) -> set[int]:
-        """Run the fenced commit of one read, then (once `previous`, the commit sent before
-        it, has finished) feed its odds to the arbitrage stage. Returns the partitions it
-        skipped, nothing of them written: those another worker owns now (their new owner
-        delivers those entries itself), and those whose cursor was not where the read
-        started (read again from the committed cursor)."""
-        skipped: list[list[int]] = await self._commit(keys=keys, args=args)
-        lost = {reads[int(n) - 1][0] for n in skipped[0]}
-        stale = {reads[int(n) - 1][0] for n in skipped[1]}
-        for partition in lost:
-            self._cursors.pop(partition, None)
-            self.leases.lost(partition)
-        if stale:
-            self.stats.stale += len(stale)
-            self.log.info("worker.commit.stale", partitions=sorted(stale))
+        """Run the fenced commits of one read (one per shard, together), then (once
+        `previous`, the read sent before it, has finished) feed its odds to the arbitrage
+        stage. Returns the partitions they skipped, nothing of them written: those another
+        worker owns now (their new owner delivers those entries itself), and those whose
+        cursor was not where the read started (read again from the committed cursor). Raises
+        the first error of a commit that failed, once all have landed (the other shards'
+        commits count: the committed cursors say what landed)."""
+        outcomes = await asyncio.gather(
+            *(self._commit(keys=c.keys, args=c.args) for c in commits), return_exceptions=True
+        )
+        skipped: set[int] = set()
+        landed: list[_Batch] = []
+        error: BaseException | None = None
+        for commit, outcome in zip(commits, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                error = error or outcome
+                skipped |= {partition for partition, _, _ in commit.reads}
+                continue
+            lost = {commit.reads[int(n) - 1][0] for n in outcome[0]}
+            stale = {commit.reads[int(n) - 1][0] for n in outcome[1]}
+            for partition in lost:
+                self._cursors.pop(partition, None)
+                self.leases.lost(partition)
+            if stale:
+                self.stats.stale += len(stale)
+                self.log.info("worker.commit.stale", partitions=sorted(stale))
+            if not lost and not stale:
+                self._refreshes.done(commit.batch.refreshed)
+            skipped |= lost | stale
+            landed.append(commit.batch)
         if previous is not None:
             await asyncio.wait([previous])  # the arbitrage stage sees commits in order
-        for partition, tally in batch.tallies.items():
-            if partition not in lost and partition not in stale:
-                self.stats.add_committed(tally)
-        if not lost and not stale:
-            self._refreshes.done(batch.refreshed)
-        committed = [odds for odds in batch.odds if odds[0] not in lost and odds[0] not in stale]
+        committed: list[tuple[int, bytes, OddsEvent]] = []
+        for batch in landed:
+            for partition, tally in batch.tallies.items():
+                if partition not in skipped:
+                    self.stats.add_committed(tally)
+            committed += [odds for odds in batch.odds if odds[0] not in skipped]
         self.stats.arbitrage += await self.arbitrage.committed(committed)
-        return lost | stale
+        if error is not None:
+            raise error
+        return skipped
 
     def _match(self, partition: int, entries: list[Entry], batch: _Batch) -> list[list[str]]:
         """Add one partition's events to the batch; returns its dead letters."""
@@ -643,8 +674,9 @@ class Worker:
         recorded: list[list[str]] = []
         for room_id, offline in history.items():
             mode = "o" if offline else "l"
-            if room_id not in batch.refreshed and refreshes.due(room_id):
-                batch.refreshed.add(room_id)
+            marker = f"{batch.shard}|{room_id}"  # a room has a history per shard
+            if marker not in batch.refreshed and refreshes.due(marker):
+                batch.refreshed.add(marker)
                 mode = mode.upper()
             recorded.append([room_id, mode])
         deliveries: list[list[Any]] = []

@@ -513,7 +513,7 @@ def ms(values: Sequence[float], q: float) -> float | None:  # `values` sorted, i
 async def backlog(redis: Redis) -> dict[str, int | None]:
     """Ingest entries no worker has read yet, and entries in the gateway's inbox."""
     gateways = await redis.zrange(KEYS.gateways, 0, -1)
-    inbox = await redis.xlen(KEYS.inbox(gateways[0].decode())) if gateways else None
+    inbox = await redis.xlen(KEYS.inbox(0, gateways[0].decode())) if gateways else None
     return {"worker_unread": await worker_unread(redis), "gateway_inbox": inbox}
 
 

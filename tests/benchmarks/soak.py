@@ -533,7 +533,9 @@ class Soak:
                                                       count=10_000))  # fmt: skip
                     sample["ingest_lag"] = lag
                     ids: Any = await redis.zrange(keys.gateways, 0, -1)
-                    sample["inbox"] = sum([await redis.xlen(keys.inbox(g.decode())) for g in ids])
+                    sample["inbox"] = sum(
+                        [await redis.xlen(keys.inbox(0, g.decode())) for g in ids]
+                    )
                 self.samples.append(sample)
         finally:
             await redis.aclose()

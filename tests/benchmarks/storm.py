@@ -488,7 +488,7 @@ class Case:
                 alive()
                 async with redis.pipeline(transaction=False) as pipe:
                     for room in rooms.values():
-                        pipe.xlen(KEYS.history(room))
+                        pipe.xlen(KEYS.history(0, room))
                     lengths = await pipe.execute()
                 return bool(min(lengths) >= self.history)
 
@@ -587,11 +587,11 @@ class Case:
         """What the history held around a position that did not recover."""
         out: dict[str, Any] = {k: c[k] for k in ("idx", "room", "sent_position",
                                                  "confirmed_position", "last_seq")}  # fmt: skip
-        epoch: Any = await redis.get(KEYS.epoch)
+        epoch: Any = await redis.get(KEYS.epoch(0))
         out["epoch"] = epoch.decode() if epoch else None
         if c["sent_position"]:
             entry = c["sent_position"].rsplit(":", 1)[1]
-            key = KEYS.history(room)
+            key = KEYS.history(0, room)
             at: Any = await redis.xrange(key, entry, entry)
             after: Any = await redis.xrange(key, "(" + entry, "+", count=2)
             first: Any = await redis.xrange(key, "-", "+", count=1)
