@@ -133,9 +133,7 @@ class RedisCluster:
             await wait_until(all_known, timeout=20, interval=0.05, message="nodes met")
             for number, replica in enumerate(replicas):
                 master_id = ids[number % len(masters)]
-                await _retry(
-                    lambda r=replica, m=master_id: _command(r, "CLUSTER", "REPLICATE", m)
-                )
+                await _retry(lambda r=replica, m=master_id: _command(r, "CLUSTER", "REPLICATE", m))
         finally:
             for client in clients:
                 await client.aclose()

@@ -283,8 +283,11 @@ async def test_the_window_decides_not_the_trims_slack(
             await wait_until(lambda: len(data_frames(holder)) >= 3, message="flowing")
             away = last_position(holder, room)
             await asyncio.sleep(1.3)  # longer than the window
-            own = away.rsplit(":", 1)[1]
-            assert await redis_client.xrange(keys.history(0, room), own, own), "still stored"
+            for shard, part in enumerate(away.split(",")):  # one part per shard
+                own = part.rsplit(":", 1)[1]
+                if not own.startswith("0-"):  # it names an entry: the trim left it
+                    stored = await redis_client.xrange(keys.history(shard, room), own, own)
+                    assert stored, f"{part} still stored"
             late = await Client.connect(f"{gw.ws}/ws/v2/connect")
             reply = await subscribe(late, "odds_updates", position=away, sport="NFL")
         assert reply["data"]["recovered"] is False, reply
@@ -460,12 +463,20 @@ async def test_bad_positions_get_an_error_or_a_resync_never_another_rooms_data(
         status = await c.request({"type": "status"}, "status")
         assert {s["room"] for s in status["data"]["subscriptions"]} == {nfl, nba}
 
-        epoch, _tag, entry = nfl_position.split(":")
+        # The part of the shard that recorded R1's event (one part per shard).
+        shard = keys.game_shard("R1")
+        parts = nfl_position.split(",")
+        epoch, _tag, entry = parts[shard].split(":")
         ms, seq = entry.split("-")
+
+        def with_part(part: str) -> str:  # the NBA room's position, one part changed
+            nba_parts = [p.replace(f":{nfl[-8:]}:", f":{nba[-8:]}:") for p in parts]
+            return ",".join([*nba_parts[:shard], part, *nba_parts[shard + 1 :]])
+
         cases = {
             "another room's": nfl_position,  # used for the NBA room
-            "a future": f"{epoch}:{nba[-8:]}:{int(ms) + 10_000_000}-0",
-            "a forged epoch": f"abcdef:{nba[-8:]}:{ms}-{seq}",
+            "a future": with_part(f"{epoch}:{nba[-8:]}:{int(ms) + 10_000_000}-0"),
+            "a forged epoch": with_part(f"abcdef:{nba[-8:]}:{ms}-{seq}"),
         }
         fresh = await Client.connect(f"{gw.ws}/ws/v2/connect")
         for what, position in cases.items():
@@ -478,7 +489,7 @@ async def test_bad_positions_get_an_error_or_a_resync_never_another_rooms_data(
         await ingester.publish_many([_odds("R1", s) for s in range(2, 12)])
 
         async def all_in() -> bool:
-            entries = await redis_client.xlen(keys.history(0, nfl))
+            entries = await redis_client.xlen(keys.history(shard, nfl))
             return entries >= 11
 
         await wait_until(all_in, message="history")
@@ -576,10 +587,14 @@ async def test_every_subscriber_of_a_room_being_registered_waits_for_the_workers
 
 
 def empty_room_time(position: str) -> int:
-    """T of a position taken while the room's history was empty: Redis's time then (ms)."""
-    ms, _, taken = position.rsplit(":", 1)[1].partition("-")
-    assert ms == "0", f"{position} is not an empty room's position"
-    return int(taken)
+    """T of a position taken while the room's history was empty: Redis's time then (ms), the
+    earliest of its parts' (one per shard, each read from its own shard)."""
+    times = []
+    for part in position.split(","):
+        ms, _, taken = part.rsplit(":", 1)[1].partition("-")
+        assert ms == "0", f"{position} is not an empty room's position"
+        times.append(int(taken))
+    return min(times)
 
 
 async def redis_ms(redis: Redis) -> int:
@@ -640,10 +655,10 @@ async def test_a_client_that_joined_an_empty_room_gets_what_it_missed_when_back_
         await ingester.publish_many([_odds("E1", seq) for seq in range(1, 6)])
 
         async def recorded() -> bool:
-            return await redis_client.xlen(keys.history(0, room)) == 5
+            return await redis_client.xlen(keys.history(keys.game_shard("E1"), room)) == 5
 
         await wait_until(recorded, message="history")
-        assert await first_entry_marked(redis_client, keys.history(0, room))
+        assert await first_entry_marked(redis_client, keys.history(keys.game_shard("E1"), room))
         c = await Client.connect(f"{gw.ws}/ws/v2/connect")
         reply = await subscribe(c, "odds_updates", position=empty, sport="NFL")
         assert reply["data"]["recovered"] is True and reply["data"]["replayed"] == 5, reply
@@ -673,14 +688,14 @@ async def test_an_empty_rooms_position_is_not_recovered_once_the_history_was_del
             await ingester.publish_many([_odds("D1", 1), _odds("D1", 2)])
 
             async def recorded() -> bool:
-                return await redis_client.xlen(keys.history(0, room)) == 2
+                return await redis_client.xlen(keys.history(keys.game_shard("D1"), room)) == 2
 
             await wait_until(recorded, message="history")
         # Its linger time is up: the room expires and its history is deleted.
         await redis_client.zadd(keys.lingering, {room: 0})
         await registry.expire_rooms()
         assert not await redis_client.hexists(keys.rooms, room)
-        assert not await redis_client.exists(keys.history(0, room))
+        assert not await redis_client.exists(keys.history(keys.game_shard("D1"), room))
         # No history yet: the events of the deleted one are still missed.
         b = await Client.connect(f"{gw.ws}/ws/v2/connect")
         reply = await subscribe(b, "odds_updates", position=empty, sport="NFL")
@@ -691,7 +706,7 @@ async def test_an_empty_rooms_position_is_not_recovered_once_the_history_was_del
             await wait_until(lambda: workers_synced(redis_client, keys), message="index")
             await ingester.publish_many([_odds("D1", 3), _odds("D1", 4)])
             await wait_until(lambda: len(data_frames(b)) == 2, message="live events")
-            assert await first_entry_marked(redis_client, keys.history(0, room))
+            assert await first_entry_marked(redis_client, keys.history(keys.game_shard("D1"), room))
             c = await Client.connect(f"{gw.ws}/ws/v2/connect")
             reply = await subscribe(c, "odds_updates", position=empty, sport="NFL")
             assert reply["data"]["recovered"] is False, reply
@@ -701,9 +716,11 @@ async def test_an_empty_rooms_position_is_not_recovered_once_the_history_was_del
             assert not any(f.get("replay") for f in data_frames(c))
             await c.close()
         await b.close()
-        tombstone = await redis_client.get(keys.history_gone(0, room))
+        tombstone = await redis_client.get(keys.history_gone(keys.game_shard("D1"), room))
         assert tombstone is not None and int(tombstone) >= empty_room_time(empty)
-        assert 0 < await redis_client.pttl(keys.history_gone(0, room)) <= 120_000
+        assert (
+            0 < await redis_client.pttl(keys.history_gone(keys.game_shard("D1"), room)) <= 120_000
+        )
 
 
 async def test_expiring_rooms_dying_between_its_steps_refuses_a_resume_never_grants_one(
@@ -729,8 +746,8 @@ async def test_expiring_rooms_dying_between_its_steps_refuses_a_resume_never_gra
         await redis_client.zadd(keys.lingering, {room: 0})  # its linger time is up
         assert await registry.forget_due_histories() == [room]  # step 1; then it "dies"
         assert await redis_client.hexists(keys.rooms, room)
-        assert not await redis_client.exists(keys.history(0, room))
-        assert await redis_client.exists(keys.history_gone(0, room))
+        assert not await redis_client.exists(keys.history(keys.game_shard("X1"), room))
+        assert await redis_client.exists(keys.history_gone(keys.game_shard("X1"), room))
         await refused_with_snapshot(gw.ws, position, {2})
         # The next round finishes the job: the room (due again once that client left) leaves
         # the registry.
@@ -756,7 +773,7 @@ async def test_an_empty_rooms_position_is_not_recovered_once_the_history_expired
         await wait_until(lambda: len(data_frames(a)) == 2, message="live events")
 
         async def expired() -> bool:
-            return not await redis_client.exists(keys.history(0, room))
+            return not await redis_client.exists(keys.history(keys.game_shard("T1"), room))
 
         await wait_until(expired, message="history expired by its TTL")
         b = await Client.connect(f"{gw.ws}/ws/v2/connect")
@@ -766,7 +783,11 @@ async def test_an_empty_rooms_position_is_not_recovered_once_the_history_expired
         await b.close()
         await ingester.publish_many([_odds("T1", 3)])
         await wait_until(lambda: len(data_frames(a)) == 3, message="live event")
-        assert await first_entry_marked(redis_client, keys.history(0, room))  # a new history
+        assert await first_entry_marked(
+            redis_client, keys.history(keys.game_shard("T1"), room)
+        )  # a new history
         await refused_with_snapshot(gw.ws, empty, {3})
         await a.close()
-        assert not await redis_client.exists(keys.history_gone(0, room))  # held: never deleted
+        assert not await redis_client.exists(
+            keys.history_gone(keys.game_shard("T1"), room)
+        )  # held: never deleted
