@@ -1,12 +1,15 @@
 """Resume and snapshots: what a subscription gets between its confirmation and live frames.
 
-Positions. Workers record every event of a room in its history stream (`{p}:history:<room>`)
-and stamp frames with the room's position: `<epoch>:<room tag>:<history entry id>`. The epoch
-is made once per data set (`{p}:epoch`), so a position from before Redis lost its data is
-recognised; the room tag (the room id's last 8 characters) stops a position of one room
-from being used in another. A history is only trimmed from its oldest end and is deleted
-when its room stops being recorded, so a replay is continuous exactly when the position's
-own entry is still there.
+Positions (`gateway.positions`). Workers record every event of a room in the room's history
+stream of the event's shard (`{p.s}:history:<room>`) and stamp frames with that shard's part
+of the room's position: `<epoch>:<room tag>:<history entry id>`; a position has one part per
+shard. The epoch is made once per data set of a shard (`{p.s}:epoch`), so a position from
+before Redis lost its data is recognised; the room tag (the room id's last 8 characters)
+stops a position of one room from being used in another. A history is only trimmed from its
+oldest end and is deleted when its room stops being recorded, so a replay is continuous
+exactly when each part's own entry is still there. Everything below holds per shard: a
+resume reads each shard's history of the room (one MULTI each, concurrently) and recovers
+only when every shard does; the replay merges the shards' events by time.
 
 Empty rooms. A position taken while the room's history was empty names no entry: it is
 `0-<T>`, T being Redis's time then (ms, read in the MULTI that saw the history empty). Every
@@ -31,7 +34,7 @@ entry, a GET of the room's tombstone and a TIME (constant work besides what was 
 
 Snapshots (`snapshot`). A new or resynced odds, predictions or sport subscription gets the
 latest value of every conflation key its filters cover, kept by the workers per game
-(`{p}:latest:<game>`), in one frame, before any live update.
+(`{p.s}:latest:<game>`, in the game's shard), in one frame, before any live update.
 
 Seam. The room is joined, and the gateway waits until every live worker routes it here
 (`Registry.wait_applied`), before history and snapshot are read: every event is then either

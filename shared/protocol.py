@@ -345,7 +345,8 @@ class SubscribeMessage(_ClientFrame):
     type: Literal["subscribe"]
     subscription_type: str = Field(description="One of the subscription types.")
     filters: dict[str, Any] = Field(default_factory=dict)
-    position: Annotated[str, Field(max_length=200)] | None = Field(
+    # One part per shard (at most 64, about 45 characters each).
+    position: Annotated[str, Field(max_length=3000)] | None = Field(
         default=None,
         description="Resume: the last position this client saw in the room (from a data "
         "frame's `positions`, a confirmation or a snapshot), exactly as given.",

@@ -211,7 +211,7 @@ class Settings(BaseSettings):
     shards: int = Field(
         default=1,
         ge=1,
-        le=1024,
+        le=64,
         description="Shards of the data path: ingest partition p, with its games' latest values, "
         "its part of every room's history and an inbox per gateway, is in shard p % shards, "
         "one Redis Cluster slot (hash tag) each. On a Redis Cluster, a few per master spread "

@@ -1,4 +1,5 @@
--- Commit what one read of the ingest partitions gave, every partition fenced by its lease
+-- Commit what one read of one shard's ingest partitions gave (every key here carries the
+-- shard's hash tag: one Redis Cluster slot), every partition fenced by its lease
 -- and by its cursor. Writes, all or nothing per partition: each event to the history of
 -- every room it matched (the history entry id is the room's position), the latest value per
 -- key (snapshots), the dead letters and the partition's cursor; then the inbox entries of
@@ -16,9 +17,9 @@
 -- every member socket as they are:
 --   {"type":"<type>","status":"success","event_id":"<id>","timestamp":"<ingest time>",
 --    "rooms":["<room>",...],"positions":{"<room>":"<position>",...},"data":<event JSON>}
--- `positions` only for the rooms whose history recorded the event (a position is
--- <epoch>:<last 8 of the room id>:<history entry id>, which Redis assigns as it records
--- it), the event's JSON as the worker gives it (serialized once). A latest value (what a
+-- `positions` only for the rooms whose history recorded the event (the room's position's
+-- part of this shard: <epoch>:<last 8 of the room id>:<history entry id>, which Redis
+-- assigns as it records it; with several shards the gateway writes the whole position), the event's JSON as the worker gives it (serialized once). A latest value (what a
 -- snapshot lists) is the frame without rooms and positions. Types, event ids, timestamps
 -- and room ids are plain ASCII that JSON writes as is, so they are joined, not encoded
 -- (the worker passing the heads inside its JSON argument cost Redis the unescaping).
