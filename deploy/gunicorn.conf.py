@@ -27,7 +27,7 @@ def _refuse_an_insecure_production_start() -> None:
     try:
         settings = load_settings()
         check_production_secrets(settings)
-        check_redis_url(settings.effective_redis_url)
+        check_redis_url(settings.effective_redis_url, settings.redis_cluster)
     except SettingsError as exc:
         print(f"oddstream: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -50,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -149,6 +150,8 @@ class History:
         self._enabled = settings.history_seconds > 0
         self._window = int(settings.history_seconds * 1000)  # ms, as the commit trims live rooms
         self._offline_window = int(settings.offline_history_seconds * 1000)  # ms, the TTL
+        self._read_after_script = redis.register_script(_lua("read_after"))
+        self._tail_script = redis.register_script(_lua("tail"))
 
     async def epochs(self) -> list[str]:
         """Each shard's epoch (made here if no worker made it yet). Read on every subscribe,
@@ -240,19 +243,18 @@ class History:
         """Whether the room's history of `shard` continues from `after` (a position's
         history id), the entries after it (up to one more than `max_replay`) and Redis's time
         (ms)."""
-        history = self._keys.history(shard, room)
+        k = self._keys
         at = f"{after[0]}-{after[1]}"
-        # One MULTI: the entry at the position, the entries after it, the room's tombstone and
-        # the time, from the same moment, or an event committed between two reads would look
-        # like a gap. A history is only ever trimmed from its oldest end, so when the
+        # One script: the entry at the position, the entries after it, the room's tombstone
+        # and the time, from the same moment, or an event committed between two reads would
+        # look like a gap. A history is only ever trimmed from its oldest end, so when the
         # position's own entry is still there nothing after it is missing; when it is not, it
         # was trimmed, expired with its room, lost with Redis's data, or never existed (forged).
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xrange(history, at, at, count=1)
-            pipe.xrange(history, "(" + at, "+", count=self._max_replay + 1)
-            pipe.get(self._keys.history_gone(shard, room))
-            pipe.time()
-            own, entries, gone, clock = await pipe.execute()
+        own, raw, gone, clock = await self._read_after_script(
+            keys=[k.history(shard, room), k.history_gone(shard, room)],
+            args=[at, self._max_replay + 1],
+        )
+        entries = _entries(raw)
         now = _ms(clock)
         if after[0] == 0:  # taken while the room was empty: it names no entry
             own = self._empty_room_continues(room, after[1], entries, gone, now)
@@ -300,10 +302,7 @@ class History:
         return list(await asyncio.gather(*(self._tail(s, room) for s in range(self._shards))))
 
     async def _tail(self, shard: int, room: str) -> EntryId:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xrevrange(self._keys.history(shard, room), count=1)
-            pipe.time()
-            top, now = await pipe.execute()
+        top, now = await self._tail_script(keys=[self._keys.history(shard, room)])
         return entry_order(top[0][0]) if top else (0, _ms(now))
 
     async def _not_recovered(self, epochs: list[str], room: str) -> Replay:
@@ -376,16 +375,33 @@ class History:
             sports = sorted({m.decode() for per_shard in members for m in per_shard})
         if not sports:
             return []
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for shard in range(self._shards):  # a shard's index is in its slot
-                pipe.sunion([k.games(shard, s) for s in sports])
-            unions: list[set[bytes]] = await pipe.execute()
+        # One SUNION per shard (its index is in its slot), not in a pipeline: a cluster's
+        # pipeline takes no SUNION.
+        unions: Any = await asyncio.gather(
+            *(
+                self._redis.sunion([k.games(shard, s) for s in sports])
+                for shard in range(self._shards)
+            )
+        )
         return sorted({g.decode() for union in unions for g in union})
 
 
-def _ms(clock: tuple[int, int]) -> int:
-    """Milliseconds of a Redis `TIME` reply (seconds, microseconds)."""
-    return clock[0] * 1000 + clock[1] // 1000
+def _ms(clock: list[bytes]) -> int:
+    """Milliseconds of a Redis `TIME` reply (seconds, microseconds) as a script returns it."""
+    return int(clock[0]) * 1000 + int(clock[1]) // 1000
+
+
+def _entries(raw: list[Any]) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    """Stream entries as a script returns them (id, flat field list), as redis-py's."""
+    return [(entry_id, dict(zip(flat[::2], flat[1::2], strict=True))) for entry_id, flat in raw]
+
+
+_SCRIPTS = Path(__file__).with_name("lua")
+
+
+def _lua(name: str) -> str:
+    """A gateway script from `gateway/lua/<name>.lua`."""
+    return (_SCRIPTS / f"{name}.lua").read_text()
 
 
 #: Seconds a seam keeps filtering a connection's frames at most: by then every inbox entry

@@ -17,10 +17,20 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from functools import lru_cache
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from oddstream.shared.settings import Settings
 
-__all__ = ["CONTROL_SHARD", "DEFAULT_PARTITIONS", "Keys", "game_partition_key", "partition_for"]
+__all__ = [
+    "CONTROL_SHARD",
+    "DEFAULT_PARTITIONS",
+    "Keys",
+    "game_partition_key",
+    "partition_for",
+    "shard_tags",
+]
 
 #: Ingest partitions unless configured (`Settings.partitions`).
 DEFAULT_PARTITIONS = 16
@@ -38,6 +48,26 @@ def partition_for(key: str, partitions: int) -> int:
 def game_partition_key(game_id: str) -> str:
     """The ordering key of a game's events (see `shared.events.partition_key`)."""
     return f"game|{game_id}"
+
+
+@lru_cache(maxsize=64)
+def shard_tags(prefix: str, shards: int) -> tuple[str, ...]:
+    """The hash tags of a deployment's shards: `{<prefix>.<shard>}`, or with one shard more
+    than one, `{<prefix>.<shard>.<n>}` with the first n that puts shard k's slot in the k-th
+    of `shards` equal ranges of the 16384 slots. A cluster made as usual gives each master
+    an equal range of slots, so with a multiple of the masters' number of shards, each master
+    gets the same number of shards (a hash would leave that to chance)."""
+    if shards == 1:
+        return ("{" + f"{prefix}.0" + "}",)
+    tags: list[str] = []
+    for shard in range(shards):
+        low = shard * REDIS_CLUSTER_HASH_SLOTS // shards
+        high = (shard + 1) * REDIS_CLUSTER_HASH_SLOTS // shards
+        n = 0
+        while not low <= key_slot(f"{prefix}.{shard}.{n}".encode()) < high:
+            n += 1
+        tags.append("{" + f"{prefix}.{shard}.{n}" + "}")
+    return tuple(tags)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +94,8 @@ class Keys:
         return self.shard_of(partition_for(game_partition_key(game_id), self.partitions))
 
     def tag(self, shard: int) -> str:
-        """The hash tag of a shard's keys."""
-        return "{" + f"{self.prefix}.{shard}" + "}"
+        """The hash tag of a shard's keys (see `shard_tags`)."""
+        return shard_tags(self.prefix, self.shards)[shard]
 
     # --- a shard's keys ----------------------------------------------------------------------
     def ingest(self, partition: int) -> str:

@@ -9,6 +9,15 @@ opens a connection, so after a failover the next connection goes to the promoted
 at most once a second on the way to a command, so connections to an old primary that is still
 running are dropped. A connection to a demoted primary fails (redis-py turns its READONLY
 answers into connection errors), which the callers already treat as an outage and retry.
+
+Redis Cluster: a `redis://` URL naming any node of a cluster gives a cluster client
+(redis-py's `RedisCluster`, which follows the cluster's slots, redirections and failovers).
+Whether a URL names a cluster is asked of the server once at start-up (`check_redis_url`,
+`ODDSTREAM_REDIS_CLUSTER=auto`, the default) or configured (`yes`, `no`); every client made
+for that URL in the process is then of that kind. The cluster client serves the same
+commands as the single-node one for keys of one slot, which is all Oddstream sends (see
+`shared/keys.py`), and is typed as `Redis` for that reason; `is_cluster` tells the few
+places that differ (scripts in pipelines).
 """
 
 from __future__ import annotations
@@ -18,10 +27,11 @@ import contextlib
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, cast
 from urllib.parse import parse_qs, unquote
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialWithJitterBackoff
@@ -37,6 +47,7 @@ __all__ = [
     "check_redis_url",
     "check_url_form",
     "create_redis",
+    "is_cluster",
     "is_sentinel_url",
     "parse_sentinel_url",
     "redact_url",
@@ -338,11 +349,21 @@ def _retry() -> Retry:
     return Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=3)
 
 
-def create_redis(url: str, *, max_connections: int = 64) -> Redis:
+#: URLs found (or configured) at start-up to name a Redis Cluster node, in this process.
+_CLUSTERS: set[str] = set()
+
+
+def is_cluster(redis: Redis) -> bool:
+    """Whether a client made by `create_redis` is a Redis Cluster client."""
+    return isinstance(redis, RedisCluster)
+
+
+def create_redis(url: str, *, max_connections: int = 64, cluster: bool | None = None) -> Redis:
     """A bytes-in/bytes-out client: frames pass through to sockets without re-encoding.
 
     A `redis+sentinel://` URL gives a client of the primary the sentinels name, with the same
-    timeouts and retries."""
+    timeouts and retries; a URL that names a Redis Cluster node (`cluster`, or found so by
+    `check_redis_url` in this process) a cluster client, with `max_connections` per node."""
     common: dict[str, Any] = {
         "decode_responses": False,
         "socket_timeout": SOCKET_TIMEOUT,
@@ -352,6 +373,11 @@ def create_redis(url: str, *, max_connections: int = 64) -> Redis:
         "retry": _retry(),
         "retry_on_error": [RedisConnectionError, RedisTimeoutError],
     }
+    if cluster if cluster is not None else url in _CLUSTERS:
+        # After a master fails, the slot map is asked for again until its replica has taken
+        # over (`cluster_error_retry_attempts` rounds, each after `retry`'s backoff); a
+        # command that still fails is an outage to its caller, as on one Redis.
+        return cast(Redis, RedisCluster.from_url(url, **common))
     if not is_sentinel_url(url):
         return Redis.from_url(url, **common)
     target = parse_sentinel_url(url)
@@ -380,36 +406,64 @@ async def _probe(url: str, target: SentinelURL) -> None:
         await _close_all(sentinels.sentinels)
 
 
-async def _cluster_enabled(url: str) -> bool | None:
-    """Whether the Redis at `url` is a Redis Cluster node; None when it does not answer."""
+async def _cluster_state(url: str) -> tuple[bool, str] | None:
+    """(Whether the Redis at `url` is a Redis Cluster node, its `cluster_state`); None when
+    it does not answer."""
     client = Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=2.0)
     try:
         info: dict[str, Any] = await client.info("cluster")
+        if not info.get("cluster_enabled"):
+            return False, ""
+        raw = await client.execute_command("CLUSTER", "INFO")  # type: ignore[no-untyped-call]
     except RedisError:
         return None
     finally:
         await client.aclose()
-    return bool(info.get("cluster_enabled"))
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    state = next((line.split(":", 1)[1].strip() for line in text.splitlines()
+                  if line.startswith("cluster_state:")), "unknown")  # fmt: skip
+    return True, state
 
 
-def check_redis_url(url: str) -> None:
+ClusterMode = Literal["auto", "yes", "no"]
+
+
+def check_redis_url(url: str, cluster: ClusterMode = "auto") -> bool:
     """At start-up, before the event loop: for a Sentinel URL, ask the sentinels once; for
-    another, ask the Redis whether it is a Redis Cluster node.
+    another, ask the Redis whether it is a Redis Cluster node (`cluster`: "auto"), or check
+    that it is one ("yes") or is not ("no"). Returns whether it is a cluster, and remembers
+    it for `create_redis`.
 
     Raises `RedisStartError`: exit status 2 when the sentinels answer but none monitors the
-    service, or when the Redis is a Cluster node (configuration errors: the processes use a
-    single-node client, and a cluster's keys spread over nodes it cannot follow), 1 when no
-    sentinel answers. A Redis or primary that is down or failing over is no error here (the
-    processes wait for it, as for a Redis restart)."""
+    service, when a cluster node says the cluster is not `ok` (down, or slots not served),
+    when the Redis is not what `cluster` says; 1 when no sentinel answers, or when a cluster
+    was configured and its node does not answer. A standalone Redis or primary that is down
+    or failing over is no error here (the processes wait for it, as for a Redis restart)."""
     if not is_sentinel_url(url):
-        if asyncio.run(_cluster_enabled(url)):
+        where = f"REDIS_URL {redact_url(url)}"
+        found = asyncio.run(_cluster_state(url))
+        if found is None:
+            if cluster == "yes":
+                raise RedisStartError(f"{where} does not answer (ODDSTREAM_REDIS_CLUSTER=yes)", 1)
+            return False
+        is_node, state = found
+        if is_node and cluster == "no":
             raise RedisStartError(
-                f"REDIS_URL {redact_url(url)} is a Redis Cluster node, which Oddstream does not "
-                "run on yet: give a standalone Redis, or a Sentinel-managed primary "
-                "(redis+sentinel://)",
+                f"{where} is a Redis Cluster node, and ODDSTREAM_REDIS_CLUSTER=no", 2
+            )
+        if not is_node and cluster == "yes":
+            raise RedisStartError(
+                f"{where} is not a Redis Cluster node, and ODDSTREAM_REDIS_CLUSTER=yes", 2
+            )
+        if is_node and state != "ok":
+            raise RedisStartError(
+                f"{where} is a Redis Cluster node whose cluster is not ok (cluster_state:"
+                f"{state}): start it, or wait until every slot is served",
                 2,
             )
-        return
+        if is_node:
+            _CLUSTERS.add(url)
+        return is_node
     target = parse_sentinel_url(url)
     try:
         asyncio.run(_probe(url, target))
@@ -418,4 +472,5 @@ def check_redis_url(url: str) -> None:
     except SentinelUnreachableError as exc:
         raise RedisStartError(str(exc), 1) from None
     except MasterNotFoundError:
-        return
+        return False
+    return False

@@ -31,6 +31,7 @@ import orjson
 from redis.asyncio import Redis
 
 from oddstream.shared.keys import CONTROL_SHARD, Keys
+from oddstream.shared.redis import is_cluster
 from oddstream.shared.rooms import RoomSpec, keeps_offline_history
 from oddstream.shared.settings import Settings
 from oddstream.shared.streams import (
@@ -245,11 +246,12 @@ class Registry:
                 await asyncio.sleep(0.002)
 
     async def _poll_applied_floor(self) -> tuple[int, int]:
-        leases = [self.keys.lease(p) for p in range(self.keys.partitions)]
+        k = self.keys
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.mget(leases)
-            pipe.hgetall(self.keys.feed_acks)
-            holders, acks = await pipe.execute()
+            for partition in range(k.partitions):  # GETs: a cluster pipeline takes no MGET
+                pipe.get(k.lease(partition))
+            pipe.hgetall(k.feed_acks)
+            *holders, acks = await pipe.execute()
         owners = {h for h in holders if h is not None}
         if not owners:
             return (2**63, 0)  # no worker can commit: nothing is routed without the change
@@ -368,14 +370,18 @@ class Registry:
         if not room_ids:
             return
         k = self.keys
+        targets = [
+            (k.history(s, r), k.history_gone(s, r)) for r in room_ids for s in range(k.shards)
+        ]
+        if is_cluster(self.redis):
+            # A cluster pipeline cannot load a script a node lacks (a promoted replica has none
+            # of its master's): one call each, which loads it where needed.
+            for history, gone in targets:
+                await self._forget_history(keys=[history, gone], args=[self.window_ms])
+            return
         async with self.redis.pipeline(transaction=False) as pipe:
-            for room_id in room_ids:
-                for shard in range(k.shards):
-                    await self._forget_history(
-                        keys=[k.history(shard, room_id), k.history_gone(shard, room_id)],
-                        args=[self.window_ms],
-                        client=pipe,
-                    )
+            for history, gone in targets:
+                await self._forget_history(keys=[history, gone], args=[self.window_ms], client=pipe)
             await pipe.execute()
 
     # --- users ---------------------------------------------------------------------------

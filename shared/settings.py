@@ -164,6 +164,14 @@ class Settings(BaseSettings):
     public_url: str | None = Field(
         default=None, description="URL other gateways/clients reach this one at (for status only)."
     )
+    redis_cluster: Literal["auto", "yes", "no"] = Field(
+        default="auto",
+        description="Whether REDIS_URL names a Redis Cluster node (any node of the cluster): "
+        "`auto` asks the server at start-up; `yes` requires a cluster (a standalone Redis, or "
+        "a node that does not answer, stops start-up with one line); `no` requires a "
+        "standalone Redis or a Sentinel URL. A cluster must be `ok` at start-up. Spread the "
+        "data path over its masters with `ODDSTREAM_SHARDS` (a few per master).",
+    )
     redis_prefix: str = Field(
         default="oddstream",
         min_length=1,

@@ -206,12 +206,13 @@ async def test_a_partition_taken_during_an_outage_is_read_once_redis_is_back(
         worker.leases.owned.add(2)
         worker.leases.acquired.add(2)  # just taken: its cursor is read before reading it
         private_redis.kill()
+        consumer = worker.consumers[keys.shard_of(2)]
         with pytest.raises(RedisError):
-            await worker._apply_lease_changes()
+            await consumer._apply_lease_changes()
         assert 2 in worker.leases.acquired, "the partition was forgotten"
         private_redis.start()
-        await worker._apply_lease_changes()
-        assert worker._cursors == {2: b"0-0"}  # Redis kept nothing: from the start again
+        await consumer._apply_lease_changes()
+        assert consumer._cursors == {2: b"0-0"}  # Redis kept nothing: from the start again
         assert not worker.leases.acquired
     finally:
         await redis.aclose()

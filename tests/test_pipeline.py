@@ -215,7 +215,7 @@ async def test_a_commit_that_fails_while_the_next_is_on_its_way_loses_nothing(
         try:
             await client.subscribe("odds_updates", sport="NBA")
             await wait_until(lambda: workers_synced(redis_client, keys), message="worker index")
-            real, calls, next_sent = worker._commit, 0, asyncio.Event()
+            real, calls, next_sent = worker.commit_script, 0, asyncio.Event()
 
             async def flaky(*, keys: list[str], args: list[Any]) -> Any:
                 nonlocal calls
@@ -227,7 +227,7 @@ async def test_a_commit_that_fails_while_the_next_is_on_its_way_loses_nothing(
                     next_sent.set()
                 return await real(keys=keys, args=args)
 
-            worker._commit = flaky  # type: ignore[assignment]
+            worker.commit_script = flaky  # type: ignore[assignment]
             ingester = Ingester(redis_client, keys)
             sent: list[bytes] = []
             for n in range(count):
@@ -251,16 +251,16 @@ async def test_a_commit_cancelled_on_its_way_is_a_failure_not_the_consumers_end(
     """Waiting for the commits on their way, the consumer meets one that was cancelled (not
     by it): that is a failed commit (the consumer reads again from the committed cursors),
     not a cancellation of the consumer, which would end its loop while the worker ran on."""
-    worker = Worker(settings, redis_client, worker_id="w-cancelled")
+    consumer = Worker(settings, redis_client, worker_id="w-cancelled").consumers[0]
     landed: asyncio.Future[set[int]] = asyncio.get_running_loop().create_future()
     landed.set_result({3})
     cancelled: asyncio.Future[set[int]] = asyncio.get_running_loop().create_future()
     cancelled.cancel()
-    worker._in_flight.extend([landed, cancelled])
-    assert worker._troubled()
+    consumer._in_flight.extend([landed, cancelled])
+    assert consumer._troubled()
     with pytest.raises(RuntimeError, match="cancelled on its way"):
-        await worker._settle()
-    assert not worker._in_flight
+        await consumer._settle()
+    assert not consumer._in_flight
 
 
 async def test_a_worker_keeps_at_most_max_in_flight_commits_on_their_way(
@@ -276,7 +276,7 @@ async def test_a_worker_keeps_at_most_max_in_flight_commits_on_their_way(
         try:
             await client.subscribe("odds_updates", sport="NBA")
             await wait_until(lambda: workers_synced(redis_client, keys), message="worker index")
-            real, release, sent_at_once = worker._commit, asyncio.Event(), [0]
+            real, release, sent_at_once = worker.commit_script, asyncio.Event(), [0]
             waiting = 0
 
             async def held(*, keys: list[str], args: list[Any]) -> Any:
@@ -287,7 +287,7 @@ async def test_a_worker_keeps_at_most_max_in_flight_commits_on_their_way(
                 waiting -= 1
                 return await real(keys=keys, args=args)
 
-            worker._commit = held  # type: ignore[assignment]
+            worker.commit_script = held  # type: ignore[assignment]
             ingester = Ingester(redis_client, keys)
             sent: list[bytes] = []
             for n in range(60):  # one read each: a commit each
@@ -296,7 +296,8 @@ async def test_a_worker_keeps_at_most_max_in_flight_commits_on_their_way(
             await wait_until(lambda: waiting == MAX_IN_FLIGHT, message="commits held")
             await asyncio.sleep(0.3)  # a worker that did not wait would send more meanwhile
             assert sent_at_once[0] == MAX_IN_FLIGHT
-            assert len(worker._in_flight) == MAX_IN_FLIGHT
+            consumer = worker.consumers[keys.game_shard("MF1")]  # the one reading MF1's events
+            assert len(consumer._in_flight) == MAX_IN_FLIGHT
             release.set()
             await wait_until(lambda: len(client.of("odds_update")) >= len(sent), timeout=20,
                              message="every event")  # fmt: skip

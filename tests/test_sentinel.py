@@ -253,7 +253,7 @@ async def test_a_failover_is_survived_with_nothing_replicated_lost_and_no_restar
                     assert await primary.wait(1, 2000) == 1
                     # ...but not the scripts: the promoted replica must be sent them again.
                     await replica.script_flush()
-                    commit_sha = worker._commit.sha
+                    commit_sha = worker.commit_script.sha
 
                     mark = len(holder.frames)
                     async with _readiness(f"{gw.http}/readyz") as statuses:

@@ -229,9 +229,8 @@ class Worker:
         self.stats = WorkerStats()
         self.feed_position = b"0-0"
         self.started_at = time.time()
-        self._stopping = asyncio.Event()
+        self.stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._consume_done = asyncio.Event()
         self._healthy_since: float | None = None  # monotonic; None after a Redis error
         self.leases = PartitionLeases(
             redis,
@@ -240,29 +239,18 @@ class Worker:
             lease_ms=settings.partition_lease_ms,
             alive_window_ms=int(2000 * settings.worker_heartbeat) + settings.partition_lease_ms,
         )
-        self._commit = redis.register_script(lua("commit"))
-        self._index_lock = asyncio.Lock()
-        self._refreshes = _Refreshes(
+        self.commit_script = redis.register_script(lua("commit"))
+        self.index_lock = asyncio.Lock()
+        self.refreshes = _Refreshes(
             max(0.05, min(settings.history_seconds or 60, settings.snapshot_ttl) / 4)
         )
-        #: Owned partitions being read, and the last entry id read from each (committed, or
-        #: in a commit on its way, `_in_flight`).
-        self._cursors: dict[int, bytes] = {}
-        #: Commits sent and not yet heard of, oldest first: each gives the partitions it
-        #: found lost or stale (see `_send`).
-        self._in_flight: deque[asyncio.Future[set[int]]] = deque()
-        #: The next read, asked for before the commit in flight: (its generation, the read).
-        self._ahead: tuple[int, asyncio.Future[Any]] | None = None
-        #: Bumped whenever the cursors are reset or the owned partitions change: a read asked
-        #: for before that is dropped, not matched.
-        self._generation = 0
-        #: Reads dropped while in flight, left to end (see `_drop_ahead`).
-        self._dropped: set[asyncio.Future[Any]] = set()
         #: Sees each committed odds event of the owned partitions; publishes arbitrage.
         self.arbitrage = ArbitrageStage(redis, self.keys, idle=settings.snapshot_ttl)
         #: Keeps collections from walking what start-up made (modules, the room index): a
         #: worker's full collections took ~40 ms each, several times a minute under load.
         self.collector = Collector(settings.gc_full_interval)
+        #: One consumer per shard of the data path (`shared.keys`).
+        self.consumers = [ShardConsumer(self, shard) for shard in range(self.keys.shards)]
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -276,28 +264,34 @@ class Worker:
         except RedisError:
             # Redis went away since the beat: the lease loop takes them once it is back (the
             # worker must not exit half started, its beat already says it is here).
-            self._count_error()
+            self.count_error()
             self.log.warning("worker.start.leases_failed")
         self.collector.start()
         s = self.settings
         self._tasks = [
             asyncio.create_task(self._follow_feed(), name="worker.feed"),
-            asyncio.create_task(self._consume(), name="worker.consume"),
-            periodic(
-                "worker.leases", self.leases.interval, self.leases.step, self.log, self._count_error
+            *(
+                asyncio.create_task(c.run(), name=f"worker.consume.{c.shard}")
+                for c in self.consumers
             ),
-            periodic("worker.trim", s.trim_interval, self._trim, self.log, self._count_error),
-            periodic("worker.beat", s.worker_heartbeat, self._beat, self.log, self._count_error),
+            periodic(
+                "worker.leases", self.leases.interval, self.leases.step, self.log, self.count_error
+            ),
+            periodic("worker.trim", s.trim_interval, self._trim, self.log, self.count_error),
+            periodic("worker.beat", s.worker_heartbeat, self._beat, self.log, self.count_error),
         ]
         self.log.info("worker.started", rooms=len(self.index))
 
     async def stop(self) -> None:
         """Stop reading, finish the batch in flight (within the grace period), deregister."""
-        if self._stopping.is_set():
+        if self.stopping.is_set():
             return
-        self._stopping.set()
+        self.stopping.set()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._consume_done.wait(), self.settings.shutdown_grace)
+            await asyncio.wait_for(
+                asyncio.gather(*(c.done.wait() for c in self.consumers)),
+                self.settings.shutdown_grace,
+            )
         await stop_tasks(self._tasks, grace=max(1.0, self.settings.shutdown_grace))
         with contextlib.suppress(RedisError):
             # Hand the partitions over now rather than after the leases lapse.
@@ -310,7 +304,7 @@ class Worker:
     async def run(self) -> None:
         """Start and run until `stop()` is called."""
         await self.start()
-        await self._stopping.wait()
+        await self.stopping.wait()
 
     # --- room index ----------------------------------------------------------------------
 
@@ -318,7 +312,7 @@ class Worker:
         self.feed_position, rooms = await self.registry.snapshot()
         self.index.load(rooms)
 
-    def _count_error(self) -> None:
+    def count_error(self) -> None:
         self.stats.errors += 1
         self._healthy_since = None
 
@@ -326,10 +320,10 @@ class Worker:
         backoff = Backoff()
         needs_resync = False
         acked = b""
-        while not self._stopping.is_set():
+        while not self.stopping.is_set():
             try:
                 if needs_resync:
-                    async with self._index_lock:
+                    async with self.index_lock:
                         await self._resync()
                     needs_resync = False
                 entries = await self.registry.read_feed(
@@ -339,12 +333,12 @@ class Worker:
                 # change is committed before the ack: once the ack is written every later
                 # commit routes by the changed index. Gateways wait for the ack before they
                 # read a just-joined room's history.
-                async with self._index_lock:
+                async with self.index_lock:
                     for entry in entries:
                         self.index.apply(entry)
                         self.feed_position = entry.id
                     if acked != self.feed_position:
-                        await self._commit_landed()
+                        await self.commits_landed()
                         await self.registry.ack_feed(self.worker_id, self.feed_position)
                         acked = self.feed_position
                 backoff.reset()
@@ -353,94 +347,14 @@ class Worker:
                 raise
             except Exception:
                 # Changes may have been trimmed or missed while away: reload from scratch.
-                self._count_error()
+                self.count_error()
                 self.log.exception("worker.feed.failed")
                 needs_resync = True
                 await backoff.sleep()
 
     # --- consuming -----------------------------------------------------------------------
 
-    async def _consume(self) -> None:
-        backoff = Backoff()
-        try:
-            while not self._stopping.is_set():
-                try:
-                    await self._apply_lease_changes()
-                    await self._consume_once()
-                    backoff.reset()
-                    raise_if_cancelling()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    # Nothing past the committed cursors was delivered: read every owned
-                    # partition again from its cursor, once no commit is on its way.
-                    self._count_error()
-                    self.log.exception("worker.consume.failed")
-                    with contextlib.suppress(Exception):
-                        await self._settle()
-                    self._reread()
-                    await backoff.sleep()
-        finally:
-            self._drop_ahead()
-            with contextlib.suppress(Exception):
-                await self._settle()
-            if self._dropped:
-                await asyncio.wait(self._dropped)  # they end within their block time
-            self._consume_done.set()
-
-    def _reread(self) -> None:
-        """Forget where reading got to: every owned partition is read again from its committed
-        cursor (after an error, or when a commit found a partition lost while the next read
-        was already matched)."""
-        self.leases.acquired |= self.leases.owned
-        self._cursors.clear()
-        self._drop_ahead()
-
-    def _drop_ahead(self) -> None:
-        """Forget the read asked for ahead (its cursors, or its partitions, are stale). Not
-        cancelled: redis-py drops a connection whose command is cancelled mid-read, and its
-        socket can outlive the loop; the read ends within its block time, unheard (`_consume`
-        waits for such reads before it returns)."""
-        self._generation += 1
-        ahead, self._ahead = self._ahead, None
-        if ahead is not None:
-            future = ahead[1]
-            self._dropped.add(future)
-            future.add_done_callback(self._dropped.discard)
-            # Retrieved, so a read that failed is not reported as an exception never heard.
-            future.add_done_callback(lambda f: f.cancelled() or f.exception())
-
-    async def _apply_lease_changes(self) -> None:
-        """Between batches: hand back surplus partitions, start reading newly acquired ones
-        from their committed cursors (once the commit on its way has landed)."""
-        leases = self.leases
-        if not (leases.surplus or leases.acquired or self._cursors.keys() - leases.owned):
-            return
-        self._drop_ahead()
-        if await self._settle():
-            self._reread()
-        for partition in sorted(self.leases.surplus):
-            self._cursors.pop(partition, None)
-            await self.leases.release(partition)
-        for partition in [p for p in self._cursors if p not in self.leases.owned]:
-            del self._cursors[partition]
-        self.arbitrage.keep_only(self.leases.owned)
-        acquired = sorted(self.leases.acquired & self.leases.owned)
-        if acquired and not await self._index_caught_up():
-            return  # they stay acquired: tried again next time
-        if acquired:
-            committed: list[Any] = await self.redis.mget([self.keys.cursor(p) for p in acquired])
-            # Before the first read: the arbitrage state as of the committed cursors.
-            self.stats.arbitrage += await self.arbitrage.take_over(acquired)
-            for partition, cursor in zip(acquired, committed, strict=True):
-                # No cursor yet: from the start, so events ingested before any worker count.
-                self._cursors[partition] = cursor or b"0-0"
-                self.log.info("worker.partition.reading", partition=partition, after=cursor)
-        # Only now, and only these: a Redis error above leaves them to be taken up again, and
-        # a partition the lease loop took during the await above stays for the next round.
-        self.leases.acquired -= set(acquired)
-
-    async def _index_caught_up(self) -> bool:
+    async def index_caught_up(self) -> bool:
         """Wait (a lease round at most) until the room index has every feed change made so
         far. Before reading a partition it just took: a gateway that joined a room waited only
         for the partitions' previous holders to apply the join (`Registry.wait_applied`), so
@@ -455,106 +369,7 @@ class Worker:
             await asyncio.sleep(0.002)
         return True
 
-    def _read(self) -> asyncio.Future[Any]:
-        """Ask for the next read of the owned partitions, from where reading got to."""
-        streams: dict[KeyT, StreamIdT] = {
-            self.keys.ingest(p): cursor for p, cursor in sorted(self._cursors.items())
-        }
-
-        async def read() -> Any:  # redis-py's command made inside: a cancel before it starts
-            return await self.redis.xread(  # leaves no coroutine unawaited
-                streams,
-                count=self.settings.worker_batch,
-                # Short enough to act on a new lease within a lease round.
-                block=min(self.settings.worker_block_ms, int(self.leases.interval * 1000)),
-            )
-
-        return asyncio.ensure_future(read())
-
-    async def _consume_once(self) -> None:
-        if not self._cursors:
-            await asyncio.sleep(self.leases.interval)
-            return
-        ahead, self._ahead = self._ahead, None
-        if ahead is not None and ahead[0] == self._generation:
-            reply: Any = await ahead[1]
-        else:
-            reply = await self._read()
-        reads: list[Read] = []
-        for stream, entries in reply or []:
-            partition = int(stream.rsplit(b":", 1)[1])
-            if partition in self._cursors and entries:
-                reads.append((partition, self._cursors[partition], entries))
-                self._cursors[partition] = entries[-1][0]  # read up to here
-        if not reads:
-            if await self._settle():
-                self._reread()
-            return
-        async with self._index_lock:
-            commits = self._match_read(reads)
-            # Earlier commits ran in Redis while this read was matched. Sent after one that
-            # failed or was skipped, this one would only be skipped too (its cursors would
-            # not match): read again from the committed cursors instead.
-            while True:
-                if self._troubled():
-                    await self._settle()  # raises what a commit raised
-                    self._reread()
-                    return
-                if len(self._in_flight) < MAX_IN_FLIGHT:
-                    break
-                await asyncio.wait([self._in_flight[0]])
-            # Asked for first, so Redis answers it before running this commit, and the worker
-            # matches it meanwhile.
-            self._ahead = (self._generation, self._read())
-            previous = self._in_flight[-1] if self._in_flight else None
-            self._in_flight.append(asyncio.ensure_future(self._send(commits, previous)))
-
-    def _troubled(self) -> bool:
-        """Whether a commit that landed failed or found a partition lost or stale (left in
-        `_in_flight` for `_settle` to report); forgets those that landed cleanly."""
-        in_flight = self._in_flight
-        while in_flight and in_flight[0].done():
-            commit = in_flight[0]
-            if commit.cancelled() or commit.exception() is not None or commit.result():
-                return True
-            in_flight.popleft()
-        return False
-
-    async def _settle(self) -> set[int]:
-        """Wait for every commit on its way; returns the partitions they found lost or stale.
-        Raises the first error a commit raised, once all have landed (of a commit that failed,
-        nothing was written, or all of it: the committed cursors say which)."""
-        found: set[int] = set()
-        error: Exception | None = None
-        while self._in_flight:
-            commit = self._in_flight.popleft()
-            try:
-                found |= await commit
-            except asyncio.CancelledError:
-                raise_if_cancelling()  # this task is being cancelled: so be it
-                # Only the commit was: a failure like any other, not the consumer's end.
-                error = error or RuntimeError("a commit was cancelled on its way")
-            except Exception as exc:
-                error = error or exc
-        if error is not None:
-            raise error
-        return found
-
-    async def _commit_landed(self) -> None:
-        """Wait until every commit on its way has finished, leaving their outcome to the
-        consumer."""
-        if self._in_flight:
-            await asyncio.wait(list(self._in_flight))
-
-    def _match_read(self, reads: list[Read]) -> list[_ShardCommit]:
-        """Match one read's batches (one per partition): one commit per shard the partitions
-        are in (a shard's keys share one Redis Cluster slot; shards are independent)."""
-        by_shard: dict[int, list[Read]] = {}
-        for read in reads:
-            by_shard.setdefault(self.keys.shard_of(read[0]), []).append(read)
-        return [self._match_shard(shard, by_shard[shard]) for shard in sorted(by_shard)]
-
-    def _match_shard(self, shard: int, reads: list[Read]) -> _ShardCommit:
+    def match(self, shard: int, reads: list[Read]) -> _ShardCommit:
         """The commit script's keys and arguments for one shard's partitions of a read
         (histories, latest values, one inbox entry per gateway in ingest order, dead
         letters, cursors)."""
@@ -578,51 +393,10 @@ class Worker:
         keys += [k.inbox(shard, g) for g in batch.gateways]
         return _ShardCommit(reads, keys, args, batch)
 
-    async def _send(
-        self, commits: list[_ShardCommit], previous: asyncio.Future[set[int]] | None
-    ) -> set[int]:
-        """Run the fenced commits of one read (one per shard, together), then (once
-        `previous`, the read sent before it, has finished) feed its odds to the arbitrage
-        stage. Returns the partitions they skipped, nothing of them written: those another
-        worker owns now (their new owner delivers those entries itself), and those whose
-        cursor was not where the read started (read again from the committed cursor). Raises
-        the first error of a commit that failed, once all have landed (the other shards'
-        commits count: the committed cursors say what landed)."""
-        outcomes = await asyncio.gather(
-            *(self._commit(keys=c.keys, args=c.args) for c in commits), return_exceptions=True
-        )
-        skipped: set[int] = set()
-        landed: list[_Batch] = []
-        error: BaseException | None = None
-        for commit, outcome in zip(commits, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                error = error or outcome
-                skipped |= {partition for partition, _, _ in commit.reads}
-                continue
-            lost = {commit.reads[int(n) - 1][0] for n in outcome[0]}
-            stale = {commit.reads[int(n) - 1][0] for n in outcome[1]}
-            for partition in lost:
-                self._cursors.pop(partition, None)
-                self.leases.lost(partition)
-            if stale:
-                self.stats.stale += len(stale)
-                self.log.info("worker.commit.stale", partitions=sorted(stale))
-            if not lost and not stale:
-                self._refreshes.done(commit.batch.refreshed)
-            skipped |= lost | stale
-            landed.append(commit.batch)
-        if previous is not None:
-            await asyncio.wait([previous])  # the arbitrage stage sees commits in order
-        committed: list[tuple[int, bytes, OddsEvent]] = []
-        for batch in landed:
-            for partition, tally in batch.tallies.items():
-                if partition not in skipped:
-                    self.stats.add_committed(tally)
-            committed += [odds for odds in batch.odds if odds[0] not in skipped]
-        self.stats.arbitrage += await self.arbitrage.committed(committed)
-        if error is not None:
-            raise error
-        return skipped
+    async def commits_landed(self) -> None:
+        """Wait until every commit on its way (of every shard) has finished, leaving their
+        outcome to the consumers."""
+        await asyncio.gather(*(c.landed() for c in self.consumers))
 
     def _match(self, partition: int, entries: list[Entry], batch: _Batch) -> list[list[str]]:
         """Add one partition's events to the batch; returns its dead letters."""
@@ -670,7 +444,7 @@ class Worker:
         if rooms_by_gateway:
             tally.matched += 1
         message_type = routing.message_type
-        refreshes = self._refreshes
+        refreshes = self.refreshes
         recorded: list[list[str]] = []
         for room_id, offline in history.items():
             mode = "o" if offline else "l"
@@ -753,3 +527,239 @@ class Worker:
             "feed_position": self.feed_position.decode(),
             **asdict(self.stats),
         }
+
+
+class ShardConsumer:
+    """Reads the owned partitions of one shard from their committed cursors, has the worker
+    match each read, and sends its fenced commit (pipelined, see the module's doc). A worker
+    runs one per shard: a shard's partitions are read with one blocking XREAD (they share a
+    Redis Cluster slot) and committed by one script, and a quiet shard never holds up a busy
+    one."""
+
+    def __init__(self, worker: Worker, shard: int) -> None:
+        self.worker = worker
+        self.shard = shard
+        self.partitions = frozenset(worker.keys.partitions_of(shard))
+        #: Set once `run` has returned (everything it sent has landed).
+        self.done = asyncio.Event()
+        #: This shard's owned partitions being read, and the last entry id read from each
+        #: (committed, or in a commit on its way, `_in_flight`).
+        self._cursors: dict[int, bytes] = {}
+        #: Commits sent and not yet heard of, oldest first: each gives the partitions it
+        #: found lost or stale (see `_send`).
+        self._in_flight: deque[asyncio.Future[set[int]]] = deque()
+        #: The next read, asked for before the commit in flight: (its generation, the read).
+        self._ahead: tuple[int, asyncio.Future[Any]] | None = None
+        #: Bumped whenever the cursors are reset or the owned partitions change: a read asked
+        #: for before that is dropped, not matched.
+        self._generation = 0
+        #: Reads dropped while in flight, left to end (see `_drop_ahead`).
+        self._dropped: set[asyncio.Future[Any]] = set()
+
+    async def run(self) -> None:
+        """Read, match and commit until the worker stops."""
+        backoff = Backoff()
+        try:
+            while not self.worker.stopping.is_set():
+                try:
+                    await self._apply_lease_changes()
+                    await self._consume_once()
+                    backoff.reset()
+                    raise_if_cancelling()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    # Nothing past the committed cursors was delivered: read every owned
+                    # partition again from its cursor, once no commit is on its way.
+                    self.worker.count_error()
+                    self.worker.log.exception("worker.consume.failed")
+                    with contextlib.suppress(Exception):
+                        await self._settle()
+                    self._reread()
+                    await backoff.sleep()
+        finally:
+            self._drop_ahead()
+            with contextlib.suppress(Exception):
+                await self._settle()
+            if self._dropped:
+                await asyncio.wait(self._dropped)  # they end within their block time
+            self.done.set()
+
+    def _reread(self) -> None:
+        """Forget where reading got to: every owned partition is read again from its committed
+        cursor (after an error, or when a commit found a partition lost while the next read
+        was already matched)."""
+        leases = self.worker.leases
+        leases.acquired |= leases.owned & self.partitions
+        self._cursors.clear()
+        self._drop_ahead()
+
+    def _drop_ahead(self) -> None:
+        """Forget the read asked for ahead (its cursors, or its partitions, are stale). Not
+        cancelled: redis-py drops a connection whose command is cancelled mid-read, and its
+        socket can outlive the loop; the read ends within its block time, unheard (`run` waits
+        for such reads before it returns)."""
+        self._generation += 1
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            future = ahead[1]
+            self._dropped.add(future)
+            future.add_done_callback(self._dropped.discard)
+            # Retrieved, so a read that failed is not reported as an exception never heard.
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    async def _apply_lease_changes(self) -> None:
+        """Between batches: hand back this shard's surplus partitions, start reading its newly
+        acquired ones from their committed cursors (once the commit on its way has landed)."""
+        w, mine = self.worker, self.partitions
+        leases = w.leases
+        if not (
+            leases.surplus & mine or leases.acquired & mine or self._cursors.keys() - leases.owned
+        ):
+            return
+        self._drop_ahead()
+        if await self._settle():
+            self._reread()
+        for partition in sorted(leases.surplus & mine):
+            self._cursors.pop(partition, None)
+            await leases.release(partition)
+        for partition in [p for p in self._cursors if p not in leases.owned]:
+            del self._cursors[partition]
+        w.arbitrage.keep_only(leases.owned)
+        acquired = sorted(leases.acquired & leases.owned & mine)
+        if acquired and not await w.index_caught_up():
+            return  # they stay acquired: tried again next time
+        if acquired:
+            # One MGET: a shard's cursors share its slot.
+            committed: list[Any] = await w.redis.mget([w.keys.cursor(p) for p in acquired])
+            # Before the first read: the arbitrage state as of the committed cursors.
+            w.stats.arbitrage += await w.arbitrage.take_over(acquired)
+            for partition, cursor in zip(acquired, committed, strict=True):
+                # No cursor yet: from the start, so events ingested before any worker count.
+                self._cursors[partition] = cursor or b"0-0"
+                w.log.info("worker.partition.reading", partition=partition, after=cursor)
+        # Only now, and only these: a Redis error above leaves them to be taken up again, and
+        # a partition the lease loop took during the await above stays for the next round.
+        leases.acquired -= set(acquired)
+
+    def _read(self) -> asyncio.Future[Any]:
+        """Ask for the next read of this shard's owned partitions, from where reading got to
+        (one XREAD: they share the shard's slot)."""
+        w = self.worker
+        streams: dict[KeyT, StreamIdT] = {
+            w.keys.ingest(p): cursor for p, cursor in sorted(self._cursors.items())
+        }
+        # Short enough to act on a new lease within a lease round.
+        block = min(w.settings.worker_block_ms, int(w.leases.interval * 1000))
+
+        async def read() -> Any:  # redis-py's command made inside: a cancel before it starts
+            return await w.redis.xread(  # leaves no coroutine unawaited
+                streams, count=w.settings.worker_batch, block=block
+            )
+
+        return asyncio.ensure_future(read())
+
+    async def _consume_once(self) -> None:
+        if not self._cursors:
+            await asyncio.sleep(self.worker.leases.interval)
+            return
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == self._generation:
+            reply: Any = await ahead[1]
+        else:
+            reply = await self._read()
+        reads: list[Read] = []
+        for stream, entries in reply or []:
+            partition = int(stream.rsplit(b":", 1)[1])
+            if partition in self._cursors and entries:
+                reads.append((partition, self._cursors[partition], entries))
+                self._cursors[partition] = entries[-1][0]  # read up to here
+        if not reads:
+            if await self._settle():
+                self._reread()
+            return
+        async with self.worker.index_lock:
+            commit = self.worker.match(self.shard, reads)
+            # Earlier commits ran in Redis while this read was matched. Sent after one that
+            # failed or was skipped, this one would only be skipped too (its cursors would
+            # not match): read again from the committed cursors instead.
+            while True:
+                if self._troubled():
+                    await self._settle()  # raises what a commit raised
+                    self._reread()
+                    return
+                if len(self._in_flight) < MAX_IN_FLIGHT:
+                    break
+                await asyncio.wait([self._in_flight[0]])
+            # Asked for first, so Redis answers it before running this commit, and the worker
+            # matches it meanwhile.
+            self._ahead = (self._generation, self._read())
+            previous = self._in_flight[-1] if self._in_flight else None
+            self._in_flight.append(asyncio.ensure_future(self._send(commit, previous)))
+
+    def _troubled(self) -> bool:
+        """Whether a commit that landed failed or found a partition lost or stale (left in
+        `_in_flight` for `_settle` to report); forgets those that landed cleanly."""
+        in_flight = self._in_flight
+        while in_flight and in_flight[0].done():
+            commit = in_flight[0]
+            if commit.cancelled() or commit.exception() is not None or commit.result():
+                return True
+            in_flight.popleft()
+        return False
+
+    async def _settle(self) -> set[int]:
+        """Wait for every commit on its way; returns the partitions they found lost or stale.
+        Raises the first error a commit raised, once all have landed (of a commit that failed,
+        nothing was written, or all of it: the committed cursors say which)."""
+        found: set[int] = set()
+        error: Exception | None = None
+        while self._in_flight:
+            commit = self._in_flight.popleft()
+            try:
+                found |= await commit
+            except asyncio.CancelledError:
+                raise_if_cancelling()  # this task is being cancelled: so be it
+                # Only the commit was: a failure like any other, not the consumer's end.
+                error = error or RuntimeError("a commit was cancelled on its way")
+            except Exception as exc:
+                error = error or exc
+        if error is not None:
+            raise error
+        return found
+
+    async def landed(self) -> None:
+        """Wait until every commit on its way has finished, leaving their outcome to the
+        consumer."""
+        if self._in_flight:
+            await asyncio.wait(list(self._in_flight))
+
+    async def _send(
+        self, commit: _ShardCommit, previous: asyncio.Future[set[int]] | None
+    ) -> set[int]:
+        """Run the fenced commit of one read, then (once `previous`, the commit sent before
+        it, has finished) feed its odds to the arbitrage stage. Returns the partitions it
+        skipped, nothing of them written: those another worker owns now (their new owner
+        delivers those entries itself), and those whose cursor was not where the read
+        started (read again from the committed cursor)."""
+        w = self.worker
+        skipped: list[list[int]] = await w.commit_script(keys=commit.keys, args=commit.args)
+        lost = {commit.reads[int(n) - 1][0] for n in skipped[0]}
+        stale = {commit.reads[int(n) - 1][0] for n in skipped[1]}
+        for partition in lost:
+            self._cursors.pop(partition, None)
+            w.leases.lost(partition)
+        if stale:
+            w.stats.stale += len(stale)
+            w.log.info("worker.commit.stale", partitions=sorted(stale))
+        if previous is not None:
+            await asyncio.wait([previous])  # the arbitrage stage sees commits in order
+        batch = commit.batch
+        for partition, tally in batch.tallies.items():
+            if partition not in lost and partition not in stale:
+                w.stats.add_committed(tally)
+        if not lost and not stale:
+            w.refreshes.done(batch.refreshed)
+        committed = [odds for odds in batch.odds if odds[0] not in lost and odds[0] not in stale]
+        w.stats.arbitrage += await w.arbitrage.committed(committed)
+        return lost | stale

@@ -71,9 +71,7 @@ class PartitionLeases:
         share, mark what exceeds it."""
         await self._renew_owned()
         share = await self._fair_share()
-        holders: list[Any] = await self._redis.mget(
-            [self._keys.lease(p) for p in range(self._keys.partitions)]
-        )
+        holders = await self._holders()
         now = time.monotonic()
         for partition, holder in enumerate(holders):
             if holder is not None:
@@ -89,10 +87,23 @@ class PartitionLeases:
         for partition in sorted(self.owned - self.surplus, reverse=True)[: max(0, extra)]:
             self.surplus.add(partition)
 
+    async def _holders(self) -> list[Any]:
+        """Every partition's lease holder (None: free), in partition order: one GET each, in
+        one round trip (a pipeline, which a cluster client sends to each key's master)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for partition in range(self._keys.partitions):
+                pipe.get(self._keys.lease(partition))
+            holders: list[Any] = await pipe.execute()
+        return holders
+
     async def _renew_owned(self) -> None:
         if not self.owned:
             return
-        order = sorted(self.owned)
+        k = self._keys
+        for shard in sorted({k.shard_of(p) for p in self.owned}):  # one script per shard
+            await self._renew_shard(sorted(p for p in self.owned if k.shard_of(p) == shard))
+
+    async def _renew_shard(self, order: list[int]) -> None:
         renewed: list[Any] = await self._renew(
             keys=[self._keys.lease(p) for p in order], args=[self._worker_id, self._lease_ms]
         )

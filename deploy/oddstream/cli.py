@@ -357,7 +357,7 @@ def _check_redis(command: str, settings: Settings) -> int | None:
     if command == "listen" or (command == "dev" and settings.redis_url is None):
         return None
     try:
-        check_redis_url(settings.effective_redis_url)
+        check_redis_url(settings.effective_redis_url, settings.redis_cluster)
     except RedisStartError as exc:
         print(f"oddstream: {exc}", file=sys.stderr, flush=True)
         if exc.exit_status == 2 or command not in _WAIT_FOR_REDIS:
