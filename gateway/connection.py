@@ -94,6 +94,11 @@ class ConnectionHost(Protocol):
     def metrics(self) -> GatewayMetrics: ...
 
     @property
+    def redis_ok(self) -> bool:
+        """Whether Redis answers this gateway (every shard's inbox reads, on a cluster)."""
+        ...
+
+    @property
     def analytics(self) -> UsageAnalytics:
         """Per-minute usage counts; recording is synchronous and O(1)."""
         ...
@@ -611,6 +616,14 @@ class Connection:
         snapshot), then live frames: held back meanwhile, released minus duplicates."""
         if position is not None:
             parse_position(position)  # `invalid_position` before anything is done
+        if not self.host.redis_ok:
+            # Redis (or, on a cluster, one of its masters) is down or failing over: no catch-up
+            # could be read, and the client is told so, as when the room cannot be registered.
+            raise ProtocolError(
+                ErrorCode.SERVICE_UNAVAILABLE,
+                "Redis is unavailable right now (an outage or a failover): subscribe again "
+                "shortly.",
+            )
         if not await self.host.join(self, spec):
             self._confirm(spec, request_id, {"already_subscribed": True})
             return

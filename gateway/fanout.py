@@ -87,6 +87,9 @@ class InboxFanout:
         self.read_after: list[bytes] = [b"0-0"] * len(inboxes)
         #: Each room's whole position, made here when there is more than one shard.
         self.positions = RoomPositions(len(inboxes)) if len(inboxes) > 1 else None
+        #: Per shard, whether its inbox's last read worked: Redis is up for this gateway only
+        #: when every shard's is (on a cluster, one master can fail alone).
+        self._readable = [True] * len(inboxes)
         #: Connections holding conflated frames until their socket drains.
         self.backlogged: set[Connection] = set()
 
@@ -132,15 +135,19 @@ class InboxFanout:
                         await self._redis.xtrim(
                             inbox, minid=self.read_after[shard], approximate=True
                         )
-                self._on_redis(True)
+                self._report(shard, True)
                 backoff.reset()
                 raise_if_cancelling()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self._on_redis(False)
+                self._report(shard, False)
                 log.warning("gateway.inbox.failed", stream=inbox, error=repr(exc))
                 await backoff.sleep()
+
+    def _report(self, shard: int, ok: bool) -> None:
+        self._readable[shard] = ok
+        self._on_redis(ok and all(self._readable))
 
     def fan_out(self, entries: list[Entry], shard: int = 0) -> int:
         """Deliver a batch of inbox entries: each to every local member of its rooms, once;

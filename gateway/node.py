@@ -120,7 +120,7 @@ class GatewayNode:
             on_canary=self._canary_back,
             on_revocation=self._revoke,
             on_counters=self._answer_counters,
-            on_redis=self._set_redis_ok,
+            on_redis=self._inbox_readable,
             analytics=self.analytics,
         )
         self.history = History(redis, self.keys, settings)
@@ -134,6 +134,8 @@ class GatewayNode:
         self.registered = False
         self.draining = False
         self.redis_ok = False
+        self._registry_ok = False
+        self._inboxes_ok = True
         self.last_canary: float | None = None  # monotonic time the last canary came back
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
@@ -229,8 +231,17 @@ class GatewayNode:
 
     # --- health --------------------------------------------------------------------------
 
+    def _inbox_readable(self, ok: bool) -> None:
+        """The inbox readers' word: every shard's inbox read (on a cluster, one master can
+        fail while the registry's is fine)."""
+        self._inboxes_ok = ok
+        self._set_redis_ok(self._registry_ok)
+
     def _set_redis_ok(self, ok: bool) -> None:
-        """Track Redis health; on a change, tell every client (users see it, not just logs)."""
+        """Track Redis health (what the registry's writes and every inbox read say); on a
+        change, tell every client (users see it, not just logs)."""
+        self._registry_ok = ok
+        ok = ok and self._inboxes_ok
         if ok == self.redis_ok:
             return
         self.redis_ok = ok

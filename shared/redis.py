@@ -464,6 +464,12 @@ def check_redis_url(url: str, cluster: ClusterMode = "auto") -> bool:
         if is_node:
             _CLUSTERS.add(url)
         return is_node
+    if cluster == "yes":
+        raise RedisStartError(
+            f"REDIS_URL {redact_url(url)} names Sentinel, not a Redis Cluster node, and "
+            "ODDSTREAM_REDIS_CLUSTER=yes",
+            2,
+        )
     target = parse_sentinel_url(url)
     try:
         asyncio.run(_probe(url, target))

@@ -45,3 +45,22 @@ def test_the_floor_benchmark_runs_every_scenario_on_both_sides() -> None:
         assert math.isfinite(verdict["floor"]) and verdict["floor"] > 0, verdict
         assert math.isfinite(verdict["oddstream"]) and verdict["oddstream"] > 0, verdict
         assert isinstance(verdict["met"], bool)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_cluster_benchmark_runs_both_setups_side_by_side() -> None:
+    """`tests.benchmarks.cluster` at a small scale: two gateways and three workers deliver
+    every event on one Redis and on a three-master cluster, in one run."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.benchmarks.cluster", "--rates", "500", "--clients", "60",
+         "--rooms", "6", "--duration", "2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [r["setup"] for r in report["rows"]] == ["one Redis", "cluster, 6 shards"]
+    for row in report["rows"]:
+        assert row["completeness"] == 1.0, row
+        assert row["delivered_per_s"] > 0 and row["latency_ms"]["p99"] is not None
+    assert "cluster / one Redis" in done.stdout

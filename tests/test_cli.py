@@ -351,12 +351,13 @@ def cluster_node() -> EmbeddedRedis:
 
 
 @pytest.mark.parametrize("command", ["gateway", "worker"])
-def test_a_redis_cluster_node_stops_start_up_with_one_line(command: str, workdir: Path) -> None:
-    """Running on Redis Cluster is not supported yet (README, Operations): a REDIS_URL that
-    names a cluster node is refused at start with one line naming the setting, before the
-    single-node client would meet the cluster's redirections at its first command (a worker,
-    which waits for a Redis that is down, does not wait for this: it is a configuration
-    error). The node is a real `redis-server --cluster-enabled yes`."""
+def test_a_redis_cluster_that_is_not_ok_stops_start_up_with_one_line(
+    command: str, workdir: Path
+) -> None:
+    """A REDIS_URL naming a node of a cluster that is not `ok` (here: a real
+    `redis-server --cluster-enabled yes` with no slots assigned, `cluster_state:fail`) is
+    refused at start with one line naming the setting (a worker, which waits for a Redis that
+    is down, does not wait for this: the cluster answers, and says it cannot serve)."""
     with cluster_node() as node:
         env = cli_env(node.url, "tcl")
         args = ("--port", str(free_port())) if command == "gateway" else ()
@@ -365,7 +366,7 @@ def test_a_redis_cluster_node_stops_start_up_with_one_line(command: str, workdir
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("oddstream: REDIS_URL redis://127.0.0.1:")
-    assert "is a Redis Cluster node" in lines[0]
+    assert "is a Redis Cluster node whose cluster is not ok (cluster_state:fail)" in lines[0]
 
 
 def test_bad_port_flag_stops_gateway_with_one_line(workdir: Path) -> None:

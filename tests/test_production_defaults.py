@@ -456,9 +456,10 @@ async def test_gunicorn_refuses_a_weak_secret_and_starts_with_a_strong_one(
                 strong.wait()
 
 
-def test_gunicorn_refuses_a_redis_cluster_node_with_one_line(prefix: str, workdir: Path) -> None:
+def test_gunicorn_refuses_a_failed_redis_cluster_with_one_line(prefix: str, workdir: Path) -> None:
     """The production entry point checks REDIS_URL as `oddstream gateway` does: gunicorn with
-    deploy/gunicorn.conf.py, pointed at a real Redis Cluster node, stops before forking."""
+    deploy/gunicorn.conf.py, pointed at a node of a real Redis Cluster that is not ok (no
+    slots assigned), stops before forking."""
     with cluster_node() as node:
         env = cli_env(node.url, prefix, JWT_SECRET=STRONG, ODDSTREAM_HOST="127.0.0.1",
                       ODDSTREAM_PORT=str(free_port()), ODDSTREAM_GATEWAY_PROCESSES="1")  # fmt: skip
@@ -467,7 +468,7 @@ def test_gunicorn_refuses_a_redis_cluster_node_with_one_line(prefix: str, workdi
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     assert lines[0].startswith("oddstream: REDIS_URL redis://127.0.0.1:")
-    assert "is a Redis Cluster node" in lines[0]
+    assert "is a Redis Cluster node whose cluster is not ok" in lines[0]
 
 
 def _session() -> aiohttp.ClientSession:

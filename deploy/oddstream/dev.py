@@ -35,10 +35,13 @@ def _banner(
     admin: str | None,
     embedded: bool,
     feed: str | None = None,
+    cluster: bool = False,
 ) -> str:
     base_http = f"http://{settings.host}:{port}"
     base_ws = f"ws://{settings.host}:{port}"
     redis_note = "embedded, nothing kept on disk" if embedded else "from REDIS_URL"
+    if cluster:
+        redis_note = f"a Redis Cluster, from REDIS_URL; {settings.shards} shards"
     lines = [
         "",
         "Oddstream dev is running.",
@@ -70,7 +73,7 @@ async def dev_main(
     from oddstream.gateway.auth import issue_token
     from oddstream.shared.ingest import Ingester
     from oddstream.shared.keys import Keys
-    from oddstream.shared.redis import create_redis
+    from oddstream.shared.redis import create_redis, is_cluster
     from oddstream.simulator import Simulator
 
     recorded: RecordedFeed | None = None
@@ -134,7 +137,9 @@ async def dev_main(
             )
             tasks.append(asyncio.create_task(simulation))
         print(
-            _banner(settings, bound_port[0], token, admin, embedded is not None, feed),
+            _banner(
+                settings, bound_port[0], token, admin, embedded is not None, feed, is_cluster(redis)
+            ),
             file=sys.stderr,
             flush=True,
         )

@@ -85,7 +85,7 @@ from oddstream.embedded import EmbeddedRedis, find_redis_server, free_port
 from oddstream.shared.events import EventKind, OddsEvent
 from oddstream.shared.ingest import Ingester
 from oddstream.shared.keys import Keys
-from oddstream.shared.redis import create_redis
+from oddstream.shared.redis import check_redis_url, create_redis
 from tests.rfc6455 import accepted, masked, upgrade_request
 
 try:
@@ -419,18 +419,24 @@ async def recv(pipe: Pipe, timeout: float) -> Any:
 
 
 async def clients_async(
-    pipe: Pipe, url: str, ids: Sequence[int], rooms: int, compress: bool = False, batch: str = ""
+    pipe: Pipe,
+    urls: Sequence[str],
+    ids: Sequence[int],
+    rooms: int,
+    compress: bool = False,
+    batch: str = "",
 ) -> None:
+    """Client i connects to gateway i mod len(urls)."""
     shared, members = Shared(compress=compress, batch=batch), [0] * rooms
     sem = asyncio.Semaphore(50)
     for i in ids:
         members[i % rooms] += 1
 
-    async def opened(game: int) -> WSClient:
+    async def opened(i: int) -> WSClient:
         async with sem:
-            return await connect(shared, url, f"G{game}")
+            return await connect(shared, urls[i % len(urls)], f"G{i % rooms}")
 
-    sockets = await asyncio.gather(*(opened(i % rooms) for i in ids))
+    sockets = await asyncio.gather(*(opened(i) for i in ids))
     try:
         pipe.send(("ready", len(sockets)))
         while (cmd := await recv(pipe, 3600))[0] != "stop":
@@ -463,11 +469,11 @@ async def clients_async(
 
 
 def client_process(
-    pipe: Pipe, url: str, ids: list[int], rooms: int, compress: bool = False, batch: str = ""
+    pipe: Pipe, urls: list[str], ids: list[int], rooms: int, compress: bool = False, batch: str = ""
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us
     try:
-        run(clients_async(pipe, url, ids, rooms, compress, batch))
+        run(clients_async(pipe, urls, ids, rooms, compress, batch))
     except Exception as exc:
         pipe.send(("error", f"{type(exc).__name__}: {exc}"))
 
@@ -546,13 +552,15 @@ class Bench:
     ) -> subprocess.Popen[bytes]:
         """A server process, `python -m <module> <args>` (on core 0 with --pin), named for
         its figures by `args[0]` (the CLI's command: gateway, worker)."""
-        log = self.stack.enter_context((self.tmp / f"{args[0]}.log").open("wb"))
+        name = args[0] if args[0] not in self.services else f"{args[0]}-{len(self.pids[args[0]])}"
+        log = self.stack.enter_context((self.tmp / f"{name}.log").open("wb"))
         pin = ["taskset", "-c", "0"] if self.a.pin else []
         command = [*pin, sys.executable, "-m", module, *args]
         proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)  # fmt: skip
         self.stack.callback(stop_process, proc)
-        self.pids[args[0]], self.services[args[0]] = [proc.pid], proc
+        self.pids.setdefault(args[0], []).append(proc.pid)  # CPU figures per kind of process
+        self.services[name] = proc
         return proc
 
     def alive(self) -> None:
@@ -565,12 +573,26 @@ class Bench:
         a = self.a
         if a.pin:  # this process (the feeder) and what it starts next: Redis, the clients
             os.sched_setaffinity(0, {1})
-        redis_server = self.stack.enter_context(EmbeddedRedis())
-        assert redis_server.process is not None
-        port = free_port()
-        http, url = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws/v2/connect"
+        if a.cluster:  # three masters with a replica each (tests/redis_cluster.py)
+            from tests.redis_cluster import RedisCluster
+
+            # Both run their own event loop (asyncio.run): in a thread, not in this one.
+            cluster = await asyncio.to_thread(RedisCluster().start)
+            self.stack.callback(cluster.close)
+            redis_url = cluster.url
+            redis_pids = [n.process.pid for n in cluster.nodes if n.process is not None]
+            await asyncio.to_thread(check_redis_url, redis_url)
+        else:
+            redis_server = self.stack.enter_context(EmbeddedRedis())
+            assert redis_server.process is not None
+            redis_url, redis_pids = redis_server.url, [redis_server.process.pid]
+        ports = [free_port() for _ in range(a.gateways)]
+        http = f"http://127.0.0.1:{ports[0]}"
+        urls = [f"ws://127.0.0.1:{port}/ws/v2/connect" for port in ports]
+        url = urls[0]
         admin = secrets.token_urlsafe(24)  # this run's own gateway, this run's own token
-        env = {**os.environ, "REDIS_URL": redis_server.url, "ODDSTREAM_REDIS_PREFIX": KEYS.prefix,
+        env = {**os.environ, "REDIS_URL": redis_url, "ODDSTREAM_REDIS_PREFIX": KEYS.prefix,
+               "ODDSTREAM_PARTITIONS": str(KEYS.partitions), "ODDSTREAM_SHARDS": str(KEYS.shards),
                "WEBSOCKET_MAX_CONNECTIONS": str(a.clients + 100), "ODDSTREAM_LOG_LEVEL": "WARNING",
                "ODDSTREAM_SHUTDOWN_GRACE": "2", "ODDSTREAM_HOST": "127.0.0.1",
                # every client connects from 127.0.0.1: lift the per-IP connect limit
@@ -579,15 +601,18 @@ class Bench:
                "ODDSTREAM_ADMIN_TOKEN": admin}  # /ws/v2/rooms needs admin credentials  # fmt: skip
         env.pop("JWT_SECRET", None)
         if a.server == "floor":  # the bare-aiohttp floor (floor_server.py): no worker
-            floor = ["gateway", "--port", str(port), "--redis-url", redis_server.url,
+            floor = ["gateway", "--port", str(ports[0]), "--redis-url", redis_url,
                      "--prefix", KEYS.prefix, "--partitions", str(KEYS.partitions)]  # fmt: skip
             gw_pid = self.service(floor, env, "tests.benchmarks.floor_server").pid
         else:
-            gw_pid = self.service(["gateway", "--port", str(port)], env).pid
-            self.service(["worker"], env)
-        self.pids |= {"redis": [redis_server.process.pid], "feeder": [os.getpid()]}
+            gw_pid = self.service(["gateway", "--port", str(ports[0])], env).pid
+            for port in ports[1:]:
+                self.service(["gateway", "--port", str(port)], env)
+            for _ in range(a.workers):
+                self.service(["worker"], env)
+        self.pids |= {"redis": redis_pids, "feeder": [os.getpid()]}
         auth = {"Authorization": f"Bearer {admin}"}
-        async with create_redis(redis_server.url) as redis, aiohttp.ClientSession() as session:
+        async with create_redis(redis_url) as redis, aiohttp.ClientSession() as session:
 
             async def get(path: str) -> Any:
                 self.alive()
@@ -597,16 +622,21 @@ class Bench:
                 return None
 
             async def up() -> bool:
-                if not await get("/readyz"):
+                for port in ports:
+                    self.alive()
+                    with contextlib.suppress(aiohttp.ClientError):
+                        async with session.get(f"http://127.0.0.1:{port}/readyz") as resp:
+                            if resp.status == 200:
+                                continue
                     return False
-                return a.server == "floor" or bool(await redis.zcard(KEYS.workers))
+                return a.server == "floor" or bool(await redis.zcard(KEYS.workers) == a.workers)
 
             async def rooms_ready() -> bool:  # rooms with subscribers (left ones may linger)
                 body = await get("/ws/v2/rooms")
                 held = body and sum(1 for r in body["rooms"] if r["subscribers"])
                 return bool(held == a.rooms)
 
-            await until("gateway and worker", 30, up)
+            await until("gateways and workers", 60, up)
             # the throw-away connection (see the docstring)
             warm = Shared(compress=a.compress, batch=a.batch_query)
             await (await connect(warm, url, "warm-up")).close()
@@ -622,7 +652,7 @@ class Bench:
                 parent, child = ctx.Pipe()
                 ids = list(range(n, a.clients, a.client_procs))
                 proc = ctx.Process(target=client_process,
-                                   args=(child, url, ids, a.rooms, a.compress,
+                                   args=(child, urls, ids, a.rooms, a.compress,
                                          a.batch_query))  # fmt: skip
                 proc.daemon = True
                 proc.start()
@@ -637,7 +667,8 @@ class Bench:
             await until("every room registered", 30, rooms_ready)
             await asyncio.sleep(1.0)  # the worker follows the room feed; connections idle
             rss_after = rss_kib(gw_pid)
-            per_conn = round((rss_after - rss_before) / a.clients, 2)
+            # The first gateway's connections: clients 0, N, 2N, ... of N gateways.
+            per_conn = round((rss_after - rss_before) / len(range(0, a.clients, a.gateways)), 2)
             memory = {"rss_before_kib": rss_before, "rss_after_kib": rss_after,
                       "kib_per_connection": per_conn}  # fmt: skip
             print(f"connected {a.clients} clients (pids {self.pids['clients']}) in {connect_s}s; "
@@ -804,7 +835,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="server processes on core 0; Redis, feeder and clients on core 1",
     )
+    p.add_argument("--gateways", type=int, default=1, help="gateway processes (1)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (1)")
+    p.add_argument("--cluster", action="store_true",
+                   help="on a local Redis Cluster: 3 masters, a replica each")  # fmt: skip
+    p.add_argument("--shards", type=int, default=0,
+                   help="ODDSTREAM_SHARDS (default: 6 with --cluster, else 1)")  # fmt: skip
+    p.add_argument("--partitions", type=int, default=16, help="ODDSTREAM_PARTITIONS (16)")
     a = p.parse_args(argv)
+    global KEYS
+    a.shards = a.shards or (6 if a.cluster else 1)
+    KEYS = Keys("bench", a.partitions, a.shards)
     a.batch_query = f"?batch={a.batch}&batch_ms={a.batch_ms}" if a.batch else ""
     if a.pin and not {0, 1} <= os.sched_getaffinity(0):
         p.error("--pin needs cores 0 and 1")
@@ -813,6 +854,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     info = machine()
     print(f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, uvloop "
           f"{'yes' if info['uvloop'] else 'no'}, Redis {info['redis']}")  # fmt: skip
+    print(f"servers: {a.gateways} gateway(s), {a.workers} worker(s), "
+          + (f"a Redis Cluster (3 masters, 3 replicas), {a.shards} shards" if a.cluster
+             else f"one Redis, {a.shards} shard(s)"), flush=True)  # fmt: skip
     print(f"setup: {a.clients} clients in {a.rooms} rooms, {a.payload}-byte payloads, "
           f"{a.client_procs} client process(es), {a.duration}s measured after {a.warmup}s "
           "warm-up" + (", clients offer permessage-deflate" if a.compress else "")
