@@ -12,14 +12,23 @@ from redis.asyncio import Redis
 
 from oddstream.embedded import EmbeddedRedis
 from oddstream.shared.keys import Keys
-from oddstream.shared.redis import create_redis
+from oddstream.shared.redis import check_redis_url, create_redis
 from oddstream.shared.settings import Settings
-from tests.harness import ADMIN_TOKEN, TEST_PARTITIONS, TEST_SHARDS
+from tests.harness import ADMIN_TOKEN, TEST_PARTITIONS, TEST_REDIS, TEST_SHARDS
+from tests.redis_cluster import running_cluster
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[EmbeddedRedis]:
-    """A private redis-server on a free port; never the machine's own Redis."""
+    """A private redis-server on a free port; never the machine's own Redis. With
+    `ODDSTREAM_TEST_REDIS=cluster`, a node of a private three-master Redis Cluster instead
+    (`tests/redis_cluster.py`): its URL names the cluster, and every client this process and
+    the `oddstream` commands it starts make for it is a cluster client."""
+    if TEST_REDIS == "cluster":
+        with running_cluster() as cluster:
+            assert check_redis_url(cluster.url) is True
+            yield cluster.nodes[0]
+        return
     with EmbeddedRedis() as server:
         yield server
 

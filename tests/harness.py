@@ -33,6 +33,9 @@ TEST_PARTITIONS = 4
 #: Shards of the data path in the tests' deployments: 1 unless `ODDSTREAM_TEST_SHARDS` says
 #: otherwise (CI runs the core tests again with several shards on one Redis).
 TEST_SHARDS = int(os.environ.get("ODDSTREAM_TEST_SHARDS", "1"))
+#: What the session's Redis is: `single` (a redis-server), or `cluster` (a node of a
+#: three-master Redis Cluster; CI runs the core tests on one too).
+TEST_REDIS = os.environ.get("ODDSTREAM_TEST_REDIS", "single")
 #: Headers for management endpoints in tests.
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 

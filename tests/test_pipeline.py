@@ -90,8 +90,9 @@ async def test_the_commit_writes_only_the_partitions_whose_lease_it_holds(
     from oddstream.workers.leases import lua
 
     commit = redis_client.register_script(lua("commit"))
-    await redis_client.set(keys.lease(0), "me")
-    await redis_client.set(keys.lease(1), "other")
+    p0, p1 = keys.partitions_of(0)[:2]  # two partitions of one shard (one slot)
+    await redis_client.set(keys.lease(p0), "me")
+    await redis_client.set(keys.lease(p1), "other")
     inbox = keys.inbox(0, "gw-fence")
     await redis_client.xadd(inbox, {"N": "0"})  # a registered gateway's inbox exists
     items = []
@@ -103,19 +104,20 @@ async def test_the_commit_writes_only_the_partitions_whose_lease_it_holds(
               "2026-12-05T09:00:00.000Z", [[room, "l"]], [[1, [room]]]]],
         ])  # fmt: skip
     skipped = await commit(
-        keys=[keys.deadletter(0), keys.epoch(0), keys.sports(0), keys.lease(0), keys.cursor(0),
-              keys.lease(1), keys.cursor(1), inbox],
+        keys=[keys.deadletter(0), keys.epoch(0), keys.sports(0), keys.lease(p0), keys.cursor(p0),
+              keys.lease(p1), keys.cursor(p1), inbox],
         args=["me", "e1", 100, keys.history_prefix(0), 100, 120_000, 100, 86_400_000,
               keys.latest_prefix(0), keys.games_prefix(0), 60_000, orjson.dumps(items).decode(),
               '{"p":0}', '{"p":1}'],
     )  # fmt: skip
     assert skipped == [[2], []]
-    assert await redis_client.get(keys.cursor(0)) == b"1-0"
-    assert await redis_client.get(keys.cursor(1)) is None
+    latest_f0 = keys.latest_prefix(0) + "F0"  # the shard's latest values, as the script was told
+    assert await redis_client.get(keys.cursor(p0)) == b"1-0"
+    assert await redis_client.get(keys.cursor(p1)) is None
     assert await redis_client.xlen(keys.history(0, "odds_updates.0000000000000000")) == 1
     assert not await redis_client.exists(keys.history(0, "odds_updates.0000000000000001"))
-    assert await redis_client.hexists(keys.latest("F0"), "odds|F0|B|moneyline")
-    assert not await redis_client.exists(keys.latest("F1"))
+    assert await redis_client.hexists(latest_f0, "odds|F0|B|moneyline")
+    assert not await redis_client.exists(keys.latest_prefix(0) + "F1")
     last: Any = await redis_client.xrevrange(inbox, count=1)
     (written,) = decode_inbox_entry(last[0][1])
     assert isinstance(written, Delivery)
@@ -129,7 +131,7 @@ async def test_the_commit_writes_only_the_partitions_whose_lease_it_holds(
         "data": {"p": 0},
     }  # fmt: skip
     assert written.key == b"odds|F0|B|moneyline"
-    latest = await redis_client.hget(keys.latest("F0"), "odds|F0|B|moneyline")
+    latest = await redis_client.hget(latest_f0, "odds|F0|B|moneyline")
     assert orjson.loads(latest or b"{}") == {
         "type": "odds_update", "status": "success", "event_id": "0:1-0",
         "timestamp": "2026-12-05T09:00:00.000Z", "data": {"p": 0},
@@ -147,10 +149,11 @@ async def test_a_commit_writes_a_partition_only_where_its_read_started(
     from oddstream.workers.leases import lua
 
     commit = redis_client.register_script(lua("commit"))
-    for p in (0, 1):
+    p0, p1 = keys.partitions_of(0)[:2]  # two partitions of one shard (one slot)
+    for p in (p0, p1):
         await redis_client.set(keys.lease(p), "me")
-    await redis_client.set(keys.cursor(0), "5-0")
-    await redis_client.set(keys.cursor(1), "5-0")
+    await redis_client.set(keys.cursor(p0), "5-0")
+    await redis_client.set(keys.cursor(p1), "5-0")
     inbox = keys.inbox(0, "gw-chain")
     await redis_client.xadd(inbox, {"N": "0"})
 
@@ -176,7 +179,7 @@ async def test_a_commit_writes_a_partition_only_where_its_read_started(
         ]
 
     def call(reads: list[list[Any]]) -> Any:
-        partitions = [k for p in range(len(reads)) for k in (keys.lease(p), keys.cursor(p))]
+        partitions = [k for p in (p0, p1)[: len(reads)] for k in (keys.lease(p), keys.cursor(p))]
         return commit(
             keys=[keys.deadletter(0), keys.epoch(0), keys.sports(0), *partitions, inbox],
             args=["me", "e1", 100, keys.history_prefix(0), 100, 120_000, 100, 86_400_000,
@@ -186,20 +189,20 @@ async def test_a_commit_writes_a_partition_only_where_its_read_started(
 
     # Partition 1's read started after 7-0: a commit of 5-0..7-0 did not land.
     assert await call([read("5-0", "8-0", 0), read("7-0", "9-0", 1)]) == [[], [2]]
-    assert await redis_client.get(keys.cursor(0)) == b"8-0"
-    assert await redis_client.get(keys.cursor(1)) == b"5-0"
+    assert await redis_client.get(keys.cursor(p0)) == b"8-0"
+    assert await redis_client.get(keys.cursor(p1)) == b"5-0"
     assert not await redis_client.exists(keys.history(0, "odds_updates.0000000000000001"))
     entries: Any = await redis_client.xrange(inbox)
     delivered = [item.rooms for e in entries for item in decode_inbox_entry(e[1])]
     assert delivered == [b"odds_updates.0000000000000000"]
     # The same commit again (a retry): partition 0 has moved on, so it is not written twice.
     assert await call([read("5-0", "8-0", 0), read("5-0", "9-0", 1)]) == [[], [1]]
-    assert await redis_client.get(keys.cursor(1)) == b"9-0"
+    assert await redis_client.get(keys.cursor(p1)) == b"9-0"
     assert await redis_client.xlen(keys.history(0, "odds_updates.0000000000000000")) == 1
     # No cursor committed yet reads as "0-0".
-    await redis_client.delete(keys.cursor(0))
+    await redis_client.delete(keys.cursor(p0))
     assert await call([read("0-0", "1-0", 0)]) == [[], []]
-    assert await redis_client.get(keys.cursor(0)) == b"1-0"
+    assert await redis_client.get(keys.cursor(p0)) == b"1-0"
 
 
 async def test_a_commit_that_fails_while_the_next_is_on_its_way_loses_nothing(
