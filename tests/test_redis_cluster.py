@@ -296,3 +296,19 @@ def test_a_redis_that_is_not_what_the_setting_says_stops_start_up_with_one_line(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0] == f"oddstream: REDIS_URL {url} {says}"
+
+
+def test_a_configured_cluster_that_does_not_answer_stops_the_gateway_with_one_line(
+    tmp_path: Path,
+) -> None:
+    """`ODDSTREAM_REDIS_CLUSTER=yes` and nothing listening: the gateway cannot tell a cluster
+    from a standalone Redis that is down, so it stops (exit status 1) with one line naming
+    the setting, instead of waiting as it would for a standalone Redis."""
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    env = cli_env(url, "tcl", ODDSTREAM_REDIS_CLUSTER="yes")
+    result = run_cli_sync("gateway", "--port", str(free_port()), env=env, cwd=tmp_path,
+                          timeout=15)  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0] == f"oddstream: REDIS_URL {url} does not answer (ODDSTREAM_REDIS_CLUSTER=yes)"
