@@ -136,6 +136,8 @@ class GatewayNode:
         self.redis_ok = False
         self._registry_ok = False
         self._inboxes_ok = True
+        #: Redis went down after start-up and has not been back since (its return is told).
+        self._in_outage = False
         self.last_canary: float | None = None  # monotonic time the last canary came back
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
@@ -188,14 +190,19 @@ class GatewayNode:
         if closing:
             # Each close waits for the client's answer; a silent client cannot hold us up.
             await asyncio.wait(closing, timeout=remaining * 0.8)
-        with contextlib.suppress(RedisError):
-            await self.registry.deregister_gateway(self.gateway_id)
-        self.registered = False
-        await self.flush_analytics()
-        await stop_tasks(self._tasks, grace=max(0.5, grace - (time.monotonic() - started)))
-        for task in list(self._background):
-            task.cancel()
-        self.collector.stop()
+        try:
+            with contextlib.suppress(RedisError):
+                await self.registry.deregister_gateway(self.gateway_id)
+            self.registered = False
+            await self.flush_analytics()
+        finally:
+            await stop_tasks(self._tasks, grace=max(0.5, grace - (time.monotonic() - started)))
+            background = list(self._background)
+            for task in background:
+                task.cancel()
+            if background:  # none still uses Redis once this returns (its owner closes it)
+                await asyncio.wait(background, timeout=1.0)
+            self.collector.stop()
         self.log.info("gateway.stopped")
 
     async def _close_in_batches(
@@ -251,8 +258,9 @@ class GatewayNode:
             self.log.warning("gateway.redis.up")
         else:
             self.log.warning("gateway.redis.down")
-        if not self.registered and ok:
+        if ok and not self._in_outage:
             return  # start-up, not a recovery
+        self._in_outage = not ok
         if ok:
             data = {"level": "info", "code": "service_restored",
                     "message": "Live updates have resumed."}  # fmt: skip

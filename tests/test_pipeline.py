@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import orjson
@@ -11,6 +12,7 @@ from redis.asyncio import Redis
 
 from oddstream.shared.ingest import Ingester, parse_event
 from oddstream.shared.keys import Keys
+from oddstream.shared.redis import create_redis
 from oddstream.shared.settings import Settings
 from oddstream.shared.streams import Delivery, decode_inbox_entry
 from oddstream.workers.consumer import Worker
@@ -308,3 +310,31 @@ async def test_a_worker_keeps_at_most_max_in_flight_commits_on_their_way(
             assert [f["event_id"] for f in client.of("odds_update")] == [i.decode() for i in sent]
         finally:
             await client.close()
+
+
+async def test_a_stopped_worker_leaves_no_read_or_commit_of_its_on_its_way(
+    settings: Settings, keys: Keys
+) -> None:
+    """When `Worker.stop` returns, its owner closes the Redis client: a read or commit of the
+    worker still on its way then would open a connection nobody closes (found as unclosed
+    sockets at the end of a CI run). A stop whose grace ends while a consumer waits for a
+    long blocking read it had dropped still waits for that read."""
+    slow = settings.model_copy(
+        update={"worker_block_ms": 3000, "partition_lease_ms": 9000, "shutdown_grace": 0.05}
+    )
+    redis = create_redis(slow.effective_redis_url)
+    worker = Worker(slow, redis, worker_id="w-wind-down")
+    try:
+        await worker.start()
+        await Ingester(redis, keys).publish(parse_event(odds("WD1", "NBA", price=-110)))
+        await wait_until(lambda: worker.stats.processed >= 1, message="the event processed")
+        # A read asked for ahead of the next batch (as after a commit): a 3 s blocking XREAD.
+        consumer = worker.consumers[keys.game_shard("WD1")]
+        consumer._ahead = (consumer._generation, consumer._read())
+        assert consumer.outstanding()
+        started = time.monotonic()
+        await worker.stop()  # its grace (1 s) ends while the consumer waits for that read
+        assert not [f for c in worker.consumers for f in c.outstanding()]
+        assert time.monotonic() - started < 5.0
+    finally:
+        await redis.aclose()

@@ -292,14 +292,36 @@ class Worker:
                 asyncio.gather(*(c.done.wait() for c in self.consumers)),
                 self.settings.shutdown_grace,
             )
-        await stop_tasks(self._tasks, grace=max(1.0, self.settings.shutdown_grace))
-        with contextlib.suppress(RedisError):
-            # Hand the partitions over now rather than after the leases lapse.
-            await self.leases.release_all()
-        with contextlib.suppress(RedisError):
-            await self.registry.deregister_worker(self.worker_id)
-        self.collector.stop()
+        try:
+            await stop_tasks(self._tasks, grace=max(1.0, self.settings.shutdown_grace))
+            await self._wind_down()
+            with contextlib.suppress(RedisError):
+                # Hand the partitions over now rather than after the leases lapse.
+                await self.leases.release_all()
+            with contextlib.suppress(RedisError):
+                await self.registry.deregister_worker(self.worker_id)
+        finally:
+            self.collector.stop()  # never left frozen (see `shared/collector.py`)
         self.log.info("worker.stopped", **asdict(self.stats))
+
+    async def _wind_down(self) -> None:
+        """Once the consumers' tasks are done (or were given up on): wait for the reads and
+        commits they left on their way (a read dropped unheard ends within its block time),
+        so that when `stop` returns nothing of this worker still uses Redis; its owner may
+        close the client then, and a command started after that would open a connection no
+        one closes. What still runs after the wait is cancelled."""
+        outstanding = [f for c in self.consumers for f in c.outstanding()]
+        if not outstanding:
+            return
+        block = self.settings.worker_block_ms / 1000
+        _, late = await asyncio.wait(outstanding, timeout=block + 1.0)
+        for future in late:
+            future.cancel()
+        if late:
+            await asyncio.wait(late, timeout=1.0)
+        for future in outstanding:  # retrieved: a failure here was already handled or moot
+            if future.done() and not future.cancelled():
+                future.exception()
 
     async def run(self) -> None:
         """Start and run until `stop()` is called."""
@@ -727,6 +749,13 @@ class ShardConsumer:
         if error is not None:
             raise error
         return found
+
+    def outstanding(self) -> list[asyncio.Future[Any]]:
+        """The reads and commits this consumer started that have not finished."""
+        futures: list[asyncio.Future[Any]] = [*self._dropped, *self._in_flight]
+        if self._ahead is not None:
+            futures.append(self._ahead[1])
+        return [f for f in futures if not f.done()]
 
     async def landed(self) -> None:
         """Wait until every commit on its way has finished, leaving their outcome to the
