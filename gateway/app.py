@@ -281,7 +281,9 @@ def websocket_endpoint(
             conn = Connection(node, ws, transport, identity, name, ip, batch)
             await _serve(request, conn, initial)
         finally:
-            if limited:
+            # A stopped gateway's slots went with its deregistration (and its Redis client may
+            # be closed by now).
+            if limited and not node.stopped:
                 with contextlib.suppress(RedisError):
                     await node.registry.release_user_slot(str(identity.user), conn_member)
         return ws

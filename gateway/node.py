@@ -136,6 +136,8 @@ class GatewayNode:
         self.redis_ok = False
         self._registry_ok = False
         self._inboxes_ok = True
+        #: Set once `stop` has deregistered: closing connections then touch no Redis.
+        self.stopped = False
         #: Redis went down after start-up and has not been back since (its return is told).
         self._in_outage = False
         self.last_canary: float | None = None  # monotonic time the last canary came back
@@ -196,6 +198,7 @@ class GatewayNode:
             self.registered = False
             await self.flush_analytics()
         finally:
+            self.stopped = True
             await stop_tasks(self._tasks, grace=max(0.5, grace - (time.monotonic() - started)))
             background = list(self._background)
             for task in background:
@@ -477,7 +480,10 @@ class GatewayNode:
         return feed_id is not None
 
     async def leave(self, conn: Connection, room_ids: list[str]) -> None:
-        await self.rooms.leave(conn, room_ids)
+        # Once stopped, no more Redis: deregistering took this gateway's rooms out already,
+        # and whoever made the Redis client may close it as soon as `stop` returns (a command
+        # after that would open a connection no one closes).
+        await self.rooms.leave(conn, room_ids, registered=not self.stopped)
         for room_id in room_ids:
             if self.rooms.members(room_id) is None:
                 self._routing.pop(room_id, None)  # gone here: a rejoin registers anew

@@ -104,15 +104,22 @@ class LocalRooms(Generic[M]):
             members.add(member)
             return feed_id
 
-    async def leave(self, member: M, room_ids: list[str]) -> None:
+    async def leave(self, member: M, room_ids: list[str], *, registered: bool = True) -> None:
         """Remove `member` from rooms; a room left empty leaves the registry. A Redis failure
-        is logged only: the next re-registration rewrites the holdings from this table."""
+        is logged only: the next re-registration rewrites the holdings from this table. Not
+        `registered` (the gateway deregistered, which took its rooms out of the registry):
+        this table only."""
         for room_id in room_ids:
             async with self._room(room_id):
                 members = self._members.get(room_id)
                 if members is None or member not in members:
                     continue
                 members.discard(member)
+                if not registered:
+                    if not members:
+                        del self._members[room_id]
+                        del self._specs[room_id]
+                    continue
                 try:
                     if members:
                         await self._registry.set_room_count(self._gateway_id, room_id, len(members))
