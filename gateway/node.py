@@ -204,7 +204,8 @@ class GatewayNode:
             for task in background:
                 task.cancel()
             if background:  # none still uses Redis once this returns (its owner closes it)
-                await asyncio.wait(background, timeout=1.0)
+                left = grace - (time.monotonic() - started)
+                await asyncio.wait(background, timeout=min(1.0, max(0.1, left)))
             self.collector.stop()
         self.log.info("gateway.stopped")
 
