@@ -384,3 +384,34 @@ async def odds_feed(
     finally:
         stop.set()
         await task
+
+
+async def http_status(session: aiohttp.ClientSession, url: str) -> int | None:
+    """The status of a GET of `url`, or None when nothing answers (within 2 s)."""
+    try:
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
+            return resp.status
+    except (aiohttp.ClientError, TimeoutError):
+        return None
+
+
+@contextlib.asynccontextmanager
+async def readiness(url: str) -> AsyncIterator[list[int | None]]:
+    """Poll `url` every 50 ms while the block runs; yields the statuses seen, in order."""
+    seen: list[int | None] = []
+    stop = asyncio.Event()
+
+    async def poll() -> None:
+        async with aiohttp.ClientSession() as session:
+            while not stop.is_set():
+                seen.append(await http_status(session, url))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.05)
+
+    task = asyncio.create_task(poll())
+    try:
+        await wait_until(lambda: bool(seen), message=f"a first answer from {url}")
+        yield seen
+    finally:
+        stop.set()
+        await task

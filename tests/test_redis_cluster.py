@@ -8,9 +8,8 @@ had replicated, no process restarted.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from oddstream.shared.redis import check_redis_url, create_redis, is_cluster
 from oddstream.shared.settings import Settings
 from tests.harness import (
     Client,
+    readiness,
     running_gateway,
     running_worker,
     wait_until,
@@ -103,36 +103,6 @@ async def test_the_pipeline_runs_on_a_cluster_with_its_shards_on_every_master(
             assert master == await cluster.master_of(keys.ingest(keys.partitions_of(shard)[0]))
     finally:
         await redis.aclose()
-
-
-async def _status(session: aiohttp.ClientSession, url: str) -> int | None:
-    try:
-        async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
-            return resp.status
-    except (aiohttp.ClientError, TimeoutError):
-        return None
-
-
-@contextlib.asynccontextmanager
-async def readiness(url: str) -> AsyncIterator[list[int | None]]:
-    """Poll `url` every 50 ms while the block runs; yields the statuses seen, in order."""
-    seen: list[int | None] = []
-    stop = asyncio.Event()
-
-    async def poll() -> None:
-        async with aiohttp.ClientSession() as session:
-            while not stop.is_set():
-                seen.append(await _status(session, url))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 0.05)
-
-    task = asyncio.create_task(poll())
-    try:
-        await wait_until(lambda: bool(seen), message=f"a first answer from {url}")
-        yield seen
-    finally:
-        stop.set()
-        await task
 
 
 def games_in_every_shard(keys: Keys, per_shard: int = 2) -> list[str]:

@@ -8,16 +8,14 @@ worker and WebSocket clients (tests/harness.py); the real `oddstream` command.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from redis.asyncio import Redis
 
@@ -36,6 +34,7 @@ from oddstream.shared.streams import event_id
 from tests.harness import (
     Client,
     process_env,
+    readiness,
     running_gateway,
     running_worker,
     spawn_cli,
@@ -77,36 +76,6 @@ def _last_position(c: Client, room: str) -> str:
 
 def _alerts(c: Client, after: int) -> list[str]:
     return [f["data"]["code"] for f in c.frames[after:] if f["type"] == "system_alert"]
-
-
-async def _status(session: aiohttp.ClientSession, url: str) -> int | None:
-    try:
-        async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
-            return resp.status
-    except (aiohttp.ClientError, TimeoutError):
-        return None
-
-
-@contextlib.asynccontextmanager
-async def _readiness(url: str) -> AsyncIterator[list[int | None]]:
-    """Poll `url` every 50 ms while the block runs; yields the statuses seen, in order."""
-    seen: list[int | None] = []
-    stop = asyncio.Event()
-
-    async def poll() -> None:
-        async with aiohttp.ClientSession() as session:
-            while not stop.is_set():
-                seen.append(await _status(session, url))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 0.05)
-
-    task = asyncio.create_task(poll())
-    try:
-        await wait_until(lambda: bool(seen), message=f"a first answer from {url}")
-        yield seen
-    finally:
-        stop.set()
-        await task
 
 
 async def _event_ids(node: Redis, keys: Keys) -> set[bytes]:
@@ -256,7 +225,7 @@ async def test_a_failover_is_survived_with_nothing_replicated_lost_and_no_restar
                     commit_sha = worker.commit_script.sha
 
                     mark = len(holder.frames)
-                    async with _readiness(f"{gw.http}/readyz") as statuses:
+                    async with readiness(f"{gw.http}/readyz") as statuses:
                         service.primary.kill()
                         await wait_until(
                             lambda: any(s != 200 for s in statuses),
