@@ -27,9 +27,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from oddstream.shared.keys import game_partition_key, partition_for
 from oddstream.shared.odds import OddsError, from_american, price_of
 from oddstream.shared.protocol import ServerMessageType, SubscriptionType
+from oddstream.shared.streams import game_partition_key, partition_for
 
 __all__ = [
     "MARKET_SIDES",

@@ -15,22 +15,15 @@ On a single Redis the tags change nothing; on a cluster the shards spread over i
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from oddstream.shared.settings import Settings
+from oddstream.shared.streams import game_partition_key, partition_for
 
-__all__ = [
-    "CONTROL_SHARD",
-    "DEFAULT_PARTITIONS",
-    "Keys",
-    "game_partition_key",
-    "partition_for",
-    "shard_tags",
-]
+__all__ = ["CONTROL_SHARD", "DEFAULT_PARTITIONS", "Keys", "shard_tags"]
 
 #: Ingest partitions unless configured (`Settings.partitions`).
 DEFAULT_PARTITIONS = 16
@@ -38,16 +31,6 @@ DEFAULT_PARTITIONS = 16
 #: The shard of the gateway inbox that carries control messages (revocations, counter
 #: requests) besides that shard's deliveries.
 CONTROL_SHARD = 0
-
-
-def partition_for(key: str, partitions: int) -> int:
-    """The ingest partition of an ordering key (stable across processes and restarts)."""
-    return zlib.crc32(key.encode()) % partitions
-
-
-def game_partition_key(game_id: str) -> str:
-    """The ordering key of a game's events (see `shared.events.partition_key`)."""
-    return f"game|{game_id}"
 
 
 @lru_cache(maxsize=64)

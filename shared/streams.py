@@ -33,6 +33,7 @@ Upgrades: gateways first (they read both formats), then workers.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -53,6 +54,8 @@ __all__ = [
     "event_id",
     "event_order",
     "event_time",
+    "game_partition_key",
+    "partition_for",
 ]
 
 #: The ingest stream-entry field holding the event JSON.
@@ -60,6 +63,16 @@ EVENT_FIELD = b"e"
 #: The ingest stream-entry field with the stamp of the schema the event was validated with
 #: (`events.SCHEMA_STAMP`); absent on entries other writers add.
 STAMP_FIELD = b"v"
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """The ingest partition of an ordering key (stable across processes and restarts)."""
+    return zlib.crc32(key.encode()) % partitions
+
+
+def game_partition_key(game_id: str) -> str:
+    """The ordering key of a game's events (see `shared.events.partition_key`)."""
+    return f"game|{game_id}"
 
 
 def event_id(partition: int, entry_id: bytes) -> bytes:
