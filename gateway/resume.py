@@ -29,8 +29,9 @@ room's events after it, in order, marked `replay`, or `recovered: false` when th
 be done in full: a position of another epoch or room, in the future, older than the
 history, that missed an event older than a live room's window, that an empty room's rules
 refuse, or further behind than `max_replay` frames or `max_replay_bytes`. Recovery is never
-partial. Cost: one MULTI of an XRANGE of the events missed, an XRANGE of the position's
-entry, a GET of the room's tombstone and a TIME (constant work besides what was missed).
+partial. Cost, per shard: one script (`lua/read_after.lua`, whole as a MULTI) of an XRANGE
+of the events missed, an XRANGE of the position's entry, a GET of the room's tombstone and
+a TIME (constant work besides what was missed).
 
 Snapshots (`snapshot`). A new or resynced odds, predictions or sport subscription gets the
 latest value of every conflation key its filters cover, kept by the workers per game
