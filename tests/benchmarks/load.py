@@ -85,7 +85,7 @@ from oddstream.embedded import EmbeddedRedis, find_redis_server, free_port
 from oddstream.shared.events import EventKind, OddsEvent
 from oddstream.shared.ingest import Ingester
 from oddstream.shared.keys import Keys
-from oddstream.shared.redis import check_redis_url, create_redis
+from oddstream.shared.redis import create_redis
 from tests.rfc6455 import accepted, masked, upgrade_request
 
 try:
@@ -516,10 +516,30 @@ def ms(values: Sequence[float], q: float) -> float | None:  # `values` sorted, i
     return round(1000 * values[min(len(values) - 1, int(q * len(values)))], 2) if values else None
 
 
+def inbox_key(gateway_id: str) -> str:
+    """A gateway's (first) inbox, for the code this run imports: one per shard now, one per
+    gateway before shards (`tests.benchmarks.compare` runs this against older code)."""
+    keys: Any = KEYS
+    if hasattr(keys, "inboxes"):
+        return str(keys.inbox(0, gateway_id))
+    return str(keys.inbox(gateway_id))
+
+
+def deployment_keys(partitions: int, shards: int) -> Keys:
+    """This run's keys; older code (compared against) knows no shards, and may know no
+    partitions: only what differs from their defaults is passed."""
+    fields = getattr(Keys, "__dataclass_fields__", {})
+    if "shards" in fields:
+        return Keys("bench", partitions, shards)
+    if "partitions" in fields:
+        return Keys("bench", partitions)
+    return Keys("bench")
+
+
 async def backlog(redis: Redis) -> dict[str, int | None]:
     """Ingest entries no worker has read yet, and entries in the gateway's inbox."""
     gateways = await redis.zrange(KEYS.gateways, 0, -1)
-    inbox = await redis.xlen(KEYS.inbox(0, gateways[0].decode())) if gateways else None
+    inbox = await redis.xlen(inbox_key(gateways[0].decode())) if gateways else None
     return {"worker_unread": await worker_unread(redis), "gateway_inbox": inbox}
 
 
@@ -581,6 +601,8 @@ class Bench:
             self.stack.callback(cluster.close)
             redis_url = cluster.url
             redis_pids = [n.process.pid for n in cluster.nodes if n.process is not None]
+            from oddstream.shared.redis import check_redis_url  # code with cluster support
+
             await asyncio.to_thread(check_redis_url, redis_url)
         else:
             redis_server = self.stack.enter_context(EmbeddedRedis())
@@ -592,7 +614,6 @@ class Bench:
         url = urls[0]
         admin = secrets.token_urlsafe(24)  # this run's own gateway, this run's own token
         env = {**os.environ, "REDIS_URL": redis_url, "ODDSTREAM_REDIS_PREFIX": KEYS.prefix,
-               "ODDSTREAM_PARTITIONS": str(KEYS.partitions), "ODDSTREAM_SHARDS": str(KEYS.shards),
                "WEBSOCKET_MAX_CONNECTIONS": str(a.clients + 100), "ODDSTREAM_LOG_LEVEL": "WARNING",
                "ODDSTREAM_SHUTDOWN_GRACE": "2", "ODDSTREAM_HOST": "127.0.0.1",
                # every client connects from 127.0.0.1: lift the per-IP connect limit
@@ -600,6 +621,11 @@ class Bench:
                "ODDSTREAM_CONNECT_BURST_PER_IP": str(a.clients + 100),
                "ODDSTREAM_ADMIN_TOKEN": admin}  # /ws/v2/rooms needs admin credentials  # fmt: skip
         env.pop("JWT_SECRET", None)
+        # Only what differs from the defaults: older code (compared against) may not know them.
+        if a.partitions != 16:
+            env["ODDSTREAM_PARTITIONS"] = str(a.partitions)
+        if a.shards != 1:
+            env["ODDSTREAM_SHARDS"] = str(a.shards)
         if a.server == "floor":  # the bare-aiohttp floor (floor_server.py): no worker
             floor = ["gateway", "--port", str(ports[0]), "--redis-url", redis_url,
                      "--prefix", KEYS.prefix, "--partitions", str(KEYS.partitions)]  # fmt: skip
@@ -845,7 +871,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     global KEYS
     a.shards = a.shards or (6 if a.cluster else 1)
-    KEYS = Keys("bench", a.partitions, a.shards)
+    KEYS = deployment_keys(a.partitions, a.shards)
     a.batch_query = f"?batch={a.batch}&batch_ms={a.batch_ms}" if a.batch else ""
     if a.pin and not {0, 1} <= os.sched_getaffinity(0):
         p.error("--pin needs cores 0 and 1")
