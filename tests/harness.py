@@ -240,6 +240,14 @@ class Client:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._new.wait(), remaining)
 
+    async def resume(self, subscription_type: str, position: str, **filters: Any) -> dict[str, Any]:
+        """Subscribe from `position`; the reply (a confirmation, or an error)."""
+        return await self.request(
+            {"type": "subscribe", "subscription_type": subscription_type, "filters": filters,
+             "position": position},
+            "subscription_confirmed",
+        )  # fmt: skip
+
     async def subscribe(self, subscription_type: str, **filters: Any) -> dict[str, Any]:
         reply = await self.request(
             {"type": "subscribe", "subscription_type": subscription_type, "filters": filters},

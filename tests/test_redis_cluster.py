@@ -179,11 +179,7 @@ async def test_a_master_failover_is_survived_with_nothing_replicated_lost_and_no
                 # Back with its position from before the kill: 2 and 3 of every game, once.
                 second = await Client.connect(f"{gw.ws}/ws/v2/connect")
                 try:
-                    resumed = await second.request(
-                        {"type": "subscribe", "subscription_type": "odds_updates",
-                         "filters": {"sport": "NFL"}, "position": position},
-                        "subscription_confirmed",
-                    )  # fmt: skip
+                    resumed = await second.resume("odds_updates", position, sport="NFL")
                     assert resumed["data"]["recovered"] is True, resumed
                     assert resumed["data"]["replayed"] == 2 * len(games)
                     await wait_until(lambda: len(second.of("odds_update")) == 2 * len(games),

@@ -271,11 +271,7 @@ async def test_a_failover_is_survived_with_nothing_replicated_lost_and_no_restar
                     # kill, published after it) and then live events: once each, in order.
                     second = await Client.connect(f"{gw.ws}/ws/v2/connect")
                     try:
-                        resumed = await second.request(
-                            {"type": "subscribe", "subscription_type": "odds_updates",
-                             "filters": {"sport": "NFL"}, "position": position},
-                            "subscription_confirmed",
-                        )  # fmt: skip
+                        resumed = await second.resume("odds_updates", position, sport="NFL")
                         assert resumed["type"] == "subscription_confirmed", resumed
                         assert resumed["data"]["recovered"] is True
                         assert resumed["data"]["replayed"] == 25  # 6..20 before, 21..30 after

@@ -39,15 +39,6 @@ def data_frames(c: Client) -> list[dict[str, Any]]:
     return [f for f in c.frames if f["type"] == "odds_update"]
 
 
-async def resume(c: Client, position: str) -> dict[str, Any]:
-    """Subscribe to NFL odds again from `position`; the confirmation."""
-    return await c.request(
-        {"type": "subscribe", "subscription_type": "odds_updates",
-         "filters": {"sport": "NFL"}, "position": position},
-        "subscription_confirmed",
-    )  # fmt: skip
-
-
 async def test_positions_have_a_part_per_shard_and_a_resume_on_another_gateway_misses_nothing(
     settings: Settings, redis_client: Redis, prefix: str
 ) -> None:
@@ -84,7 +75,7 @@ async def test_positions_have_a_part_per_shard_and_a_resume_on_another_gateway_m
 
         await wait_until(recorded, message="every shard's history of the room")
         b = await Client.connect(f"{second.ws}/ws/v2/connect")
-        reply = await resume(b, away)
+        reply = await b.resume("odds_updates", away, sport="NFL")
         assert reply["data"]["recovered"] is True and reply["data"]["replayed"] == 9, reply
         await wait_until(lambda: len(data_frames(b)) == 9, message="replay")
         replayed = data_frames(b)
@@ -105,7 +96,7 @@ async def test_positions_have_a_part_per_shard_and_a_resume_on_another_gateway_m
         last = data_frames(b)[-1]["positions"][room]
         await b.close()
         c = await Client.connect(f"{first.ws}/ws/v2/connect")
-        again = await resume(c, last)
+        again = await c.resume("odds_updates", last, sport="NFL")
         assert again["data"]["recovered"] is True and again["data"]["replayed"] == 0, again
         await c.close()
 
@@ -126,7 +117,7 @@ async def test_a_position_of_another_number_of_shards_is_not_recovered(
         await wait_until(lambda: len(data_frames(a)) == SHARDS, message="live frames")
         parts = data_frames(a)[-1]["positions"][room].split(",")
         b = await Client.connect(f"{gw.ws}/ws/v2/connect")
-        reply = await resume(b, ",".join(parts[:2]))
+        reply = await b.resume("odds_updates", ",".join(parts[:2]), sport="NFL")
         assert reply["data"]["recovered"] is False, reply
         snapshot = await b.next_of("snapshot")
         assert len(snapshot["data"]["events"]) == SHARDS
