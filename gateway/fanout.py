@@ -192,19 +192,24 @@ class InboxFanout:
 
     def _route(self, delivery: Delivery, outgoing: dict[Connection, list[Item]], shard: int) -> int:
         room_ids = delivery.rooms.decode().split(",")
+        held: list[str] = []  # the rooms with members here
         if len(room_ids) == 1:
             members: set[Connection] = self._rooms.members(room_ids[0]) or set()
+            if members:
+                held = room_ids
         else:
             members = set()
             for room_id in room_ids:
-                members.update(self._rooms.members(room_id) or ())
+                local = self._rooms.members(room_id)
+                if local:
+                    members.update(local)
+                    held.append(room_id)
         if not members:
             return 0
         positions = self.positions
         if positions is None:
             item = (delivery.key, Frame(delivery.frame))
         else:
-            held = [r for r in room_ids if self._rooms.members(r)]
             item = (delivery.key, Frame(positions.stamp(shard, delivery.frame, held), shard))
         for conn in members:
             queued = outgoing.get(conn)

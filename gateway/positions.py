@@ -166,6 +166,5 @@ class RoomPositions:
             if parts is None:
                 parts = self._rooms[room_id] = [None] * self.shards
             parts[shard] = newer(parts[shard], part_of(text))
-            tag = room_tag(room_id)
-            whole[room_id] = ",".join(UNKNOWN if p is None else p.render(tag) for p in parts)
+            whole[room_id] = Position(room_tag(room_id), tuple(parts)).render()
         return frame[: start + 13] + orjson.dumps(whole) + frame[end + 1 :]

@@ -59,7 +59,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from oddstream.gateway.frames import Frame, Item
-from oddstream.gateway.positions import EntryId, Position, room_tag
+from oddstream.gateway.positions import EntryId, Part, Position, room_tag
 from oddstream.shared.events import EventKind, ingest_event_adapter, routing_of
 from oddstream.shared.keys import Keys
 from oddstream.shared.protocol import (
@@ -167,8 +167,8 @@ class History:
         return [raw.decode() if raw else "" for raw in replies[1::2]]
 
     def position(self, epochs: list[str], room_id: str, entries: list[EntryId]) -> str:
-        tag = room_tag(room_id)
-        return ",".join(f"{e}:{tag}:{a}-{b}" for e, (a, b) in zip(epochs, entries, strict=True))
+        parts = tuple(Part(e, entry) for e, entry in zip(epochs, entries, strict=True))
+        return Position(room_tag(room_id), parts).render()
 
     async def replay(self, spec: RoomSpec, position: str | None) -> Replay:
         """The room's events after `position` (already parsed as well formed), or why not."""
