@@ -278,3 +278,21 @@ def test_a_configured_cluster_that_does_not_answer_stops_the_gateway_with_one_li
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0] == f"oddstream: REDIS_URL {url} does not answer (ODDSTREAM_REDIS_CLUSTER=yes)"
+
+
+def test_a_sentinel_url_with_the_cluster_required_stops_start_up_with_one_line(
+    tmp_path: Path,
+) -> None:
+    """Sentinel and Cluster exclude each other: with `ODDSTREAM_REDIS_CLUSTER=yes` a
+    `redis+sentinel://` URL is a configuration error (exit status 2), before any sentinel is
+    asked."""
+    url = f"redis+sentinel://127.0.0.1:{free_port()}/mymaster/0"
+    env = cli_env(url, "tcl", ODDSTREAM_REDIS_CLUSTER="yes")
+    result = run_cli_sync("worker", env=env, cwd=tmp_path, timeout=15)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0] == (
+        f"oddstream: REDIS_URL {url} names Sentinel, not a Redis Cluster node, and "
+        "ODDSTREAM_REDIS_CLUSTER=yes"
+    )
