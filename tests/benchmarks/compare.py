@@ -78,9 +78,16 @@ def check_imports(tree: Path) -> str:
     return out
 
 
+def smallest_event_bytes(tree: Path) -> int:
+    """The JSON size of the load feeder's smallest odds event with a side's `OddsEvent`."""
+    probe = "from tests.benchmarks.load import smallest_event_bytes as f; print(f())"
+    return int(subprocess.run([sys.executable, "-c", probe], env=side_env(tree), cwd=ROOT,
+                              text=True, capture_output=True, check=True).stdout)  # fmt: skip
+
+
 def run_side(tree: Path, a: argparse.Namespace, label: str) -> dict[str, Any]:
     args = ["--clients", str(a.clients), "--rooms", str(a.rooms), "--rates", a.rates,
-            "--duration", str(a.duration)]  # fmt: skip
+            "--duration", str(a.duration), "--payload", str(a.payload)]  # fmt: skip
     return run_load(args, label, side_env(tree))
 
 
@@ -130,6 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--clients", type=int, default=1000)
     p.add_argument("--rooms", type=int, default=100)
     p.add_argument("--duration", type=float, default=10, help="measured seconds per rate (10)")
+    p.add_argument("--payload", type=int, default=0,
+                   help="bytes of event JSON, both sides (default: the larger side's smallest "
+                        "odds event, so that both carry the same bytes)")  # fmt: skip
     p.add_argument("--tolerance", type=float, default=0.10, help="allowed slowdown (0.10)")
     a = p.parse_args(argv)
     revs = {"baseline": git("rev-parse", "--short", a.baseline),
@@ -150,8 +160,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tmp, contextlib.ExitStack() as stack:
         trees = {side: stack.enter_context(worktree(rev, Path(tmp.name) / side))
                  for side, rev in revs.items()}  # fmt: skip
+        smallest = {}
         for side, tree in trees.items():
-            print(f"{side}: {tree} imports {check_imports(tree)}", flush=True)
+            smallest[side] = smallest_event_bytes(tree)
+            print(f"{side}: {tree} imports {check_imports(tree)}; its smallest odds event: "
+                  f"{smallest[side]} B of JSON", flush=True)  # fmt: skip
+        if not a.payload:
+            a.payload = max(smallest.values())
+        print(f"payload: every event padded to {a.payload} B of JSON on both sides (smaller "
+              "where a side's smallest event is larger)", flush=True)  # fmt: skip
         started = time.monotonic()
         for n in range(a.rounds):
             order = ("baseline", "candidate") if n % 2 == 0 else ("candidate", "baseline")

@@ -152,6 +152,21 @@ def price_fields(market: str, seq: int) -> dict[str, int]:
     return {f"{sides[0]}_price": first, f"{sides[1]}_price": second}
 
 
+def odds_event(game: int, seq: int, pad: str, sent_at: float) -> OddsEvent:
+    """The feeder's `seq`th event, for game `game`, padded with `pad`."""
+    return OddsEvent(
+        kind="odds", sport="MLB", game_id=f"G{game}", sportsbook=BOOKS[seq % 4],
+        market=MARKETS[seq % 3], **price_fields(MARKETS[seq % 3], seq),
+        pad=pad, sent_at=sent_at,
+    )  # fmt: skip
+
+
+def smallest_event_bytes() -> int:
+    """The JSON size of the feeder's first event unpadded, with the `OddsEvent` this process
+    imports (what `--payload` pads up to: an older model may carry fewer fields)."""
+    return len(orjson.dumps(odds_event(0, 0, "", time.time()).model_dump(mode="json")))
+
+
 def machine() -> dict[str, Any]:
     model = Path("/proc/cpuinfo").read_text().split("model name", 1)[1].split("\n")[0]
     return {"cpu": model.split(":", 1)[1].strip(), "cores": os.cpu_count(),
@@ -714,15 +729,8 @@ class Bench:
     async def window(self, ingester: Ingester, redis: Redis, rate: float) -> dict[str, Any]:
         a = self.a
 
-        def event(game: int, seq: int, pad: str, sent_at: float) -> OddsEvent:
-            return OddsEvent(
-                kind="odds", sport="MLB", game_id=f"G{game}", sportsbook=BOOKS[seq % 4],
-                market=MARKETS[seq % 3], **price_fields(MARKETS[seq % 3], seq),
-                pad=pad, sent_at=sent_at,
-            )  # fmt: skip
-
-        probe = orjson.dumps(event(0, 0, "", time.time()).model_dump(mode="json"))
-        pad, start = "x" * max(0, a.payload - len(probe)), time.time() + 0.3
+        event = odds_event
+        pad, start = "x" * max(0, a.payload - smallest_event_bytes()), time.time() + 0.3
         t0, t1 = start + a.warmup, start + a.warmup + a.duration
         for pipe in self.pipes:
             pipe.send(("run", t0, t1))
