@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -37,6 +38,10 @@ __all__ = [
     "parse_event",
     "parse_events",
 ]
+
+
+#: The batch append (its header comment says KEYS/ARGV).
+_SCRIPT = Path(__file__).with_name("lua") / "append_events.lua"
 
 
 class EventError(ValueError):
@@ -122,11 +127,13 @@ class IngestReport:
 
 
 class Ingester:
-    """Writes validated events to `{prefix}:ingest:{kind}`, batching with pipelines."""
+    """Writes validated events to their ingest partitions (`Keys.ingest`), a batch in one script
+    call per shard."""
 
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
+        self._append = redis.register_script(_SCRIPT.read_text())
 
     def partition_of(self, event: IngestEvent) -> int:
         return partition_of(event, self.keys.partitions)
@@ -142,13 +149,28 @@ class Ingester:
         return event_id(partition, entry_id)
 
     async def publish_many(self, events: Sequence[IngestEvent]) -> list[bytes]:
+        """Append events, each to its partition, in order; returns their event ids. One
+        script call per shard (`shared/lua/append_events.lua`), not one XADD each: redis-py
+        spent about 20 us of an ingester's CPU per command in a pipeline (packing it, parsing
+        its reply), most of what feeding 5,000 events/s cost. A batch is not all or nothing
+        across shards: a failure raises, and events of a shard already written stay."""
         if not events:
             return []
         partitions = [self.partition_of(event) for event in events]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for event, partition in zip(events, partitions, strict=True):
-                pipe.xadd(self.keys.ingest(partition), entry_fields(event))
-            ids: list[bytes] = await pipe.execute()
+        by_shard: dict[int, list[int]] = {}  # shard -> the batch's indexes, in order
+        for i, partition in enumerate(partitions):
+            by_shard.setdefault(self.keys.shard_of(partition), []).append(i)
+        ids: list[bytes] = [b""] * len(events)
+        for indexes in by_shard.values():
+            streams: dict[int, int] = {}  # partition -> its index in KEYS (1-based)
+            args: list[EncodableT] = [EVENT_FIELD, STAMP_FIELD, SCHEMA_STAMP]
+            for i in indexes:
+                index = streams.setdefault(partitions[i], len(streams) + 1)
+                args += [index, encode_event(events[i])]
+            keys = [self.keys.ingest(p) for p in streams]
+            written: list[bytes] = await self._append(keys=keys, args=args)
+            for i, entry_id in zip(indexes, written, strict=True):
+                ids[i] = entry_id
         return [event_id(p, i) for p, i in zip(partitions, ids, strict=True)]
 
     async def ingest_lines(

@@ -551,6 +551,32 @@ def deployment_keys(partitions: int, shards: int) -> Keys:
     return Keys("bench")
 
 
+async def command_stats(redis: Redis) -> dict[str, tuple[int, int]]:
+    """Redis's own count of calls and microseconds per command so far (`INFO commandstats`;
+    a script's time includes the commands it calls, which count as their own calls too).
+    Empty on a cluster client (its INFO answers per node)."""
+    with contextlib.suppress(Exception):
+        info: Any = await redis.info("commandstats")
+        if isinstance(info, dict) and all(isinstance(v, dict) for v in info.values()):
+            return {name.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"]))
+                    for name, v in info.items()}  # fmt: skip
+    return {}
+
+
+def command_cost(
+    before: dict[str, tuple[int, int]] | None, after: dict[str, tuple[int, int]], seconds: float
+) -> dict[str, dict[str, float]]:
+    """Per command, calls per second and Redis's CPU % (100 = one core) over a window, the
+    costliest first."""
+    out: dict[str, dict[str, float]] = {}
+    for name, (calls, usec) in after.items():
+        calls0, usec0 = (before or {}).get(name, (0, 0))
+        if usec - usec0 > 0:
+            out[name] = {"calls_per_s": round((calls - calls0) / seconds),
+                         "cpu_pct": round((usec - usec0) / seconds / 1e4, 2)}  # fmt: skip
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]["cpu_pct"]))
+
+
 async def backlog(redis: Redis) -> dict[str, int | None]:
     """Ingest entries no worker has read yet, and entries in the gateway's inbox."""
     gateways = await redis.zrange(KEYS.gateways, 0, -1)
@@ -736,9 +762,11 @@ class Bench:
             pipe.send(("run", t0, t1))
         counts, published, in_window, snap0 = [0] * a.rooms, 0, 0, None
         await asyncio.sleep(start - time.time())
+        commands0: dict[str, tuple[int, int]] | None = None
         while (now := time.time()) < t1:
             if snap0 is None and now >= t0:
                 snap0 = cpu_snapshot(self.pids)
+                commands0 = await command_stats(redis)
             due = min(int((now - start) * rate) - published, max(1, int(rate * 0.1)))
             if due > 0:
                 games = [(published + j) % a.rooms for j in range(due)]
@@ -753,6 +781,7 @@ class Bench:
                 published += due
             await asyncio.sleep(max(0.0, TICK - (time.time() - now)))
         cpu = cpu_percent(snap0 or cpu_snapshot(self.pids), cpu_snapshot(self.pids))
+        commands = command_cost(commands0, await command_stats(redis), a.duration)
         behind = await backlog(redis) if a.server == "oddstream" else {}
         for pipe in self.pipes:
             pipe.send(("finish", counts, a.drain))
@@ -780,6 +809,7 @@ class Bench:
             "completeness": round(total["matched"] / max(1, total["expected"]), 4),
             "latency_ms": {k: ms(lat, v) for k, v in q.items()},
             "cpu_pct": cpu,
+            "redis_commands": commands,
             "gateway_cpu_us_per_delivery": round(cpu["gateway"] * 1e4 / max(1, rcv_rate), 2),
             # gateway + worker (the floor has no worker): the server side's CPU per delivery
             "server_cpu_us_per_delivery": round(
@@ -821,6 +851,10 @@ def print_run(r: dict[str, Any]) -> None:
           flush=True)  # fmt: skip
     print(f"  gateway CPU per delivery {r['gateway_cpu_us_per_delivery']} us; CPU % (100 = one "
           "core): " + ", ".join(f"{k} {v}" for k, v in cpu.items()), flush=True)  # fmt: skip
+    if r.get("redis_commands"):
+        print("  Redis's time per command (calls/s, % of a core): " + ", ".join(
+            f"{k} {v['calls_per_s']}/s {v['cpu_pct']}%"
+            for k, v in list(r["redis_commands"].items())[:8]), flush=True)  # fmt: skip
     if "frames_per_delivery" in r:
         print(f"  batched: {r['frames_per_delivery']} WebSocket messages per delivery",
               flush=True)  # fmt: skip
