@@ -12,9 +12,10 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from oddstream.shared.ingest import Ingester, parse_event
+from oddstream.shared.ingest import Ingester, entry_fields, parse_event
 from oddstream.shared.keys import Keys
 from oddstream.shared.settings import Settings
+from oddstream.shared.streams import event_order
 from tests.harness import Client, running_gateway, running_worker, wait_until, workers_synced
 
 SHARDS = 3
@@ -123,3 +124,27 @@ async def test_a_position_of_another_number_of_shards_is_not_recovered(
         assert len(snapshot["data"]["events"]) == SHARDS
         await a.close()
         await b.close()
+
+
+async def test_a_batch_lands_in_order_in_each_events_partition_across_shards(
+    redis_client: Redis, prefix: str
+) -> None:
+    """`Ingester.publish_many` appends a batch with one script call per shard: every event in
+    its own game's partition, in the batch's order there, stamped so that workers trust it,
+    and the returned ids are the events' own, in the batch's order."""
+    keys = Keys(prefix, 16, SHARDS)
+    games = [f"B{n}" for n in range(12)]
+    events = [odds(g, seq) for seq in range(3) for g in games]
+    ids = await Ingester(redis_client, keys).publish_many(events)
+    assert len(ids) == len(events) and len(set(ids)) == len(ids)
+    assert {keys.shard_of(int(i.split(b":")[0])) for i in ids} == set(range(SHARDS))
+    for event, event_id in zip(events, ids, strict=True):
+        partition, _, entry_id = event_id.decode().partition(":")
+        assert int(partition) == Ingester(redis_client, keys).partition_of(event)
+        [(found, fields)] = await redis_client.xrange(keys.ingest(int(partition)), entry_id,
+                                                      entry_id)  # fmt: skip
+        assert found.decode() == entry_id
+        assert fields == entry_fields(event)
+    for game in games:  # each game's events in the batch's order within its partition
+        ordered = [i for e, i in zip(events, ids, strict=True) if e.game_id == game]
+        assert ordered == sorted(ordered, key=event_order)
