@@ -11,12 +11,15 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from redis.asyncio import Redis
 
 from oddstream.shared.events import Routing, routing_of
 from oddstream.shared.ingest import parse_event
 from oddstream.shared.protocol import SubscriptionType
 from oddstream.shared.registry import FeedEntry, RoomHolding
 from oddstream.shared.rooms import ALLOWED_FILTERS, RoomSpec, parse_room
+from oddstream.shared.settings import Settings
+from oddstream.workers.consumer import Worker
 from oddstream.workers.matcher import RoomIndex
 
 T = SubscriptionType
@@ -501,3 +504,37 @@ def test_load_then_match_agrees_with_brute_force(
     assert len(index) == len(holdings)
     for routing in routings:
         assert normalized(index.match(routing)) == brute_force(holdings, routing)
+
+
+async def test_a_workers_rooms_per_routing_follow_every_change_to_the_index(
+    settings: Settings, redis_client: Redis
+) -> None:
+    """The worker keeps what an event's routing matched until its room index changes
+    (`Worker._rooms_for`): after every join, leave, expiry and reload the next event of the
+    same routing goes to exactly the rooms the index matches then."""
+    worker = Worker(settings, redis_client, worker_id="w-routes")
+    index, routing = worker.index, odds(game_id="g1")
+    game, sport = room("odds_updates", {"game_id": "g1"}), room("nba")
+
+    def check(by_gateway: dict[str, set[str]], history: set[str]) -> None:
+        for _ in range(2):  # the first answer is computed, the second kept
+            rooms, recorded = worker._rooms_for(routing)
+            assert normalized(rooms) == by_gateway
+            assert set(recorded) == history
+            assert normalized(index.match_all(routing)[0]) == by_gateway
+
+    check({}, set())
+    index.join(game.room_id, game, "gw1")
+    check({"gw1": {game.room_id}}, {game.room_id})
+    index.join(sport.room_id, sport, "gw2")
+    check({"gw1": {game.room_id}, "gw2": {sport.room_id}}, {game.room_id, sport.room_id})
+    index.join(game.room_id, game, "gw2")
+    check({"gw1": {game.room_id}, "gw2": {game.room_id, sport.room_id}},
+          {game.room_id, sport.room_id})  # fmt: skip
+    index.leave(game.room_id, "gw1")
+    index.leave(game.room_id, "gw2")  # no holder left: it lingers, its history still records
+    check({"gw2": {sport.room_id}}, {game.room_id, sport.room_id})
+    index.expire(game.room_id)
+    check({"gw2": {sport.room_id}}, {sport.room_id})
+    index.load({})
+    check({}, set())
