@@ -64,3 +64,28 @@ def test_the_cluster_benchmark_runs_both_setups_side_by_side() -> None:
         assert row["completeness"] == 1.0, row
         assert row["delivered_per_s"] > 0 and row["latency_ms"]["p99"] is not None
     assert "cluster / one Redis" in done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_side_by_side_comparison_runs_both_commits_with_equal_payloads() -> None:
+    """`tests.benchmarks.compare` at a small scale against the commit before the delivery
+    guarantees (#10's speed point is measured with it): both sides' code starts from its own
+    worktree, delivers every event, carries events padded to the same size, and the summary
+    holds both medians and their ratio. Needs the repository's history (a clone has it)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.benchmarks.compare", "--baseline", "4839950",
+         "--rounds", "1", "--rates", "300", "--clients", "40", "--rooms", "4",
+         "--duration", "2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["config"]["payload"] >= 300  # the candidate's smallest odds event (#14)
+    assert f"--payload {report['config']['payload']}" in done.stdout
+    for side in ("baseline", "candidate"):
+        (run,) = report["runs"][side]
+        assert run["completeness_at_first_rate"] == 1.0, (side, run)
+        assert run["delivered_per_s_at_first_rate"] > 0 and run["p99_ms_at_first_rate"] > 0
+    for figure in report["summary"].values():
+        assert math.isfinite(figure["ratio"]) and figure["ratio"] > 0, figure

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -37,7 +36,7 @@ import redis
 from oddstream.embedded import EmbeddedRedis
 from tests.benchmarks.load import machine
 
-SCRIPT = Path(os.environ.get("COMMIT_SCRIPT") or Path(__file__).resolve().parents[2] / "workers" / "lua" / "commit.lua")
+SCRIPT = Path(__file__).resolve().parents[2] / "workers" / "lua" / "commit.lua"
 
 #: Variant -> (what to replace, with what): each cuts one more part than the one before.
 CUTS: dict[str, list[tuple[str, str]]] = {

@@ -19,6 +19,13 @@ read (per-kind streams before partitions, partitions after). The figures per sid
   >= 97% of the offered deliveries per second at every rate): its ceiling is then above the
   figure, which is the feeder's (it shares the 2 cores too).
 
+Both sides get events of the same size: `--payload` (default: the larger side's smallest odds
+event, each side's feeder padding its events up to it). The odds formats (#14) put every
+price in three formats into the event, so the candidate's smallest odds event is 300 bytes of
+JSON against the baseline's 165 at the load benchmark's default of 200; compared at the
+default, the candidate would carry half as many bytes again per frame for a reason that is not
+the change measured. `--payload 200` gives that comparison.
+
 It prints each run, then the median of the rounds per side and the ratio candidate/baseline,
 and whether the candidate stays within `--tolerance` (10%): p99 at most 1.1x, saturation at
 least 0.9x. The machine is shared (2 cores) and its speed drifts, so alternating and taking

@@ -22,9 +22,11 @@ of their room), waiting up to --drain s for stragglers; latency = receive time (
 -> worker -> Redis -> gateway -> client); CPU % per process (100 = one core) and for the machine
 (busy, softirq, steal: % of all cores; `other`: busy cores not used by our processes, e.g. other
 programs); backlog at the window's end (ingest entries the worker has not read, gateway inbox
-length), which shows the stage that fell behind. Memory: the gateway's VmRSS with N idle
-subscribed connections minus before (after one throw-away connection, so one-time lazy state is
-in the baseline), divided by N.
+length), which shows the stage that fell behind; Redis's own time per command over the
+window (`INFO commandstats`: calls/s and % of a core, a script's time including the commands
+it calls, which are also counted as their own), which shows what Redis spends its CPU on.
+Memory: the gateway's VmRSS with N idle subscribed connections minus before (after one
+throw-away connection, so one-time lazy state is in the baseline), divided by N.
 
 The clients are a minimal RFC 6455 client on `asyncio.Protocol`, not aiohttp, so that the load
 generator does not compete with the gateway for the cores it is measuring: on a 2-core machine
