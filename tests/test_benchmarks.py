@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -81,8 +82,10 @@ def test_the_side_by_side_comparison_runs_both_commits_with_equal_payloads() -> 
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert report["config"]["payload"] >= 300  # the candidate's smallest odds event (#14)
-    assert f"--payload {report['config']['payload']}" in done.stdout
+    smallest = [int(m) for m in re.findall(r"its smallest odds event: (\d+) B", done.stdout)]
+    assert len(smallest) == 2 and smallest[1] > smallest[0]  # #14's prices in three formats
+    assert report["config"]["payload"] == max(smallest)
+    assert done.stdout.count(f"--payload {max(smallest)}") == 2  # both sides padded to it
     for side in ("baseline", "candidate"):
         (run,) = report["runs"][side]
         assert run["completeness_at_first_rate"] == 1.0, (side, run)
