@@ -150,10 +150,11 @@ class Ingester:
 
     async def publish_many(self, events: Sequence[IngestEvent]) -> list[bytes]:
         """Append events, each to its partition, in order; returns their event ids. One
-        script call per shard (`shared/lua/append_events.lua`), not one XADD each: redis-py
-        spent about 20 us of an ingester's CPU per command in a pipeline (packing it, parsing
-        its reply), most of what feeding 5,000 events/s cost. A batch is not all or nothing
-        across shards: a failure raises, and events of a shard already written stay."""
+        script call per shard (`shared/lua/append_events.lua`), not one XADD each: a
+        pipelined XADD cost redis-py about 16 us of the ingester's CPU (packing it, parsing its
+        reply), half of what publishing an event cost (35 us per event, encoding included;
+        19 us with the script). A batch is not all or nothing across shards: a failure
+        raises, and events of a shard already written stay."""
         if not events:
             return []
         partitions = [self.partition_of(event) for event in events]
