@@ -141,8 +141,8 @@ async def test_a_batch_lands_in_order_in_each_events_partition_across_shards(
     for event, event_id in zip(events, ids, strict=True):
         partition, _, entry_id = event_id.decode().partition(":")
         assert int(partition) == Ingester(redis_client, keys).partition_of(event)
-        [(found, fields)] = await redis_client.xrange(keys.ingest(int(partition)), entry_id,
-                                                      entry_id)  # fmt: skip
+        stored: Any = await redis_client.xrange(keys.ingest(int(partition)), entry_id, entry_id)
+        [(found, fields)] = stored
         assert found.decode() == entry_id
         assert fields == entry_fields(event)
     for game in games:  # each game's events in the batch's order within its partition
