@@ -40,8 +40,8 @@ __all__ = [
 ]
 
 
-#: The batch append (its header comment says KEYS/ARGV).
-_SCRIPT = Path(__file__).with_name("lua") / "append_events.lua"
+#: The batch append (its header comment says KEYS/ARGV), read once.
+_APPEND_EVENTS = (Path(__file__).with_name("lua") / "append_events.lua").read_text()
 
 
 class EventError(ValueError):
@@ -133,7 +133,7 @@ class Ingester:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
-        self._append = redis.register_script(_SCRIPT.read_text())
+        self._append = redis.register_script(_APPEND_EVENTS)
 
     def partition_of(self, event: IngestEvent) -> int:
         return partition_of(event, self.keys.partitions)
