@@ -148,3 +148,25 @@ async def test_a_batch_lands_in_order_in_each_events_partition_across_shards(
     for game in games:  # each game's events in the batch's order within its partition
         ordered = [i for e, i in zip(events, ids, strict=True) if e.game_id == game]
         assert ordered == sorted(ordered, key=event_order)
+
+
+async def test_the_ingester_loads_its_script_again_after_redis_lost_it(
+    redis_client: Redis, prefix: str
+) -> None:
+    """A restarted Redis has no scripts cached: the next append loads the batch script again
+    and lands, for a batch and for one event sent to a partition of the caller's choice (the
+    gateway's canaries), in the partition asked for."""
+    keys = Keys(prefix, 16, SHARDS)
+    ingester = Ingester(redis_client, keys)
+    await ingester.publish_many([odds("R1", 1)])
+    await redis_client.script_flush()
+    [batch_id] = await ingester.publish_many([odds("R1", 2)])
+    await redis_client.script_flush()
+    override = (ingester.partition_of(odds("R1", 3)) + 1) % keys.partitions
+    single_id = await ingester.publish(odds("R1", 3), partition=override)
+    assert int(single_id.split(b":")[0]) == override
+    for event_id_, seq in ((batch_id, 2), (single_id, 3)):
+        partition, _, entry_id = event_id_.decode().partition(":")
+        stored: Any = await redis_client.xrange(keys.ingest(int(partition)), entry_id, entry_id)
+        [(_, fields)] = stored
+        assert fields == entry_fields(odds("R1", seq))
