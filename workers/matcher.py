@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections import defaultdict
 from collections.abc import Iterator
+from functools import lru_cache
 
 from oddstream.shared.events import EventKind, Routing
 from oddstream.shared.protocol import SPORT_TYPES, SubscriptionType
@@ -27,10 +28,17 @@ _PLAIN_TYPES_OF_KIND: dict[EventKind, tuple[SubscriptionType, ...]] = {
     for kind in EventKind
 }
 
-#: The room types an event of a kind and sport can match (`RoomIndex._types_for`), looked up
-#: once per kind and sport, not per event (the enum lookup by value was ~1 µs per event).
-_types_of_sport: dict[tuple[EventKind, str], tuple[SubscriptionType, ...]] = {}
-_TYPES_OF_SPORT_SIZE = 1024
+
+@lru_cache(maxsize=1024)  # sports are free text: bounded
+def _types_of_sport(kind: EventKind, sport: str) -> tuple[SubscriptionType, ...]:
+    """The room types an event of a kind and sport can match, worked out once per kind and
+    sport, not per event (the enum lookup by value was ~1 µs per event)."""
+    types = _PLAIN_TYPES_OF_KIND[kind]
+    with contextlib.suppress(ValueError):
+        sport_type = SubscriptionType(sport.lower())
+        if sport_type in SPORT_TYPES:
+            return (*types, sport_type)
+    return types
 
 
 class _TypeIndex:
@@ -174,18 +182,7 @@ class RoomIndex:
             return (event.broadcast_to,)
         if event.sport is None or event.kind is EventKind.PORTFOLIO:
             return _PLAIN_TYPES_OF_KIND[event.kind]
-        key = (event.kind, event.sport)
-        types = _types_of_sport.get(key)
-        if types is None:
-            types = _PLAIN_TYPES_OF_KIND[event.kind]
-            with contextlib.suppress(ValueError):
-                sport_type = SubscriptionType(event.sport.lower())
-                if sport_type in SPORT_TYPES:
-                    types = (*types, sport_type)
-            if len(_types_of_sport) >= _TYPES_OF_SPORT_SIZE:  # sports are free text: bounded
-                _types_of_sport.clear()
-            _types_of_sport[key] = types
-        return types
+        return _types_of_sport(event.kind, event.sport)
 
     def match(self, event: Routing) -> dict[str, list[str]]:
         """Matching rooms grouped by the gateway holding them: gateway -> room ids."""

@@ -757,7 +757,6 @@ class Bench:
     async def window(self, ingester: Ingester, redis: Redis, rate: float) -> dict[str, Any]:
         a = self.a
 
-        event = odds_event
         pad, start = "x" * max(0, a.payload - smallest_event_bytes()), time.time() + 0.3
         t0, t1 = start + a.warmup, start + a.warmup + a.duration
         for pipe in self.pipes:
@@ -774,7 +773,7 @@ class Bench:
                 games = [(published + j) % a.rooms for j in range(due)]
                 sent = time.time()
                 await ingester.publish_many(
-                    [event(g, published + j, pad, sent) for j, g in enumerate(games)]
+                    [odds_event(g, published + j, pad, sent) for j, g in enumerate(games)]
                 )
                 if t0 <= sent < t1:
                     in_window += due
@@ -816,6 +815,10 @@ class Bench:
             # gateway + worker (the floor has no worker): the server side's CPU per delivery
             "server_cpu_us_per_delivery": round(
                 (cpu["gateway"] + cpu.get("worker", 0.0)) * 1e4 / max(1, rcv_rate), 2
+            ),
+            # and with Redis's: what the whole live path costs per delivery
+            "live_path_cpu_us_per_delivery": round(
+                (cpu["gateway"] + cpu.get("worker", 0.0) + cpu["redis"]) * 1e4 / max(1, rcv_rate), 2
             ),
             "backlog_at_end": behind,
             "closed_connections": sum(r["closed"] for r in res),
