@@ -196,6 +196,7 @@ class Window:
     received: int = 0  # frames received during [t0, t1)
     matched: int = 0  # frames of events sent during [t0, t1), whenever received
     latencies: array[float] = field(default_factory=lambda: array("d"))
+    sent: array[float] = field(default_factory=lambda: array("d"))  # each latency's sent_at
     frame_bytes: int = 0
     wire_bytes: int = 0  # --compress: header + payload of the compressed data frames matched
     wire_frames: int = 0
@@ -371,6 +372,7 @@ class WSClient(asyncio.Protocol):
             if w.t0 <= sent < w.t1:
                 matched += 1
                 w.latencies.append(now - sent)
+                w.sent.append(sent)
             i = data.find(b'"sent_at":', stop, end) + 10 if many else 0
         if matched:
             w.matched += matched
@@ -474,6 +476,7 @@ async def clients_async(
             shared.window = Window()
             result = {"received": w.received, "matched": w.matched, "expected": expected}
             result |= {"frame_bytes": w.frame_bytes, "closed": shared.closed, "lat": w.latencies}
+            result |= {"sent": w.sent}
             if compress:
                 result |= {"wire_bytes": w.wire_bytes, "wire_frames": w.wire_frames}
             if batch:
@@ -531,6 +534,18 @@ async def until(what: str, timeout: float, check: Callable[[], Awaitable[bool]])
 
 def ms(values: Sequence[float], q: float) -> float | None:  # `values` sorted, in seconds
     return round(1000 * values[min(len(values) - 1, int(q * len(values)))], 2) if values else None
+
+
+def latency_by_second(
+    res: Sequence[dict[str, Any]], t0: float, duration: float
+) -> list[float | None]:
+    """The p99 latency of the events sent in each second of the window: whether the tail is
+    steady or a few stalls (one 100 ms stall in a 10 s window is 1% of its deliveries)."""
+    seconds: list[list[float]] = [[] for _ in range(max(1, int(duration)))]
+    for r in res:
+        for sent, latency in zip(r["sent"], r["lat"], strict=True):
+            seconds[min(len(seconds) - 1, int(sent - t0))].append(latency)
+    return [ms(sorted(values), 0.99) for values in seconds]
 
 
 def inbox_key(gateway_id: str) -> str:
@@ -791,6 +806,7 @@ class Bench:
             raise RuntimeError(f"client process failed: {failed}")
         res = [r[1] for r in replies]
         lat = sorted(x for r in res for x in r["lat"])
+        by_second = latency_by_second(res, t0, a.duration)
         total = {k: sum(r[k] for r in res) for k in ("received", "matched", "expected")}
         rcv_rate = round(total["received"] / a.duration)
         q = {"p50": 0.5, "p95": 0.95, "p99": 0.99, "max": 1.0}
@@ -809,6 +825,7 @@ class Bench:
             "delivered_per_s": rcv_rate,
             "completeness": round(total["matched"] / max(1, total["expected"]), 4),
             "latency_ms": {k: ms(lat, v) for k, v in q.items()},
+            "p99_ms_by_second": by_second,
             "cpu_pct": cpu,
             "redis_commands": commands,
             "gateway_cpu_us_per_delivery": round(cpu["gateway"] * 1e4 / max(1, rcv_rate), 2),
@@ -856,6 +873,9 @@ def print_run(r: dict[str, Any]) -> None:
           flush=True)  # fmt: skip
     print(f"  gateway CPU per delivery {r['gateway_cpu_us_per_delivery']} us; CPU % (100 = one "
           "core): " + ", ".join(f"{k} {v}" for k, v in cpu.items()), flush=True)  # fmt: skip
+    if r.get("p99_ms_by_second"):
+        print("  p99 ms by second of the window: " + " ".join(
+            str(v) for v in r["p99_ms_by_second"]), flush=True)  # fmt: skip
     if r.get("redis_commands"):
         print("  Redis's time per command (calls/s, % of a core): " + ", ".join(
             f"{k} {v['calls_per_s']}/s {v['cpu_pct']}%"
