@@ -111,6 +111,7 @@ class GatewayMetrics:
                 "canaries",
                 "errors",
                 "stale",
+                "commits",
             ):
                 self.worker_events.labels(worker_id, stage).set(info.get(stage, 0))
         for name, figures in streams.items():

@@ -14,7 +14,12 @@ from oddstream.shared.ingest import Ingester, parse_event
 from oddstream.shared.keys import Keys
 from oddstream.shared.redis import create_redis
 from oddstream.shared.settings import Settings
-from oddstream.shared.streams import Delivery, decode_inbox_entry
+from oddstream.shared.streams import (
+    Delivery,
+    decode_inbox_entry,
+    game_partition_key,
+    partition_for,
+)
 from oddstream.workers.consumer import Worker
 from tests.harness import Client, running_gateway, running_worker, wait_until, workers_synced
 
@@ -338,3 +343,34 @@ async def test_a_stopped_worker_leaves_no_read_or_commit_of_its_on_its_way(
         assert time.monotonic() - started < 5.0
     finally:
         await redis.aclose()
+
+
+async def test_one_ingest_batch_over_several_partitions_is_committed_once(
+    settings: Settings, redis_client: Redis, keys: Keys
+) -> None:
+    """The ingester appends a batch to all its partitions at once, but Redis before 7.2
+    answers a blocked XREAD with the one stream that woke it: the worker reads what the other
+    partitions hold before it commits, so the batch costs one commit, not one per wake-up and
+    another for the rest."""
+    shard = 0
+    partitions = keys.partitions_of(shard)
+    assert len(partitions) >= 2, "the test needs a shard of several partitions"
+    games: dict[int, str] = {}
+    for n in range(1000):  # one game per partition of the shard
+        game = f"OB{n}"
+        partition = partition_for(game_partition_key(game), keys.partitions)
+        if partition in partitions:
+            games.setdefault(partition, game)
+    assert len(games) == len(partitions)
+    ingester = Ingester(redis_client, keys)
+    async with running_worker(settings) as worker:
+        await wait_until(lambda: worker.leases.owned >= set(partitions), message="leases")
+        await ingester.publish(parse_event(odds(games[partitions[0]], "NBA")))
+        await wait_until(lambda: worker.stats.processed == 1, message="a first event")
+        await asyncio.sleep(0.2)  # the consumer waits in its blocking read again
+        commits = worker.stats.commits
+        batch = [parse_event(odds(game, "NBA", price=-100 - i)) for i, game in
+                 enumerate(list(games.values()) * 3)]  # fmt: skip
+        await ingester.publish_many(batch)
+        await wait_until(lambda: worker.stats.processed == 1 + len(batch), message="the batch")
+        assert worker.stats.commits == commits + 1

@@ -114,6 +114,7 @@ class WorkerStats:
     canaries: int = 0
     errors: int = 0
     stale: int = 0  # partitions a commit skipped because an earlier one did not land
+    commits: int = 0  # commits that wrote at least one partition (events per commit: cost)
     arbitrage: int = 0  # arbitrage events published (workers.arbitrage)
 
     def add_committed(self, tally: WorkerStats) -> None:
@@ -686,15 +687,15 @@ class ShardConsumer:
         # a partition the lease loop took during the await above stays for the next round.
         leases.acquired -= set(acquired)
 
-    def _read(self) -> asyncio.Future[Any]:
+    def _read(self, *, wait: bool = True) -> asyncio.Future[Any]:
         """Ask for the next read of this shard's owned partitions, from where reading got to
-        (one XREAD: they share the shard's slot)."""
+        (one XREAD: they share the shard's slot); with `wait` false, what is there now."""
         w = self.worker
         streams: dict[KeyT, StreamIdT] = {
             w.keys.ingest(p): cursor for p, cursor in sorted(self._cursors.items())
         }
         # Short enough to act on a new lease within a lease round.
-        block = min(w.settings.worker_block_ms, int(w.leases.interval * 1000))
+        block = min(w.settings.worker_block_ms, int(w.leases.interval * 1000)) if wait else None
 
         async def read() -> Any:  # redis-py's command made inside: a cancel before it starts
             return await w.redis.xread(  # leaves no coroutine unawaited
@@ -712,18 +713,19 @@ class ShardConsumer:
             reply: Any = await ahead[1]
         else:
             reply = await self._read()
-        reads: list[Read] = []
-        for stream, entries in reply or []:
-            partition = int(stream.rsplit(b":", 1)[1])
-            if partition in self._cursors and entries:
-                reads.append((partition, self._cursors[partition], entries))
-                self._cursors[partition] = entries[-1][0]  # read up to here
+        reads: dict[int, Read] = {}
+        self._take(reply, reads)
+        if reply and len(reply) == 1 and len(self._cursors) > 1:
+            # Redis before 7.2 answers a blocked XREAD with the one stream that woke it,
+            # though one ingest batch lands in several partitions at once: what the others
+            # hold now joins this read, so the batch costs one commit, not two.
+            self._take(await self._read(wait=False), reads)
         if not reads:
             if await self._settle():
                 self._reread()
             return
         async with self.worker.index_lock:
-            commit = self.worker.match(self.shard, reads)
+            commit = self.worker.match(self.shard, list(reads.values()))
             # Earlier commits ran in Redis while this read was matched. Sent after one that
             # failed or was skipped, this one would only be skipped too (its cursors would
             # not match): read again from the committed cursors instead.
@@ -740,6 +742,19 @@ class ShardConsumer:
             self._ahead = (self._generation, self._read())
             previous = self._in_flight[-1] if self._in_flight else None
             self._in_flight.append(asyncio.ensure_future(self._send(commit, previous)))
+
+    def _take(self, reply: Any, reads: dict[int, Read]) -> None:
+        """Add an XREAD reply's entries to `reads` (one per partition, from the cursor its
+        first entry was read after) and move the cursors past them."""
+        for stream, entries in reply or []:
+            partition = int(stream.rsplit(b":", 1)[1])
+            if partition in self._cursors and entries:
+                taken = reads.get(partition)
+                if taken is None:
+                    reads[partition] = (partition, self._cursors[partition], entries)
+                else:
+                    taken[2].extend(entries)
+                self._cursors[partition] = entries[-1][0]  # read up to here
 
     def _troubled(self) -> bool:
         """Whether a commit that landed failed or found a partition lost or stale (left in
@@ -809,6 +824,8 @@ class ShardConsumer:
         for partition, tally in batch.tallies.items():
             if partition not in lost and partition not in stale:
                 w.stats.add_committed(tally)
+        if len(lost) + len(stale) < len(commit.reads):
+            w.stats.commits += 1
         if not lost and not stale:
             w.refreshes.done(batch.refreshed)
         committed = [odds for odds in batch.odds if odds[0] not in lost and odds[0] not in stale]
