@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from oddstream.shared.ingest import Ingester, parse_event
 from oddstream.shared.keys import Keys
@@ -345,6 +346,20 @@ async def test_a_stopped_worker_leaves_no_read_or_commit_of_its_on_its_way(
         await redis.aclose()
 
 
+def games_of_shard(keys: Keys, shard: int, prefix: str) -> dict[int, str]:
+    """One game (named `prefix<n>`) per ingest partition of `shard`: partition -> game."""
+    partitions = keys.partitions_of(shard)
+    assert len(partitions) >= 2, "the test needs a shard of several partitions"
+    games: dict[int, str] = {}
+    for n in range(1000):
+        game = f"{prefix}{n}"
+        partition = partition_for(game_partition_key(game), keys.partitions)
+        if partition in partitions:
+            games.setdefault(partition, game)
+    assert len(games) == len(partitions)
+    return dict(sorted(games.items()))
+
+
 async def test_one_ingest_batch_over_several_partitions_is_committed_once(
     settings: Settings, redis_client: Redis, keys: Keys
 ) -> None:
@@ -352,16 +367,8 @@ async def test_one_ingest_batch_over_several_partitions_is_committed_once(
     answers a blocked XREAD with the one stream that woke it: the worker reads what the other
     partitions hold before it commits, so the batch costs one commit, not one per wake-up and
     another for the rest."""
-    shard = 0
-    partitions = keys.partitions_of(shard)
-    assert len(partitions) >= 2, "the test needs a shard of several partitions"
-    games: dict[int, str] = {}
-    for n in range(1000):  # one game per partition of the shard
-        game = f"OB{n}"
-        partition = partition_for(game_partition_key(game), keys.partitions)
-        if partition in partitions:
-            games.setdefault(partition, game)
-    assert len(games) == len(partitions)
+    games = games_of_shard(keys, 0, "OB")
+    partitions = list(games)
     ingester = Ingester(redis_client, keys)
     async with running_worker(settings) as worker:
         await wait_until(lambda: worker.leases.owned >= set(partitions), message="leases")
@@ -374,3 +381,42 @@ async def test_one_ingest_batch_over_several_partitions_is_committed_once(
         await ingester.publish_many(batch)
         await wait_until(lambda: worker.stats.processed == 1 + len(batch), message="the batch")
         assert worker.stats.commits == commits + 1
+
+
+async def test_a_failed_read_of_the_other_partitions_loses_nothing(
+    settings: Settings, redis_client: Redis, keys: Keys
+) -> None:
+    """The read of the other partitions after a wake-up fails (Redis dropped the connection)
+    while the first partition's entries are taken but not committed: the worker reads again
+    from the committed cursors, and every event of the batch arrives once, each game in
+    order."""
+    games = games_of_shard(keys, 0, "FR")
+    async with running_gateway(settings) as gw, running_worker(settings) as worker:
+        client = await Client.connect(f"{gw.ws}/ws/v2/connect")
+        try:
+            await client.subscribe("odds_updates", sport="NBA")
+            await wait_until(lambda: workers_synced(redis_client, keys), message="worker index")
+            await wait_until(lambda: worker.leases.owned >= set(games), message="leases")
+            real, failed = worker.redis.xread, list[Any]()
+
+            async def dropped_once(streams: Any, count: Any = None, block: Any = None) -> Any:
+                if block is None and not failed:  # the read of the other partitions
+                    failed.append(streams)
+                    raise RedisConnectionError("Connection closed by server.")
+                return await real(streams, count=count, block=block)
+
+            worker.redis.xread = dropped_once  # type: ignore[method-assign,assignment]
+            batch = [parse_event(odds(game, "NBA", price=-100 - i)) for i, game in
+                     enumerate(list(games.values()) * 3)]  # fmt: skip
+            sent = await Ingester(redis_client, keys).publish_many(batch)
+            await wait_until(lambda: len(client.of("odds_update")) >= len(sent), timeout=20,
+                             message="the batch")  # fmt: skip
+            await asyncio.sleep(0.3)  # nothing more may come
+            assert len(failed) == 1 and worker.stats.errors >= 1
+            frames = client.of("odds_update")
+            assert sorted(f["event_id"] for f in frames) == sorted(i.decode() for i in sent)
+            for game in games.values():
+                prices = [f["data"]["home_price"] for f in frames if f["data"]["game_id"] == game]
+                assert prices == sorted(prices, reverse=True), f"{game} out of order"
+        finally:
+            await client.close()
